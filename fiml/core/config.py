@@ -1,0 +1,72 @@
+"""Settings, read from the environment (prefix ``FIML_``) and an optional ``.env`` file.
+
+Nothing here is read at import time: build a :class:`Settings` where you need it and
+pass it down (``SessionStore(settings=...)``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from platformdirs import user_data_dir
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings", "default_data_dir", "default_database_url"]
+
+
+def default_data_dir() -> Path:
+    """The per-user data directory where the embedded SQLite database lives."""
+    return Path(user_data_dir("fiml", appauthor=False))
+
+
+def default_database_url() -> str:
+    """``sqlite+aiosqlite:///<user data dir>/sessions.db``: the embedded default."""
+    return f"sqlite+aiosqlite:///{default_data_dir() / 'sessions.db'}"
+
+
+class Settings(BaseSettings):
+    """FIML's settings; every field can be set as ``FIML_<FIELD_NAME>``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="FIML_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    database_url: str = Field(
+        default_factory=default_database_url,
+        description="SQLAlchemy URL of the session database (SQLite or PostgreSQL).",
+    )
+    redis_url: str | None = Field(
+        default=None,
+        description="Redis URL; when set, active sessions live in Redis and archives in the "
+        "database.",
+    )
+
+    session_default_ttl_hours: float = Field(default=24, gt=0)
+    session_max_ttl_hours: float = Field(default=168, gt=0)
+    session_cleanup_interval_minutes: float = Field(default=60, gt=0)
+    session_retention_days: float = Field(default=30, gt=0)
+    session_max_queries_per_session: int = Field(default=1000, gt=0)
+    session_enable_analytics: bool = True
+
+    session_recent_queries: int = Field(
+        default=20,
+        ge=0,
+        description="How many recent queries a plain get_session loads with the session.",
+    )
+    session_archive_grace_hours: float = Field(
+        default=24,
+        gt=0,
+        description="How long Redis keeps an expired session's keys as a backstop behind "
+        "archival; Redis's own TTL never fires before expiry plus this.",
+    )
+    redis_max_connections: int = Field(default=64, gt=0)
+    database_pool_size: int = Field(default=10, gt=0)
+    database_max_overflow: int = Field(default=20, ge=0)
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        if not value.startswith(("sqlite", "postgresql")):
+            raise ValueError("database_url must be a sqlite or postgresql SQLAlchemy URL")
+        return value

@@ -1,0 +1,250 @@
+"""Every error FIML raises on purpose.
+
+Each error carries its data as attributes and builds its own message, so callers
+(the MCP layer, the CLI) can show the message as is and programs can branch on the
+class or the attributes::
+
+    FimlError
+    ├── ConfigurationError
+    │   └── MissingDependencyError        (also an ImportError)
+    ├── InvalidInputError                 .field, .value
+    │   ├── InvalidSessionIdError
+    │   ├── InvalidSessionTypeError
+    │   ├── InvalidTTLError               .minimum, .maximum
+    │   ├── ContextValueError
+    │   └── InvalidCursorError
+    ├── SessionError                      .session_id
+    │   ├── SessionNotFoundError
+    │   ├── SessionNotWritableError
+    │   │   ├── SessionExpiredError
+    │   │   ├── SessionClosedError
+    │   │   └── SessionArchivedError
+    │   ├── SessionConflictError          .expected_version, .actual_version
+    │   └── QueryLimitExceededError       .limit
+    ├── AuthError
+    │   ├── AuthenticationError
+    │   └── PermissionDeniedError
+    ├── StorageUnavailableError           .backend
+    └── MarketDataError
+        ├── SymbolNotFoundError           .symbol, .provider
+        └── ProviderUnavailableError      .provider, .reason
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+__all__ = [
+    "AuthError",
+    "AuthenticationError",
+    "ConfigurationError",
+    "ContextValueError",
+    "FimlError",
+    "InvalidCursorError",
+    "InvalidInputError",
+    "InvalidSessionIdError",
+    "InvalidSessionTypeError",
+    "InvalidTTLError",
+    "MarketDataError",
+    "MissingDependencyError",
+    "PermissionDeniedError",
+    "ProviderUnavailableError",
+    "QueryLimitExceededError",
+    "SessionArchivedError",
+    "SessionClosedError",
+    "SessionConflictError",
+    "SessionError",
+    "SessionExpiredError",
+    "SessionNotFoundError",
+    "SessionNotWritableError",
+    "StorageUnavailableError",
+    "SymbolNotFoundError",
+]
+
+_MAX_SHOWN_VALUE = 80
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    if len(text) > _MAX_SHOWN_VALUE:
+        text = text[: _MAX_SHOWN_VALUE - 3] + "..."
+    return text
+
+
+class FimlError(Exception):
+    """Root of every error FIML raises on purpose."""
+
+
+class ConfigurationError(FimlError):
+    """The settings cannot work as given (a bad URL, an unsupported scheme, ...)."""
+
+
+class MissingDependencyError(ConfigurationError, ImportError):
+    """An optional backend is configured but its driver is not installed."""
+
+    def __init__(self, package: str, extra: str) -> None:
+        self.package = package
+        self.extra = extra
+        super().__init__(
+            f"the {package!r} package is required for this backend; "
+            f"install it with: pip install 'fiml-sessions[{extra}]'"
+        )
+
+
+class InvalidInputError(FimlError, ValueError):
+    """An argument is malformed or out of range; nothing was changed."""
+
+    def __init__(self, field: str, value: Any, reason: str) -> None:
+        self.field = field
+        self.value = value
+        self.reason = reason
+        super().__init__(f"invalid {field} {_show(value)}: {reason}")
+
+
+class InvalidSessionIdError(InvalidInputError):
+    """A session id is not a UUID."""
+
+    def __init__(self, value: Any) -> None:
+        super().__init__("session_id", value, "not a valid UUID")
+
+
+class InvalidSessionTypeError(InvalidInputError):
+    """A session type is not one of :class:`fiml.sessions.models.SessionType`."""
+
+    def __init__(self, value: Any, allowed: list[str]) -> None:
+        self.allowed = allowed
+        super().__init__("session_type", value, f"must be one of {', '.join(allowed)}")
+
+
+class InvalidTTLError(InvalidInputError):
+    """A TTL or an extension is not positive or goes past the configured maximum."""
+
+    def __init__(self, field: str, value: Any, *, minimum: float, maximum: float) -> None:
+        self.minimum = minimum
+        self.maximum = maximum
+        super().__init__(
+            field, value, f"must be greater than {minimum:g} and at most {maximum:g} hours"
+        )
+
+
+class ContextValueError(InvalidInputError):
+    """A context, preference or intermediate value cannot be stored (not JSON, too large)."""
+
+
+class InvalidCursorError(InvalidInputError):
+    """A pagination cursor was not produced by this server."""
+
+    def __init__(self, value: Any) -> None:
+        super().__init__("cursor", value, "not a cursor returned by a previous page")
+
+
+class SessionError(FimlError):
+    """An operation on one session failed; ``session_id`` names it."""
+
+    def __init__(self, session_id: UUID | str, message: str) -> None:
+        self.session_id = str(session_id)
+        super().__init__(message)
+
+
+class SessionNotFoundError(SessionError, LookupError):
+    """No session with this id exists (or it is not the caller's)."""
+
+    def __init__(self, session_id: UUID | str) -> None:
+        super().__init__(session_id, f"session {session_id} not found")
+
+
+class SessionNotWritableError(SessionError):
+    """The session exists but no longer accepts writes."""
+
+
+class SessionExpiredError(SessionNotWritableError):
+    """The session is past its TTL; it stays readable until it is archived."""
+
+    def __init__(self, session_id: UUID | str) -> None:
+        super().__init__(session_id, f"session {session_id} has expired and is read-only")
+
+
+class SessionClosedError(SessionNotWritableError):
+    """The session was closed by its user; it stays readable until it is archived."""
+
+    def __init__(self, session_id: UUID | str) -> None:
+        super().__init__(session_id, f"session {session_id} is closed and is read-only")
+
+
+class SessionArchivedError(SessionNotWritableError):
+    """The session is archived; archives are read-only."""
+
+    def __init__(self, session_id: UUID | str) -> None:
+        super().__init__(session_id, f"session {session_id} is archived and is read-only")
+
+
+class SessionConflictError(SessionError):
+    """A strict update was based on an older version of the session."""
+
+    def __init__(self, session_id: UUID | str, *, expected_version: int, actual_version: int):
+        self.expected_version = expected_version
+        self.actual_version = actual_version
+        super().__init__(
+            session_id,
+            f"session {session_id} changed since it was read "
+            f"(expected version {expected_version}, found {actual_version})",
+        )
+
+
+class QueryLimitExceededError(SessionError):
+    """Tracking the query would take the session past its query limit."""
+
+    def __init__(self, session_id: UUID | str, *, limit: int) -> None:
+        self.limit = limit
+        super().__init__(
+            session_id, f"session {session_id} has reached its limit of {limit} queries"
+        )
+
+
+class AuthError(FimlError):
+    """The caller could not be identified or may not do this."""
+
+
+class AuthenticationError(AuthError):
+    """No valid credentials were presented."""
+
+
+class PermissionDeniedError(AuthError):
+    """The caller is known but lacks the role this operation needs."""
+
+    def __init__(self, action: str, role: str) -> None:
+        self.action = action
+        self.role = role
+        super().__init__(f"{action} requires the {role!r} role")
+
+
+class StorageUnavailableError(FimlError):
+    """A storage service (Redis, PostgreSQL, SQLite file) cannot be reached."""
+
+    def __init__(self, backend: str, reason: str) -> None:
+        self.backend = backend
+        self.reason = reason
+        super().__init__(f"{backend} is unavailable: {reason}")
+
+
+class MarketDataError(FimlError):
+    """A market-data lookup failed."""
+
+
+class SymbolNotFoundError(MarketDataError, LookupError):
+    """The provider does not know this symbol."""
+
+    def __init__(self, symbol: str, provider: str) -> None:
+        self.symbol = symbol
+        self.provider = provider
+        super().__init__(f"symbol {symbol!r} not found by {provider}")
+
+
+class ProviderUnavailableError(MarketDataError):
+    """The provider could not be reached or answered with something unusable."""
+
+    def __init__(self, provider: str, reason: str) -> None:
+        self.provider = provider
+        self.reason = reason
+        super().__init__(f"market-data provider {provider} is unavailable: {reason}")

@@ -1,0 +1,76 @@
+"""HTTP plumbing shared by the live providers: one client shape, one way to report failure.
+
+Every way a request can go wrong (timeout, refused connection, error status, a body that is not
+JSON) becomes a :class:`~fiml.core.errors.ProviderUnavailableError` whose reason says which.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+
+from fiml.core.errors import InvalidInputError, ProviderUnavailableError
+
+__all__ = ["DEFAULT_TIMEOUT_SECONDS", "build_client", "decode_json", "fetch", "status_reason"]
+
+DEFAULT_TIMEOUT_SECONDS = 10.0
+"""How long a live provider waits to connect, and then for each read, by default."""
+
+_STATUS_HINTS = {
+    403: "access refused",
+    418: "IP banned after too many requests",
+    429: "rate limited",
+    451: "refused from this location",
+}
+
+
+def build_client(*, timeout: float, headers: Mapping[str, str]) -> httpx.AsyncClient:
+    """An ``httpx.AsyncClient`` with one ``timeout`` (seconds) for every phase."""
+    if not timeout > 0:
+        raise InvalidInputError("timeout", timeout, "must be a positive number of seconds")
+    return httpx.AsyncClient(timeout=httpx.Timeout(timeout), headers=dict(headers))
+
+
+async def fetch(
+    client: httpx.AsyncClient, url: str, *, provider: str, params: Mapping[str, str] | None = None
+) -> httpx.Response:
+    """GET ``url``; a timeout or transport failure raises ``ProviderUnavailableError``."""
+    try:
+        return await client.get(url, params=params)
+    except httpx.TimeoutException as exc:
+        raise ProviderUnavailableError(provider, _timeout_reason(client, exc)) from exc
+    except httpx.HTTPError as exc:
+        detail = str(exc) or type(exc).__name__
+        raise ProviderUnavailableError(provider, f"request failed: {detail}") from exc
+
+
+def decode_json(response: httpx.Response, *, provider: str) -> Any:
+    """The parsed JSON body; a body that is not JSON raises ``ProviderUnavailableError``."""
+    try:
+        return response.json()
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError both are
+        raise ProviderUnavailableError(
+            provider, f"HTTP {response.status_code} response body is not valid JSON"
+        ) from exc
+
+
+def status_reason(response: httpx.Response) -> str:
+    """A reason naming an unexpected status, e.g. ``unexpected HTTP 429 (rate limited)``."""
+    code = response.status_code
+    hint = _STATUS_HINTS.get(code) or ("server error" if code >= 500 else response.reason_phrase)
+    return f"unexpected HTTP {code} ({hint})" if hint else f"unexpected HTTP {code}"
+
+
+def _timeout_reason(client: httpx.AsyncClient, exc: httpx.TimeoutException) -> str:
+    limits = {
+        httpx.ConnectTimeout: ("connecting", client.timeout.connect),
+        httpx.ReadTimeout: ("waiting for the response", client.timeout.read),
+        httpx.WriteTimeout: ("sending the request", client.timeout.write),
+        httpx.PoolTimeout: ("waiting for a free connection", client.timeout.pool),
+    }
+    phase, seconds = limits.get(type(exc), ("waiting", None))
+    if seconds is None:
+        return f"timed out {phase}"
+    return f"timed out after {seconds:g} s {phase}"

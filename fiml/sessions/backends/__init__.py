@@ -1,0 +1,42 @@
+"""Storage backends, one module each, behind :class:`~fiml.sessions.backends.base.SessionBackend`.
+
+:func:`build_backends` picks the deployment from the settings (shared design, section 3):
+SQLite or PostgreSQL alone, or Redis for active sessions with SQL as the archive.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+from sqlalchemy.engine import make_url
+
+from fiml.core.config import Settings
+from fiml.core.errors import MissingDependencyError
+from fiml.sessions.backends.base import SessionBackend
+from fiml.sessions.backends.sql import SqlBackend
+from fiml.sessions.db import create_engine
+
+__all__ = ["SessionBackend", "SqlBackend", "build_backends", "build_sql_backend"]
+
+
+def build_sql_backend(settings: Settings) -> SqlBackend:
+    """The SQL backend for ``settings.database_url``."""
+    driver = make_url(settings.database_url).get_driver_name()
+    if driver == "asyncpg" and importlib.util.find_spec("asyncpg") is None:
+        raise MissingDependencyError("asyncpg", "postgres")
+    engine = create_engine(
+        settings.database_url,
+        pool_size=settings.database_pool_size,
+        max_overflow=settings.database_max_overflow,
+    )
+    return SqlBackend(engine)
+
+
+def build_backends(settings: Settings) -> tuple[SessionBackend, SqlBackend]:
+    """The active tier and the archive tier for these settings."""
+    archive = build_sql_backend(settings)
+    if not settings.redis_url:
+        return archive, archive
+    from fiml.sessions.backends.redis import RedisBackend
+
+    return RedisBackend.from_url(settings.redis_url, settings=settings), archive

@@ -1,0 +1,161 @@
+"""The contract between :class:`~fiml.sessions.store.SessionStore` and a storage backend.
+
+A backend keeps sessions where writes are atomic per session: every write checks that the
+session exists and is writable, applies only what changed, and bumps its version, in one
+transaction (SQL) or one script (Redis). Backends never validate user input; the store
+does that before calling them.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+from uuid import UUID
+
+from fiml.core.errors import InvalidCursorError
+from fiml.sessions.models import QueryRecord, Session, SessionSummary
+
+__all__ = [
+    "HistoryCounters",
+    "ListCursor",
+    "SessionBackend",
+    "SessionChanges",
+    "WriteLimits",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class WriteLimits:
+    """What the settings allow a write to do, checked inside the atomic write."""
+
+    max_queries: int
+    max_ttl: timedelta
+
+
+@dataclass(slots=True)
+class SessionChanges:
+    """Everything one write does to a session, relative to what its writer read.
+
+    ``set_keys``/``deleted_keys`` are per state section (``context``, ``preferences``,
+    ``intermediate_results``, ``metadata``); other writers' keys are left alone.
+    """
+
+    new_queries: list[QueryRecord] = field(default_factory=list)
+    set_keys: dict[str, dict[str, Any]] = field(default_factory=dict)
+    deleted_keys: dict[str, list[str]] = field(default_factory=dict)
+    assets: list[str] | None = None
+    tags: list[str] | None = None
+    expires_at: datetime | None = None
+    extend_by: timedelta | None = None
+    close: bool = False
+    end_now: bool = False
+    touched_at: datetime | None = None
+    expected_version: int | None = None
+
+    def is_empty(self) -> bool:
+        """True when the write would change nothing but the access time."""
+        return not (
+            self.new_queries
+            or any(self.set_keys.values())
+            or any(self.deleted_keys.values())
+            or self.assets is not None
+            or self.tags is not None
+            or self.expires_at is not None
+            or self.extend_by is not None
+            or self.close
+            or self.end_now
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryCounters:
+    """A session's history counters after a write."""
+
+    total_queries: int
+    cache_hits: int
+    version: int
+
+
+@dataclass(frozen=True, slots=True)
+class ListCursor:
+    """Position after the last listed session: sessions are listed newest first."""
+
+    created_at: datetime
+    session_id: UUID
+
+    def encode(self) -> str:
+        """An opaque string for the next page."""
+        raw = json.dumps([self.created_at.isoformat(), str(self.session_id)])
+        return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, token: str) -> ListCursor:
+        """Parse a string made by :meth:`encode`; anything else is an InvalidCursorError."""
+        try:
+            padded = token + "=" * (-len(token) % 4)
+            created, sid = json.loads(base64.urlsafe_b64decode(padded.encode()))
+            return cls(datetime.fromisoformat(created), UUID(sid))
+        except (ValueError, TypeError, binascii.Error, UnicodeError):
+            raise InvalidCursorError(token) from None
+
+    @classmethod
+    def after(cls, summary: SessionSummary) -> ListCursor:
+        """The cursor that continues after ``summary``."""
+        return cls(summary.created_at, summary.id)
+
+
+class SessionBackend(Protocol):
+    """Storage for sessions; one implementation per module in this package."""
+
+    name: str
+
+    async def initialize(self) -> None:
+        """Connect, and create the schema if the backend has one and it is absent."""
+
+    async def close(self) -> None:
+        """Release connections."""
+
+    async def insert(self, session: Session) -> None:
+        """Store a new session (with any queries it already holds)."""
+
+    async def load(self, session_id: UUID, *, recent_queries: int | None) -> Session | None:
+        """A session with its ``recent_queries`` latest queries (None: all), or None."""
+
+    async def load_history(self, session_id: UUID, *, offset: int, limit: int) -> list[QueryRecord]:
+        """Queries ``offset+1 .. offset+limit`` of a session's history, oldest first."""
+
+    async def apply(
+        self, session_id: UUID, changes: SessionChanges, *, now: datetime, limits: WriteLimits
+    ) -> HistoryCounters:
+        """Apply ``changes`` atomically, or raise and change nothing.
+
+        Raises SessionNotFoundError, SessionArchivedError, SessionClosedError,
+        SessionExpiredError, SessionConflictError, QueryLimitExceededError, InvalidTTLError.
+        """
+
+    async def delete(self, session_id: UUID) -> bool:
+        """Remove a session and its history; False if there was none."""
+
+    async def list_user(
+        self,
+        user_id: str,
+        *,
+        include_archived: bool,
+        limit: int,
+        cursor: ListCursor | None,
+    ) -> list[SessionSummary]:
+        """Up to ``limit`` of a user's sessions, newest first, after ``cursor``."""
+
+    async def expired_ids(self, *, now: datetime, limit: int) -> list[UUID]:
+        """Ids of up to ``limit`` unarchived sessions whose expiry is at or before ``now``."""
+
+    async def export_sessions(self, session_ids: Sequence[UUID]) -> list[Session]:
+        """The given sessions with their whole histories (missing ids are skipped)."""
+
+    async def remove_archived(self, session_ids: Sequence[UUID]) -> int:
+        """Drop sessions that another backend has archived; returns how many were here."""

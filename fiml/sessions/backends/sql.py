@@ -1,0 +1,513 @@
+"""SQL backend on SQLAlchemy 2 async: SQLite (aiosqlite) and PostgreSQL (asyncpg).
+
+Every write is one transaction that locks the session's row first (``SELECT ... FOR
+UPDATE`` on PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite), so concurrent writers in any number
+of processes queue instead of overwriting each other. Queries are rows of their own:
+tracking one is an insert plus an update of the session's counters, whatever the history's
+length.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager, nullcontext
+from datetime import datetime, timedelta
+from typing import Any, cast
+from uuid import UUID
+
+from sqlalchemy import Row, Table, and_, delete, func, insert, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from fiml.core.errors import (
+    InvalidTTLError,
+    QueryLimitExceededError,
+    SessionArchivedError,
+    SessionClosedError,
+    SessionConflictError,
+    SessionExpiredError,
+    SessionNotFoundError,
+)
+from fiml.sessions.backends.base import (
+    HistoryCounters,
+    ListCursor,
+    SessionChanges,
+    WriteLimits,
+)
+from fiml.sessions.db import READ_ONLY_OPTION, QueryRow, SessionRecord, is_sqlite, metadata
+from fiml.sessions.models import (
+    STATE_SECTIONS,
+    AnalysisHistory,
+    QueryRecord,
+    Session,
+    SessionState,
+    SessionStatus,
+    SessionSummary,
+    SessionType,
+    utcnow,
+)
+
+__all__ = ["SqlBackend"]
+
+S = cast(Table, SessionRecord.__table__)
+Q = cast(Table, QueryRow.__table__)
+_SECTION_COLUMNS = {
+    "context": "context",
+    "preferences": "preferences",
+    "intermediate_results": "intermediate_results",
+    "metadata": "metadata",
+}
+_SUMMARY_COLUMNS = [
+    S.c.id,
+    S.c.user_id,
+    S.c.session_type,
+    S.c.assets,
+    S.c.tags,
+    S.c.created_at,
+    S.c.expires_at,
+    S.c.last_accessed_at,
+    S.c.closed_at,
+    S.c.archived_at,
+    S.c.total_queries,
+]
+_INSERT_BATCH = 500
+
+
+def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _session_values(session: Session) -> dict[str, Any]:
+    history = session.state.history
+    state = session.state
+    return {
+        "id": session.id,
+        "user_id": session.user_id,
+        "session_type": session.type.value,
+        "assets": list(session.assets),
+        "tags": list(session.tags),
+        "created_at": session.created_at,
+        "expires_at": session.expires_at,
+        "last_accessed_at": session.last_accessed_at,
+        "closed_at": session.closed_at,
+        "archived_at": session.archived_at,
+        "version": session.version,
+        "total_queries": history.total_queries,
+        "cache_hits": history.cache_hits,
+        "query_type_counts": dict(history.query_type_counts),
+        "first_query_at": history.first_query_at,
+        "last_query_at": history.last_query_at,
+        "context": state.context,
+        "preferences": state.preferences,
+        "intermediate_results": state.intermediate_results,
+        "metadata": state.metadata,
+    }
+
+
+def _query_values(session_id: UUID, seq: int, query: QueryRecord) -> dict[str, Any]:
+    return {
+        "id": query.id,
+        "session_id": session_id,
+        "seq": seq,
+        "timestamp": query.timestamp,
+        "query_type": query.query_type,
+        "parameters": query.parameters,
+        "result_summary": query.result_summary,
+        "execution_time_ms": query.execution_time_ms,
+        "cache_hit": query.cache_hit,
+    }
+
+
+def _query_from_row(row: Row[Any]) -> QueryRecord:
+    return QueryRecord.model_construct(
+        id=row.id,
+        timestamp=row.timestamp,
+        query_type=row.query_type,
+        parameters=row.parameters,
+        result_summary=row.result_summary,
+        execution_time_ms=row.execution_time_ms,
+        cache_hit=row.cache_hit,
+    )
+
+
+def _session_from_row(row: Row[Any], queries: list[QueryRecord]) -> Session:
+    history = AnalysisHistory(
+        queries=queries,
+        total_queries=row.total_queries,
+        cache_hits=row.cache_hits,
+        query_type_counts=dict(row.query_type_counts or {}),
+        first_query_at=row.first_query_at,
+        last_query_at=row.last_query_at,
+    )
+    state = SessionState(
+        context=dict(row.context or {}),
+        preferences=dict(row.preferences or {}),
+        intermediate_results=dict(row.intermediate_results or {}),
+        metadata=dict(row.metadata or {}),
+        history=history,
+    )
+    return Session(
+        id=row.id,
+        user_id=row.user_id,
+        type=SessionType(row.session_type),
+        assets=list(row.assets),
+        tags=list(row.tags or []),
+        created_at=row.created_at,
+        expires_at=row.expires_at,
+        last_accessed_at=row.last_accessed_at,
+        closed_at=row.closed_at,
+        archived_at=row.archived_at,
+        version=row.version,
+        state=state,
+    )
+
+
+def summary_from_row(row: Row[Any], now: datetime) -> SessionSummary:
+    """A listing entry from a ``sessions`` row (no history is read)."""
+    expired = row.expires_at <= now
+    if row.archived_at is not None:
+        status = SessionStatus.ARCHIVED
+    elif row.closed_at is not None:
+        status = SessionStatus.CLOSED
+    else:
+        status = SessionStatus.EXPIRED if expired else SessionStatus.ACTIVE
+    return SessionSummary(
+        id=row.id,
+        user_id=row.user_id,
+        type=SessionType(row.session_type),
+        assets=list(row.assets),
+        tags=list(row.tags or []),
+        status=status,
+        created_at=row.created_at,
+        expires_at=row.expires_at,
+        last_accessed_at=row.last_accessed_at,
+        closed_at=row.closed_at,
+        archived_at=row.archived_at,
+        total_queries=row.total_queries,
+        is_expired=expired,
+        is_archived=row.archived_at is not None,
+    )
+
+
+def check_writable(session_id: UUID, row: Any, now: datetime) -> None:
+    """Raise the error that says why this session row no longer accepts writes."""
+    if row.archived_at is not None:
+        raise SessionArchivedError(session_id)
+    if row.closed_at is not None:
+        raise SessionClosedError(session_id)
+    if row.expires_at <= now:
+        raise SessionExpiredError(session_id)
+
+
+def new_expiry(
+    current: datetime, changes: SessionChanges, now: datetime, max_ttl: timedelta
+) -> datetime | None:
+    """The expiry a write sets, checked against the maximum TTL; None if unchanged."""
+    hours = max_ttl.total_seconds() / 3600
+    if changes.extend_by is not None:
+        target = current + changes.extend_by
+        if target - now > max_ttl:
+            room = max((max_ttl - (current - now)).total_seconds() / 3600, 0.0)
+            raise InvalidTTLError(
+                "hours", changes.extend_by.total_seconds() / 3600, minimum=0, maximum=room
+            )
+        return target
+    if changes.expires_at is not None and changes.expires_at != current:
+        if changes.expires_at <= now or changes.expires_at - now > max_ttl:
+            remaining = (changes.expires_at - now).total_seconds() / 3600
+            raise InvalidTTLError("ttl_hours", round(remaining, 6), minimum=0, maximum=hours)
+        return changes.expires_at
+    return None
+
+
+class SqlBackend:
+    """Sessions in a SQL database; also the archive of every deployment."""
+
+    def __init__(self, engine: AsyncEngine, *, create_schema: bool = True) -> None:
+        self.engine = engine
+        self.name = engine.dialect.name
+        self._create_schema = create_schema
+        self._reader = engine.execution_options(**{READ_ONLY_OPTION: True})
+        # SQLite has one writer at a time anyway; queueing in-process writers here spares
+        # them SQLite's sleep-and-retry busy handler. Other processes still wait on the
+        # file lock, so this lock is an optimisation, not what makes writes safe.
+        self._write_lock = asyncio.Lock() if is_sqlite(engine) else None
+
+    async def initialize(self) -> None:
+        """Create the tables if they are absent."""
+        if self._create_schema:
+            async with self.engine.begin() as conn:
+                await conn.run_sync(metadata.create_all)
+
+    async def close(self) -> None:
+        """Dispose of the connection pool."""
+        await self.engine.dispose()
+
+    @asynccontextmanager
+    async def _write(self) -> AsyncIterator[AsyncConnection]:
+        async with self._write_lock or nullcontext(), self.engine.begin() as conn:
+            yield conn
+
+    def _insert(self, table: Any) -> Any:
+        dialect = postgresql if self.name == "postgresql" else sqlite
+        return dialect.insert(table)
+
+    async def insert(self, session: Session) -> None:
+        """Store a new session and any queries it already holds."""
+        async with self._write() as conn:
+            await conn.execute(insert(S), [_session_values(session)])
+            queries = session.state.history.queries
+            if queries:
+                start = session.state.history.total_queries - len(queries) + 1
+                rows = [_query_values(session.id, start + i, q) for i, q in enumerate(queries)]
+                await conn.execute(insert(Q), rows)
+
+    async def load(self, session_id: UUID, *, recent_queries: int | None) -> Session | None:
+        """A session with its latest ``recent_queries`` queries (None: the whole history)."""
+        async with self._reader.connect() as conn:
+            row = (await conn.execute(select(S).where(S.c.id == session_id))).first()
+            if row is None:
+                return None
+            stmt = select(Q).where(Q.c.session_id == session_id)
+            if recent_queries is None:
+                rows = (await conn.execute(stmt.order_by(Q.c.seq))).all()
+            elif recent_queries > 0:
+                lowest = row.total_queries - recent_queries
+                stmt = stmt.where(Q.c.seq > lowest).order_by(Q.c.seq)
+                rows = (await conn.execute(stmt)).all()
+            else:
+                rows = []
+        return _session_from_row(row, [_query_from_row(r) for r in rows])
+
+    async def load_history(self, session_id: UUID, *, offset: int, limit: int) -> list[QueryRecord]:
+        """Queries ``offset+1 .. offset+limit``, oldest first."""
+        stmt = (
+            select(Q)
+            .where(Q.c.session_id == session_id, Q.c.seq > offset, Q.c.seq <= offset + limit)
+            .order_by(Q.c.seq)
+        )
+        async with self._reader.connect() as conn:
+            rows = (await conn.execute(stmt)).all()
+        return [_query_from_row(r) for r in rows]
+
+    async def apply(
+        self, session_id: UUID, changes: SessionChanges, *, now: datetime, limits: WriteLimits
+    ) -> HistoryCounters:
+        """Apply one write atomically under the session's row lock."""
+        async with self._write() as conn:
+            row = (
+                await conn.execute(select(S).where(S.c.id == session_id).with_for_update())
+            ).first()
+            if row is None:
+                raise SessionNotFoundError(session_id)
+            check_writable(session_id, row, now)
+            if changes.expected_version is not None and changes.expected_version != row.version:
+                raise SessionConflictError(
+                    session_id,
+                    expected_version=changes.expected_version,
+                    actual_version=row.version,
+                )
+            values: dict[str, Any] = {"version": row.version + 1}
+            total, hits = await self._add_queries(conn, row, changes.new_queries, limits, values)
+            self._merge_sections(row, changes, values)
+            expiry = new_expiry(row.expires_at, changes, now, limits.max_ttl)
+            if expiry is not None:
+                values["expires_at"] = expiry
+            if changes.assets is not None:
+                values["assets"] = changes.assets
+            if changes.tags is not None:
+                values["tags"] = changes.tags
+            if changes.close:
+                values["closed_at"] = now
+            if changes.close or changes.end_now:
+                values["expires_at"] = min(values.get("expires_at", row.expires_at), now)
+            values["last_accessed_at"] = max(row.last_accessed_at, changes.touched_at or now)
+            await conn.execute(update(S).where(S.c.id == session_id).values(**values))
+        return HistoryCounters(total_queries=total, cache_hits=hits, version=values["version"])
+
+    async def _add_queries(
+        self,
+        conn: AsyncConnection,
+        row: Row[Any],
+        queries: list[QueryRecord],
+        limits: WriteLimits,
+        values: dict[str, Any],
+    ) -> tuple[int, int]:
+        if not queries:
+            return row.total_queries, row.cache_hits
+        ids = [q.id for q in queries]
+        seen = set(
+            (
+                await conn.execute(select(Q.c.id).where(Q.c.session_id == row.id, Q.c.id.in_(ids)))
+            ).scalars()
+        )
+        fresh = [q for q in dict((q.id, q) for q in queries).values() if q.id not in seen]
+        if not fresh:
+            return row.total_queries, row.cache_hits
+        total = row.total_queries + len(fresh)
+        if total > limits.max_queries:
+            raise QueryLimitExceededError(row.id, limit=limits.max_queries)
+        start = row.total_queries + 1
+        await conn.execute(
+            insert(Q), [_query_values(row.id, start + i, q) for i, q in enumerate(fresh)]
+        )
+        hits = row.cache_hits + sum(q.cache_hit for q in fresh)
+        counts = dict(row.query_type_counts or {})
+        for q in fresh:
+            counts[q.query_type] = counts.get(q.query_type, 0) + 1
+        stamps = [q.timestamp for q in fresh]
+        first = min([*stamps, *filter(None, [row.first_query_at])])
+        last = max([*stamps, *filter(None, [row.last_query_at])])
+        values.update(
+            total_queries=total,
+            cache_hits=hits,
+            query_type_counts=counts,
+            first_query_at=first,
+            last_query_at=last,
+        )
+        return total, hits
+
+    @staticmethod
+    def _merge_sections(row: Row[Any], changes: SessionChanges, values: dict[str, Any]) -> None:
+        for section in STATE_SECTIONS:
+            sets = changes.set_keys.get(section) or {}
+            deletes = changes.deleted_keys.get(section) or []
+            if not sets and not deletes:
+                continue
+            column = _SECTION_COLUMNS[section]
+            merged = dict(getattr(row, column) or {})
+            merged.update(sets)
+            for key in deletes:
+                merged.pop(key, None)
+            values[column] = merged
+
+    async def delete(self, session_id: UUID) -> bool:
+        """Delete a session and its queries."""
+        async with self._write() as conn:
+            await conn.execute(delete(Q).where(Q.c.session_id == session_id))
+            result = await conn.execute(delete(S).where(S.c.id == session_id))
+        return bool(result.rowcount)
+
+    async def list_user(
+        self,
+        user_id: str,
+        *,
+        include_archived: bool,
+        limit: int,
+        cursor: ListCursor | None,
+    ) -> list[SessionSummary]:
+        """A page of a user's sessions, newest first, through the (user, created) index."""
+        stmt = select(*_SUMMARY_COLUMNS).where(S.c.user_id == user_id)
+        if not include_archived:
+            stmt = stmt.where(S.c.archived_at.is_(None))
+        if cursor is not None:
+            stmt = stmt.where(
+                or_(
+                    S.c.created_at < cursor.created_at,
+                    and_(S.c.created_at == cursor.created_at, S.c.id < cursor.session_id),
+                )
+            )
+        stmt = stmt.order_by(S.c.created_at.desc(), S.c.id.desc()).limit(limit)
+        async with self._reader.connect() as conn:
+            rows = (await conn.execute(stmt)).all()
+        now = utcnow()
+        return [summary_from_row(r, now) for r in rows]
+
+    async def expired_ids(self, *, now: datetime, limit: int) -> list[UUID]:
+        """Unarchived sessions past expiry, through the partial expiry index."""
+        stmt = (
+            select(S.c.id)
+            .where(S.c.archived_at.is_(None), S.c.expires_at <= now)
+            .order_by(S.c.expires_at)
+            .limit(limit)
+        )
+        async with self._reader.connect() as conn:
+            return list((await conn.execute(stmt)).scalars())
+
+    async def export_sessions(self, session_ids: Sequence[UUID]) -> list[Session]:
+        """Sessions with their whole histories."""
+        sessions = []
+        for session_id in session_ids:
+            session = await self.load(session_id, recent_queries=None)
+            if session is not None:
+                sessions.append(session)
+        return sessions
+
+    async def remove_archived(self, session_ids: Sequence[UUID]) -> int:
+        """Delete sessions by id (used when another backend holds the archive)."""
+        removed = 0
+        for session_id in session_ids:
+            removed += await self.delete(session_id)
+        return removed
+
+    async def archive_in_place(self, session_ids: Sequence[UUID], *, now: datetime) -> int:
+        """Mark expired sessions archived; each one is counted by exactly one caller."""
+        if not session_ids:
+            return 0
+        stmt = (
+            update(S)
+            .where(S.c.id.in_(list(session_ids)), S.c.archived_at.is_(None), S.c.expires_at <= now)
+            .values(archived_at=now, version=S.c.version + 1)
+        )
+        async with self._write() as conn:
+            result = await conn.execute(stmt)
+        return int(result.rowcount)
+
+    async def import_archived(self, sessions: Sequence[Session], *, archived_at: datetime) -> int:
+        """Copy sessions from the active tier into the archive; re-copying adds nothing.
+
+        Returns how many sessions this call inserted, so concurrent archivers of the same
+        sessions count each one once between them.
+        """
+        inserted = 0
+        async with self._write() as conn:
+            for batch in _chunks(list(sessions), _INSERT_BATCH):
+                rows = []
+                for session in batch:
+                    values = _session_values(session)
+                    values["archived_at"] = values["archived_at"] or archived_at
+                    rows.append(values)
+                stmt = self._insert(S).values(rows).on_conflict_do_nothing().returning(S.c.id)
+                new_ids = set((await conn.execute(stmt)).scalars())
+                inserted += len(new_ids)
+                query_rows = [
+                    _query_values(s.id, i + 1, q)
+                    for s in batch
+                    if s.id in new_ids
+                    for i, q in enumerate(s.state.history.queries)
+                ]
+                for query_batch in _chunks(query_rows, _INSERT_BATCH * 2):
+                    await conn.execute(insert(Q), list(query_batch))
+        return inserted
+
+    async def delete_archived_before(self, cutoff: datetime, *, batch_size: int = 1000) -> int:
+        """Delete archived sessions archived before ``cutoff``, in batches."""
+        deleted = 0
+        while True:
+            async with self._write() as conn:
+                ids = list(
+                    (
+                        await conn.execute(
+                            select(S.c.id)
+                            .where(S.c.archived_at.is_not(None), S.c.archived_at < cutoff)
+                            .limit(batch_size)
+                        )
+                    ).scalars()
+                )
+                if not ids:
+                    return deleted
+                await conn.execute(delete(Q).where(Q.c.session_id.in_(ids)))
+                result = await conn.execute(delete(S).where(S.c.id.in_(ids)))
+                deleted += int(result.rowcount)
+
+    async def count_sessions(self, *, archived: bool | None = None) -> int:
+        """How many sessions are stored (all, only archived, or only unarchived)."""
+        stmt = select(func.count()).select_from(S)
+        if archived is not None:
+            stmt = stmt.where(
+                S.c.archived_at.is_not(None) if archived else S.c.archived_at.is_(None)
+            )
+        async with self._reader.connect() as conn:
+            return int((await conn.execute(stmt)).scalar_one())

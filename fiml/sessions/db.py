@@ -1,0 +1,227 @@
+"""The SQL schema, one definition for SQLite and PostgreSQL, and the engine factory.
+
+Tables:
+
+- ``sessions`` (:class:`SessionRecord`): one row per session, active or archived, with the
+  history's counters so that reading or listing a session never touches its queries.
+- ``session_queries`` (:class:`QueryRow`): one row per tracked query; ``seq`` numbers a
+  session's queries 1..N, so a page of history is a range scan.
+- ``session_metrics`` (:class:`SessionMetrics`): one row per finished session for analytics.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    Uuid,
+    event,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+__all__ = [
+    "READ_ONLY_OPTION",
+    "Base",
+    "QueryRow",
+    "SessionMetrics",
+    "SessionRecord",
+    "create_engine",
+    "is_sqlite",
+    "metadata",
+]
+
+READ_ONLY_OPTION = "fiml_read_only"
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+metadata = MetaData(naming_convention=NAMING)
+JsonType = JSON().with_variant(JSONB(), "postgresql")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every dialect (SQLite stores them naive)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    """Declarative base bound to FIML's metadata."""
+
+    metadata = metadata
+
+
+class SessionRecord(Base):
+    """One analysis session: identity, lifecycle, state sections and history counters."""
+
+    __tablename__ = "sessions"
+
+    id: Mapped[UUID] = mapped_column(Uuid, primary_key=True)
+    user_id: Mapped[str | None] = mapped_column(String(255))
+    session_type: Mapped[str] = mapped_column(String(32))
+    assets: Mapped[list[str]] = mapped_column(JsonType)
+    tags: Mapped[list[str]] = mapped_column(JsonType)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_accessed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    archived_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    version: Mapped[int] = mapped_column(Integer, default=0)
+    total_queries: Mapped[int] = mapped_column(Integer, default=0)
+    cache_hits: Mapped[int] = mapped_column(Integer, default=0)
+    query_type_counts: Mapped[dict[str, int]] = mapped_column(JsonType)
+    first_query_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_query_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    context: Mapped[dict[str, Any]] = mapped_column(JsonType)
+    preferences: Mapped[dict[str, Any]] = mapped_column(JsonType)
+    intermediate_results: Mapped[dict[str, Any]] = mapped_column(JsonType)
+    session_metadata: Mapped[dict[str, Any]] = mapped_column("metadata", JsonType)
+
+    __table_args__ = (
+        Index("ix_sessions_user_created", "user_id", "created_at", "id"),
+        Index(
+            "ix_sessions_active_expiry",
+            "expires_at",
+            sqlite_where=text("archived_at IS NULL"),
+            postgresql_where=text("archived_at IS NULL"),
+        ),
+        Index("ix_sessions_archived_at", "archived_at"),
+    )
+
+
+class QueryRow(Base):
+    """One tracked query; ``seq`` is its 1-based position in its session's history.
+
+    The key is ``(session_id, seq)``, so a page of history is a range scan of the key;
+    ``(session_id, id)`` is unique, so re-sending a query never stores it twice.
+    """
+
+    __tablename__ = "session_queries"
+
+    session_id: Mapped[UUID] = mapped_column(
+        Uuid, ForeignKey("sessions.id", ondelete="CASCADE"), primary_key=True
+    )
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[UUID] = mapped_column(Uuid, nullable=False)
+    timestamp: Mapped[datetime] = mapped_column(UTCDateTime)
+    query_type: Mapped[str] = mapped_column(String(64))
+    parameters: Mapped[dict[str, Any]] = mapped_column(JsonType)
+    result_summary: Mapped[str | None] = mapped_column(Text)
+    execution_time_ms: Mapped[float | None] = mapped_column(Float)
+    cache_hit: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    __table_args__ = (UniqueConstraint("session_id", "id"),)
+
+
+class SessionMetrics(Base):
+    """Analytics facts about one session; recording the same session twice keeps one row."""
+
+    __tablename__ = "session_metrics"
+
+    session_id: Mapped[UUID] = mapped_column(Uuid, primary_key=True)
+    user_id: Mapped[str | None] = mapped_column(String(255))
+    session_type: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    duration_seconds: Mapped[float] = mapped_column(Float)
+    total_queries: Mapped[int] = mapped_column(Integer)
+    cache_hits: Mapped[int] = mapped_column(Integer)
+    completed: Mapped[bool] = mapped_column(Boolean)
+    assets: Mapped[list[str]] = mapped_column(JsonType)
+    tags: Mapped[list[str]] = mapped_column(JsonType)
+    query_type_counts: Mapped[dict[str, int]] = mapped_column(JsonType)
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        Index("ix_session_metrics_created", "created_at"),
+        Index("ix_session_metrics_user_created", "user_id", "created_at"),
+    )
+
+
+def is_sqlite(engine: AsyncEngine) -> bool:
+    """True when the engine talks to SQLite."""
+    return engine.dialect.name == "sqlite"
+
+
+def _prepare_sqlite_file(url: str) -> None:
+    database = make_url(url).database
+    if database and database != ":memory:" and not database.startswith("file:"):
+        from pathlib import Path
+
+        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+
+
+def create_engine(
+    url: str, *, pool_size: int = 10, max_overflow: int = 20, echo: bool = False
+) -> AsyncEngine:
+    """Build an async engine for a SQLite or PostgreSQL URL.
+
+    SQLite gets WAL, a busy timeout, foreign keys, and ``BEGIN IMMEDIATE`` transactions so
+    that a read-modify-write holds the write lock from its first read (other processes
+    wait instead of overwriting); connections carrying the ``READ_ONLY_OPTION`` execution
+    option begin a plain snapshot transaction instead. PostgreSQL gets a pool that waits
+    for a free connection.
+    """
+    if make_url(url).get_backend_name() == "sqlite":
+        _prepare_sqlite_file(url)
+        engine = create_async_engine(url, echo=echo, pool_timeout=60)
+        _configure_sqlite(engine)
+        return engine
+    return create_async_engine(
+        url,
+        echo=echo,
+        pool_size=pool_size,
+        max_overflow=max_overflow,
+        pool_timeout=60,
+        pool_pre_ping=True,
+    )
+
+
+def _configure_sqlite(engine: AsyncEngine) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        read_only = connection.get_execution_options().get(READ_ONLY_OPTION, False)
+        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")

@@ -1,0 +1,408 @@
+"""The session data model: what an analysis session remembers.
+
+A :class:`Session` holds its :class:`SessionState` (context, preferences, intermediate
+results, metadata) and an :class:`AnalysisHistory` of :class:`QueryRecord` objects. The
+history's counters (``total_queries``, cache hits, per-type counts) always describe the
+whole history, even when only the most recent queries were loaded with the session.
+
+The store remembers what a session looked like when it was read (its *baseline*), so that
+``update_session`` writes only what the caller changed and concurrent writers never
+overwrite each other.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any, ClassVar
+from uuid import UUID, uuid4
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+
+from fiml.core.errors import ContextValueError, InvalidInputError
+
+__all__ = [
+    "MAX_ASSETS",
+    "MAX_STATE_KEYS",
+    "MAX_STATE_VALUE_BYTES",
+    "MAX_TAGS",
+    "AnalysisHistory",
+    "QueryRecord",
+    "Session",
+    "SessionState",
+    "SessionStatus",
+    "SessionSummary",
+    "SessionType",
+    "utcnow",
+]
+
+MAX_ASSETS = 50
+MAX_TAGS = 20
+MAX_LABEL_CHARS = 64
+MAX_STATE_KEYS = 200
+MAX_STATE_KEY_CHARS = 128
+MAX_STATE_VALUE_BYTES = 64 * 1024
+MAX_SUMMARY_CHARS = 2000
+MAX_PARAMETERS_BYTES = 16 * 1024
+STATE_SECTIONS = ("context", "preferences", "intermediate_results", "metadata")
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware, in UTC."""
+    return datetime.now(UTC)
+
+
+def _aware(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def json_size(field: str, value: Any, limit: int) -> int:
+    """Serialize ``value`` as strict JSON and return its size; raise if impossible or too big."""
+    try:
+        encoded = json.dumps(value, allow_nan=False, separators=(",", ":"), ensure_ascii=False)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise ContextValueError(field, value, f"not JSON-serializable ({exc})") from None
+    size = len(encoded.encode())
+    if size > limit:
+        raise ContextValueError(field, value, f"{size} bytes of JSON, above the {limit} limit")
+    return size
+
+
+def checked_state_value(section: str, key: Any, value: Any) -> Any:
+    """Validate one state entry and return a JSON copy of its value (nothing shared)."""
+    if not isinstance(key, str) or not key or len(key) > MAX_STATE_KEY_CHARS:
+        raise ContextValueError(
+            f"{section} key", key, f"must be a string of 1-{MAX_STATE_KEY_CHARS} characters"
+        )
+    json_size(f"{section}[{key!r}]", value, MAX_STATE_VALUE_BYTES)
+    return json.loads(json.dumps(value, allow_nan=False))
+
+
+def _label(field: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise InvalidInputError(field, value, "must be a string")
+    text = value.strip()
+    if not text or len(text) > MAX_LABEL_CHARS or not text.isprintable():
+        raise InvalidInputError(field, value, f"must be 1-{MAX_LABEL_CHARS} printable characters")
+    return text
+
+
+def normalize_assets(assets: Any) -> list[str]:
+    """Validate asset symbols: a list of 1..MAX_ASSETS short strings, upper-cased, unique."""
+    if not isinstance(assets, list | tuple) or not assets or len(assets) > MAX_ASSETS:
+        raise InvalidInputError("assets", assets, f"must be a list of 1-{MAX_ASSETS} symbols")
+    return list(dict.fromkeys(_label("assets", a).upper() for a in assets))
+
+
+def normalize_tags(tags: Any) -> list[str]:
+    """Validate tags: a list of at most MAX_TAGS short strings, unique, order kept."""
+    if tags is None:
+        return []
+    if not isinstance(tags, list | tuple) or len(tags) > MAX_TAGS:
+        raise InvalidInputError("tags", tags, f"must be a list of at most {MAX_TAGS} tags")
+    return list(dict.fromkeys(_label("tags", t) for t in tags))
+
+
+class SessionType(StrEnum):
+    """What kind of analysis a session is for."""
+
+    EQUITY = "equity"
+    CRYPTO = "crypto"
+    PORTFOLIO = "portfolio"
+    COMPARATIVE = "comparative"
+    MACRO = "macro"
+
+
+class SessionStatus(StrEnum):
+    """Where a session is in its life: active, closed by its user, expired, or archived."""
+
+    ACTIVE = "active"
+    CLOSED = "closed"
+    EXPIRED = "expired"
+    ARCHIVED = "archived"
+
+
+class QueryRecord(BaseModel):
+    """One query an agent made inside a session."""
+
+    model_config = ConfigDict(validate_assignment=True)
+
+    id: UUID = Field(default_factory=uuid4)
+    timestamp: datetime = Field(default_factory=utcnow)
+    query_type: str = Field(min_length=1, max_length=MAX_LABEL_CHARS)
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    result_summary: str | None = Field(default=None, max_length=MAX_SUMMARY_CHARS)
+    execution_time_ms: float | None = Field(default=None, ge=0)
+    cache_hit: bool = False
+
+    @field_validator("timestamp")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        return _aware(value)
+
+    @field_validator("execution_time_ms")
+    @classmethod
+    def _finite(cls, value: float | None) -> float | None:
+        if value is not None and not math.isfinite(value):
+            raise ValueError("execution_time_ms must be finite")
+        return value
+
+    @field_validator("parameters")
+    @classmethod
+    def _json_parameters(cls, value: dict[str, Any]) -> dict[str, Any]:
+        json_size("parameters", value, MAX_PARAMETERS_BYTES)
+        return value
+
+
+class AnalysisHistory(BaseModel):
+    """The queries of a session and counters over all of them.
+
+    ``queries`` may hold only the most recent queries (see ``SessionStore.get_session``);
+    ``total_queries``, ``cache_hits`` and ``query_type_counts`` always cover the whole
+    history.
+    """
+
+    queries: list[QueryRecord] = Field(default_factory=list)
+    total_queries: int = Field(default=0, ge=0)
+    cache_hits: int = Field(default=0, ge=0)
+    query_type_counts: dict[str, int] = Field(default_factory=dict)
+    first_query_at: datetime | None = None
+    last_query_at: datetime | None = None
+
+    def add_query(self, query: QueryRecord) -> None:
+        """Append a query and update the counters."""
+        self.queries.append(query)
+        self.total_queries += 1
+        self.cache_hits += int(query.cache_hit)
+        counts = self.query_type_counts
+        counts[query.query_type] = counts.get(query.query_type, 0) + 1
+        if self.first_query_at is None or query.timestamp < self.first_query_at:
+            self.first_query_at = query.timestamp
+        if self.last_query_at is None or query.timestamp > self.last_query_at:
+            self.last_query_at = query.timestamp
+
+    def get_recent_queries(self, limit: int = 10) -> list[QueryRecord]:
+        """The ``limit`` most recent loaded queries, oldest first."""
+        return self.queries[-limit:] if limit > 0 else []
+
+    def get_query_types_summary(self) -> dict[str, int]:
+        """How many queries of each type the whole history holds."""
+        return dict(self.query_type_counts)
+
+    @property
+    def cache_hit_rate(self) -> float:
+        """Share of all queries served from cache (0.0 with no queries)."""
+        return self.cache_hits / self.total_queries if self.total_queries else 0.0
+
+
+class SessionState(BaseModel):
+    """What an agent builds up in a session: context, preferences, intermediate results."""
+
+    context: dict[str, Any] = Field(default_factory=dict)
+    preferences: dict[str, Any] = Field(default_factory=dict)
+    intermediate_results: dict[str, Any] = Field(default_factory=dict)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    history: AnalysisHistory = Field(default_factory=AnalysisHistory)
+
+    def _put(self, section: str, key: str, value: Any) -> None:
+        target: dict[str, Any] = getattr(self, section)
+        checked = checked_state_value(section, key, value)
+        if key not in target and len(target) >= MAX_STATE_KEYS:
+            raise ContextValueError(section, key, f"holds the maximum of {MAX_STATE_KEYS} keys")
+        target[key] = checked
+
+    def update_context(self, key: str, value: Any) -> None:
+        """Set a context key; the value must be JSON (at most 64 KiB)."""
+        self._put("context", key, value)
+
+    def get_context(self, key: str, default: Any = None) -> Any:
+        """A context value, or ``default``."""
+        return self.context.get(key, default)
+
+    def set_preference(self, key: str, value: Any) -> None:
+        """Set a preference key; the value must be JSON (at most 64 KiB)."""
+        self._put("preferences", key, value)
+
+    def get_preference(self, key: str, default: Any = None) -> Any:
+        """A preference value, or ``default``."""
+        return self.preferences.get(key, default)
+
+    def store_intermediate_result(self, key: str, value: Any) -> None:
+        """Keep an intermediate result under ``key``; the value must be JSON."""
+        self._put("intermediate_results", key, value)
+
+    def get_intermediate_result(self, key: str, default: Any = None) -> Any:
+        """An intermediate result, or ``default``."""
+        return self.intermediate_results.get(key, default)
+
+    def set_metadata(self, key: str, value: Any) -> None:
+        """Set a metadata key; the value must be JSON."""
+        self._put("metadata", key, value)
+
+
+class Baseline(BaseModel):
+    """What a session looked like when it was read; the store diffs against it."""
+
+    version: int
+    query_ids: frozenset[UUID]
+    sections: dict[str, dict[str, Any]]
+    assets: list[str]
+    tags: list[str]
+    expires_at: datetime
+
+
+class Session(BaseModel):
+    """An analysis session: assets under study, accumulated state, lifecycle timestamps."""
+
+    model_config = ConfigDict(validate_assignment=True)
+    _baseline: Baseline | None = PrivateAttr(default=None)
+    DEFAULT_TTL_HOURS: ClassVar[float] = 24
+
+    id: UUID = Field(default_factory=uuid4)
+    user_id: str | None = None
+    type: SessionType
+    assets: list[str]
+    tags: list[str] = Field(default_factory=list)
+    created_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime
+    last_accessed_at: datetime = Field(default_factory=utcnow)
+    closed_at: datetime | None = None
+    archived_at: datetime | None = None
+    version: int = 0
+    state: SessionState = Field(default_factory=SessionState)
+
+    @field_validator("created_at", "expires_at", "last_accessed_at", "closed_at", "archived_at")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        return None if value is None else _aware(value)
+
+    @field_validator("assets")
+    @classmethod
+    def _assets(cls, value: list[str]) -> list[str]:
+        return normalize_assets(value)
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, value: list[str]) -> list[str]:
+        return normalize_tags(value)
+
+    @property
+    def session_type(self) -> SessionType:
+        """Alias of ``type``."""
+        return self.type
+
+    @property
+    def is_expired(self) -> bool:
+        """True once the session is past its TTL (closed sessions end when closed)."""
+        return utcnow() >= self.expires_at
+
+    @property
+    def is_archived(self) -> bool:
+        """True once the session has moved to the archive."""
+        return self.archived_at is not None
+
+    @property
+    def is_closed(self) -> bool:
+        """True if the session's user finished it (as opposed to letting it expire)."""
+        return self.closed_at is not None
+
+    @property
+    def status(self) -> SessionStatus:
+        """Archived, closed, expired or active, in that order of precedence."""
+        if self.is_archived:
+            return SessionStatus.ARCHIVED
+        if self.is_closed:
+            return SessionStatus.CLOSED
+        return SessionStatus.EXPIRED if self.is_expired else SessionStatus.ACTIVE
+
+    @property
+    def time_remaining(self) -> timedelta:
+        """Time until expiry; zero once expired."""
+        return max(self.expires_at - utcnow(), timedelta(0))
+
+    @property
+    def duration(self) -> timedelta:
+        """From creation to the end (closed, or last activity if it expired) or to now."""
+        end = self.closed_at or (self.last_accessed_at if self.is_expired else utcnow())
+        return max(end - self.created_at, timedelta(0))
+
+    def extend(self, hours: float) -> None:
+        """Push expiry ``hours`` later (the store checks it against the maximum TTL)."""
+        if not isinstance(hours, int | float) or not math.isfinite(hours) or hours <= 0:
+            raise InvalidInputError("hours", hours, "must be a positive number of hours")
+        self.expires_at = self.expires_at + timedelta(hours=hours)
+
+    def touch(self) -> None:
+        """Record activity now."""
+        self.last_accessed_at = utcnow()
+
+    def add_query(self, query: QueryRecord) -> None:
+        """Record a query in the history and touch the session."""
+        self.state.history.add_query(query)
+        self.touch()
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (UUIDs and datetimes as strings)."""
+        return self.model_dump(mode="json")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Session:
+        """Rebuild a session from :meth:`to_dict` output."""
+        return cls.model_validate(data)
+
+    def mark_baseline(self) -> None:
+        """Remember the current content as what the store holds (used by the store)."""
+        self._baseline = Baseline(
+            version=self.version,
+            query_ids=frozenset(q.id for q in self.state.history.queries),
+            sections={s: json.loads(json.dumps(getattr(self.state, s))) for s in STATE_SECTIONS},
+            assets=list(self.assets),
+            tags=list(self.tags),
+            expires_at=self.expires_at,
+        )
+
+    @property
+    def baseline(self) -> Baseline | None:
+        """What the session looked like when last read from or written to the store."""
+        return self._baseline
+
+
+class SessionSummary(BaseModel):
+    """A light view of a session for listings."""
+
+    id: UUID
+    user_id: str | None
+    type: SessionType
+    assets: list[str]
+    tags: list[str]
+    status: SessionStatus
+    created_at: datetime
+    expires_at: datetime
+    last_accessed_at: datetime
+    closed_at: datetime | None = None
+    archived_at: datetime | None = None
+    total_queries: int
+    is_expired: bool
+    is_archived: bool
+
+    @classmethod
+    def from_session(cls, session: Session) -> SessionSummary:
+        """Summarize a session."""
+        return cls(
+            id=session.id,
+            user_id=session.user_id,
+            type=session.type,
+            assets=list(session.assets),
+            tags=list(session.tags),
+            status=session.status,
+            created_at=session.created_at,
+            expires_at=session.expires_at,
+            last_accessed_at=session.last_accessed_at,
+            closed_at=session.closed_at,
+            archived_at=session.archived_at,
+            total_queries=session.state.history.total_queries,
+            is_expired=session.is_expired,
+            is_archived=session.is_archived,
+        )

@@ -1,0 +1,518 @@
+"""SessionStore: the session API, its lifecycle and TTL policy, and active -> archive routing.
+
+The store validates every argument before anything is written, turns a caller's edited
+:class:`~fiml.sessions.models.Session` into the smallest write (only what changed since it
+was read), and routes between the active tier (SQL or Redis) and the archive (SQL).
+
+Lifecycle: *active* -> (*closed* by its user | *expired* past its TTL) -> *archived* by
+cleanup -> deleted after the retention period. Closed and expired sessions stay readable
+and refuse writes until they are archived.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import weakref
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+from pydantic import BaseModel
+
+from fiml.core.config import Settings
+from fiml.core.errors import (
+    InvalidInputError,
+    InvalidSessionIdError,
+    InvalidSessionTypeError,
+    InvalidTTLError,
+    SessionArchivedError,
+    SessionNotFoundError,
+)
+from fiml.sessions.backends import build_backends
+from fiml.sessions.backends.base import (
+    HistoryCounters,
+    ListCursor,
+    SessionBackend,
+    SessionChanges,
+    WriteLimits,
+)
+from fiml.sessions.backends.sql import SqlBackend
+from fiml.sessions.models import (
+    MAX_STATE_VALUE_BYTES,
+    STATE_SECTIONS,
+    QueryRecord,
+    Session,
+    SessionSummary,
+    SessionType,
+    checked_state_value,
+    json_size,
+    normalize_assets,
+    normalize_tags,
+    utcnow,
+)
+
+__all__ = [
+    "ALL_QUERIES",
+    "HistoryPage",
+    "SessionPage",
+    "SessionStore",
+    "get_session_store",
+    "parse_session_id",
+    "parse_session_type",
+]
+
+ALL_QUERIES = -1
+"""Pass as ``history_limit`` to :meth:`SessionStore.get_session` to load every query."""
+
+MAX_PAGE = 1000
+_MISSING = object()
+
+
+class SessionPage(BaseModel):
+    """One page of a user's sessions, newest first, and the cursor of the next page."""
+
+    sessions: list[SessionSummary]
+    next_cursor: str | None = None
+
+
+class HistoryPage(BaseModel):
+    """One page of a session's query history, oldest first."""
+
+    session_id: UUID
+    queries: list[QueryRecord]
+    offset: int
+    total_queries: int
+    next_offset: int | None = None
+
+
+def parse_session_id(value: Any) -> UUID:
+    """A session id as a UUID; anything that is not a UUID is an InvalidSessionIdError."""
+    if isinstance(value, UUID):
+        return value
+    if isinstance(value, str):
+        try:
+            return UUID(value.strip())
+        except ValueError:
+            pass
+    raise InvalidSessionIdError(value)
+
+
+def parse_session_type(value: Any) -> SessionType:
+    """A SessionType from an enum member or its string value."""
+    if isinstance(value, SessionType):
+        return value
+    if isinstance(value, str):
+        try:
+            return SessionType(value.strip().lower())
+        except ValueError:
+            pass
+    raise InvalidSessionTypeError(value, [t.value for t in SessionType])
+
+
+def _positive_hours(field: str, value: Any, maximum: float) -> float:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value <= 0
+        or value > maximum
+    ):
+        raise InvalidTTLError(field, value, minimum=0, maximum=maximum)
+    return float(value)
+
+
+def _page_limit(limit: Any) -> int:
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
+        raise InvalidInputError("limit", limit, f"must be an integer from 1 to {MAX_PAGE}")
+    return limit
+
+
+def _json_copy(value: Any) -> Any:
+    return json.loads(json.dumps(value, allow_nan=False))
+
+
+def _section_changes(session: Session, changes: SessionChanges) -> None:
+    base = session.baseline
+    for section in STATE_SECTIONS:
+        current: dict[str, Any] = getattr(session.state, section)
+        for key, value in current.items():
+            json_size(f"{section}[{key!r}]", value, MAX_STATE_VALUE_BYTES)
+        before = base.sections[section] if base else {}
+        sets = {
+            k: _json_copy(v) for k, v in current.items() if before.get(k, _MISSING) != _json_copy(v)
+        }
+        deletes = [k for k in before if k not in current]
+        if sets:
+            changes.set_keys[section] = sets
+        if deletes:
+            changes.deleted_keys[section] = deletes
+
+
+def changes_since_read(session: Session, *, strict: bool) -> SessionChanges:
+    """What the caller changed on ``session`` since the store last handed it out."""
+    base = session.baseline
+    changes = SessionChanges(touched_at=session.last_accessed_at)
+    queries = session.state.history.queries
+    changes.new_queries = [q for q in queries if base is None or q.id not in base.query_ids]
+    _section_changes(session, changes)
+    if base is None or session.assets != base.assets:
+        changes.assets = list(session.assets)
+    if base is None or session.tags != base.tags:
+        changes.tags = list(session.tags)
+    if base is not None and session.expires_at > base.expires_at:
+        changes.extend_by = session.expires_at - base.expires_at
+    elif base is None or session.expires_at != base.expires_at:
+        changes.expires_at = session.expires_at
+    if strict:
+        changes.expected_version = session.version
+    return changes
+
+
+class SessionStore:
+    """Create, read, update, list, extend, close, archive and clean up analysis sessions.
+
+    ``SessionStore()`` with no arguments uses :class:`~fiml.core.config.Settings` from the
+    environment; with nothing configured that is a SQLite file in the user's data
+    directory. Call :meth:`initialize` (or use ``async with``) before anything else.
+    """
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        backend: SessionBackend | None = None,
+        archive: SqlBackend | None = None,
+    ) -> None:
+        self.settings = settings or Settings()
+        self._backend = backend
+        self._archive = archive
+        self._initialized = False
+
+    async def __aenter__(self) -> SessionStore:
+        await self.initialize()
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.shutdown()
+
+    @property
+    def backend(self) -> SessionBackend:
+        """The active tier."""
+        if self._backend is None:
+            raise RuntimeError("SessionStore.initialize() has not been called")
+        return self._backend
+
+    @property
+    def archive(self) -> SqlBackend:
+        """The archive tier (the same object as the active tier on SQL-only deployments)."""
+        if self._archive is None:
+            raise RuntimeError("SessionStore.initialize() has not been called")
+        return self._archive
+
+    @property
+    def limits(self) -> WriteLimits:
+        """The per-write limits from the settings."""
+        return WriteLimits(
+            max_queries=self.settings.session_max_queries_per_session,
+            max_ttl=timedelta(hours=self.settings.session_max_ttl_hours),
+        )
+
+    async def initialize(self) -> None:
+        """Connect to the configured backends and create the schema if it is absent."""
+        if self._initialized:
+            return
+        if self._backend is None or self._archive is None:
+            self._backend, self._archive = build_backends(self.settings)
+        await self._archive.initialize()
+        if self._backend is not self._archive:
+            await self._backend.initialize()
+        self._initialized = True
+
+    async def shutdown(self) -> None:
+        """Close every connection; the store can be initialized again afterwards."""
+        if self._backend is not None and self._backend is not self._archive:
+            await self._backend.close()
+        if self._archive is not None:
+            await self._archive.close()
+        self._initialized = False
+
+    @property
+    def _tiered(self) -> bool:
+        return self._backend is not self._archive
+
+    async def create_session(
+        self,
+        assets: Sequence[str],
+        session_type: SessionType | str,
+        user_id: str | None = None,
+        ttl_hours: float | None = None,
+        tags: Sequence[str] | None = None,
+    ) -> Session:
+        """Open a session on ``assets``; it expires ``ttl_hours`` from now (fractions allowed)."""
+        kind = parse_session_type(session_type)
+        ttl = self.settings.session_default_ttl_hours if ttl_hours is None else ttl_hours
+        ttl = _positive_hours("ttl_hours", ttl, self.settings.session_max_ttl_hours)
+        if user_id is not None and (not isinstance(user_id, str) or not 0 < len(user_id) <= 255):
+            raise InvalidInputError("user_id", user_id, "must be a string of 1-255 characters")
+        now = utcnow()
+        session = Session(
+            user_id=user_id,
+            type=kind,
+            assets=normalize_assets(list(assets) if isinstance(assets, tuple) else assets),
+            tags=normalize_tags(list(tags) if isinstance(tags, tuple) else tags),
+            created_at=now,
+            last_accessed_at=now,
+            expires_at=now + timedelta(hours=ttl),
+        )
+        await self.backend.insert(session)
+        session.mark_baseline()
+        return session
+
+    async def get_session(
+        self, session_id: UUID | str, *, history_limit: int | None = None
+    ) -> Session | None:
+        """A session, active or archived, or None if there is none.
+
+        Loads the ``history_limit`` most recent queries (default: the
+        ``session_recent_queries`` setting; :data:`ALL_QUERIES` for all). The history's
+        counters always cover every query.
+        """
+        sid = parse_session_id(session_id)
+        if history_limit is None:
+            recent: int | None = self.settings.session_recent_queries
+        elif history_limit == ALL_QUERIES:
+            recent = None
+        else:
+            recent = history_limit if history_limit >= 0 else 0
+        session = await self.backend.load(sid, recent_queries=recent)
+        if session is None and self._tiered:
+            session = await self.archive.load(sid, recent_queries=recent)
+        if session is not None:
+            session.mark_baseline()
+        return session
+
+    async def get_history(
+        self, session_id: UUID | str, *, offset: int = 0, limit: int = 50
+    ) -> HistoryPage:
+        """A page of a session's queries, oldest first; ``next_offset`` continues it."""
+        sid = parse_session_id(session_id)
+        limit = _page_limit(limit)
+        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+            raise InvalidInputError("offset", offset, "must be a non-negative integer")
+        session = await self.get_session(sid, history_limit=0)
+        if session is None:
+            raise SessionNotFoundError(sid)
+        source = self.archive if session.is_archived and self._tiered else self.backend
+        queries = await source.load_history(sid, offset=offset, limit=limit)
+        total = session.state.history.total_queries
+        end = offset + len(queries)
+        return HistoryPage(
+            session_id=sid,
+            queries=queries,
+            offset=offset,
+            total_queries=total,
+            next_offset=end if end < total else None,
+        )
+
+    async def _apply(self, session_id: UUID, changes: SessionChanges) -> HistoryCounters:
+        try:
+            return await self.backend.apply(session_id, changes, now=utcnow(), limits=self.limits)
+        except SessionNotFoundError:
+            if self._tiered and await self.archive.load(session_id, recent_queries=0):
+                raise SessionArchivedError(session_id) from None
+            raise
+
+    async def update_session(
+        self, session_id: UUID | str, session: Session, *, strict: bool = False
+    ) -> Session:
+        """Save what the caller changed on ``session`` since it was read.
+
+        Only the changes are written: new queries are appended, changed or removed state
+        keys are merged into what is stored, so concurrent writers never lose each other's
+        work. With ``strict=True`` the write is refused with SessionConflictError if
+        anyone else wrote the session since it was read. Returns ``session``, re-based on
+        the stored version.
+        """
+        sid = parse_session_id(session_id)
+        if session.id != sid:
+            raise InvalidInputError("session", str(session.id), f"is not session {sid}")
+        changes = changes_since_read(session, strict=strict)
+        counters = await self._apply(sid, changes)
+        history = session.state.history
+        history.total_queries = counters.total_queries
+        history.cache_hits = counters.cache_hits
+        session.version = counters.version
+        session.mark_baseline()
+        return session
+
+    async def append_query(self, session_id: UUID | str, query: QueryRecord) -> HistoryCounters:
+        """Track one query atomically; returns the history's counters after it."""
+        sid = parse_session_id(session_id)
+        if not isinstance(query, QueryRecord):
+            raise InvalidInputError("query", query, "must be a QueryRecord")
+        changes = SessionChanges(new_queries=[query], touched_at=utcnow())
+        return await self._apply(sid, changes)
+
+    async def update_state(
+        self,
+        session_id: UUID | str,
+        *,
+        context: dict[str, Any] | None = None,
+        preferences: dict[str, Any] | None = None,
+        intermediate_results: dict[str, Any] | None = None,
+        remove_context: Sequence[str] = (),
+    ) -> HistoryCounters:
+        """Set (and remove) state keys atomically without reading the session first."""
+        sid = parse_session_id(session_id)
+        changes = SessionChanges(touched_at=utcnow())
+        for section, values in (
+            ("context", context),
+            ("preferences", preferences),
+            ("intermediate_results", intermediate_results),
+        ):
+            if values is None:
+                continue
+            if not isinstance(values, dict):
+                raise InvalidInputError(section, values, "must be an object of keys to values")
+            changes.set_keys[section] = {
+                key: checked_state_value(section, key, value) for key, value in values.items()
+            }
+        if remove_context:
+            changes.deleted_keys["context"] = [str(k) for k in remove_context]
+        if changes.is_empty():
+            raise InvalidInputError("state", None, "nothing to update")
+        return await self._apply(sid, changes)
+
+    async def extend_session(self, session_id: UUID | str, hours: float) -> Session:
+        """Push expiry ``hours`` later; the result may not exceed the maximum TTL from now."""
+        sid = parse_session_id(session_id)
+        hours = _positive_hours("hours", hours, self.settings.session_max_ttl_hours)
+        await self._apply(sid, SessionChanges(extend_by=timedelta(hours=hours)))
+        return await self._reload(sid)
+
+    async def close_session(self, session_id: UUID | str) -> Session:
+        """Mark a session finished by its user; it becomes read-only and is archived next."""
+        sid = parse_session_id(session_id)
+        await self._apply(sid, SessionChanges(close=True))
+        return await self._reload(sid)
+
+    async def _reload(self, session_id: UUID) -> Session:
+        session = await self.get_session(session_id)
+        if session is None:
+            raise SessionNotFoundError(session_id)
+        return session
+
+    async def delete_session(self, session_id: UUID | str) -> bool:
+        """Delete a session (active or archived) and its history; False if there was none."""
+        sid = parse_session_id(session_id)
+        deleted = await self.backend.delete(sid)
+        if self._tiered:
+            deleted = await self.archive.delete(sid) or deleted
+        return deleted
+
+    async def list_user_sessions(
+        self, user_id: str, include_archived: bool = False, limit: int = 100
+    ) -> list[SessionSummary]:
+        """A user's ``limit`` newest sessions; :meth:`list_user_sessions_page` pages on."""
+        page = await self.list_user_sessions_page(
+            user_id, include_archived=include_archived, limit=limit
+        )
+        return page.sessions
+
+    async def list_user_sessions_page(
+        self,
+        user_id: str,
+        *,
+        include_archived: bool = False,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> SessionPage:
+        """A page of a user's sessions, newest first; pass ``next_cursor`` for the next."""
+        if not isinstance(user_id, str) or not user_id:
+            raise InvalidInputError("user_id", user_id, "must be a non-empty string")
+        limit = _page_limit(limit)
+        position = ListCursor.decode(cursor) if cursor else None
+        found = await self.backend.list_user(
+            user_id, include_archived=include_archived, limit=limit + 1, cursor=position
+        )
+        if include_archived and self._tiered:
+            archived = await self.archive.list_user(
+                user_id, include_archived=True, limit=limit + 1, cursor=position
+            )
+            found = sorted(
+                {s.id: s for s in [*found, *archived]}.values(),
+                key=lambda s: (s.created_at, s.id),
+                reverse=True,
+            )
+        page = found[:limit]
+        more = len(found) > limit
+        return SessionPage(
+            sessions=page, next_cursor=ListCursor.after(page[-1]).encode() if more else None
+        )
+
+    async def archive_session(self, session_id: UUID | str) -> bool:
+        """Archive one session now; False if it was archived already."""
+        sid = parse_session_id(session_id)
+        session = await self.get_session(sid, history_limit=0)
+        if session is None:
+            raise SessionNotFoundError(sid)
+        if session.is_archived:
+            return False
+        now = utcnow()
+        if session.expires_at > now and session.closed_at is None:
+            await self._apply(sid, SessionChanges(end_now=True))
+        return await self._archive_ids([sid], now=utcnow()) == 1
+
+    async def _archive_ids(self, ids: Sequence[UUID], *, now: datetime) -> int:
+        if not self._tiered:
+            return await self.archive.archive_in_place(ids, now=now)
+        sessions = await self.backend.export_sessions(ids)
+        archived = await self.archive.import_archived(sessions, archived_at=now)
+        await self.backend.remove_archived([s.id for s in sessions])
+        return archived
+
+    async def cleanup_expired_sessions(self, *, batch_size: int = 1000) -> int:
+        """Archive every session that has expired or was closed; returns how many.
+
+        Idempotent and safe to run concurrently: each session is archived, and counted,
+        exactly once across all runs.
+        """
+        total = 0
+        while True:
+            now = utcnow()
+            ids = await self.backend.expired_ids(now=now, limit=batch_size)
+            if not ids:
+                return total
+            total += await self._archive_ids(ids, now=now)
+            if len(ids) < batch_size:
+                return total
+
+    async def delete_old_archived_sessions(self, *, retention_days: float | None = None) -> int:
+        """Delete archives older than the retention period; returns how many."""
+        days = self.settings.session_retention_days if retention_days is None else retention_days
+        if isinstance(days, bool) or not isinstance(days, int | float) or days < 0:
+            raise InvalidInputError("retention_days", days, "must be a non-negative number")
+        return await self.archive.delete_archived_before(utcnow() - timedelta(days=days))
+
+
+_default_stores: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, SessionStore] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+async def get_session_store(settings: Settings | None = None) -> SessionStore:
+    """An initialized store for the current event loop, built from ``settings`` once.
+
+    A convenience for scripts; applications should construct :class:`SessionStore`
+    themselves and pass it where it is needed.
+    """
+    loop = asyncio.get_running_loop()
+    store = _default_stores.get(loop)
+    if store is None:
+        store = SessionStore(settings)
+        _default_stores[loop] = store
+    await store.initialize()
+    return store

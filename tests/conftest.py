@@ -1,0 +1,158 @@
+"""Shared fixtures: real services, cleaned between tests.
+
+Tests that need PostgreSQL or Redis skip with a reason when the service is unreachable,
+except under ``CI=true``, where an unreachable service fails them.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from fiml.core.config import Settings
+from fiml.sessions.store import SessionStore
+
+POSTGRES_URL = os.environ.get(
+    "FIML_TEST_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/fiml_test"
+)
+REDIS_URL = os.environ.get("FIML_TEST_REDIS_URL", "redis://127.0.0.1:6379/14")
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+STORE_KINDS = ["sqlite", "postgres", "redis+postgres"]
+"""Every deployment the contract suite runs on (shared design, section 3)."""
+
+
+def _reachable(url: str, default_port: int) -> bool:
+    parts = urlsplit(url.replace("+asyncpg", ""))
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or default_port), 1):
+            return True
+    except OSError:
+        return False
+
+
+def require_service(name: str, url: str, default_port: int) -> None:
+    """Skip (locally) or fail (under CI) when a service is not reachable."""
+    if _reachable(url, default_port):
+        return
+    message = f"{name} is not reachable at {url}"
+    if IN_CI:
+        pytest.fail(f"{message}; CI must start it (see .ci/run)")
+    pytest.skip(message)
+
+
+_created_databases: set[str] = set()
+
+
+async def _ensure_database(url: str) -> None:
+    """Create the test database on first use, so a bare ``pytest`` works locally too."""
+    if url in _created_databases:
+        return
+    import asyncpg
+
+    parts = urlsplit(url.replace("+asyncpg", ""))
+    name = parts.path.lstrip("/")
+    admin = await asyncpg.connect(
+        host=parts.hostname, port=parts.port or 5432, user=parts.username, database="postgres"
+    )
+    try:
+        exists = await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
+        if not exists:
+            await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    _created_databases.add(url)
+
+
+async def require_postgres() -> str:
+    """The test PostgreSQL URL, after checking it is up and the database exists."""
+    require_service("PostgreSQL", POSTGRES_URL, 5432)
+    await _ensure_database(POSTGRES_URL)
+    return POSTGRES_URL
+
+
+def require_redis() -> str:
+    """The test Redis URL, after checking it is up."""
+    require_service("Redis", REDIS_URL, 6379)
+    return REDIS_URL
+
+
+async def reset_postgres(url: str) -> None:
+    """Drop and recreate FIML's tables so each test starts empty."""
+    from fiml.sessions.db import create_engine, metadata
+
+    engine = create_engine(url)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(metadata.drop_all)
+            await conn.run_sync(metadata.create_all)
+    finally:
+        await engine.dispose()
+
+
+async def reset_redis(url: str) -> None:
+    """Empty the test Redis database."""
+    import redis.asyncio as redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        await client.flushdb()
+    finally:
+        await client.aclose()
+
+
+def sqlite_url(directory: Path) -> str:
+    """A SQLite database file inside ``directory``."""
+    return f"sqlite+aiosqlite:///{directory / 'sessions.db'}"
+
+
+async def settings_for(kind: str, tmp_path: Path, **overrides: object) -> Settings:
+    """Settings for one deployment, with its services emptied."""
+    if kind == "sqlite":
+        return Settings(database_url=sqlite_url(tmp_path), redis_url=None, **overrides)
+    pg = await require_postgres()
+    await reset_postgres(pg)
+    if kind == "postgres":
+        return Settings(database_url=pg, redis_url=None, **overrides)
+    if kind == "redis+postgres":
+        rd = require_redis()
+        await reset_redis(rd)
+        return Settings(database_url=pg, redis_url=rd, **overrides)
+    raise ValueError(kind)
+
+
+@pytest.fixture(params=STORE_KINDS)
+def store_kind(request: pytest.FixtureRequest) -> str:
+    """The deployment under test."""
+    return str(request.param)
+
+
+@pytest.fixture
+async def settings(store_kind: str, tmp_path: Path) -> Settings:
+    """Settings for the deployment under test, its services emptied."""
+    return await settings_for(store_kind, tmp_path)
+
+
+@pytest.fixture
+async def store(settings: Settings) -> AsyncIterator[SessionStore]:
+    """An initialized store on the deployment under test."""
+    session_store = SessionStore(settings)
+    await session_store.initialize()
+    try:
+        yield session_store
+    finally:
+        await session_store.shutdown()
+
+
+@pytest.fixture(autouse=True)
+def _isolated_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Keep tests away from the user's real data directory and .env file."""
+    monkeypatch.setenv("FIML_DATABASE_URL", sqlite_url(tmp_path / "default"))
+    monkeypatch.delenv("FIML_REDIS_URL", raising=False)
+    monkeypatch.chdir(tmp_path)
+    yield
