@@ -30,7 +30,9 @@ STORE_KINDS = ["sqlite", "postgres", "redis+postgres"]
 def _reachable(url: str, default_port: int) -> bool:
     parts = urlsplit(url.replace("+asyncpg", ""))
     try:
-        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or default_port), 1):
+        with socket.create_connection(
+            (parts.hostname or "127.0.0.1", parts.port or default_port), 1
+        ):
             return True
     except OSError:
         return False
