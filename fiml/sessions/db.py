@@ -6,7 +6,10 @@ Tables:
   history's counters so that reading or listing a session never touches its queries.
 - ``session_queries`` (:class:`QueryRow`): one row per tracked query; ``seq`` numbers a
   session's queries 1..N, so a page of history is a range scan.
-- ``session_metrics`` (:class:`SessionMetrics`): one row per finished session for analytics.
+- ``session_metrics`` (:class:`SessionMetrics`): one row per finished session for analytics,
+  with its assets, tags and per-type query counts in side tables
+  (:class:`SessionMetricAsset`, :class:`SessionMetricTag`, :class:`SessionMetricQueryType`),
+  so every statistic is a plain ``GROUP BY`` on SQLite and PostgreSQL alike.
 """
 
 from __future__ import annotations
@@ -42,6 +45,9 @@ __all__ = [
     "READ_ONLY_OPTION",
     "Base",
     "QueryRow",
+    "SessionMetricAsset",
+    "SessionMetricQueryType",
+    "SessionMetricTag",
     "SessionMetrics",
     "SessionRecord",
     "create_engine",
@@ -118,7 +124,12 @@ class SessionRecord(Base):
             sqlite_where=text("archived_at IS NULL"),
             postgresql_where=text("archived_at IS NULL"),
         ),
-        Index("ix_sessions_archived_at", "archived_at"),
+        Index(
+            "ix_sessions_archived_at",
+            "archived_at",
+            sqlite_where=text("archived_at IS NOT NULL"),
+            postgresql_where=text("archived_at IS NOT NULL"),
+        ),
     )
 
 
@@ -147,7 +158,12 @@ class QueryRow(Base):
 
 
 class SessionMetrics(Base):
-    """Analytics facts about one session; recording the same session twice keeps one row."""
+    """Analytics facts about one finished session; recording it again replaces the row.
+
+    ``completed`` is true when the session's user closed it, false when it expired
+    unclosed (abandoned). ``duration_seconds`` runs from creation to closing, or to the last
+    activity of an abandoned session.
+    """
 
     __tablename__ = "session_metrics"
 
@@ -160,15 +176,50 @@ class SessionMetrics(Base):
     total_queries: Mapped[int] = mapped_column(Integer)
     cache_hits: Mapped[int] = mapped_column(Integer)
     completed: Mapped[bool] = mapped_column(Boolean)
-    assets: Mapped[list[str]] = mapped_column(JsonType)
-    tags: Mapped[list[str]] = mapped_column(JsonType)
-    query_type_counts: Mapped[dict[str, int]] = mapped_column(JsonType)
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
     __table_args__ = (
         Index("ix_session_metrics_created", "created_at"),
         Index("ix_session_metrics_user_created", "user_id", "created_at"),
     )
+
+
+def _metrics_key() -> Any:
+    return mapped_column(
+        Uuid, ForeignKey("session_metrics.session_id", ondelete="CASCADE"), primary_key=True
+    )
+
+
+class SessionMetricAsset(Base):
+    """One asset a recorded session analysed."""
+
+    __tablename__ = "session_metric_assets"
+
+    session_id: Mapped[UUID] = _metrics_key()
+    asset: Mapped[str] = mapped_column(String(64), primary_key=True)
+
+    __table_args__ = (Index("ix_session_metric_assets_asset", "asset"),)
+
+
+class SessionMetricTag(Base):
+    """One tag of a recorded session."""
+
+    __tablename__ = "session_metric_tags"
+
+    session_id: Mapped[UUID] = _metrics_key()
+    tag: Mapped[str] = mapped_column(String(64), primary_key=True)
+
+    __table_args__ = (Index("ix_session_metric_tags_tag", "tag"),)
+
+
+class SessionMetricQueryType(Base):
+    """How many queries of one type a recorded session made."""
+
+    __tablename__ = "session_metric_query_types"
+
+    session_id: Mapped[UUID] = _metrics_key()
+    query_type: Mapped[str] = mapped_column(String(64), primary_key=True)
+    queries: Mapped[int] = mapped_column(Integer)
 
 
 def is_sqlite(engine: AsyncEngine) -> bool:

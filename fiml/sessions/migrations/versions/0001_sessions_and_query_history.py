@@ -82,7 +82,13 @@ def upgrade() -> None:
             sqlite_where=sa.text("archived_at IS NULL"),
             postgresql_where=sa.text("archived_at IS NULL"),
         )
-        batch_op.create_index("ix_sessions_archived_at", ["archived_at"], unique=False)
+        batch_op.create_index(
+            "ix_sessions_archived_at",
+            ["archived_at"],
+            unique=False,
+            sqlite_where=sa.text("archived_at IS NOT NULL"),
+            postgresql_where=sa.text("archived_at IS NOT NULL"),
+        )
         batch_op.create_index(
             "ix_sessions_user_created", ["user_id", "created_at", "id"], unique=False
         )
@@ -117,7 +123,11 @@ def downgrade() -> None:
     op.drop_table("session_queries")
     with op.batch_alter_table("sessions", schema=None) as batch_op:
         batch_op.drop_index("ix_sessions_user_created")
-        batch_op.drop_index("ix_sessions_archived_at")
+        batch_op.drop_index(
+            "ix_sessions_archived_at",
+            sqlite_where=sa.text("archived_at IS NOT NULL"),
+            postgresql_where=sa.text("archived_at IS NOT NULL"),
+        )
         batch_op.drop_index(
             "ix_sessions_active_expiry",
             sqlite_where=sa.text("archived_at IS NULL"),
