@@ -6,6 +6,7 @@ result says whether it came from the cache.
 """
 
 from fiml.market.base import (
+    DEFAULT_TIMEOUT_SECONDS,
     AssetClass,
     Quote,
     QuoteProvider,
@@ -19,7 +20,6 @@ from fiml.market.cache import (
     QuoteCache,
     RedisQuoteCache,
 )
-from fiml.market.http import DEFAULT_TIMEOUT_SECONDS
 from fiml.market.offline import OfflineProvider
 from fiml.market.pairs import DEFAULT_QUOTE_ASSET, CryptoPair, parse_crypto_pair
 from fiml.market.service import DEFAULT_CACHE_TTL_SECONDS, MarketData, QuoteResult

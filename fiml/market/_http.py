@@ -10,13 +10,17 @@ from collections.abc import Mapping
 from typing import Any
 
 import httpx
+from pydantic import ValidationError
 
 from fiml.core.errors import InvalidInputError, ProviderUnavailableError
 
-__all__ = ["DEFAULT_TIMEOUT_SECONDS", "build_client", "decode_json", "fetch", "status_reason"]
-
-DEFAULT_TIMEOUT_SECONDS = 10.0
-"""How long a live provider waits to connect, and then for each read, by default."""
+__all__ = [
+    "build_client",
+    "decode_json",
+    "fetch",
+    "status_reason",
+    "unusable_body",
+]
 
 _STATUS_HINTS = {
     403: "access refused",
@@ -37,13 +41,15 @@ async def fetch(
     client: httpx.AsyncClient, url: str, *, provider: str, params: Mapping[str, str] | None = None
 ) -> httpx.Response:
     """GET ``url``; a timeout or transport failure raises ``ProviderUnavailableError``."""
+    host = httpx.URL(url).host
     try:
         return await client.get(url, params=params)
     except httpx.TimeoutException as exc:
-        raise ProviderUnavailableError(provider, _timeout_reason(client, exc)) from exc
+        reason = f"request to {host} {_timeout_reason(client, exc)}"
+        raise ProviderUnavailableError(provider, reason) from exc
     except httpx.HTTPError as exc:
         detail = str(exc) or type(exc).__name__
-        raise ProviderUnavailableError(provider, f"request failed: {detail}") from exc
+        raise ProviderUnavailableError(provider, f"request to {host} failed: {detail}") from exc
 
 
 def decode_json(response: httpx.Response, *, provider: str) -> Any:
@@ -61,6 +67,18 @@ def status_reason(response: httpx.Response) -> str:
     code = response.status_code
     hint = _STATUS_HINTS.get(code) or ("server error" if code >= 500 else response.reason_phrase)
     return f"unexpected HTTP {code} ({hint})" if hint else f"unexpected HTTP {code}"
+
+
+def unusable_body(provider: str, what: str, exc: ValidationError) -> ProviderUnavailableError:
+    """The error for a body of the wrong shape, naming its first problem on one line.
+
+    For example ``unexpected chart response: chart.result.0.meta.currency: Field required``.
+    """
+    first = exc.errors()[0]
+    where = ".".join(str(part) for part in first["loc"]) or "body"
+    more = exc.error_count() - 1
+    detail = f"{where}: {first['msg']}" + (f" (and {more} more)" if more else "")
+    return ProviderUnavailableError(provider, f"{what}: {detail}")
 
 
 def _timeout_reason(client: httpx.AsyncClient, exc: httpx.TimeoutException) -> str:

@@ -11,7 +11,17 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validato
 
 from fiml.core.errors import InvalidInputError
 
-__all__ = ["AssetClass", "Quote", "QuoteProvider", "normalize_market", "normalize_symbol"]
+__all__ = [
+    "DEFAULT_TIMEOUT_SECONDS",
+    "AssetClass",
+    "Quote",
+    "QuoteProvider",
+    "normalize_market",
+    "normalize_symbol",
+]
+
+DEFAULT_TIMEOUT_SECONDS = 10.0
+"""How long a live provider waits to connect, and then for each read, by default."""
 
 AssetClass = Literal["equity", "crypto"]
 """The kinds of instrument FIML quotes."""

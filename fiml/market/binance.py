@@ -9,14 +9,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic.alias_generators import to_camel
 
 from fiml.core.errors import ProviderUnavailableError, SymbolNotFoundError
-from fiml.market.base import AssetClass, Quote
-from fiml.market.http import (
-    DEFAULT_TIMEOUT_SECONDS,
-    build_client,
-    decode_json,
-    fetch,
-    status_reason,
-)
+from fiml.market._http import build_client, decode_json, fetch, status_reason, unusable_body
+from fiml.market.base import DEFAULT_TIMEOUT_SECONDS, AssetClass, Quote
 from fiml.market.pairs import CryptoPair, parse_crypto_pair
 
 __all__ = ["BINANCE_TICKER_URL", "BinanceProvider"]
@@ -66,8 +60,10 @@ class BinanceProvider:
         self.name = "binance"
         self.asset_class: AssetClass = "crypto"
         self._owns_client = client is None
-        self._client = client or build_client(
-            timeout=timeout, headers={"Accept": "application/json"}
+        self._client = (
+            client
+            if client is not None
+            else build_client(timeout=timeout, headers={"Accept": "application/json"})
         )
         self._ticker_url = ticker_url
 
@@ -113,4 +109,4 @@ class BinanceProvider:
                 source=self.name,
             )
         except ValidationError as exc:
-            raise ProviderUnavailableError(self.name, f"unexpected ticker response: {exc}") from exc
+            raise unusable_body(self.name, "unexpected ticker response", exc) from exc

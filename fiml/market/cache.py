@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -98,7 +99,7 @@ class RedisQuoteCache:
         self._redis = redis_client
         self._redis_error: type[Exception] = RedisError
         # Redis expiry is whole seconds; round up so a quote never lives shorter than asked.
-        self._ttl = max(1, int(-(-_positive_ttl(ttl_seconds) // 1)))
+        self._ttl = math.ceil(_positive_ttl(ttl_seconds))
         self._prefix = prefix
 
     async def get(self, key: str) -> Quote | None:

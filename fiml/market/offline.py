@@ -53,18 +53,19 @@ class OfflineProvider:
             int.from_bytes(digest[i : i + 8], "big") / 2**64 for i in (0, 8, 16)
         )
         lowest, decades = _PRICE_RANGES[self.asset_class]
-        price = lowest * 10 ** (price_draw * decades)
-        decimals = 2 if price >= 1 else 8
-        price = round(price, decimals)
-        change_percent = round((move_draw * 2 - 1) * _MAX_DAILY_MOVE_PERCENT, 2)
-        previous = price / (1 + change_percent / 100)
+        previous_close = lowest * 10 ** (price_draw * decades)
+        decimals = 2 if previous_close >= 1 else 8
+        previous_close = round(previous_close, decimals)
+        move = (move_draw * 2 - 1) * _MAX_DAILY_MOVE_PERCENT / 100
+        price = round(previous_close * (1 + move), decimals)
+        change = round(price - previous_close, decimals)
         return Quote(
             symbol=symbol,
             asset_class=self.asset_class,
             price=price,
             currency=currency,
-            change=round(price - previous, decimals),
-            change_percent=change_percent,
+            change=change,
+            change_percent=round(change / previous_close * 100, 2),
             volume=float(round(10 ** (4 + volume_draw * 4))),
             market=market,
             as_of=self._clock(),

@@ -9,10 +9,15 @@ from typing import TYPE_CHECKING, Self
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from fiml.market.base import Quote, QuoteProvider, normalize_market, normalize_symbol
+from fiml.market.base import (
+    DEFAULT_TIMEOUT_SECONDS,
+    Quote,
+    QuoteProvider,
+    normalize_market,
+    normalize_symbol,
+)
 from fiml.market.binance import BinanceProvider
 from fiml.market.cache import MemoryQuoteCache, QuoteCache, RedisQuoteCache
-from fiml.market.http import DEFAULT_TIMEOUT_SECONDS
 from fiml.market.offline import OfflineProvider
 from fiml.market.pairs import parse_crypto_pair
 from fiml.market.yahoo import YahooFinanceProvider
@@ -60,7 +65,7 @@ class MarketData:
         return cls(
             OfflineProvider("equity"),
             OfflineProvider("crypto"),
-            cache or MemoryQuoteCache(cache_ttl_seconds),
+            cache if cache is not None else MemoryQuoteCache(cache_ttl_seconds),
         )
 
     @classmethod

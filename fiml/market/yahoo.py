@@ -10,13 +10,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
 from fiml.core.errors import ProviderUnavailableError, SymbolNotFoundError
-from fiml.market.base import AssetClass, Quote, normalize_market, normalize_symbol
-from fiml.market.http import (
+from fiml.market._http import build_client, decode_json, fetch, status_reason, unusable_body
+from fiml.market.base import (
     DEFAULT_TIMEOUT_SECONDS,
-    build_client,
-    decode_json,
-    fetch,
-    status_reason,
+    AssetClass,
+    Quote,
+    normalize_market,
+    normalize_symbol,
 )
 
 __all__ = ["YAHOO_CHART_URL", "YahooFinanceProvider"]
@@ -97,9 +97,13 @@ class YahooFinanceProvider:
         self.name = "yahoo"
         self.asset_class: AssetClass = "equity"
         self._owns_client = client is None
-        self._client = client or build_client(
-            timeout=timeout,
-            headers={"User-Agent": _BROWSER_USER_AGENT, "Accept": "application/json"},
+        self._client = (
+            client
+            if client is not None
+            else build_client(
+                timeout=timeout,
+                headers={"User-Agent": _BROWSER_USER_AGENT, "Accept": "application/json"},
+            )
         )
         self._chart_url = chart_url
 
@@ -128,7 +132,7 @@ class YahooFinanceProvider:
         try:
             chart = _Envelope.model_validate(payload).chart
         except ValidationError as exc:
-            raise ProviderUnavailableError(self.name, f"unexpected chart response: {exc}") from exc
+            raise unusable_body(self.name, "unexpected chart response", exc) from exc
         if chart.error is not None and chart.error.code == "Not Found":
             raise SymbolNotFoundError(ticker, self.name)
         if chart.error is not None or not chart.result:
@@ -155,7 +159,7 @@ class YahooFinanceProvider:
                 source=self.name,
             )
         except ValidationError as exc:
-            raise ProviderUnavailableError(self.name, f"unusable quote values: {exc}") from exc
+            raise unusable_body(self.name, "unusable quote values", exc) from exc
 
 
 def _yahoo_ticker(symbol: str, market: str | None) -> str:

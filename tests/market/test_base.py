@@ -68,7 +68,7 @@ def test_as_of_is_converted_to_utc() -> None:
 
 def test_naive_as_of_is_rejected() -> None:
     with pytest.raises(ValidationError):
-        make_quote(as_of=datetime(2024, 5, 17, 20, 0))  # noqa: DTZ001
+        make_quote(as_of=datetime(2024, 5, 17, 20, 0))
 
 
 @pytest.mark.parametrize("price", [-1.0, float("nan"), float("inf")])
