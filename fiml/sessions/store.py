@@ -154,7 +154,7 @@ def _section_changes(session: Session, changes: SessionChanges) -> None:
 def changes_since_read(session: Session, *, strict: bool) -> SessionChanges:
     """What the caller changed on ``session`` since the store last handed it out."""
     base = session.baseline
-    changes = SessionChanges(touched_at=session.last_accessed_at)
+    changes = SessionChanges()
     queries = session.state.history.queries
     changes.new_queries = [q for q in queries if base is None or q.id not in base.query_ids]
     _section_changes(session, changes)
@@ -353,7 +353,7 @@ class SessionStore:
         sid = parse_session_id(session_id)
         if not isinstance(query, QueryRecord):
             raise InvalidInputError("query", query, "must be a QueryRecord")
-        changes = SessionChanges(new_queries=[query], touched_at=utcnow())
+        changes = SessionChanges(new_queries=[query])
         return await self._apply(sid, changes)
 
     async def update_state(
@@ -367,7 +367,7 @@ class SessionStore:
     ) -> HistoryCounters:
         """Set (and remove) state keys atomically without reading the session first."""
         sid = parse_session_id(session_id)
-        changes = SessionChanges(touched_at=utcnow())
+        changes = SessionChanges()
         for section, values in (
             ("context", context),
             ("preferences", preferences),
