@@ -7,6 +7,7 @@ pass it down (``SessionStore(settings=...)``).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from platformdirs import user_data_dir
 from pydantic import Field, field_validator
@@ -41,6 +42,11 @@ class Settings(BaseSettings):
         description="Redis URL; when set, active sessions live in Redis and archives in the "
         "database.",
     )
+    celery_broker_url: str | None = Field(
+        default=None,
+        description="Celery broker (and result backend) URL; when set, background jobs run on "
+        "Celery beat and workers, otherwise in-process. Workers fall back to redis_url.",
+    )
 
     session_default_ttl_hours: float = Field(default=24, gt=0)
     session_max_ttl_hours: float = Field(default=168, gt=0)
@@ -63,6 +69,22 @@ class Settings(BaseSettings):
     redis_max_connections: int = Field(default=64, gt=0)
     database_pool_size: int = Field(default=10, gt=0)
     database_max_overflow: int = Field(default=20, ge=0)
+
+    user: str | None = Field(
+        default=None,
+        description="Who the caller is over the stdio MCP transport (FIML_USER); default: the "
+        "OS user.",
+    )
+    mcp_tokens_file: Path | None = Field(
+        default=None,
+        description="JSON file of SHA-256 hashes of the MCP server's bearer tokens, each mapped "
+        "to a user and a role; required for the HTTP transport.",
+    )
+    market_provider: Literal["live", "offline"] = Field(
+        default="live",
+        description="Where quotes come from: live providers, or synthetic offline quotes for "
+        "demos and tests.",
+    )
 
     @field_validator("database_url")
     @classmethod

@@ -1,0 +1,360 @@
+"""SessionAnalytics: usage statistics computed by the database from recorded session facts.
+
+Facts about a finished session (see :mod:`fiml.sessions.metrics`) are recorded when the
+cleanup job archives it, or by :meth:`SessionAnalytics.record_session_metrics`. Every
+statistic is an aggregate (``COUNT``/``SUM``/``AVG``/``GROUP BY``) over those facts, run in
+the database: nothing is computed by loading sessions into Python.
+
+The window of a statistic is the sessions *created* in the last ``days`` days. Averages,
+rates, rankings and distributions describe the finished (recorded) sessions of the window;
+``active_sessions`` counts the sessions still running in the active tier, and
+``total_sessions`` is the two together. A session that has ended but is not archived yet
+is in neither until the next cleanup records it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal, NotRequired, TypedDict, cast
+
+from sqlalchemy import ColumnElement, Table, case, desc, func, select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from fiml.core.errors import InvalidInputError
+from fiml.sessions.active_count import ActiveSessionCounter, count_active_sessions
+from fiml.sessions.analytics_export import (
+    EXPORT_FORMATS,
+    read_export_rows,
+    render_export,
+    resolve_export_path,
+    write_export,
+)
+from fiml.sessions.db import READ_ONLY_OPTION
+from fiml.sessions.metrics import (
+    MA,
+    MQ,
+    MT,
+    MetricFilters,
+    SessionFacts,
+    backfill_archived_metrics,
+    replace_metrics,
+)
+from fiml.sessions.metrics import M as METRICS
+from fiml.sessions.models import Session, SessionType, utcnow
+from fiml.sessions.store import SessionStore, parse_session_type
+
+__all__ = [
+    "ActiveSessionCounter",
+    "AssetCount",
+    "SessionAnalytics",
+    "SessionStats",
+    "TagCount",
+    "UserSessionSummary",
+    "count_active_sessions",
+]
+
+MAX_DAYS = 36_500
+MAX_TOP = 100
+
+
+class AssetCount(TypedDict):
+    """An asset and how many finished sessions analysed it."""
+
+    asset: str
+    count: int
+
+
+class TagCount(TypedDict):
+    """A tag and how many finished sessions carried it."""
+
+    tag: str
+    count: int
+
+
+class SessionStats(TypedDict):
+    """What :meth:`SessionAnalytics.get_session_stats` returns."""
+
+    total_sessions: int
+    active_sessions: int
+    archived_sessions: int
+    total_queries: int
+    avg_duration_seconds: float
+    avg_queries_per_session: float
+    abandonment_rate: float
+    top_assets: list[AssetCount]
+    query_type_distribution: dict[str, int]
+    session_type_breakdown: dict[str, int]
+    popular_tags: list[TagCount]
+    cache_hit_rate: float
+    message: NotRequired[str]
+
+
+class RecentSession(TypedDict):
+    """One finished session in a user's summary."""
+
+    session_id: str
+    session_type: str
+    created_at: str
+    ended_at: str
+    duration_seconds: float
+    total_queries: int
+    completed: bool
+
+
+class UserSessionSummary(TypedDict):
+    """What :meth:`SessionAnalytics.get_user_session_summary` returns."""
+
+    user_id: str
+    days: float
+    stats: SessionStats
+    recent_sessions: list[RecentSession]
+
+
+def _checked_days(days: Any) -> float:
+    if (
+        isinstance(days, bool)
+        or not isinstance(days, int | float)
+        or not math.isfinite(days)
+        or not 0 < days <= MAX_DAYS
+    ):
+        raise InvalidInputError(
+            "days", days, f"must be a number of days above 0, at most {MAX_DAYS}"
+        )
+    return float(days)
+
+
+def _checked_user(user_id: Any, *, required: bool = False) -> str | None:
+    if user_id is None and not required:
+        return None
+    if not isinstance(user_id, str) or not 0 < len(user_id) <= 255:
+        raise InvalidInputError("user_id", user_id, "must be a string of 1-255 characters")
+    return user_id
+
+
+def _checked_top(top: Any) -> int:
+    if isinstance(top, bool) or not isinstance(top, int) or not 1 <= top <= MAX_TOP:
+        raise InvalidInputError("top", top, f"must be an integer from 1 to {MAX_TOP}")
+    return top
+
+
+def _ratio(part: float, whole: float) -> float:
+    return part / whole if whole else 0.0
+
+
+class SessionAnalytics:
+    """Record finished sessions and report usage statistics over them.
+
+    Built on an initialized :class:`~fiml.sessions.store.SessionStore`: facts live in its
+    archive database, running sessions are counted in its active tier.
+    """
+
+    def __init__(self, store: SessionStore) -> None:
+        self.store = store
+
+    @property
+    def engine(self) -> AsyncEngine:
+        """The archive database, where the metric tables live."""
+        return self.store.archive.engine
+
+    async def record_session_metrics(self, session: Session) -> None:
+        """Record (or re-record) a closed, expired or archived session; it counts once.
+
+        A session still running is an InvalidInputError, and nothing is written.
+        """
+        if not isinstance(session, Session):
+            raise InvalidInputError("session", session, "must be a Session")
+        now = utcnow()
+        facts = SessionFacts.from_session(session, now=now)
+        await replace_metrics(self.engine, [facts], recorded_at=now)
+
+    async def record_archived_metrics(
+        self, *, archived_since: datetime | None = None, batch_size: int = 1000
+    ) -> int:
+        """Record every archived session that has no facts yet; returns how many.
+
+        With ``archived_since``, only sessions archived at or after it. Idempotent, and
+        safe to run concurrently: each session is counted by exactly one run.
+        """
+        return await backfill_archived_metrics(
+            self.engine, now=utcnow(), archived_since=archived_since, batch_size=batch_size
+        )
+
+    async def get_session_stats(
+        self,
+        user_id: str | None = None,
+        session_type: SessionType | str | None = None,
+        days: float = 30,
+        *,
+        top: int = 10,
+    ) -> SessionStats:
+        """Statistics over the sessions created in the last ``days`` days.
+
+        Filter by ``user_id`` and ``session_type``; ``top`` bounds the rankings
+        (``top_assets``, ``popular_tags``, most used first, ties by name). When the window
+        holds no finished session the result carries a ``message`` saying so.
+        """
+        filters = MetricFilters(
+            user_id=_checked_user(user_id),
+            session_type=None if session_type is None else parse_session_type(session_type).value,
+            days=_checked_days(days),
+        )
+        top = _checked_top(top)
+        now = utcnow()
+        since = now - timedelta(days=filters.days)
+        active = await count_active_sessions(
+            self.store.backend,
+            now=now,
+            user_id=filters.user_id,
+            session_type=filters.session_type,
+            created_since=since,
+        )
+        async with self._read() as conn:
+            return await _aggregate(conn, filters, since, active=active, top=top)
+
+    async def get_user_session_summary(self, user_id: str, days: float = 30) -> UserSessionSummary:
+        """One user's statistics and their ten most recent finished sessions."""
+        checked = cast(str, _checked_user(user_id, required=True))
+        stats = await self.get_session_stats(user_id=checked, days=days)
+        since = utcnow() - timedelta(days=float(days))
+        stmt = (
+            select(METRICS)
+            .where(METRICS.c.user_id == checked, METRICS.c.created_at >= since)
+            .order_by(METRICS.c.created_at.desc(), METRICS.c.session_id.desc())
+            .limit(10)
+        )
+        async with self._read() as conn:
+            rows = (await conn.execute(stmt)).all()
+        recent: list[RecentSession] = [
+            {
+                "session_id": str(r.session_id),
+                "session_type": r.session_type,
+                "created_at": r.created_at.isoformat(),
+                "ended_at": r.ended_at.isoformat(),
+                "duration_seconds": float(r.duration_seconds),
+                "total_queries": int(r.total_queries),
+                "completed": bool(r.completed),
+            }
+            for r in rows
+        ]
+        return {"user_id": checked, "days": float(days), "stats": stats, "recent_sessions": recent}
+
+    async def export_session_metrics(
+        self,
+        format: Literal["json", "csv"] | str = "json",
+        *,
+        user_id: str | None = None,
+        session_type: SessionType | str | None = None,
+        days: float = 30,
+        path: str | Path | None = None,
+        directory: str | Path | None = None,
+    ) -> str:
+        """The recorded sessions of the window, as JSON (with the stats) or CSV.
+
+        Returns the document; with ``path`` it is also written there. ``path`` is taken
+        relative to ``directory`` (default: the working directory) and may not lead out
+        of it. Any format but ``json`` or ``csv`` is an InvalidInputError.
+        """
+        if format not in EXPORT_FORMATS:
+            raise InvalidInputError("format", format, "must be 'json' or 'csv'")
+        target = (
+            None if path is None else await asyncio.to_thread(resolve_export_path, path, directory)
+        )
+        stats = await self.get_session_stats(user_id, session_type, days)
+        filters = MetricFilters(
+            user_id=user_id,
+            session_type=None if session_type is None else parse_session_type(session_type).value,
+            days=float(days),
+        )
+        since = utcnow() - timedelta(days=filters.days)
+        async with self._read() as conn:
+            rows = await read_export_rows(conn, filters, since)
+        document = render_export(format, filters, stats, rows)
+        if target is not None:
+            await write_export(target, document)
+        return document
+
+    def _read(self) -> AsyncConnection:
+        # One snapshot for all the aggregates of a call, so they agree with each other.
+        options: dict[str, Any] = {READ_ONLY_OPTION: True}
+        if self.engine.dialect.name == "postgresql":
+            options["isolation_level"] = "REPEATABLE READ"
+        return self.engine.execution_options(**options).connect()
+
+
+def _by_name(conn: AsyncConnection, column: Any) -> Any:
+    # Ties rank by byte order on both dialects, whatever PostgreSQL's default collation.
+    return column.collate("C") if conn.dialect.name == "postgresql" else column
+
+
+async def _ranking(
+    conn: AsyncConnection, table: Table, column: str, where: list[ColumnElement[bool]], top: int
+) -> list[tuple[str, int]]:
+    name = table.c[column]
+    count = func.count().label("n")
+    stmt = (
+        select(name, count)
+        .join(METRICS, METRICS.c.session_id == table.c.session_id)
+        .where(*where)
+        .group_by(name)
+        .order_by(desc(count), _by_name(conn, name))
+        .limit(top)
+    )
+    return [(str(k), int(n)) for k, n in (await conn.execute(stmt)).all()]
+
+
+async def _distribution(
+    conn: AsyncConnection, key: Any, amount: Any, where: list[ColumnElement[bool]], join: bool
+) -> dict[str, int]:
+    total = amount.label("n")
+    stmt = select(key, total)
+    if join:
+        stmt = stmt.join(METRICS, METRICS.c.session_id == MQ.c.session_id)
+    stmt = stmt.where(*where).group_by(key).order_by(desc(total), _by_name(conn, key))
+    return {str(k): int(n) for k, n in (await conn.execute(stmt)).all()}
+
+
+async def _aggregate(
+    conn: AsyncConnection, filters: MetricFilters, since: datetime, *, active: int, top: int
+) -> SessionStats:
+    where = filters.conditions(since)
+    abandoned = func.sum(case((METRICS.c.completed, 0), else_=1))
+    summary = select(
+        func.count(),
+        func.coalesce(func.sum(METRICS.c.total_queries), 0),
+        func.avg(METRICS.c.duration_seconds),
+        func.coalesce(func.sum(METRICS.c.cache_hits), 0),
+        func.coalesce(abandoned, 0),
+    ).where(*where)
+    finished, queries, avg_duration, hits, dropped = (await conn.execute(summary)).one()
+    finished, queries, hits = int(finished), int(queries), int(hits)
+    assets = await _ranking(conn, MA, "asset", where, top)
+    tags = await _ranking(conn, MT, "tag", where, top)
+    stats: SessionStats = {
+        "total_sessions": finished + active,
+        "active_sessions": active,
+        "archived_sessions": finished,
+        "total_queries": queries,
+        "avg_duration_seconds": float(avg_duration or 0.0),
+        "avg_queries_per_session": _ratio(queries, finished),
+        "abandonment_rate": _ratio(int(dropped), finished),
+        "top_assets": [{"asset": a, "count": n} for a, n in assets],
+        "query_type_distribution": await _distribution(
+            conn, MQ.c.query_type, func.sum(MQ.c.queries), where, join=True
+        ),
+        "session_type_breakdown": await _distribution(
+            conn, METRICS.c.session_type, func.count(), where, join=False
+        ),
+        "popular_tags": [{"tag": t, "count": n} for t, n in tags],
+        "cache_hit_rate": _ratio(hits, queries),
+    }
+    if finished == 0:
+        stats["message"] = (
+            f"No sessions in the last {filters.days:g} days."
+            if active == 0
+            else f"No finished sessions in the last {filters.days:g} days yet; "
+            "averages and rankings cover finished sessions."
+        )
+    return stats

@@ -1,0 +1,210 @@
+"""The background jobs, as plain async functions returning typed statistics.
+
+Celery tasks (:mod:`fiml.sessions.tasks`), the in-process scheduler
+(:mod:`fiml.sessions.scheduler`) and the command line all run these same functions:
+
+- :func:`run_cleanup` archives expired and closed sessions and records analytics facts for
+  the sessions it archived (every ``session_cleanup_interval_minutes``);
+- :func:`run_retention` deletes archives older than ``session_retention_days`` (daily);
+- :func:`run_metrics` records facts for any archived session that has none (daily).
+
+Every job is idempotent and safe to run concurrently with itself: the store archives each
+session exactly once, and facts are inserted only where none exist, so two runs at once
+archive and count each session once between them. :func:`run_job` additionally skips a run
+while another holds the job's lock, so concurrent schedulers do not repeat the work.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from pydantic import BaseModel
+
+from fiml.core.config import Settings
+from fiml.sessions.analytics import SessionAnalytics
+from fiml.sessions.models import utcnow
+from fiml.sessions.store import SessionStore
+
+__all__ = [
+    "CLEANUP_JOB",
+    "METRICS_JOB",
+    "RETENTION_JOB",
+    "CleanupStats",
+    "Job",
+    "JobLock",
+    "JobStats",
+    "MetricsStats",
+    "RetentionStats",
+    "job_intervals",
+    "run_cleanup",
+    "run_job",
+    "run_metrics",
+    "run_retention",
+    "session_jobs",
+]
+
+CLEANUP_JOB = "cleanup_expired_sessions"
+RETENTION_JOB = "delete_old_archived_sessions"
+METRICS_JOB = "generate_session_metrics"
+DAILY = timedelta(days=1)
+
+
+class JobStats(BaseModel):
+    """What one run of a job did; ``skipped`` runs did nothing (``reason`` says why)."""
+
+    job: str
+    started_at: datetime
+    duration_seconds: float = 0.0
+    skipped: bool = False
+    reason: str | None = None
+
+
+class CleanupStats(JobStats):
+    """Sessions archived by this run, and analytics facts it recorded for them."""
+
+    archived: int = 0
+    metrics_recorded: int = 0
+
+
+class RetentionStats(JobStats):
+    """Archived sessions this run deleted for being older than the retention period."""
+
+    deleted: int = 0
+    retention_days: float | None = None
+
+
+class MetricsStats(JobStats):
+    """Archived sessions this run recorded analytics facts for."""
+
+    recorded: int = 0
+
+
+def _elapsed(start: float) -> float:
+    return round(time.monotonic() - start, 6)
+
+
+def _analytics_for(store: SessionStore, analytics: SessionAnalytics | None) -> SessionAnalytics:
+    return analytics if analytics is not None else SessionAnalytics(store)
+
+
+async def run_cleanup(
+    store: SessionStore, analytics: SessionAnalytics | None = None, *, batch_size: int = 1000
+) -> CleanupStats:
+    """Archive every expired or closed session, then record facts for those archived.
+
+    Facts are recorded unless ``session_enable_analytics`` is off. If the run dies between
+    the two steps, :func:`run_metrics` records the missing facts later.
+    """
+    started, clock = utcnow(), time.monotonic()
+    archived = await store.cleanup_expired_sessions(batch_size=batch_size)
+    recorded = 0
+    if store.settings.session_enable_analytics:
+        recorded = await _analytics_for(store, analytics).record_archived_metrics(
+            archived_since=started, batch_size=batch_size
+        )
+    return CleanupStats(
+        job=CLEANUP_JOB,
+        started_at=started,
+        duration_seconds=_elapsed(clock),
+        archived=archived,
+        metrics_recorded=recorded,
+    )
+
+
+async def run_retention(
+    store: SessionStore, *, retention_days: float | None = None
+) -> RetentionStats:
+    """Delete archives older than ``retention_days`` (default: ``session_retention_days``)."""
+    started, clock = utcnow(), time.monotonic()
+    days = store.settings.session_retention_days if retention_days is None else retention_days
+    deleted = await store.delete_old_archived_sessions(retention_days=days)
+    return RetentionStats(
+        job=RETENTION_JOB,
+        started_at=started,
+        duration_seconds=_elapsed(clock),
+        deleted=deleted,
+        retention_days=days,
+    )
+
+
+async def run_metrics(
+    store: SessionStore, analytics: SessionAnalytics | None = None, *, batch_size: int = 1000
+) -> MetricsStats:
+    """Record facts for every archived session that has none; skipped if analytics is off."""
+    started, clock = utcnow(), time.monotonic()
+    if not store.settings.session_enable_analytics:
+        return MetricsStats(
+            job=METRICS_JOB, started_at=started, skipped=True, reason="analytics is disabled"
+        )
+    recorded = await _analytics_for(store, analytics).record_archived_metrics(batch_size=batch_size)
+    return MetricsStats(
+        job=METRICS_JOB, started_at=started, duration_seconds=_elapsed(clock), recorded=recorded
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """A named job, how often it runs, and how to run it once."""
+
+    name: str
+    interval: timedelta
+    run: Callable[[], Awaitable[JobStats]]
+    stats_type: type[JobStats] = JobStats
+
+
+def job_intervals(settings: Settings) -> dict[str, timedelta]:
+    """How often each job runs: cleanup per the settings, retention and metrics daily."""
+    return {
+        CLEANUP_JOB: timedelta(minutes=settings.session_cleanup_interval_minutes),
+        RETENTION_JOB: DAILY,
+        METRICS_JOB: DAILY,
+    }
+
+
+def session_jobs(store: SessionStore, analytics: SessionAnalytics | None = None) -> list[Job]:
+    """The three session jobs bound to ``store``, with their intervals from its settings."""
+    every = job_intervals(store.settings)
+    facts = _analytics_for(store, analytics)
+
+    async def cleanup() -> JobStats:
+        return await run_cleanup(store, facts)
+
+    async def retention() -> JobStats:
+        return await run_retention(store)
+
+    async def metrics() -> JobStats:
+        return await run_metrics(store, facts)
+
+    return [
+        Job(CLEANUP_JOB, every[CLEANUP_JOB], cleanup, CleanupStats),
+        Job(RETENTION_JOB, every[RETENTION_JOB], retention, RetentionStats),
+        Job(METRICS_JOB, every[METRICS_JOB], metrics, MetricsStats),
+    ]
+
+
+class JobLock(Protocol):
+    """A lock shared by every process that may run the same job."""
+
+    def hold(self, name: str) -> AbstractAsyncContextManager[bool]:
+        """Try to take the lock of job ``name`` without waiting; yields whether it did."""
+        ...
+
+
+async def run_job(job: Job, *, lock: JobLock | None = None) -> JobStats:
+    """Run ``job`` once; under ``lock``, a run that finds the lock held is skipped."""
+    if lock is None:
+        return await job.run()
+    async with lock.hold(job.name) as acquired:
+        if not acquired:
+            return job.stats_type(
+                job=job.name,
+                started_at=utcnow(),
+                skipped=True,
+                reason="another run of this job holds its lock",
+            )
+        return await job.run()

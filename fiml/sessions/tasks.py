@@ -1,0 +1,162 @@
+"""Celery app, tasks and beat schedule for the session jobs (on the Redis broker).
+
+Run a worker and beat with::
+
+    celery -A fiml.sessions.tasks worker
+    celery -A fiml.sessions.tasks beat
+
+Tasks are plain synchronous functions: each builds a store from the settings, runs its
+async job (:mod:`fiml.sessions.jobs`) with :func:`asyncio.run`, and returns the job's
+statistics as a JSON-ready dict. While a run holds the job's Redis lock, a concurrent run
+(a second beat scheduler, a manual trigger) returns ``{"skipped": true, ...}`` at once.
+
+The broker and result backend are ``celery_broker_url``, else ``redis_url``, else a Redis
+on localhost. The module-level :data:`app` and :data:`CELERY_BEAT_SCHEDULE` read the
+settings from the environment when this module is imported; use
+:func:`create_celery_app` to build an app from explicit settings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+
+from celery import Celery
+
+from fiml.core.config import Settings
+from fiml.sessions.analytics import SessionAnalytics
+from fiml.sessions.joblock import RedisJobLock
+from fiml.sessions.jobs import (
+    CLEANUP_JOB,
+    METRICS_JOB,
+    RETENTION_JOB,
+    JobStats,
+    job_intervals,
+    run_job,
+    session_jobs,
+)
+from fiml.sessions.store import SessionStore
+
+__all__ = [
+    "CELERY_BEAT_SCHEDULE",
+    "DEFAULT_BROKER_URL",
+    "TASK_NAMES",
+    "app",
+    "broker_url",
+    "build_beat_schedule",
+    "cleanup_expired_sessions",
+    "create_celery_app",
+    "delete_old_archived_sessions",
+    "execute_job",
+    "generate_session_metrics",
+]
+
+DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/0"
+TASK_NAMES = {
+    job: f"fiml.sessions.tasks.{job}" for job in (CLEANUP_JOB, RETENTION_JOB, METRICS_JOB)
+}
+"""Celery task name of each job."""
+
+_SCHEDULE_ENTRIES = {
+    CLEANUP_JOB: "cleanup-expired-sessions",
+    RETENTION_JOB: "delete-old-archived-sessions",
+    METRICS_JOB: "generate-session-metrics",
+}
+
+
+def broker_url(settings: Settings) -> str:
+    """The broker and result backend URL for these settings."""
+    return settings.celery_broker_url or settings.redis_url or DEFAULT_BROKER_URL
+
+
+def _lock_url(settings: Settings) -> str | None:
+    url = settings.redis_url or broker_url(settings)
+    return url if url.startswith(("redis://", "rediss://", "unix://")) else None
+
+
+def build_beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
+    """Beat entries: cleanup every ``session_cleanup_interval_minutes``, the others daily.
+
+    A queued run expires after one interval, so a worker that was down does not work
+    through a backlog of identical runs.
+    """
+    schedule: dict[str, dict[str, Any]] = {}
+    for job, interval in job_intervals(settings).items():
+        schedule[_SCHEDULE_ENTRIES[job]] = {
+            "task": TASK_NAMES[job],
+            "schedule": interval,
+            "options": {"expires": interval.total_seconds()},
+        }
+    return schedule
+
+
+async def _run(settings: Settings, job_name: str) -> JobStats:
+    store = SessionStore(settings)
+    lock_url = _lock_url(settings)
+    lock = RedisJobLock.from_url(lock_url) if lock_url else None
+    try:
+        await store.initialize()
+        jobs = {job.name: job for job in session_jobs(store, SessionAnalytics(store))}
+        return await run_job(jobs[job_name], lock=lock)
+    finally:
+        if lock is not None:
+            await lock.close()
+        await store.shutdown()
+
+
+def execute_job(settings: Settings, job_name: str) -> dict[str, Any]:
+    """Run one session job to completion in a fresh event loop; its stats as JSON."""
+    if job_name not in TASK_NAMES:
+        raise ValueError(f"unknown job {job_name!r}; known: {', '.join(TASK_NAMES)}")
+    return asyncio.run(_run(settings, job_name)).model_dump(mode="json")
+
+
+def _register_tasks(celery: Any, settings: Settings) -> None:
+    def register(job_name: str, doc: str) -> None:
+        def task() -> dict[str, Any]:
+            return execute_job(settings, job_name)
+
+        task.__name__ = task.__qualname__ = job_name
+        task.__doc__ = doc
+        celery.task(
+            name=TASK_NAMES[job_name], shared=False, acks_late=True, reject_on_worker_lost=True
+        )(task)
+
+    register(CLEANUP_JOB, "Archive expired and closed sessions; record their analytics facts.")
+    register(RETENTION_JOB, "Delete archived sessions older than session_retention_days.")
+    register(METRICS_JOB, "Record analytics facts for archived sessions that have none.")
+
+
+def create_celery_app(settings: Settings | None = None) -> Any:
+    """A Celery app on the settings' broker with the session tasks and beat schedule."""
+    settings = settings or Settings()
+    url = broker_url(settings)
+    celery = Celery("fiml", broker=url, backend=url, set_as_current=False)
+    celery.conf.update(
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        timezone="UTC",
+        enable_utc=True,
+        result_expires=timedelta(days=1),
+        broker_connection_retry_on_startup=True,
+        worker_prefetch_multiplier=1,
+    )
+    celery.conf.beat_schedule = {
+        **(celery.conf.beat_schedule or {}),
+        **build_beat_schedule(settings),
+    }
+    _register_tasks(celery, settings)
+    return celery
+
+
+app = create_celery_app()
+"""The app ``celery -A fiml.sessions.tasks`` runs, configured from the environment."""
+
+CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = dict(app.conf.beat_schedule)
+"""The beat schedule of :data:`app` (see :func:`build_beat_schedule`)."""
+
+cleanup_expired_sessions = app.tasks[TASK_NAMES[CLEANUP_JOB]]
+delete_old_archived_sessions = app.tasks[TASK_NAMES[RETENTION_JOB]]
+generate_session_metrics = app.tasks[TASK_NAMES[METRICS_JOB]]

@@ -1,0 +1,82 @@
+"""Sessions with chosen timestamps and histories, for exact analytics."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+from fiml.core.config import Settings
+from fiml.sessions.db import SessionMetrics
+from fiml.sessions.models import AnalysisHistory, Session, SessionState, SessionType, utcnow
+from fiml.sessions.store import SessionStore
+from tests.conftest import settings_for
+
+ANALYTICS_KINDS = ["sqlite", "postgres"]
+"""Deployments whose active tier the analytics can count today (SQL backends)."""
+
+
+def finished_session(
+    *,
+    user: str | None,
+    kind: SessionType,
+    assets: Sequence[str],
+    tags: Sequence[str] = (),
+    created_ago: timedelta,
+    lasted: timedelta,
+    closed: bool,
+    queries: dict[str, tuple[int, int]] | None = None,
+    now: datetime | None = None,
+    archived: datetime | None = None,
+) -> Session:
+    """A session that ended ``lasted`` after it was created: closed, or abandoned.
+
+    ``queries`` maps a query type to ``(count, cache hits)``. An abandoned session was last
+    used at its end and expired 30 minutes later, so ``created_ago`` must exceed
+    ``lasted`` by more than that.
+    """
+    now = now or utcnow()
+    created = now - created_ago
+    end = created + lasted
+    counts = {kind_: n for kind_, (n, _) in (queries or {}).items()}
+    history = AnalysisHistory(
+        total_queries=sum(counts.values()),
+        cache_hits=sum(h for _, h in (queries or {}).values()),
+        query_type_counts=counts,
+    )
+    expires = end if closed else end + timedelta(minutes=30)
+    assert expires <= now, "the session must have ended before now"
+    return Session(
+        user_id=user,
+        type=kind,
+        assets=list(assets),
+        tags=list(tags),
+        created_at=created,
+        last_accessed_at=end,
+        expires_at=expires,
+        closed_at=end if closed else None,
+        archived_at=archived,
+        state=SessionState(history=history),
+    )
+
+
+@asynccontextmanager
+async def open_store(kind: str, tmp_path: Path, **overrides: object) -> AsyncIterator[SessionStore]:
+    """An initialized store on an emptied deployment."""
+    settings: Settings = await settings_for(kind, tmp_path, **overrides)
+    store = SessionStore(settings)
+    await store.initialize()
+    try:
+        yield store
+    finally:
+        await store.shutdown()
+
+
+async def metric_rows(store: SessionStore) -> int:
+    """How many sessions have recorded facts."""
+    async with store.archive.engine.connect() as conn:
+        stmt = select(func.count()).select_from(SessionMetrics)
+        return int((await conn.execute(stmt)).scalar_one())

@@ -1,0 +1,119 @@
+"""Exports: exact JSON and CSV documents, unknown formats refused, paths kept inside."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from fiml.core.errors import InvalidInputError
+from fiml.sessions.analytics import SessionAnalytics
+from fiml.sessions.analytics_export import CSV_COLUMNS
+from fiml.sessions.models import Session
+from tests.analytics.test_stats import known_sessions
+
+
+@pytest.fixture
+def known() -> list[Session]:
+    return known_sessions()
+
+
+@pytest.fixture
+async def recorded(analytics: SessionAnalytics, known: list[Session]) -> SessionAnalytics:
+    for session in known:
+        await analytics.record_session_metrics(session)
+    return analytics
+
+
+async def test_csv_has_one_exact_row_per_session_oldest_first(
+    recorded: SessionAnalytics, known: list[Session]
+) -> None:
+    document = await recorded.export_session_metrics("csv")
+
+    rows = list(csv.DictReader(io.StringIO(document)))
+    assert document.splitlines()[0] == ",".join(CSV_COLUMNS)
+    assert [r["session_id"] for r in rows] == [str(known[i].id) for i in (2, 1, 0)]
+    assert [(r["user_id"], r["session_type"], r["completed"]) for r in rows] == [
+        ("bob", "equity", "True"),
+        ("alice", "crypto", "False"),
+        ("alice", "equity", "True"),
+    ]
+    assert [r["assets"] for r in rows] == ["AAPL", "BTC;ETH", "AAPL;MSFT"]
+    assert [r["tags"] for r in rows] == ["Zeta;tech", "crypto", "earnings;tech"]
+    assert [r["query_types"] for r in rows] == [
+        "fundamentals:3;price:2",
+        "price:1",
+        "news:1;price:3",
+    ]
+    assert [float(r["duration_seconds"]) for r in rows] == [1200.0, 300.0, 600.0]
+    assert [(r["total_queries"], r["cache_hits"]) for r in rows] == [
+        ("5", "4"),
+        ("1", "0"),
+        ("4", "2"),
+    ]
+
+
+async def test_json_holds_the_stats_and_the_sessions(recorded: SessionAnalytics) -> None:
+    document = json.loads(await recorded.export_session_metrics("json", user_id="alice"))
+
+    assert document["filters"] == {"user_id": "alice", "session_type": None, "days": 30.0}
+    assert document["stats"] == json.loads(
+        json.dumps(await recorded.get_session_stats(user_id="alice"))
+    )
+    assert [s["assets"] for s in document["sessions"]] == [["BTC", "ETH"], ["AAPL", "MSFT"]]
+    assert [s["query_types"] for s in document["sessions"]] == [
+        {"price": 1},
+        {"news": 1, "price": 3},
+    ]
+
+
+async def test_unknown_format_is_refused(recorded: SessionAnalytics, tmp_path: Path) -> None:
+    exports = tmp_path / "exports"
+    exports.mkdir()
+
+    with pytest.raises(InvalidInputError) as caught:
+        await recorded.export_session_metrics("xml", path="out.xml", directory=exports)
+    assert caught.value.field == "format"
+    assert caught.value.value == "xml"
+    assert list(exports.iterdir()) == []
+
+
+async def test_export_writes_inside_the_directory(
+    recorded: SessionAnalytics, tmp_path: Path
+) -> None:
+    document = await recorded.export_session_metrics(
+        "csv", path="exports/metrics.csv", directory=tmp_path
+    )
+
+    assert (tmp_path / "exports" / "metrics.csv").read_text(encoding="utf-8") == document
+    assert len(document.splitlines()) == 4
+
+
+@pytest.mark.parametrize("escape", ["../outside.csv", "a/../../outside.csv", "/tmp/outside.csv"])
+async def test_paths_leading_out_of_the_directory_are_refused(
+    recorded: SessionAnalytics, tmp_path: Path, escape: str
+) -> None:
+    inside = tmp_path / "exports"
+    inside.mkdir()
+
+    with pytest.raises(InvalidInputError) as caught:
+        await recorded.export_session_metrics("csv", path=escape, directory=inside)
+    assert caught.value.field == "path"
+    assert not (tmp_path / "outside.csv").exists()
+    assert list(inside.iterdir()) == []
+
+
+async def test_a_symlink_out_of_the_directory_is_refused(
+    recorded: SessionAnalytics, tmp_path: Path
+) -> None:
+    inside, outside = tmp_path / "exports", tmp_path / "elsewhere"
+    inside.mkdir()
+    outside.mkdir()
+    (inside / "link").symlink_to(outside)
+
+    with pytest.raises(InvalidInputError):
+        await recorded.export_session_metrics("json", path="link/m.json", directory=inside)
+    assert list(outside.iterdir()) == []
