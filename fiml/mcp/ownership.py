@@ -1,0 +1,43 @@
+"""Sessions belong to their users: a foreign session looks exactly like an unknown one."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from fiml.core.errors import (
+    SessionArchivedError,
+    SessionClosedError,
+    SessionExpiredError,
+    SessionNotFoundError,
+)
+from fiml.mcp.auth import Identity
+from fiml.sessions.models import Session, SessionStatus
+from fiml.sessions.store import SessionStore, parse_session_id
+
+__all__ = ["ensure_writable", "owned_session"]
+
+
+async def owned_session(
+    store: SessionStore,
+    identity: Identity,
+    session_id: str | UUID,
+    *,
+    history_limit: int | None = None,
+) -> Session:
+    """The caller's session ``session_id``; SessionNotFoundError if absent or someone else's."""
+    sid = parse_session_id(session_id)
+    session = await store.get_session(sid, history_limit=history_limit)
+    if session is None or session.user_id != identity.user_id:
+        raise SessionNotFoundError(sid)
+    return session
+
+
+def ensure_writable(session: Session) -> None:
+    """Raise the error that says why ``session`` no longer accepts writes, if it does not."""
+    status = session.status
+    if status is SessionStatus.ARCHIVED:
+        raise SessionArchivedError(session.id)
+    if status is SessionStatus.CLOSED:
+        raise SessionClosedError(session.id)
+    if status is SessionStatus.EXPIRED:
+        raise SessionExpiredError(session.id)

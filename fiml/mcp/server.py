@@ -1,0 +1,245 @@
+"""Building the MCP server from its dependencies, and running it over stdio or HTTP.
+
+:func:`build_server` takes everything explicitly (a store, a market-data service, who the
+caller is) and holds no global state, so tests and embedders can build as many servers as
+they like. :func:`run_server` builds the dependencies from the settings and serves:
+
+- ``stdio`` (the default): one local user, ``FIML_USER`` or the OS user;
+- ``http``: streamable HTTP at ``/mcp`` with bearer tokens from a token file; with
+  ``stateless=True`` no MCP session lives in the process, so several processes can share
+  Redis and PostgreSQL behind a load balancer. Analysis sessions never depend on the
+  transport's own session.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+import anyio
+from mcp.server.auth.provider import TokenVerifier
+from mcp.server.auth.settings import AuthSettings
+from mcp.server.mcpserver import MCPServer
+
+from fiml import __version__
+from fiml.core.config import Settings
+from fiml.core.errors import ConfigurationError, MissingDependencyError
+from fiml.market.service import MarketData
+from fiml.mcp.analytics_tool import AnalyticsStats, AnalyticsTool, StatsSource
+from fiml.mcp.auth import (
+    BearerTokenIdentity,
+    HashedTokenVerifier,
+    IdentityResolver,
+    StaticIdentity,
+    TokenFile,
+    local_identity,
+)
+from fiml.mcp.resources import SessionResources
+from fiml.mcp.search_tools import SearchTools
+from fiml.mcp.session_tools import SessionTools
+from fiml.sessions.analytics import SessionAnalytics
+from fiml.sessions.joblock import RedisJobLock
+from fiml.sessions.scheduler import JobScheduler
+from fiml.sessions.store import SessionStore
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+__all__ = [
+    "MCP_PATH",
+    "Transport",
+    "background_jobs",
+    "build_server",
+    "open_market",
+    "run_server",
+    "serve",
+]
+
+MCP_PATH = "/mcp"
+"""Where the HTTP transport serves MCP."""
+
+Transport = Literal["stdio", "http"]
+
+INSTRUCTIONS = """\
+Market data with analysis sessions. Open a session with create-analysis-session, pass its \
+session_id to search-by-symbol and search-by-coin so every query is remembered, and read \
+the session's accumulated context from each result or from get-session-info. Close the \
+session when the analysis is done."""
+
+
+def build_server(
+    *,
+    store: SessionStore,
+    market: MarketData,
+    identity: IdentityResolver,
+    stats: StatsSource | None = None,
+    token_verifier: TokenVerifier | None = None,
+    public_url: str = "http://127.0.0.1:8000",
+) -> MCPServer:
+    """An MCP server with every FIML tool and the session resource.
+
+    ``store`` must be initialized and ``market`` open while the server runs. ``identity``
+    says who each request comes from; with ``token_verifier`` the HTTP transport demands
+    a valid bearer token on every request (``identity`` is then usually
+    :class:`~fiml.mcp.auth.BearerTokenIdentity`). ``stats`` computes analytics; by
+    default :class:`~fiml.sessions.analytics.SessionAnalytics` on ``store``.
+    """
+    auth = None
+    if token_verifier is not None:
+        auth = AuthSettings(issuer_url=public_url, resource_server_url=None)
+    server: MCPServer = MCPServer(
+        name="fiml",
+        title="FIML market data with analysis sessions",
+        instructions=INSTRUCTIONS,
+        version=__version__,
+        token_verifier=token_verifier,
+        auth=auth,
+    )
+    SessionTools(store, identity).register(server)
+    SearchTools(store, market, identity).register(server)
+    AnalyticsTool(identity, stats or AnalyticsStats(SessionAnalytics(store))).register(server)
+    SessionResources(store, identity).register(server)
+    return server
+
+
+def _redis_client(url: str) -> Redis:
+    try:
+        from redis.asyncio import Redis
+    except ImportError as exc:  # pragma: no cover - depends on the installed extras
+        raise MissingDependencyError("redis", "redis") from exc
+    client: Redis = Redis.from_url(url)
+    return client
+
+
+@asynccontextmanager
+async def open_market(settings: Settings) -> AsyncIterator[MarketData]:
+    """The market-data service the settings ask for, closed (with its Redis client) after."""
+    if settings.market_provider == "offline":
+        async with MarketData.offline() as market:
+            yield market
+        return
+    redis = _redis_client(settings.redis_url) if settings.redis_url else None
+    try:
+        async with MarketData.live(redis) as market:
+            yield market
+    finally:
+        if redis is not None:
+            await redis.aclose()
+
+
+@asynccontextmanager
+async def background_jobs(store: SessionStore, *, enabled: bool) -> AsyncIterator[None]:
+    """Run the session jobs (cleanup, retention, metrics) in process while the block runs.
+
+    With Redis configured, a Redis lock per job keeps several processes from repeating
+    each other's work (the jobs are idempotent anyway).
+    """
+    if not enabled:
+        yield
+        return
+    url = store.settings.redis_url
+    lock = RedisJobLock.from_url(url) if url else None
+    try:
+        async with JobScheduler.for_store(store, lock=lock):
+            yield
+    finally:
+        if lock is not None:
+            await lock.close()
+
+
+def _http_auth(settings: Settings, tokens_file: Path | None) -> HashedTokenVerifier:
+    path = tokens_file or settings.mcp_tokens_file
+    if path is None:
+        raise ConfigurationError(
+            "the HTTP transport needs a token file: pass --tokens or set FIML_MCP_TOKENS_FILE"
+        )
+    tokens = TokenFile.load(path)
+    if not tokens.entries:
+        raise ConfigurationError(f"token file {path} holds no tokens; add one first")
+    return HashedTokenVerifier(tokens)
+
+
+async def serve(
+    settings: Settings,
+    *,
+    transport: Transport = "stdio",
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    stateless: bool = False,
+    tokens_file: Path | None = None,
+    jobs: bool | None = None,
+) -> None:
+    """Serve MCP until cancelled (stdio: until the client closes the pipe).
+
+    ``jobs``: run the session jobs in process; by default, when no Celery broker is set.
+    """
+    verifier: HashedTokenVerifier | None = None
+    identity: IdentityResolver
+    if transport == "http":
+        verifier = _http_auth(settings, tokens_file)
+        identity = BearerTokenIdentity()
+    elif transport == "stdio":
+        identity = StaticIdentity(local_identity(settings))
+    else:
+        raise ConfigurationError(f"unknown transport {transport!r}; use 'stdio' or 'http'")
+    run_jobs = settings.celery_broker_url is None if jobs is None else jobs
+    async with (
+        SessionStore(settings) as store,
+        open_market(settings) as market,
+        background_jobs(store, enabled=run_jobs),
+    ):
+        server = build_server(
+            store=store,
+            market=market,
+            identity=identity,
+            token_verifier=verifier,
+            public_url=f"http://{host}:{port}",
+        )
+        if transport == "stdio":
+            await server.run_stdio_async()
+            return
+        import uvicorn
+
+        app = server.streamable_http_app(
+            streamable_http_path=MCP_PATH, stateless_http=stateless, host=host
+        )
+        config = uvicorn.Config(app, host=host, port=port, log_level="info", lifespan="on")
+        await uvicorn.Server(config).serve()
+
+
+def run_server(
+    settings: Settings,
+    *,
+    transport: Transport = "stdio",
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    stateless: bool = False,
+    tokens_file: Path | None = None,
+    jobs: bool | None = None,
+) -> None:
+    """Serve MCP in the foreground; logs go to stderr (stdout belongs to stdio MCP).
+
+    See :func:`serve` for the arguments.
+    """
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    anyio.run(
+        functools.partial(
+            serve,
+            settings,
+            transport=transport,
+            host=host,
+            port=port,
+            stateless=stateless,
+            tokens_file=tokens_file,
+            jobs=jobs,
+        )
+    )

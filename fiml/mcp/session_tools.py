@@ -1,0 +1,180 @@
+"""The session tools: create, inspect, list, extend, close, page history, update context.
+
+Every tool acts for the caller the transport identified, on the caller's own sessions
+only; another user's session is reported exactly like an unknown one.
+"""
+
+from __future__ import annotations
+
+from mcp.server.mcpserver import MCPServer
+from mcp.types import ToolAnnotations
+
+from fiml.mcp.auth import IdentityResolver
+from fiml.mcp.boundary import tool_boundary
+from fiml.mcp.ownership import owned_session
+from fiml.mcp.schemas import (
+    AssetsArg,
+    ContextUpdateResult,
+    CursorArg,
+    HistoryResult,
+    HoursArg,
+    OffsetArg,
+    PageLimitArg,
+    RemoveKeysArg,
+    SessionDetails,
+    SessionIdArg,
+    SessionInfo,
+    SessionList,
+    SessionListItem,
+    SessionTypeArg,
+    StateArg,
+    TagsArg,
+    TtlArg,
+)
+from fiml.sessions.store import SessionStore
+
+__all__ = ["SessionTools"]
+
+_READ_ONLY = ToolAnnotations(read_only_hint=True, open_world_hint=False)
+_ADDITIVE = ToolAnnotations(
+    read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=False
+)
+_IRREVERSIBLE = ToolAnnotations(
+    read_only_hint=False, destructive_hint=True, idempotent_hint=False, open_world_hint=False
+)
+_OVERWRITING = ToolAnnotations(
+    read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=False
+)
+
+
+class SessionTools:
+    """The session tools, bound to a store and to whoever the transport says is calling."""
+
+    def __init__(self, store: SessionStore, identity: IdentityResolver) -> None:
+        self.store = store
+        self.identity = identity
+
+    def register(self, server: MCPServer) -> None:
+        """Add every session tool to ``server``."""
+        for name, method, hints in (
+            ("create-analysis-session", self.create_analysis_session, _ADDITIVE),
+            ("get-session-info", self.get_session_info, _READ_ONLY),
+            ("list-sessions", self.list_sessions, _READ_ONLY),
+            ("extend-session", self.extend_session, _ADDITIVE),
+            ("close-analysis-session", self.close_analysis_session, _IRREVERSIBLE),
+            ("get-session-history", self.get_session_history, _READ_ONLY),
+            ("update-session-context", self.update_session_context, _OVERWRITING),
+        ):
+            server.add_tool(tool_boundary(name)(method), name=name, annotations=hints)
+
+    async def create_analysis_session(
+        self,
+        assets: AssetsArg,
+        session_type: SessionTypeArg,
+        ttl_hours: TtlArg = None,
+        tags: TagsArg = None,
+    ) -> SessionDetails:
+        """Open an analysis session on some assets and get its session_id.
+
+        Pass the session_id to search-by-symbol / search-by-coin to have each query
+        remembered, and to the other session tools. The session expires after ttl_hours
+        unless extended; close it with close-analysis-session when the analysis is done.
+        """
+        session = await self.store.create_session(
+            assets=assets,
+            session_type=session_type,
+            user_id=self.identity.current().user_id,
+            ttl_hours=ttl_hours,
+            tags=tags,
+        )
+        return SessionDetails.from_session(session)
+
+    async def get_session_info(self, session_id: SessionIdArg) -> SessionInfo:
+        """A session's details, query statistics, recent queries and accumulated context.
+
+        Expired and closed sessions stay readable (their status says so) until archived;
+        archived sessions are readable too.
+        """
+        session = await owned_session(self.store, self.identity.current(), session_id)
+        return SessionInfo.from_session(session)
+
+    async def list_sessions(
+        self,
+        include_archived: bool = False,
+        limit: PageLimitArg = 20,
+        cursor: CursorArg = None,
+    ) -> SessionList:
+        """List your sessions, newest first, a page at a time (follow next_cursor)."""
+        page = await self.store.list_user_sessions_page(
+            self.identity.current().user_id,
+            include_archived=include_archived,
+            limit=limit,
+            cursor=cursor,
+        )
+        return SessionList(
+            sessions=[SessionListItem.from_summary(s) for s in page.sessions],
+            next_cursor=page.next_cursor,
+        )
+
+    async def extend_session(self, session_id: SessionIdArg, hours: HoursArg) -> SessionDetails:
+        """Push a session's expiry back by some hours (an expired session cannot be revived)."""
+        session = await owned_session(
+            self.store, self.identity.current(), session_id, history_limit=0
+        )
+        extended = await self.store.extend_session(session.id, hours)
+        return SessionDetails.from_session(extended)
+
+    async def close_analysis_session(self, session_id: SessionIdArg) -> SessionDetails:
+        """Mark a session finished: it becomes read-only and is archived by the next cleanup.
+
+        Closing says the analysis was completed; a session left to expire counts as
+        abandoned in analytics.
+        """
+        session = await owned_session(
+            self.store, self.identity.current(), session_id, history_limit=0
+        )
+        closed = await self.store.close_session(session.id)
+        return SessionDetails.from_session(closed)
+
+    async def get_session_history(
+        self,
+        session_id: SessionIdArg,
+        offset: OffsetArg = 0,
+        limit: PageLimitArg = 50,
+    ) -> HistoryResult:
+        """A page of a session's tracked queries, oldest first (follow next_offset)."""
+        session = await owned_session(
+            self.store, self.identity.current(), session_id, history_limit=0
+        )
+        page = await self.store.get_history(session.id, offset=offset, limit=limit)
+        return HistoryResult.from_page(page)
+
+    async def update_session_context(
+        self,
+        session_id: SessionIdArg,
+        context: StateArg = None,
+        preferences: StateArg = None,
+        remove_context: RemoveKeysArg = None,
+    ) -> ContextUpdateResult:
+        """Set context and preference keys of a session (and remove context keys).
+
+        Only the keys given change; keys set by other calls are kept. Use it to remember
+        findings and choices across queries.
+        """
+        session = await owned_session(
+            self.store, self.identity.current(), session_id, history_limit=0
+        )
+        await self.store.update_state(
+            session.id,
+            context=context,
+            preferences=preferences,
+            remove_context=remove_context or (),
+        )
+        updated = await owned_session(
+            self.store, self.identity.current(), session.id, history_limit=0
+        )
+        return ContextUpdateResult(
+            session_id=updated.id,
+            context=dict(updated.state.context),
+            preferences=dict(updated.state.preferences),
+        )

@@ -1,0 +1,75 @@
+"""Tracking a search in an analysis session, and handing the session's context back."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+from fiml.market.service import QuoteResult
+from fiml.mcp.auth import Identity
+from fiml.mcp.ownership import ensure_writable, owned_session
+from fiml.mcp.schemas import QueryView, SessionContext
+from fiml.sessions.models import QueryRecord
+from fiml.sessions.store import SessionStore
+
+__all__ = ["DEFAULT_CONTEXT_QUERIES", "TrackedQuery", "track_query_in_session"]
+
+DEFAULT_CONTEXT_QUERIES = 10
+"""How many recent queries a tracked search returns with the session's context."""
+
+
+@dataclass(frozen=True, slots=True)
+class TrackedQuery:
+    """A search that was recorded in a session: its result, its record, the session's context."""
+
+    result: QuoteResult
+    query: QueryRecord
+    context: SessionContext
+
+
+async def track_query_in_session(
+    store: SessionStore,
+    session_id: str | UUID,
+    *,
+    identity: Identity,
+    query_type: str,
+    parameters: dict[str, Any],
+    search: Callable[[], Awaitable[QuoteResult]],
+    recent_queries: int = DEFAULT_CONTEXT_QUERIES,
+) -> TrackedQuery:
+    """Run ``search`` and record it in the caller's session.
+
+    The session is checked first (it must be the caller's and writable), so a search is
+    never run for a session that cannot record it. The query (type, parameters, result
+    summary, execution time, cache hit) is appended atomically; a failed search records
+    nothing. The context returned holds the session's assets, its ``recent_queries``
+    latest queries ending with this one, and its context keys; ``total_queries`` counts
+    every query, including any other writer's.
+    """
+    keep = max(recent_queries, 1)
+    session = await owned_session(store, identity, session_id, history_limit=keep - 1)
+    ensure_writable(session)
+    started = time.perf_counter()
+    result = await search()
+    elapsed_ms = (time.perf_counter() - started) * 1000
+    record = QueryRecord(
+        query_type=query_type,
+        parameters=parameters,
+        result_summary=result.quote.summary(),
+        execution_time_ms=elapsed_ms,
+        cache_hit=result.cache_hit,
+    )
+    counters = await store.append_query(session.id, record)
+    recent = [*session.state.history.queries, record][-keep:]
+    context = SessionContext(
+        session_id=session.id,
+        session_type=session.type,
+        assets=list(session.assets),
+        total_queries=counters.total_queries,
+        recent_queries=[QueryView.from_record(q) for q in recent],
+        context=dict(session.state.context),
+    )
+    return TrackedQuery(result=result, query=record, context=context)

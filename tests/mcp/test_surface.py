@@ -1,0 +1,74 @@
+"""What a client sees before calling anything: tools, schemas, annotations, the resource."""
+
+from __future__ import annotations
+
+from fiml.sessions.models import SessionType
+from tests.mcp.conftest import Connect
+
+SESSION_TOOLS = {
+    "create-analysis-session",
+    "get-session-info",
+    "list-sessions",
+    "extend-session",
+    "close-analysis-session",
+    "get-session-history",
+    "update-session-context",
+    "get-session-analytics",
+}
+SEARCH_TOOLS = {"search-by-symbol", "search-by-coin"}
+READ_ONLY = {"get-session-info", "list-sessions", "get-session-history", "get-session-analytics"}
+
+
+async def test_every_tool_is_listed_with_input_and_output_schemas(connect: Connect) -> None:
+    async with connect("alice") as alice:
+        tools = {tool.name: tool for tool in (await alice.list_tools()).tools}
+
+        assert set(tools) == SESSION_TOOLS | SEARCH_TOOLS
+        for tool in tools.values():
+            assert tool.description, tool.name
+            assert tool.input_schema["type"] == "object"
+            assert tool.output_schema is not None and tool.output_schema["type"] == "object"
+
+
+async def test_read_only_annotations_mark_exactly_the_tools_that_change_nothing(
+    connect: Connect,
+) -> None:
+    async with connect("alice") as alice:
+        tools = (await alice.list_tools()).tools
+
+        marked = {t.name for t in tools if t.annotations and t.annotations.read_only_hint}
+
+        assert marked == READ_ONLY
+
+
+async def test_input_schemas_tell_clients_what_is_allowed(connect: Connect) -> None:
+    async with connect("alice") as alice:
+        tools = {tool.name: tool for tool in (await alice.list_tools()).tools}
+
+        create = tools["create-analysis-session"].input_schema
+        search = tools["search-by-symbol"].input_schema
+
+        assert create["required"] == ["assets", "session_type"]
+        assert create["properties"]["session_type"]["enum"] == [t.value for t in SessionType]
+        assert create["properties"]["assets"]["maxItems"] == 50
+        assert search["required"] == ["symbol"]
+        assert search["properties"]["session_id"]["format"] == "uuid"
+        assert "user" not in str(create) and "user_id" not in search["properties"]
+
+
+async def test_no_tool_but_admin_analytics_takes_a_user_argument(connect: Connect) -> None:
+    async with connect("alice") as alice:
+        tools = (await alice.list_tools()).tools
+
+        taking_a_user = {t.name for t in tools if "user_id" in t.input_schema["properties"]}
+
+        assert taking_a_user == {"get-session-analytics"}
+
+
+async def test_sessions_are_a_resource_template(connect: Connect) -> None:
+    async with connect("alice") as alice:
+        templates = (await alice.list_resource_templates()).resource_templates
+
+        assert [(t.uri_template, t.mime_type) for t in templates] == [
+            ("session://{session_id}", "application/json")
+        ]
