@@ -85,14 +85,14 @@ def require_redis() -> str:
 
 
 async def reset_postgres(url: str) -> None:
-    """Drop and recreate FIML's tables so each test starts empty."""
-    from fiml.sessions.db import create_engine, metadata
+    """Drop FIML's tables and migrate again, so each test starts empty at the newest schema."""
+    from fiml.sessions.db import create_engine
+    from fiml.sessions.schema import drop_schema, upgrade_schema
 
     engine = create_engine(url)
     try:
-        async with engine.begin() as conn:
-            await conn.run_sync(metadata.drop_all)
-            await conn.run_sync(metadata.create_all)
+        await drop_schema(engine)
+        await upgrade_schema(engine)
     finally:
         await engine.dispose()
 

@@ -35,7 +35,7 @@ from fiml.sessions.backends.base import (
     SessionChanges,
     WriteLimits,
 )
-from fiml.sessions.db import READ_ONLY_OPTION, QueryRow, SessionRecord, is_sqlite, metadata
+from fiml.sessions.db import READ_ONLY_OPTION, QueryRow, SessionRecord, is_sqlite
 from fiml.sessions.models import (
     STATE_SECTIONS,
     AnalysisHistory,
@@ -47,6 +47,7 @@ from fiml.sessions.models import (
     SessionType,
     utcnow,
 )
+from fiml.sessions.schema import upgrade_schema
 
 __all__ = ["SqlBackend"]
 
@@ -236,10 +237,9 @@ class SqlBackend:
         self._write_lock = asyncio.Lock() if is_sqlite(engine) else None
 
     async def initialize(self) -> None:
-        """Create the tables if they are absent."""
+        """Migrate the database to the newest schema (creating it if it is empty)."""
         if self._create_schema:
-            async with self.engine.begin() as conn:
-                await conn.run_sync(metadata.create_all)
+            await upgrade_schema(self.engine)
 
     async def close(self) -> None:
         """Dispose of the connection pool."""
