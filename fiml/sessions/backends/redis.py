@@ -1,0 +1,404 @@
+"""Redis backend for active sessions (redis-py asyncio); the archive is SQL.
+
+The keyspace and the Lua scripts live in :mod:`fiml.sessions.backends.redis_keys`. Every
+write to a session is one EVALSHA of a script that touches only that session's hash-tagged
+keys, so it is atomic and Redis Cluster-safe: it checks existence, frozen/closed/expired,
+the expected version, the query limit and the TTL before changing anything, then appends
+the new queries (O(1) each: RPUSH, SADD, HINCRBY), merges state keys (HSET/HDEL) and bumps
+the version. Reading a session is one run of the read script, a consistent snapshot that
+loads only the recent queries asked for. :mod:`~fiml.sessions.backends.redis_codec`
+converts sessions to and from the hashes and the scripts' arguments.
+
+The user index and the expiry index are keys of their own, updated by separate commands,
+so a process may die between an index update and the session write. The order of the
+commands keeps both indexes safe to trust:
+
+- The expiry index holds, for every live session, a score *no later* than its real expiry;
+  cleanup (:meth:`RedisBackend.expired_ids`) re-reads the real expiry from the session
+  before returning an id. A session is therefore added to both indexes *before* it is
+  created, and a write that may bring expiry forward (close, end now, a new expiry)
+  lowers the index entry (``ZADD XX LT``) *before* its script runs. A write that pushes
+  expiry later (extend) leaves the entry early; cleanup finds it, sees the session is not
+  due, and re-scores it, to at most ``now + grace / 2``, so that even an entry left late by
+  a race with a concurrent close comes due again before the backstop TTL can fire.
+- Entries whose session is gone (a crash between deleting the keys and the ``ZREM``, or
+  before a create's script ran) are dropped where they are met: by cleanup for the expiry
+  index, by listing for the user index.
+- Archival is export -> SQL upsert -> delete. The export script *freezes* the session
+  (it refuses writes from then on), so no write can land between the copy and the delete;
+  re-running any step after a crash neither loses nor duplicates anything.
+
+Redis's own TTL (PEXPIREAT on every key, refreshed whenever expiry changes) is only a
+backstop, set to expiry plus ``session_archive_grace_hours``, well after archival.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from typing import Any, cast
+from uuid import UUID
+
+import redis.asyncio as redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from fiml.core.config import Settings
+from fiml.core.errors import (
+    InvalidInputError,
+    InvalidTTLError,
+    QueryLimitExceededError,
+    SessionArchivedError,
+    SessionClosedError,
+    SessionConflictError,
+    SessionExpiredError,
+    SessionNotFoundError,
+    StorageUnavailableError,
+)
+from fiml.sessions.backends import redis_keys as rk
+from fiml.sessions.backends.base import HistoryCounters, ListCursor, SessionChanges, WriteLimits
+from fiml.sessions.backends.redis_codec import (
+    SummaryRow,
+    apply_args,
+    create_args,
+    earliest_expiry,
+    from_micros,
+    pairs,
+    session_from_parts,
+    summary_row,
+    to_micros,
+)
+from fiml.sessions.backends.sql import new_expiry, summary_from_row
+from fiml.sessions.models import QueryRecord, Session, SessionSummary, utcnow
+
+__all__ = ["RedisBackend"]
+
+Command = tuple[Any, ...]
+_POOL_TIMEOUT_SECONDS = 60.0
+_COUNT_BATCH = 1000
+_ACTIVE_FIELDS = ("type", "created_at", "expires_at", "closed_at")
+_NOT_WRITABLE = {
+    "archived": SessionArchivedError,
+    "closed": SessionClosedError,
+    "expired": SessionExpiredError,
+}
+
+
+@contextmanager
+def _unavailable_as_error() -> Iterator[None]:
+    try:
+        yield
+    except (RedisConnectionError, RedisTimeoutError) as exc:
+        raise StorageUnavailableError("redis", str(exc) or type(exc).__name__) from exc
+
+
+def _session_from_reply(session_id: UUID, reply: list[Any]) -> Session:
+    meta, queries, *sections = reply
+    return session_from_parts(session_id, pairs(meta), queries, [pairs(s) for s in sections])
+
+
+class RedisBackend:
+    """Active sessions in Redis; see the module docstring for the keyspace and its safety."""
+
+    name = "redis"
+
+    def __init__(self, client: redis.Redis, *, archive_grace: timedelta) -> None:
+        self.client = client
+        self._execute: Callable[..., Awaitable[Any]] = client.execute_command
+        self._grace_ms = archive_grace // timedelta(milliseconds=1)
+        self._rescore_horizon = archive_grace / 2
+
+    @classmethod
+    def from_url(cls, url: str, *, settings: Settings) -> RedisBackend:
+        """A backend whose pool waits for a free connection (up to a minute) when all
+        ``settings.redis_max_connections`` are busy, instead of failing."""
+        pool = redis.BlockingConnectionPool.from_url(
+            url,
+            max_connections=settings.redis_max_connections,
+            timeout=_POOL_TIMEOUT_SECONDS,
+            decode_responses=True,
+        )
+        client = redis.Redis(connection_pool=pool)
+        return cls(client, archive_grace=timedelta(hours=settings.session_archive_grace_hours))
+
+    async def initialize(self) -> None:
+        """Check that Redis answers and load the scripts."""
+        await self._call("PING")
+        await self._load_scripts()
+
+    async def close(self) -> None:
+        """Close the client and its connection pool."""
+        await self.client.aclose(close_connection_pool=True)
+
+    async def _load_scripts(self) -> None:
+        with _unavailable_as_error():
+            for script in rk.SCRIPTS:
+                await self.client.script_load(script.source)
+
+    async def _call(self, *command: Any) -> Any:
+        """One command; a script missing from Redis's cache is loaded and run again."""
+        with _unavailable_as_error():
+            try:
+                return await self._execute(*command)
+            except NoScriptError:
+                await self._load_scripts()
+                return await self._execute(*command)
+
+    async def _pipeline(self, commands: Sequence[Command], *, atomic: bool = False) -> list[Any]:
+        """Commands in one round trip (MULTI/EXEC if ``atomic``); NOSCRIPTs are re-run."""
+        if not commands:
+            return []
+        with _unavailable_as_error():
+            results = await self._send(commands, atomic)
+            missing = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
+            if missing:
+                await self._load_scripts()
+                retried = await self._send([commands[i] for i in missing], atomic)
+                for i, result in zip(missing, retried, strict=True):
+                    results[i] = result
+        for result in results:
+            if isinstance(result, Exception):
+                raise result
+        return results
+
+    async def _send(self, commands: Sequence[Command], atomic: bool) -> list[Any]:
+        pipe = self.client.pipeline(transaction=atomic)
+        for command in commands:
+            pipe.execute_command(*command)
+        return list(await pipe.execute(raise_on_error=False))
+
+    @staticmethod
+    def _script(script: rk.LuaScript, keys: Sequence[str], args: Sequence[Any]) -> Command:
+        return ("EVALSHA", script.sha, len(keys), *keys, *args)
+
+    async def insert(self, session: Session) -> None:
+        """Index the session first, then create its keys (see the module docstring)."""
+        sid = str(session.id)
+        commands: list[Command] = [
+            ("ZADD", rk.EXPIRY_INDEX, "LT", to_micros(session.expires_at), sid)
+        ]
+        if session.user_id is not None:
+            created = to_micros(session.created_at)
+            commands.append(("ZADD", rk.user_index(session.user_id), "NX", created, sid))
+        args = create_args(session, to_micros(session.expires_at) // 1000 + self._grace_ms)
+        commands.append(self._script(rk.CREATE, rk.session_keys(sid), args))
+        results = await self._pipeline(commands)
+        if not results[-1]:
+            raise InvalidInputError("session_id", sid, "a session with this id already exists")
+
+    async def load(self, session_id: UUID, *, recent_queries: int | None) -> Session | None:
+        """A session and its latest ``recent_queries`` queries: one script run, one snapshot."""
+        first: int | str = 0 if recent_queries is None else -recent_queries or ""
+        reply = await self._call(*self._script(rk.READ, rk.session_keys(session_id), (first, "")))
+        return None if reply is None else _session_from_reply(session_id, reply)
+
+    async def load_history(self, session_id: UUID, *, offset: int, limit: int) -> list[QueryRecord]:
+        """Queries ``offset+1 .. offset+limit``, oldest first (one LRANGE)."""
+        key = rk.session_keys(session_id).queries
+        raw = await self._call("LRANGE", key, offset, offset + limit - 1)
+        return [QueryRecord.model_validate_json(item) for item in raw]
+
+    async def apply(
+        self, session_id: UUID, changes: SessionChanges, *, now: datetime, limits: WriteLimits
+    ) -> HistoryCounters:
+        """Apply one write in one script run; see the module docstring for the index."""
+        earliest = earliest_expiry(changes, now)
+        if earliest is not None:
+            await self._call(
+                "ZADD", rk.EXPIRY_INDEX, "XX", "LT", to_micros(earliest), str(session_id)
+            )
+        keys = rk.session_keys(session_id)
+        args = apply_args(changes, now, limits, self._grace_ms)
+        result = await self._call(*self._script(rk.APPLY, keys, args))
+        code = result[0]
+        if code == "ok":
+            return HistoryCounters(total_queries=result[1], cache_hits=result[2], version=result[3])
+        raise self._write_error(session_id, changes, now, limits, code, result[1:])
+
+    @staticmethod
+    def _write_error(
+        session_id: UUID,
+        changes: SessionChanges,
+        now: datetime,
+        limits: WriteLimits,
+        code: str,
+        detail: list[Any],
+    ) -> Exception:
+        if code == "not_found":
+            return SessionNotFoundError(session_id)
+        if code in _NOT_WRITABLE:
+            return _NOT_WRITABLE[code](session_id)
+        if code == "conflict":
+            expected = cast(int, changes.expected_version)
+            return SessionConflictError(
+                session_id, expected_version=expected, actual_version=int(detail[0])
+            )
+        if code == "limit":
+            return QueryLimitExceededError(session_id, limit=limits.max_queries)
+        try:
+            new_expiry(from_micros(detail[0]), changes, now, limits.max_ttl)
+        except InvalidTTLError as exc:
+            return exc
+        raise RuntimeError(f"unexpected reply from the apply script: {code!r}")
+
+    async def delete(self, session_id: UUID) -> bool:
+        """Delete a session's keys, then its index entries."""
+        return await self.remove_archived([session_id]) == 1
+
+    async def remove_archived(self, session_ids: Sequence[UUID]) -> int:
+        """Delete sessions' keys, then their index entries; returns how many were here."""
+        removed = await self._pipeline(
+            [self._script(rk.REMOVE, rk.session_keys(sid), ()) for sid in session_ids]
+        )
+        by_user: dict[str, list[str]] = {}
+        for sid, (_existed, user) in zip(session_ids, removed, strict=True):
+            if user is not None:
+                by_user.setdefault(user, []).append(str(sid))
+        commands: list[Command] = [("ZREM", rk.EXPIRY_INDEX, *map(str, session_ids))]
+        commands += [("ZREM", rk.user_index(user), *ids) for user, ids in by_user.items()]
+        if session_ids:
+            await self._pipeline(commands)
+        return sum(existed for existed, _user in removed)
+
+    async def export_sessions(self, session_ids: Sequence[UUID]) -> list[Session]:
+        """Freeze the sessions (no more writes) and return them with their whole histories."""
+        replies = await self._pipeline(
+            [self._script(rk.READ, rk.session_keys(s), (0, "1")) for s in session_ids]
+        )
+        return [
+            _session_from_reply(sid, reply)
+            for sid, reply in zip(session_ids, replies, strict=True)
+            if reply is not None
+        ]
+
+    async def list_user(
+        self,
+        user_id: str,
+        *,
+        include_archived: bool,
+        limit: int,
+        cursor: ListCursor | None,
+    ) -> list[SessionSummary]:
+        """A page of a user's sessions, newest first (ties: id descending), from the index.
+
+        Redis holds no archived sessions, so ``include_archived`` changes nothing here.
+        """
+        key = rk.user_index(user_id)
+        after = None if cursor is None else (to_micros(cursor.created_at), str(cursor.session_id))
+        rows: list[SummaryRow] = []
+        exhausted = False
+        while len(rows) < limit and not exhausted:
+            entries, exhausted = await self._index_after(key, after, limit - len(rows))
+            if not entries:
+                break
+            rows += await self._summary_rows(key, [member for member, _ in entries])
+            after = (entries[-1][1], entries[-1][0])
+        now = utcnow()
+        return [summary_from_row(cast(Any, row), now) for row in rows]
+
+    async def _index_after(
+        self, key: str, after: tuple[int, str] | None, count: int
+    ) -> tuple[list[tuple[str, int]], bool]:
+        """Up to ``count`` (member, score) entries strictly after ``after``, newest first
+        (equal scores come in member order, descending), and whether the index ran out."""
+        top = "+inf" if after is None else after[0]
+        offset = 0
+        while True:
+            with _unavailable_as_error():
+                reply = await self.client.zrevrangebyscore(
+                    key, top, "-inf", start=offset, num=count, withscores=True
+                )
+            batch = cast(list[tuple[str, float]], reply)
+            entries = [(m, int(s)) for m, s in batch if after is None or (int(s), m) < after]
+            if entries or len(batch) < count:
+                return entries, len(batch) < count
+            offset += count
+
+    async def _summary_rows(self, key: str, members: list[str]) -> list[SummaryRow]:
+        """Listing rows from the sessions' meta hashes; drops index entries of vanished ones."""
+        fields = rk.META_FIELDS_FOR_SUMMARY
+        metas = await self._pipeline([("HMGET", rk.session_keys(m).meta, *fields) for m in members])
+        found = dict(zip(members, metas, strict=True))
+        gone = [member for member, meta in found.items() if not any(meta)]
+        if gone:
+            await self._call("ZREM", key, *gone)
+        return [summary_row(UUID(m), meta) for m, meta in found.items() if any(meta)]
+
+    async def count_active(
+        self,
+        *,
+        now: datetime,
+        user_id: str | None = None,
+        session_type: str | None = None,
+        created_since: datetime | None = None,
+    ) -> int:
+        """Running sessions matching the filters (for analytics).
+
+        Candidates come from the user's index (from ``created_since`` on) or, for all
+        users, from the expiry index; each is checked on its meta hash, in pipelined
+        batches, so the cost is the number of candidates, never a keyspace scan.
+        """
+        if user_id is not None:
+            low = "-inf" if created_since is None else to_micros(created_since)
+            members = await self._call("ZRANGEBYSCORE", rk.user_index(user_id), low, "+inf")
+        else:
+            members = await self._call("ZRANGE", rk.EXPIRY_INDEX, 0, -1)
+        now_us = to_micros(now)
+        since_us = None if created_since is None else to_micros(created_since)
+        count = 0
+        for start in range(0, len(members), _COUNT_BATCH):
+            batch = members[start : start + _COUNT_BATCH]
+            metas = await self._pipeline(
+                [("HMGET", rk.session_keys(m).meta, *_ACTIVE_FIELDS) for m in batch]
+            )
+            for kind, created, expires, closed in metas:
+                count += bool(
+                    expires
+                    and int(expires) > now_us
+                    and not closed
+                    and (session_type is None or kind == session_type)
+                    and (since_us is None or int(created) >= since_us)
+                )
+        return count
+
+    async def expired_ids(self, *, now: datetime, limit: int) -> list[UUID]:
+        """Sessions due for archival, from the expiry index, each re-checked on its meta."""
+        now_us = to_micros(now)
+        due: list[UUID] = []
+        while len(due) < limit:
+            wanted = limit - len(due)
+            batch = await self._call(
+                "ZRANGEBYSCORE", rk.EXPIRY_INDEX, "-inf", now_us, "LIMIT", len(due), wanted
+            )
+            if not batch:
+                break
+            expiries = await self._pipeline(
+                [("HGET", rk.session_keys(m).meta, "expires_at") for m in batch]
+            )
+            due += [UUID(m) for m, e in zip(batch, expiries, strict=True) if e and int(e) <= now_us]
+            await self._repair_expiry_index(batch, expiries, now)
+            if len(batch) < wanted:
+                break
+        return list(dict.fromkeys(due))
+
+    async def _repair_expiry_index(
+        self, members: list[str], expiries: list[str | None], now: datetime
+    ) -> None:
+        """Drop entries of vanished sessions; re-score those not yet due (capped, see above)."""
+        now_us = to_micros(now)
+        cap = to_micros(now + self._rescore_horizon)
+        gone = [m for m, e in zip(members, expiries, strict=True) if e is None]
+        later = {
+            m: min(int(e), cap)
+            for m, e in zip(members, expiries, strict=True)
+            if e and int(e) > now_us
+        }
+        commands: list[Command] = []
+        if gone:
+            commands.append(("ZREM", rk.EXPIRY_INDEX, *gone))
+        if later:
+            items = [x for m, score in later.items() for x in (score, m)]
+            commands.append(("ZADD", rk.EXPIRY_INDEX, "XX", *items))
+        await self._pipeline(commands)

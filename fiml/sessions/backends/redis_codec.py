@@ -1,0 +1,223 @@
+"""How a session maps onto its Redis hashes and onto the arguments of the Lua scripts.
+
+The layout itself (key names, meta fields, script argument order) is documented in
+:mod:`fiml.sessions.backends.redis_keys`; this module only converts to and from it. Times
+are integer microseconds since the Unix epoch, so they round-trip exactly.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any, NamedTuple, cast
+from uuid import UUID
+
+from fiml.sessions.backends import redis_keys as rk
+from fiml.sessions.backends.base import SessionChanges, WriteLimits
+from fiml.sessions.models import (
+    STATE_SECTIONS,
+    AnalysisHistory,
+    QueryRecord,
+    Session,
+    SessionState,
+    SessionType,
+)
+
+__all__ = [
+    "SummaryRow",
+    "apply_args",
+    "create_args",
+    "earliest_expiry",
+    "from_micros",
+    "pairs",
+    "session_from_parts",
+    "summary_row",
+    "to_micros",
+]
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def to_micros(value: datetime) -> int:
+    """Microseconds since the Unix epoch, exactly."""
+    return (value - _EPOCH) // _MICROSECOND
+
+
+def from_micros(value: str | int) -> datetime:
+    """An aware UTC datetime from microseconds since the Unix epoch."""
+    return _EPOCH + timedelta(microseconds=int(value))
+
+
+def _optional_time(value: str | None) -> datetime | None:
+    return None if value is None else from_micros(value)
+
+
+def _micros_or_none(value: datetime | None) -> int | None:
+    return None if value is None else to_micros(value)
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def pairs(flat: list[str]) -> dict[str, str]:
+    """A dict from a flat field/value list, as a script returns a hash."""
+    return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
+class SummaryRow(NamedTuple):
+    """The columns ``sql.summary_from_row`` reads, taken from a meta hash."""
+
+    id: UUID
+    user_id: str | None
+    session_type: str
+    assets: list[str]
+    tags: list[str]
+    created_at: datetime
+    expires_at: datetime
+    last_accessed_at: datetime
+    closed_at: datetime | None
+    archived_at: datetime | None
+    total_queries: int
+
+
+def summary_row(session_id: UUID, values: list[str | None]) -> SummaryRow:
+    """A listing row from the ``META_FIELDS_FOR_SUMMARY`` of a session's meta hash."""
+    user, kind, assets, tags, created, expires, accessed, closed, total = values
+    return SummaryRow(
+        id=session_id,
+        user_id=user,
+        session_type=cast(str, kind),
+        assets=json.loads(cast(str, assets)),
+        tags=json.loads(cast(str, tags)),
+        created_at=from_micros(cast(str, created)),
+        expires_at=from_micros(cast(str, expires)),
+        last_accessed_at=from_micros(cast(str, accessed)),
+        closed_at=_optional_time(closed),
+        archived_at=None,
+        total_queries=int(cast(str, total)),
+    )
+
+
+def _meta_items(session: Session) -> list[str | int]:
+    history = session.state.history
+    fields: dict[str, str | int | None] = {
+        "user_id": session.user_id,
+        "type": session.type.value,
+        "assets": _dumps(session.assets),
+        "tags": _dumps(session.tags),
+        "created_at": to_micros(session.created_at),
+        "expires_at": to_micros(session.expires_at),
+        "last_accessed_at": to_micros(session.last_accessed_at),
+        "closed_at": _micros_or_none(session.closed_at),
+        "version": session.version,
+        "total_queries": history.total_queries,
+        "cache_hits": history.cache_hits,
+        "first_query_at": _micros_or_none(history.first_query_at),
+        "last_query_at": _micros_or_none(history.last_query_at),
+    }
+    for query_type, count in history.query_type_counts.items():
+        fields[rk.QUERY_TYPE_PREFIX + query_type] = count
+    return [item for name, value in fields.items() if value is not None for item in (name, value)]
+
+
+def create_args(session: Session, backstop_ms: int) -> list[str | int]:
+    """ARGV of ``redis_keys.CREATE`` for a new session."""
+    meta = _meta_items(session)
+    queries = session.state.history.queries
+    args: list[str | int] = [backstop_ms, len(meta), *meta, len(queries)]
+    for query in queries:
+        args += [str(query.id), query.model_dump_json()]
+    for section in STATE_SECTIONS:
+        values: dict[str, Any] = getattr(session.state, section)
+        args.append(2 * len(values))
+        for key, value in values.items():
+            args += [key, _dumps(value)]
+    return args
+
+
+def _optional_micros(value: datetime | timedelta | None) -> str | int:
+    if value is None:
+        return ""
+    return to_micros(value) if isinstance(value, datetime) else value // _MICROSECOND
+
+
+def apply_args(
+    changes: SessionChanges, now: datetime, limits: WriteLimits, grace_ms: int
+) -> list[str | int]:
+    """ARGV of ``redis_keys.APPLY`` for one write."""
+    expected = changes.expected_version
+    args: list[str | int] = [
+        to_micros(now),
+        "" if expected is None else expected,
+        limits.max_queries,
+        limits.max_ttl // _MICROSECOND,
+        to_micros(changes.touched_at or now),
+        grace_ms,
+        "" if changes.assets is None else _dumps(changes.assets),
+        "" if changes.tags is None else _dumps(changes.tags),
+        _optional_micros(changes.expires_at),
+        _optional_micros(changes.extend_by),
+        "1" if changes.close else "",
+        "1" if changes.end_now else "",
+        len(changes.new_queries),
+    ]
+    for q in changes.new_queries:
+        args += [str(q.id), q.model_dump_json(), int(q.cache_hit), q.query_type]
+        args.append(to_micros(q.timestamp))
+    for section in STATE_SECTIONS:
+        sets = changes.set_keys.get(section) or {}
+        deletes = changes.deleted_keys.get(section) or []
+        args.append(len(sets))
+        for key, value in sets.items():
+            args += [key, _dumps(value)]
+        args += [len(deletes), *deletes]
+    return args
+
+
+def earliest_expiry(changes: SessionChanges, now: datetime) -> datetime | None:
+    """The earliest expiry a write may set, if it may bring expiry forward at all."""
+    candidates = [changes.expires_at] if changes.expires_at is not None else []
+    if changes.close or changes.end_now:
+        candidates.append(now)
+    return min(candidates, default=None)
+
+
+def session_from_parts(
+    session_id: UUID, meta: dict[str, str], queries: list[str], sections: list[dict[str, str]]
+) -> Session:
+    """Rebuild a session from its meta hash, query JSON and state-section hashes."""
+    counts = {
+        name.removeprefix(rk.QUERY_TYPE_PREFIX): int(count)
+        for name, count in meta.items()
+        if name.startswith(rk.QUERY_TYPE_PREFIX)
+    }
+    history = AnalysisHistory(
+        queries=[QueryRecord.model_validate_json(raw) for raw in queries],
+        total_queries=int(meta["total_queries"]),
+        cache_hits=int(meta["cache_hits"]),
+        query_type_counts=counts,
+        first_query_at=_optional_time(meta.get("first_query_at")),
+        last_query_at=_optional_time(meta.get("last_query_at")),
+    )
+    state = SessionState(
+        **{
+            name: {key: json.loads(raw) for key, raw in values.items()}
+            for name, values in zip(STATE_SECTIONS, sections, strict=True)
+        },
+        history=history,
+    )
+    return Session(
+        id=session_id,
+        user_id=meta.get("user_id"),
+        type=SessionType(meta["type"]),
+        assets=json.loads(meta["assets"]),
+        tags=json.loads(meta["tags"]),
+        created_at=from_micros(meta["created_at"]),
+        expires_at=from_micros(meta["expires_at"]),
+        last_accessed_at=from_micros(meta["last_accessed_at"]),
+        closed_at=_optional_time(meta.get("closed_at")),
+        version=int(meta["version"]),
+        state=state,
+    )

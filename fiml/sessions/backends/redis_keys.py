@@ -1,0 +1,275 @@
+"""The Redis keyspace of the session backend, and the Lua scripts that act on it.
+
+Every key the backend touches is named here, so the whole layout reads at a glance::
+
+    fiml:s:{<session id>}:meta                  hash: scalar fields, counters, version (below)
+    fiml:s:{<session id>}:queries               list: query JSON, oldest first
+    fiml:s:{<session id>}:qids                  set: tracked query ids (re-sends are no-ops)
+    fiml:s:{<session id>}:context               hash: key -> JSON value
+    fiml:s:{<session id>}:preferences           hash: key -> JSON value
+    fiml:s:{<session id>}:intermediate_results  hash: key -> JSON value
+    fiml:s:{<session id>}:metadata              hash: key -> JSON value
+    fiml:user:<user id>:sessions                sorted set: session id, score = created_at
+    fiml:expiry                                 sorted set: session id, score <= expires_at
+    fiml:quote:<provider key>                   string: cached quote JSON (market data)
+    fiml:job-lock:<job name>                    string: holder token of a running job
+
+The keys of one session share the hash tag ``{<session id>}``, so they live in one Redis
+Cluster slot and one script may touch them all. The two indexes are keys of their own and
+are never touched by a script.
+
+Fields of the meta hash (times are integer microseconds since the Unix epoch, as decimal
+strings, so they round-trip exactly and compare exactly inside Lua, whose numbers are
+doubles, exact up to 2**53):
+
+``user_id`` (absent for no user), ``type``, ``assets`` and ``tags`` (JSON lists),
+``created_at``, ``expires_at``, ``last_accessed_at``, ``closed_at`` (absent while open),
+``first_query_at`` and ``last_query_at`` (absent before the first query), ``version``,
+``total_queries``, ``cache_hits``, ``qt:<query type>`` (one count per type), and
+``frozen`` (present once an archiver has exported the session: it refuses writes from then
+on, so nothing written after the copy can be lost when the keys are deleted).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import NamedTuple
+from uuid import UUID
+
+__all__ = [
+    "APPLY",
+    "CREATE",
+    "EXPIRY_INDEX",
+    "JOB_LOCK_PREFIX",
+    "META_FIELDS_FOR_SUMMARY",
+    "QUERY_TYPE_PREFIX",
+    "QUOTE_CACHE_PREFIX",
+    "READ",
+    "REMOVE",
+    "SCRIPTS",
+    "LuaScript",
+    "SessionKeys",
+    "session_keys",
+    "user_index",
+]
+
+PREFIX = "fiml"
+EXPIRY_INDEX = f"{PREFIX}:expiry"
+QUOTE_CACHE_PREFIX = f"{PREFIX}:quote:"
+JOB_LOCK_PREFIX = f"{PREFIX}:job-lock:"
+QUERY_TYPE_PREFIX = "qt:"
+META_FIELDS_FOR_SUMMARY = (
+    "user_id",
+    "type",
+    "assets",
+    "tags",
+    "created_at",
+    "expires_at",
+    "last_accessed_at",
+    "closed_at",
+    "total_queries",
+)
+"""The meta fields a listing reads, in this order (HMGET)."""
+
+
+class SessionKeys(NamedTuple):
+    """The keys of one session, in the order every script receives them as KEYS."""
+
+    meta: str
+    queries: str
+    qids: str
+    context: str
+    preferences: str
+    intermediate_results: str
+    metadata: str
+
+    @property
+    def sections(self) -> tuple[str, str, str, str]:
+        """The state-section hashes, in the order of ``models.STATE_SECTIONS``."""
+        return (self.context, self.preferences, self.intermediate_results, self.metadata)
+
+
+def session_keys(session_id: UUID | str) -> SessionKeys:
+    """The hash-tagged keys of one session."""
+    base = f"{PREFIX}:s:{{{session_id}}}"
+    return SessionKeys(
+        meta=f"{base}:meta",
+        queries=f"{base}:queries",
+        qids=f"{base}:qids",
+        context=f"{base}:context",
+        preferences=f"{base}:preferences",
+        intermediate_results=f"{base}:intermediate_results",
+        metadata=f"{base}:metadata",
+    )
+
+
+def user_index(user_id: str) -> str:
+    """The sorted set of one user's sessions."""
+    return f"{PREFIX}:user:{user_id}:sessions"
+
+
+@dataclass(frozen=True)
+class LuaScript:
+    """A Lua script, run by its SHA1 (EVALSHA) and loaded again on NOSCRIPT."""
+
+    source: str
+    sha: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "sha", hashlib.sha1(self.source.encode()).hexdigest())  # noqa: S324
+
+
+_LUA_HELPERS = """
+local function backstop(keys, at_ms)
+  for _, key in ipairs(keys) do redis.call('PEXPIREAT', key, at_ms) end
+end
+local function decimal(x) return string.format('%.0f', x) end  -- exact, unlike tostring
+"""
+
+CREATE = LuaScript(
+    _LUA_HELPERS
+    + """
+-- KEYS: the session's keys.  ARGV: backstop_ms, n, n meta field/value items,
+-- nq, nq (query id, query JSON) pairs, then per state section: n, n key/JSON items.
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+local p = 2
+local n = tonumber(ARGV[p])
+redis.call('HSET', KEYS[1], unpack(ARGV, p + 1, p + n))
+p = p + n + 1
+local nq = tonumber(ARGV[p])
+for i = p + 1, p + 2 * nq, 2 do
+  redis.call('RPUSH', KEYS[2], ARGV[i + 1])
+  redis.call('SADD', KEYS[3], ARGV[i])
+end
+p = p + 2 * nq + 1
+for s = 4, 7 do
+  n = tonumber(ARGV[p])
+  for i = p + 1, p + n, 2 do redis.call('HSET', KEYS[s], ARGV[i], ARGV[i + 1]) end
+  p = p + n + 1
+end
+backstop(KEYS, ARGV[1])
+return 1
+""",
+)
+
+APPLY = LuaScript(
+    _LUA_HELPERS
+    + """
+-- KEYS: the session's keys.
+-- ARGV: now, expected_version|'', max_queries, max_ttl, touched_at, grace_ms, assets|'',
+-- tags|'', expires_at|'', extend_by|'', close '1'|'', end_now '1'|'', nq,
+-- nq x (id, JSON, cache_hit 0|1, query_type, timestamp), then per state section:
+-- nset, nset key/JSON pairs, ndel, ndel keys.  Times and durations in microseconds.
+-- Returns {'ok', total_queries, cache_hits, version, expires_at} or {error code, detail}.
+local meta = KEYS[1]
+local m = redis.call('HMGET', meta, 'version', 'expires_at', 'closed_at', 'frozen',
+  'total_queries', 'cache_hits', 'first_query_at', 'last_query_at', 'last_accessed_at')
+if not m[1] then return {'not_found'} end
+if m[4] then return {'archived'} end
+if m[3] then return {'closed'} end
+local now = tonumber(ARGV[1])
+local expires = tonumber(m[2])
+if expires <= now then return {'expired'} end
+local version = tonumber(m[1])
+if ARGV[2] ~= '' and tonumber(ARGV[2]) ~= version then return {'conflict', version} end
+
+local nq = tonumber(ARGV[13])
+local fresh, seen = {}, {}
+for i = 14, 13 + 5 * nq, 5 do
+  if not seen[ARGV[i]] and redis.call('SISMEMBER', KEYS[3], ARGV[i]) == 0 then
+    seen[ARGV[i]] = true
+    fresh[#fresh + 1] = i
+  end
+end
+local total = tonumber(m[5]) + #fresh
+if #fresh > 0 and total > tonumber(ARGV[3]) then return {'limit'} end
+
+local max_ttl = tonumber(ARGV[4])
+local new_expiry = nil
+if ARGV[10] ~= '' then
+  new_expiry = expires + tonumber(ARGV[10])
+  if new_expiry - now > max_ttl then return {'ttl', m[2]} end
+elseif ARGV[9] ~= '' and tonumber(ARGV[9]) ~= expires then
+  new_expiry = tonumber(ARGV[9])
+  if new_expiry <= now or new_expiry - now > max_ttl then return {'ttl', m[2]} end
+end
+if ARGV[11] == '1' or ARGV[12] == '1' then new_expiry = math.min(new_expiry or expires, now) end
+
+-- Keys that exist keep their backstop TTL; only keys this write creates need one, and
+-- every key needs a new one when expiry moves.
+local touched = {}
+local hits, first, last = tonumber(m[6]), m[7], m[8]
+for _, i in ipairs(fresh) do
+  if redis.call('RPUSH', KEYS[2], ARGV[i + 1]) == 1 then
+    touched[#touched + 1] = KEYS[2]; touched[#touched + 1] = KEYS[3]
+  end
+  redis.call('SADD', KEYS[3], ARGV[i])
+  redis.call('HINCRBY', meta, 'qt:' .. ARGV[i + 3], 1)
+  hits = hits + tonumber(ARGV[i + 2])
+  local ts = ARGV[i + 4]
+  if not first or tonumber(ts) < tonumber(first) then first = ts end
+  if not last or tonumber(ts) > tonumber(last) then last = ts end
+end
+
+local p = 14 + 5 * nq
+for s = 4, 7 do
+  local nset = tonumber(ARGV[p])
+  for j = p + 1, p + 2 * nset, 2 do redis.call('HSET', KEYS[s], ARGV[j], ARGV[j + 1]) end
+  p = p + 2 * nset + 1
+  local ndel = tonumber(ARGV[p])
+  if ndel > 0 then redis.call('HDEL', KEYS[s], unpack(ARGV, p + 1, p + ndel)) end
+  p = p + ndel + 1
+  if nset > 0 then touched[#touched + 1] = KEYS[s] end
+end
+
+local accessed = m[9]
+if tonumber(ARGV[5]) > tonumber(accessed) then accessed = ARGV[5] end
+local fields = {'version', version + 1, 'total_queries', total, 'cache_hits', hits,
+  'last_accessed_at', accessed}
+if first then
+  fields[#fields + 1] = 'first_query_at'; fields[#fields + 1] = first
+  fields[#fields + 1] = 'last_query_at'; fields[#fields + 1] = last
+end
+if ARGV[7] ~= '' then fields[#fields + 1] = 'assets'; fields[#fields + 1] = ARGV[7] end
+if ARGV[8] ~= '' then fields[#fields + 1] = 'tags'; fields[#fields + 1] = ARGV[8] end
+if ARGV[11] == '1' then fields[#fields + 1] = 'closed_at'; fields[#fields + 1] = ARGV[1] end
+if new_expiry then
+  fields[#fields + 1] = 'expires_at'; fields[#fields + 1] = decimal(new_expiry)
+  touched = KEYS
+end
+redis.call('HSET', meta, unpack(fields))
+local final = new_expiry or expires
+if #touched > 0 then backstop(touched, decimal(math.floor(final / 1000) + tonumber(ARGV[6]))) end
+return {'ok', total, hits, version + 1, decimal(final)}
+""",
+)
+
+READ = LuaScript(
+    """
+-- KEYS: the session's keys.  ARGV: index of the first query to return ('' for none),
+-- freeze '1'|''.  Returns {meta, queries, context, preferences, intermediate_results,
+-- metadata}, hashes as flat field/value lists, or false if there is no such session.
+-- Freezing marks the session so that it refuses writes from then on (archival does it).
+local meta = redis.call('HGETALL', KEYS[1])
+if #meta == 0 then return false end
+if ARGV[2] == '1' then redis.call('HSET', KEYS[1], 'frozen', '1') end
+local queries = {}
+if ARGV[1] ~= '' then queries = redis.call('LRANGE', KEYS[2], ARGV[1], -1) end
+return {meta, queries, redis.call('HGETALL', KEYS[4]), redis.call('HGETALL', KEYS[5]),
+  redis.call('HGETALL', KEYS[6]), redis.call('HGETALL', KEYS[7])}
+""",
+)
+
+REMOVE = LuaScript(
+    """
+-- KEYS: the session's keys.  Deletes them; returns {1 if the session was there, user_id}.
+local user = redis.call('HGET', KEYS[1], 'user_id')
+local existed = redis.call('EXISTS', KEYS[1])
+redis.call('UNLINK', unpack(KEYS))
+return {existed, user}
+""",
+)
+
+SCRIPTS = (CREATE, APPLY, READ, REMOVE)
+"""Every script, loaded by ``RedisBackend.initialize`` and again after a NOSCRIPT error."""

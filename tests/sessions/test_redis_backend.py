@@ -1,0 +1,465 @@
+"""What only the Redis tier must do: its keyspace, its round trips, its crash safety.
+
+Everything a user relies on on every deployment is in ``test_store_contract.py``; these
+tests look inside Redis (real Redis and PostgreSQL, no fakes) at what the contract cannot
+see: hash tags, backstop TTLs, no keyspace scans, many processes writing at once, and
+archival that survives a crash at any step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import pytest
+import redis.asyncio as redis
+from redis.asyncio.connection import AbstractConnection
+from sqlalchemy import func, select
+
+from fiml.core.config import Settings
+from fiml.core.errors import SessionArchivedError, StorageUnavailableError
+from fiml.sessions import ALL_QUERIES, QueryRecord, SessionStore
+from fiml.sessions.backends import redis_keys as rk
+from fiml.sessions.backends.redis import RedisBackend
+from fiml.sessions.db import QueryRow
+from fiml.sessions.models import Session, SessionStatus, SessionType, utcnow
+from tests.conftest import REDIS_URL, require_redis, reset_redis, settings_for
+
+TWO_SECONDS = 2 / 3600
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+QUERY_ROWS = QueryRow.__table__
+
+
+@pytest.fixture
+async def settings(tmp_path: Path) -> Settings:
+    """Redis + PostgreSQL, both emptied."""
+    return await settings_for("redis+postgres", tmp_path)
+
+
+@pytest.fixture
+async def store(settings: Settings) -> AsyncIterator[SessionStore]:
+    """A store whose active tier is Redis."""
+    async with SessionStore(settings) as session_store:
+        assert isinstance(session_store.backend, RedisBackend)
+        yield session_store
+
+
+@pytest.fixture
+async def raw() -> AsyncIterator[redis.Redis]:
+    """A plain client on the test database, to look at the keys."""
+    client = redis.Redis.from_url(require_redis(), decode_responses=True)
+    yield client
+    await client.aclose()
+
+
+class CommandSpy:
+    """Every command and every round trip this process sends to Redis."""
+
+    def __init__(self) -> None:
+        self.commands: list[str] = []
+        self.round_trips = 0
+
+    def reset(self) -> None:
+        self.commands.clear()
+        self.round_trips = 0
+
+
+@pytest.fixture
+def spy(monkeypatch: pytest.MonkeyPatch) -> Iterator[CommandSpy]:
+    """Record commands at the connection, below every client and pipeline."""
+    recorder = CommandSpy()
+    pack, send = AbstractConnection.pack_command, AbstractConnection.send_packed_command
+
+    def pack_command(self: AbstractConnection, *args: Any) -> Any:
+        recorder.commands.append(str(args[0]).split()[0].upper())
+        return pack(self, *args)
+
+    async def send_packed_command(self: AbstractConnection, *args: Any, **kw: Any) -> None:
+        recorder.round_trips += 1
+        await send(self, *args, **kw)
+
+    monkeypatch.setattr(AbstractConnection, "pack_command", pack_command)
+    monkeypatch.setattr(AbstractConnection, "send_packed_command", send_packed_command)
+    yield recorder
+
+
+def query(n: int, *, hit: bool = False) -> QueryRecord:
+    return QueryRecord(query_type="price", parameters={"symbol": f"S{n}"}, cache_hit=hit)
+
+
+def hash_tag(key: str) -> str:
+    """The part of a key Redis Cluster hashes (the cluster specification's rule)."""
+    start = key.find("{")
+    end = key.find("}", start + 1)
+    return key[start + 1 : end] if start >= 0 and end > start + 1 else key
+
+
+async def archived_query_counts(store: SessionStore) -> dict[UUID, int]:
+    stmt = select(QUERY_ROWS.c.session_id, func.count()).group_by(QUERY_ROWS.c.session_id)
+    async with store.archive.engine.connect() as conn:
+        return {sid: n for sid, n in (await conn.execute(stmt)).all()}
+
+
+async def expired_sessions(store: SessionStore, n: int, queries: int) -> list[UUID]:
+    """``n`` sessions with ``queries`` queries each, waited on until they have expired."""
+    ids = []
+    for i in range(n):
+        session = await store.create_session(
+            ["AAPL"], "equity", user_id=f"u{i % 3}", ttl_hours=TWO_SECONDS
+        )
+        for j in range(queries):
+            await store.append_query(session.id, query(j, hit=j == 0))
+        ids.append(session.id)
+    last = await store.get_session(ids[-1], history_limit=0)
+    assert last is not None
+    async with asyncio.timeout(10):
+        while utcnow() < last.expires_at:
+            await asyncio.sleep(0.05)
+    return ids
+
+
+async def assert_archived_exactly(
+    store: SessionStore, raw: redis.Redis, ids: list[UUID], queries: int
+) -> None:
+    """Every session in PostgreSQL once with its whole history; nothing left in Redis."""
+    assert await store.archive.count_sessions(archived=True) == len(ids)
+    assert await archived_query_counts(store) == {sid: queries for sid in ids}
+    assert await raw.keys("fiml:*") == []
+    for sid in ids:
+        session = await store.get_session(sid, history_limit=ALL_QUERIES)
+        assert session is not None and session.status is SessionStatus.ARCHIVED
+        assert len(session.state.history.queries) == session.state.history.total_queries == queries
+
+
+async def test_keys_of_one_session_share_one_hash_tag(
+    store: SessionStore, raw: redis.Redis
+) -> None:
+    session = await store.create_session(["AAPL"], "equity", user_id="u1")
+    await store.append_query(session.id, query(1))
+    await store.update_state(
+        session.id, context={"a": 1}, preferences={"b": 2}, intermediate_results={"c": 3}
+    )
+    fresh = await store.get_session(session.id)
+    assert fresh is not None
+    fresh.state.set_metadata("d", 4)
+    await store.update_session(session.id, fresh)
+
+    keys = await raw.keys(f"fiml:s:*{session.id}*")
+    assert sorted(keys) == sorted(rk.session_keys(session.id))
+    assert {hash_tag(k) for k in keys} == {str(session.id)}
+    assert await raw.zscore(rk.user_index("u1"), str(session.id)) is not None
+    assert await raw.zscore(rk.EXPIRY_INDEX, str(session.id)) is not None
+
+
+async def test_redis_ttl_is_a_backstop_well_after_expiry(
+    store: SessionStore, raw: redis.Redis, settings: Settings
+) -> None:
+    grace = timedelta(hours=settings.session_archive_grace_hours)
+    session = await store.create_session(["AAPL"], "equity", ttl_hours=1)
+    await store.append_query(session.id, query(1))
+    await store.update_state(session.id, context={"a": 1})
+
+    async def expiry_times() -> set[int]:
+        return {await raw.pexpiretime(k) for k in await raw.keys(f"fiml:s:*{session.id}*")}
+
+    def backstop(s: Session) -> int:
+        return (s.expires_at + grace - EPOCH) // timedelta(milliseconds=1)
+
+    assert await expiry_times() == {backstop(session)}
+    extended = await store.extend_session(session.id, 2)
+    assert await expiry_times() == {backstop(extended)} != {backstop(session)}
+
+
+async def test_listing_and_cleanup_use_the_indexes_never_a_scan(
+    store: SessionStore, spy: CommandSpy
+) -> None:
+    for i in range(60):
+        await store.create_session(["AAPL"], "equity", user_id=f"other{i}")
+    mine = [await store.create_session(["AAPL"], "equity", user_id="me") for _ in range(3)]
+
+    spy.reset()
+    page = await store.list_user_sessions_page("me", limit=2)
+    rest = await store.list_user_sessions_page("me", limit=2, cursor=page.next_cursor)
+    assert [s.id for s in page.sessions + rest.sessions] == [s.id for s in reversed(mine)]
+    assert spy.round_trips == 4  # index range + meta reads, per page
+    assert await store.cleanup_expired_sessions() == 0
+    assert spy.round_trips == 5  # one range of the expiry index: nothing is due
+    assert not {"SCAN", "KEYS"} & set(spy.commands)
+    assert len(spy.commands) < 10
+
+
+async def test_tracking_and_reading_are_one_command_whatever_the_history(
+    store: SessionStore, spy: CommandSpy
+) -> None:
+    session = await store.create_session(["AAPL"], "equity")
+    for history in (0, 300):
+        for n in range(history):
+            await store.append_query(session.id, query(n))
+        spy.reset()
+        await store.append_query(session.id, query(-1))
+        assert spy.commands == ["EVALSHA"] and spy.round_trips == 1
+    spy.reset()
+    loaded = await store.get_session(session.id)
+    assert loaded is not None and len(loaded.state.history.queries) == 20
+    assert spy.commands == ["EVALSHA"] and spy.round_trips == 1
+
+
+WORKER = """
+import asyncio, sys
+from fiml.core.config import Settings
+from fiml.sessions import QueryRecord, SessionStore
+
+async def main(mode, database_url, redis_url, session_id, writers, name):
+    async with SessionStore(Settings(database_url=database_url, redis_url=redis_url)) as store:
+        async def append(i):
+            q = QueryRecord(query_type=f"t{i % 2}", cache_hit=i % 3 == 0)
+            await store.append_query(session_id, q)
+        async def read_modify_write(i):
+            session = await store.get_session(session_id)
+            session.add_query(QueryRecord(query_type="price", cache_hit=i % 3 == 0))
+            session.state.update_context(f"{name}-{i}", i)
+            await store.update_session(session_id, session)
+        work = append if mode == "append" else read_modify_write
+        await asyncio.gather(*(work(i) for i in range(writers)))
+
+mode, db, rd, sid, writers, name = sys.argv[1:]
+asyncio.run(main(mode, db, rd, sid, int(writers), name))
+"""
+
+
+async def run_workers(
+    settings: Settings, mode: str, session_id: UUID, processes: int, writers: int
+) -> None:
+    """``processes`` OS processes with ``writers`` concurrent writers each, all at once."""
+    args = [mode, settings.database_url, str(settings.redis_url), str(session_id), str(writers)]
+    procs = [
+        await asyncio.create_subprocess_exec(
+            sys.executable, "-c", WORKER, *args, f"p{p}", stderr=asyncio.subprocess.PIPE
+        )
+        for p in range(processes)
+    ]
+    for proc in procs:
+        _, err = await proc.communicate()
+        assert proc.returncode == 0, err.decode()
+
+
+@pytest.mark.timeout(180)
+async def test_four_processes_of_fifty_writers_lose_nothing(
+    store: SessionStore, settings: Settings
+) -> None:
+    session = await store.create_session(["AAPL"], "equity")
+    await run_workers(settings, "append", session.id, processes=4, writers=50)
+
+    loaded = await store.get_session(session.id, history_limit=ALL_QUERIES)
+    assert loaded is not None
+    history = loaded.state.history
+    assert history.total_queries == len(history.queries) == 200
+    assert len({q.id for q in history.queries}) == 200
+    assert history.cache_hits == 4 * 17 == sum(q.cache_hit for q in history.queries)
+    assert history.query_type_counts == {"t0": 100, "t1": 100}
+    assert loaded.version == 200
+
+
+@pytest.mark.timeout(180)
+async def test_read_modify_write_across_processes_keeps_every_query_and_key(
+    store: SessionStore, settings: Settings
+) -> None:
+    session = await store.create_session(["AAPL"], "equity")
+    await run_workers(settings, "update", session.id, processes=2, writers=25)
+
+    loaded = await store.get_session(session.id, history_limit=ALL_QUERIES)
+    assert loaded is not None
+    assert loaded.state.history.total_queries == len(loaded.state.history.queries) == 50
+    assert loaded.state.history.cache_hits == 2 * 9
+    assert set(loaded.state.context) == {f"p{p}-{i}" for p in range(2) for i in range(25)}
+
+
+async def test_expired_sessions_move_to_postgres_with_their_history(
+    store: SessionStore, raw: redis.Redis
+) -> None:
+    ids = await expired_sessions(store, 20, queries=3)
+    for sid in ids:
+        expired = await store.get_session(sid)
+        assert expired is not None and expired.status is SessionStatus.EXPIRED
+
+    assert await store.cleanup_expired_sessions() == 20
+    await assert_archived_exactly(store, raw, ids, queries=3)
+    assert await store.cleanup_expired_sessions() == 0
+
+
+async def test_two_stores_cleaning_up_at_once_archive_each_session_once(
+    store: SessionStore, raw: redis.Redis, settings: Settings
+) -> None:
+    ids = await expired_sessions(store, 30, queries=2)
+    async with SessionStore(settings) as a, SessionStore(settings) as b:
+        counts = await asyncio.gather(
+            a.cleanup_expired_sessions(batch_size=7), b.cleanup_expired_sessions(batch_size=7)
+        )
+    assert sum(counts) == 30
+    await assert_archived_exactly(store, raw, ids, queries=2)
+
+
+@pytest.mark.parametrize("crash_after", ["export", "import", "delete_keys"])
+async def test_a_crash_at_any_step_of_archival_loses_and_duplicates_nothing(
+    store: SessionStore, raw: redis.Redis, crash_after: str
+) -> None:
+    ids = await expired_sessions(store, 6, queries=3)
+    backend = store.backend
+    due = await backend.expired_ids(now=utcnow(), limit=100)
+    assert sorted(due) == sorted(ids)
+    exported = await backend.export_sessions(due)
+    copied = 0
+    if crash_after in ("import", "delete_keys"):
+        copied = await store.archive.import_archived(exported, archived_at=utcnow())
+    if crash_after == "delete_keys":
+        await raw.unlink(*[k for sid in ids for k in rk.session_keys(sid)])
+
+    assert copied + await store.cleanup_expired_sessions() == 6
+    for user in ("u0", "u1", "u2"):  # a listing drops user-index entries left by the crash
+        assert await store.list_user_sessions(user) == []
+    await assert_archived_exactly(store, raw, ids, queries=3)
+
+
+async def test_an_exported_session_refuses_writes(store: SessionStore) -> None:
+    session = await store.create_session(["AAPL"], "equity")
+    await store.append_query(session.id, query(1))
+    [exported] = await store.backend.export_sessions([session.id])
+    with pytest.raises(SessionArchivedError):
+        await store.append_query(session.id, query(2))
+    loaded = await store.get_session(session.id)
+    assert loaded is not None
+    assert loaded.state.history.total_queries == exported.state.history.total_queries == 1
+
+
+async def test_close_is_archived_at_once_and_extend_is_rescored(
+    store: SessionStore, raw: redis.Redis
+) -> None:
+    closed = await store.create_session(["AAPL"], "equity", ttl_hours=48)
+    await store.close_session(closed.id)
+    extended = await store.create_session(["MSFT"], "equity", ttl_hours=TWO_SECONDS)
+    extended = await store.extend_session(extended.id, 1)
+    async with asyncio.timeout(10):
+        while utcnow() < extended.created_at + timedelta(hours=TWO_SECONDS):
+            await asyncio.sleep(0.05)
+
+    assert await store.cleanup_expired_sessions() == 1
+    archived = await store.get_session(closed.id)
+    assert archived is not None and archived.status is SessionStatus.ARCHIVED
+    still = await store.get_session(extended.id)
+    assert still is not None and still.status is SessionStatus.ACTIVE
+    score = await raw.zscore(rk.EXPIRY_INDEX, str(extended.id))
+    assert score == (extended.expires_at - EPOCH) // timedelta(microseconds=1)
+
+
+async def test_ties_in_creation_time_list_exactly_like_sql(store: SessionStore) -> None:
+    created = utcnow()
+    sessions = [
+        Session(
+            user_id="u1",
+            type=SessionType.EQUITY,
+            assets=["AAPL"],
+            created_at=created + timedelta(seconds=i // 4),
+            expires_at=created + timedelta(hours=1),
+        )
+        for i in range(9)
+    ]
+    for session in sessions:
+        await store.backend.insert(session)
+
+    async def listed(tier: SessionStore) -> list[UUID]:
+        ids, cursor = [], None
+        while True:
+            page = await tier.list_user_sessions_page("u1", limit=2, cursor=cursor)
+            ids += [s.id for s in page.sessions]
+            if (cursor := page.next_cursor) is None:
+                return ids
+
+    newest_first = sorted(sessions, key=lambda s: (s.created_at, s.id), reverse=True)
+    async with SessionStore(Settings(database_url=store.settings.database_url)) as sql_only:
+        for session in sessions:
+            await sql_only.backend.insert(session)
+        assert await listed(store) == await listed(sql_only) == [s.id for s in newest_first]
+
+
+async def test_sessions_whose_keys_vanished_leave_no_hole_in_listing_or_cleanup(
+    store: SessionStore, raw: redis.Redis
+) -> None:
+    kept = [await store.create_session(["AAPL"], "equity", user_id="u1") for _ in range(3)]
+    lost = [
+        await store.create_session(["AAPL"], "equity", user_id="u1", ttl_hours=TWO_SECONDS)
+        for _ in range(3)
+    ]
+    await raw.unlink(*[k for s in lost for k in rk.session_keys(s.id)])
+
+    page = await store.list_user_sessions_page("u1", limit=3)
+    assert [s.id for s in page.sessions] == [s.id for s in reversed(kept)]
+    assert await raw.zcard(rk.user_index("u1")) == 3
+    async with asyncio.timeout(10):
+        while utcnow() < lost[-1].expires_at:
+            await asyncio.sleep(0.05)
+    assert await store.cleanup_expired_sessions() == 0
+    assert await raw.zcard(rk.EXPIRY_INDEX) == 3
+
+
+@pytest.mark.timeout(60)
+async def test_two_hundred_concurrent_creates_wait_for_a_small_pool(tmp_path: Path) -> None:
+    settings = await settings_for("redis+postgres", tmp_path, redis_max_connections=8)
+    async with SessionStore(settings) as store:
+        results = await asyncio.gather(
+            *(store.create_session(["AAPL"], "equity", user_id="u1") for _ in range(200)),
+            return_exceptions=True,
+        )
+        failures = [r for r in results if isinstance(r, BaseException)]
+        assert failures == []
+        assert len(await store.list_user_sessions("u1", limit=1000)) == 200
+        assert isinstance(store.backend, RedisBackend)
+        pool = store.backend.client.connection_pool
+        assert isinstance(pool, redis.BlockingConnectionPool) and pool.max_connections == 8
+
+
+async def test_scripts_flushed_from_redis_are_loaded_again(
+    store: SessionStore, raw: redis.Redis
+) -> None:
+    session = await store.create_session(["AAPL"], "equity")
+    await raw.script_flush()
+    await store.append_query(session.id, query(1))
+    await raw.script_flush()
+    await store.create_session(["MSFT"], "equity")
+    await raw.script_flush()
+    assert await store.backend.remove_archived([session.id]) == 1
+
+
+async def test_unreachable_redis_is_a_storage_error() -> None:
+    backend = RedisBackend.from_url("redis://127.0.0.1:1/0", settings=Settings())
+    try:
+        with pytest.raises(StorageUnavailableError) as caught:
+            await backend.initialize()
+        assert caught.value.backend == "redis"
+    finally:
+        await backend.close()
+
+
+async def test_postgres_only_mode_loses_nothing_to_a_redis_flush(
+    tmp_path: Path, raw: redis.Redis
+) -> None:
+    settings = await settings_for("postgres", tmp_path)
+    await reset_redis(REDIS_URL)
+    async with SessionStore(settings) as store:
+        session = await store.create_session(["AAPL"], "equity", user_id="u1")
+        await store.append_query(session.id, query(1, hit=True))
+        await store.update_state(session.id, context={"thesis": "long"})
+        assert await raw.dbsize() == 0
+        await raw.set("unrelated", "1")
+        await raw.flushdb()
+
+        loaded = await store.get_session(session.id)
+        assert loaded is not None
+        assert loaded.state.history.total_queries == loaded.state.history.cache_hits == 1
+        assert loaded.state.context == {"thesis": "long"}
+    async with SessionStore(settings) as again:
+        assert [s.id for s in await again.list_user_sessions("u1")] == [session.id]
