@@ -24,7 +24,6 @@ from sqlalchemy import ColumnElement, Table, case, desc, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from fiml.core.errors import InvalidInputError
-from fiml.sessions.active_count import ActiveSessionCounter, count_active_sessions
 from fiml.sessions.analytics_export import (
     EXPORT_FORMATS,
     read_export_rows,
@@ -47,13 +46,11 @@ from fiml.sessions.models import Session, SessionType, utcnow
 from fiml.sessions.store import SessionStore, parse_session_type
 
 __all__ = [
-    "ActiveSessionCounter",
     "AssetCount",
     "SessionAnalytics",
     "SessionStats",
     "TagCount",
     "UserSessionSummary",
-    "count_active_sessions",
 ]
 
 MAX_DAYS = 36_500
@@ -204,8 +201,7 @@ class SessionAnalytics:
         top = _checked_top(top)
         now = utcnow()
         since = now - timedelta(days=filters.days)
-        active = await count_active_sessions(
-            self.store.backend,
+        active = await self.store.backend.count_active(
             now=now,
             user_id=filters.user_id,
             session_type=filters.session_type,

@@ -13,9 +13,9 @@ from fiml.core.config import Settings
 from fiml.sessions.db import SessionMetrics
 from fiml.sessions.models import AnalysisHistory, Session, SessionState, SessionType, utcnow
 from fiml.sessions.store import SessionStore
-from tests.conftest import settings_for
+from tests.conftest import STORE_KINDS, settings_for
 
-ANALYTICS_KINDS = ["sqlite", "postgres"]
+ANALYTICS_KINDS = STORE_KINDS
 """Deployments whose active tier the analytics can count today (SQL backends)."""
 
 

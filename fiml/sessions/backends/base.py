@@ -154,6 +154,16 @@ class SessionBackend(Protocol):
     async def expired_ids(self, *, now: datetime, limit: int) -> list[UUID]:
         """Ids of up to ``limit`` unarchived sessions whose expiry is at or before ``now``."""
 
+    async def count_active(
+        self,
+        *,
+        now: datetime,
+        user_id: str | None = None,
+        session_type: str | None = None,
+        created_since: datetime | None = None,
+    ) -> int:
+        """Sessions neither archived, closed nor past expiry, matching the filters."""
+
     async def export_sessions(self, session_ids: Sequence[UUID]) -> list[Session]:
         """The given sessions with their whole histories (missing ids are skipped)."""
 

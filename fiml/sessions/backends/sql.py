@@ -165,7 +165,7 @@ def _session_from_row(row: Row[Any], queries: list[QueryRecord]) -> Session:
     )
 
 
-def summary_from_row(row: Row[Any], now: datetime) -> SessionSummary:
+def summary_from_row(row: Any, now: datetime) -> SessionSummary:
     """A listing entry from a ``sessions`` row (no history is read)."""
     expired = row.expires_at <= now
     if row.archived_at is not None:
@@ -425,6 +425,26 @@ class SqlBackend:
         )
         async with self._reader.connect() as conn:
             return list((await conn.execute(stmt)).scalars())
+
+    async def count_active(
+        self,
+        *,
+        now: datetime,
+        user_id: str | None = None,
+        session_type: str | None = None,
+        created_since: datetime | None = None,
+    ) -> int:
+        """Running sessions matching the filters, counted on the partial expiry index."""
+        conditions = [S.c.archived_at.is_(None), S.c.closed_at.is_(None), S.c.expires_at > now]
+        if user_id is not None:
+            conditions.append(S.c.user_id == user_id)
+        if session_type is not None:
+            conditions.append(S.c.session_type == session_type)
+        if created_since is not None:
+            conditions.append(S.c.created_at >= created_since)
+        stmt = select(func.count()).select_from(S).where(*conditions)
+        async with self._reader.connect() as conn:
+            return int((await conn.execute(stmt)).scalar_one())
 
     async def export_sessions(self, session_ids: Sequence[UUID]) -> list[Session]:
         """Sessions with their whole histories."""
