@@ -12,13 +12,14 @@ from pydantic import ValidationError
 
 from fiml.core.errors import InvalidInputError, MissingDependencyError, StorageUnavailableError
 from fiml.market.base import Quote
+from fiml.sessions.backends.redis_keys import QUOTE_CACHE_PREFIX
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
 __all__ = ["DEFAULT_QUOTE_KEY_PREFIX", "MemoryQuoteCache", "QuoteCache", "RedisQuoteCache"]
 
-DEFAULT_QUOTE_KEY_PREFIX = "fiml:quote:"
+DEFAULT_QUOTE_KEY_PREFIX = QUOTE_CACHE_PREFIX
 """Prefix of every Redis key :class:`RedisQuoteCache` writes."""
 
 

@@ -13,14 +13,12 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
 from fiml.core.errors import MissingDependencyError
+from fiml.sessions.backends.redis_keys import JOB_LOCK_PREFIX
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
 __all__ = ["JOB_LOCK_PREFIX", "RedisJobLock"]
-
-JOB_LOCK_PREFIX = "fiml:job-lock:"
-"""Redis key prefix of job locks: ``fiml:job-lock:<job name>``."""
 
 logger = logging.getLogger(__name__)
 
