@@ -1,0 +1,71 @@
+"""``fiml cleanup``: run the session jobs once, now, in this process.
+
+The same functions the in-process scheduler and the Celery tasks run
+(:mod:`fiml.sessions.jobs`): archive expired and closed sessions (recording their
+analytics facts), delete archives past the retention period, and record facts for any
+archived session that has none. Every job is idempotent, so running this next to a
+scheduler or a Celery worker archives and counts each session once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Annotated
+
+import typer
+
+from fiml.cli.render import job_results_table
+from fiml.cli.runtime import open_store, out_console, print_json, progress_bar, run
+from fiml.core.config import Settings
+from fiml.sessions.analytics import SessionAnalytics
+from fiml.sessions.jobs import JobStats, run_cleanup, run_metrics, run_retention
+
+__all__ = ["cleanup"]
+
+Step = tuple[str, Callable[[], Awaitable[JobStats]]]
+
+
+def cleanup(
+    skip_retention: Annotated[
+        bool, typer.Option("--skip-retention", help="Do not delete old archives.")
+    ] = False,
+    skip_metrics: Annotated[
+        bool, typer.Option("--skip-metrics", help="Do not backfill analytics facts.")
+    ] = False,
+    retention_days: Annotated[
+        float | None,
+        typer.Option(help="Delete archives older than this (default: the retention setting)."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+) -> None:
+    """Archive expired and closed sessions, apply retention, and record analytics."""
+
+    async def work(settings: Settings) -> list[JobStats]:
+        async with open_store(settings) as store:
+            analytics = SessionAnalytics(store)
+            steps: list[Step] = [
+                ("archiving expired and closed sessions", lambda: run_cleanup(store, analytics))
+            ]
+            if not skip_retention:
+                steps.append(
+                    (
+                        "deleting archives past retention",
+                        lambda: run_retention(store, retention_days=retention_days),
+                    )
+                )
+            if not skip_metrics:
+                steps.append(("recording analytics facts", lambda: run_metrics(store, analytics)))
+            results: list[JobStats] = []
+            with progress_bar(enabled=not as_json) as bar:
+                task = bar.add_task("session jobs", total=len(steps))
+                for description, step in steps:
+                    bar.update(task, description=description)
+                    results.append(await step())
+                    bar.advance(task)
+            return results
+
+    results = run(work)
+    if as_json:
+        print_json([r.model_dump(mode="json") for r in results])
+    else:
+        out_console().print(job_results_table(results))

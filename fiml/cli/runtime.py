@@ -1,0 +1,100 @@
+"""What every command shares: settings, running async work, the store, and output channels.
+
+Results go to stdout (tables for people, ``--json`` for scripts); progress bars, prompts
+and errors go to stderr, so ``fiml ... --json | jq`` always sees clean JSON.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
+
+from fiml.cli.failures import reported_failures
+from fiml.core.config import Settings
+from fiml.sessions.store import SessionStore
+
+__all__ = [
+    "confirm",
+    "err_console",
+    "open_store",
+    "out_console",
+    "print_json",
+    "progress_bar",
+    "run",
+    "run_sync",
+]
+
+T = TypeVar("T")
+
+
+def out_console() -> Console:
+    """The console for results (stdout)."""
+    return Console(highlight=False)
+
+
+def err_console() -> Console:
+    """The console for progress and notes (stderr)."""
+    return Console(stderr=True, highlight=False)
+
+
+def print_json(data: Any) -> None:
+    """Write ``data`` to stdout as indented JSON (datetimes and UUIDs as strings)."""
+    typer.echo(json.dumps(data, indent=2, default=str))
+
+
+def run(work: Callable[[Settings], Coroutine[Any, Any, T]]) -> T:
+    """Load the settings and run ``work(settings)`` to completion; failures become one line."""
+    with reported_failures() as report:
+        report.settings = Settings()
+        return asyncio.run(work(report.settings))
+
+
+def run_sync(work: Callable[[Settings], T]) -> T:
+    """Like :func:`run` for work that needs no event loop (token files, the server)."""
+    with reported_failures() as report:
+        report.settings = Settings()
+        return work(report.settings)
+
+
+@asynccontextmanager
+async def open_store(settings: Settings) -> AsyncIterator[SessionStore]:
+    """An initialized store for the settings, shut down when the block ends."""
+    store = SessionStore(settings)
+    try:
+        await store.initialize()
+        yield store
+    finally:
+        await store.shutdown()
+
+
+def progress_bar(*, enabled: bool = True) -> Progress:
+    """A progress bar on stderr; hidden when stderr is not a terminal or output is JSON."""
+    console = err_console()
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=console,
+        transient=True,
+        disable=not (enabled and console.is_terminal),
+    )
+
+
+def confirm(question: str) -> bool:
+    """Ask ``question`` on stderr; False when declined or when there is no answer."""
+    try:
+        answer = typer.confirm(question, default=False, err=True)
+    except typer.Abort:  # no answer at all: end of input, or Ctrl-C
+        answer = False
+    if not sys.stdin.isatty():
+        typer.echo("", err=True)  # the answer was not echoed, so end the prompt's line
+    return answer

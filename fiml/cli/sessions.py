@@ -1,0 +1,261 @@
+"""``fiml sessions list|show|extend|close|archive|delete``: every user's sessions, as admin.
+
+Unlike the MCP tools, which only ever show callers their own sessions, these commands
+act on any session: whoever runs ``fiml`` on the machine administers the store.
+"""
+
+from __future__ import annotations
+
+import shlex
+from typing import Annotated, Any
+from uuid import UUID
+
+import typer
+from pydantic import BaseModel
+
+from fiml.cli.failures import EXIT_BAD_INPUT, EXIT_FAILED, fail
+from fiml.cli.render import session_details, sessions_table, span, when
+from fiml.cli.runtime import confirm, open_store, out_console, print_json, progress_bar, run
+from fiml.core.config import Settings
+from fiml.core.errors import InvalidInputError, SessionError, SessionNotFoundError
+from fiml.sessions.models import Session, SessionSummary
+from fiml.sessions.store import MAX_PAGE, SessionPage, SessionStore, parse_session_id
+
+__all__ = ["ArchiveOutcome", "sessions_app"]
+
+sessions_app = typer.Typer(
+    name="sessions",
+    help="See and manage every user's analysis sessions (the CLI acts as admin).",
+    no_args_is_help=True,
+)
+
+SessionIdArg = Annotated[str, typer.Argument(metavar="SESSION_ID", help="The session's id.")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+YesOption = Annotated[bool, typer.Option("--yes", "-y", help="Do it without asking.")]
+
+
+def _local_user(settings: Settings) -> str:
+    from fiml.mcp.auth import local_identity  # the MCP SDK loads only when it is needed
+
+    return local_identity(settings).user_id
+
+
+def _summary_json(session: Session) -> dict[str, Any]:
+    return SessionSummary.from_session(session).model_dump(mode="json")
+
+
+@sessions_app.command("list")
+def list_sessions(
+    user: Annotated[
+        str | None,
+        typer.Option(help="Whose sessions (default: FIML_USER or the OS user, as over stdio)."),
+    ] = None,
+    include_archived: Annotated[
+        bool, typer.Option("--include-archived", help="List archived sessions too.")
+    ] = False,
+    limit: Annotated[int, typer.Option(help="Sessions per page (1-1000).")] = 20,
+    cursor: Annotated[
+        str | None, typer.Option(help="Continue after a previous page (its next cursor).")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """A user's sessions, newest first, one page at a time."""
+
+    async def work(settings: Settings) -> tuple[str, SessionPage]:
+        owner = user if user is not None else _local_user(settings)
+        async with open_store(settings) as store:
+            page = await store.list_user_sessions_page(
+                owner, include_archived=include_archived, limit=limit, cursor=cursor
+            )
+        return owner, page
+
+    owner, page = run(work)
+    if as_json:
+        print_json({"user_id": owner, **page.model_dump(mode="json")})
+        return
+    console = out_console()
+    which = "" if include_archived else " (archived ones hidden; --include-archived shows them)"
+    console.print(sessions_table(page.sessions, title=f"Sessions of {owner}{which}"))
+    if not page.sessions:
+        typer.echo("no sessions")
+    if page.next_cursor:
+        more = f"fiml sessions list --user {shlex.quote(owner)} --cursor {page.next_cursor}"
+        if include_archived:
+            more += " --include-archived"
+        typer.echo(f"more: {more}")
+
+
+@sessions_app.command("show")
+def show(
+    session_id: SessionIdArg,
+    queries: Annotated[int, typer.Option(help="How many recent queries to show.")] = 10,
+    as_json: JsonOption = False,
+) -> None:
+    """One session: lifecycle, counters, context, and its recent queries."""
+    if queries < 0:
+        raise fail(f"invalid queries {queries}: must be 0 or more", EXIT_BAD_INPUT)
+
+    async def work(settings: Settings) -> Session:
+        async with open_store(settings) as store:
+            session = await store.get_session(session_id, history_limit=queries)
+        if session is None:
+            raise SessionNotFoundError(session_id)
+        return session
+
+    session = run(work)
+    if as_json:
+        print_json({**session.to_dict(), "status": session.status.value})
+    else:
+        out_console().print(session_details(session))
+
+
+def _changed(session: Session, as_json: bool, message: str) -> None:
+    if as_json:
+        print_json(_summary_json(session))
+    else:
+        typer.echo(message)
+
+
+@sessions_app.command("extend")
+def extend(
+    session_id: SessionIdArg,
+    hours: Annotated[float, typer.Option(help="How many hours to add to its expiry.")] = 24,
+    as_json: JsonOption = False,
+) -> None:
+    """Push a session's expiry later (up to the maximum TTL from now)."""
+
+    async def work(settings: Settings) -> Session:
+        async with open_store(settings) as store:
+            return await store.extend_session(session_id, hours)
+
+    session = run(work)
+    remaining = span(session.time_remaining)
+    _changed(session, as_json, f"{session.id} expires {when(session.expires_at)} (in {remaining})")
+
+
+@sessions_app.command("close")
+def close(session_id: SessionIdArg, as_json: JsonOption = False) -> None:
+    """Close a session: it becomes read-only and the next cleanup archives it."""
+
+    async def work(settings: Settings) -> Session:
+        async with open_store(settings) as store:
+            return await store.close_session(session_id)
+
+    session = run(work)
+    _changed(session, as_json, f"{session.id} is {session.status.value}")
+
+
+class ArchiveOutcome(BaseModel):
+    """What archiving one session did: archived now, archived before, or an error."""
+
+    session_id: str
+    archived: bool
+    error: str | None = None
+
+
+async def _unarchived_ids(store: SessionStore, user_id: str) -> list[UUID]:
+    ids: list[UUID] = []
+    cursor: str | None = None
+    while True:
+        page = await store.list_user_sessions_page(user_id, limit=MAX_PAGE, cursor=cursor)
+        ids += [s.id for s in page.sessions if not s.is_archived]
+        if page.next_cursor is None:
+            return ids
+        cursor = page.next_cursor
+
+
+async def _archive_all(
+    store: SessionStore, ids: list[UUID], *, show_progress: bool
+) -> list[ArchiveOutcome]:
+    outcomes: list[ArchiveOutcome] = []
+    with progress_bar(enabled=show_progress) as bar:
+        task = bar.add_task("archiving sessions", total=len(ids))
+        for sid in ids:
+            try:
+                archived = await store.archive_session(sid)
+                outcomes.append(ArchiveOutcome(session_id=str(sid), archived=archived))
+            except SessionError as exc:
+                outcomes.append(ArchiveOutcome(session_id=str(sid), archived=False, error=str(exc)))
+            bar.advance(task)
+    return outcomes
+
+
+def _print_outcomes(outcomes: list[ArchiveOutcome], as_json: bool) -> None:
+    if as_json:
+        print_json([o.model_dump() for o in outcomes])
+        return
+    for o in outcomes:
+        result = o.error or ("archived" if o.archived else "was already archived")
+        typer.echo(f"{o.session_id}: {result}")
+    if not outcomes:
+        typer.echo("nothing to archive")
+
+
+@sessions_app.command("archive")
+def archive(
+    session_ids: Annotated[
+        list[str] | None, typer.Argument(metavar="[SESSION_ID]...", help="Sessions to archive.")
+    ] = None,
+    user: Annotated[
+        str | None, typer.Option(help="Archive every unarchived session of this user.")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Archive sessions now (running ones are ended first); archives are read-only."""
+    if not session_ids and user is None:
+        raise fail("name the sessions to archive, or pass --user USER", EXIT_BAD_INPUT)
+
+    async def work(settings: Settings) -> list[ArchiveOutcome]:
+        ids = [parse_session_id(s) for s in session_ids or []]  # all checked before any change
+        async with open_store(settings) as store:
+            if user is not None:
+                ids += await _unarchived_ids(store, user)
+            return await _archive_all(store, list(dict.fromkeys(ids)), show_progress=not as_json)
+
+    outcomes = run(work)
+    failed = [o for o in outcomes if o.error]
+    if len(outcomes) == 1 and failed and not as_json:
+        raise fail(failed[0].error or "not archived")
+    _print_outcomes(outcomes, as_json)
+    if failed:
+        raise fail(f"{len(failed)} of {len(outcomes)} sessions were not archived", EXIT_FAILED)
+
+
+@sessions_app.command("delete")
+def delete(session_id: SessionIdArg, yes: YesOption = False, as_json: JsonOption = False) -> None:
+    """Delete a session and its whole history, active or archived. Cannot be undone."""
+    sid = _session_id(session_id)
+    if not yes:
+
+        async def describe(settings: Settings) -> Session:
+            async with open_store(settings) as store:
+                session = await store.get_session(sid, history_limit=0)
+            if session is None:
+                raise SessionNotFoundError(sid)
+            return session
+
+        found = run(describe)
+        question = (
+            f"Delete session {sid} of {found.user_id or 'no user'} "
+            f"({found.state.history.total_queries} queries, {found.status.value})?"
+        )
+        if not confirm(question):
+            raise fail("nothing deleted (confirm, or pass --yes)")
+
+    async def work(settings: Settings) -> None:
+        async with open_store(settings) as store:
+            if not await store.delete_session(sid):
+                raise SessionNotFoundError(sid)
+
+    run(work)
+    if as_json:
+        print_json({"session_id": str(sid), "deleted": True})
+    else:
+        typer.echo(f"{sid} deleted")
+
+
+def _session_id(value: str) -> UUID:
+    try:
+        return parse_session_id(value)
+    except InvalidInputError as exc:
+        raise fail(str(exc), EXIT_BAD_INPUT) from None
