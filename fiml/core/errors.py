@@ -66,7 +66,11 @@ _MAX_SHOWN_VALUE = 80
 
 
 def _show(value: Any) -> str:
-    text = repr(value)
+    try:
+        text = repr(value)
+    except (ValueError, RecursionError):
+        # repr itself fails on ints past Python's digit limit and on very deep nesting.
+        text = f"<{type(value).__name__}>"
     if len(text) > _MAX_SHOWN_VALUE:
         text = text[: _MAX_SHOWN_VALUE - 3] + "..."
     return text

@@ -8,11 +8,12 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
+from fiml.market.base import Quote
 from fiml.market.service import QuoteResult
 from fiml.mcp.auth import Identity
 from fiml.mcp.ownership import ensure_writable, owned_session
 from fiml.mcp.schemas import QueryView, SessionContext
-from fiml.sessions.models import QueryRecord
+from fiml.sessions.models import MAX_SUMMARY_CHARS, QueryRecord
 from fiml.sessions.store import SessionStore
 
 __all__ = ["DEFAULT_CONTEXT_QUERIES", "TrackedQuery", "track_query_in_session"]
@@ -58,7 +59,7 @@ async def track_query_in_session(
     record = QueryRecord(
         query_type=query_type,
         parameters=parameters,
-        result_summary=result.quote.summary(),
+        result_summary=_summary(result.quote),
         execution_time_ms=elapsed_ms,
         cache_hit=result.cache_hit,
     )
@@ -73,3 +74,15 @@ async def track_query_in_session(
         context=dict(session.state.context),
     )
     return TrackedQuery(result=result, query=record, context=context)
+
+
+def _summary(quote: Quote) -> str:
+    """The quote's one-line summary, cut to the length a query record keeps.
+
+    The provider's answer decides its length (a long name or currency), and an overlong
+    summary must not cost the agent its quote or the session its query.
+    """
+    text = quote.summary()
+    if len(text) > MAX_SUMMARY_CHARS:
+        text = text[: MAX_SUMMARY_CHARS - 1] + "…"
+    return text

@@ -169,8 +169,12 @@ def resolve_export_path(path: str | Path, directory: str | Path | None) -> Path:
     """
     if not isinstance(path, str | Path) or not str(path).strip():
         raise InvalidInputError("path", path, "must be a non-empty file path")
-    base = Path(directory if directory is not None else Path.cwd()).resolve()
-    target = (base / Path(path).expanduser()).resolve()
+    try:
+        base = Path(directory if directory is not None else Path.cwd()).resolve()
+        target = (base / Path(path).expanduser()).resolve()
+    except (OSError, ValueError, RuntimeError) as exc:
+        # A NUL byte, a name the file system cannot encode, an unknown home directory.
+        raise InvalidInputError("path", str(path), f"is not a usable file path ({exc})") from None
     if not target.is_relative_to(base) or target == base:
         raise InvalidInputError("path", str(path), f"must name a file inside {base}")
     return target

@@ -14,6 +14,7 @@ Tables:
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -261,7 +262,22 @@ def create_engine(
     )
 
 
+class _WithoutStatements(logging.Filter):
+    """Drops aiosqlite's DEBUG records, which quote every statement's bound parameters.
+
+    Those parameters hold context values, and no context value may reach a log.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno > logging.DEBUG
+
+
+_AIOSQLITE_FILTER = _WithoutStatements()
+
+
 def _configure_sqlite(engine: AsyncEngine) -> None:
+    logging.getLogger("aiosqlite").addFilter(_AIOSQLITE_FILTER)  # adding it again is a no-op
+
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None
