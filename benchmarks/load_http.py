@@ -1,0 +1,481 @@
+"""Load over HTTP: stateless MCP servers on one Redis + PostgreSQL, many concurrent agents.
+
+Starts ``--servers`` ``python -m fiml.mcp --http --stateless`` processes (offline quotes)
+sharing one Redis database and one PostgreSQL database, then runs ``--clients`` concurrent
+agents for ``--duration`` seconds. Each agent opens an analysis session and tracks searches
+in it until the time is up, calling the servers in turn, as a round-robin load balancer
+would spread its calls.
+The agents speak MCP's JSON-RPC over streamable HTTP with plain httpx (one POST per tool
+call, the answer read from the server-sent event), because the SDK's client costs about
+four times as much CPU per call, which on a small machine would be taken from the servers.
+
+Afterwards every session is read back from the store and compared with what the servers
+acknowledged: the same query ids in the same order, and exact counters (total queries,
+cache hits, per-type counts). Any acknowledged query missing is a *lost* query; any failed
+call is an *unexpected error*. Both must be zero.
+
+    python benchmarks/load_http.py                      # 2 servers, 200 clients, 45 s
+    python benchmarks/load_http.py --write-results      # and record it in RESULTS.md
+
+The PostgreSQL database (default ``fiml_load``) is created if absent and emptied, and the
+Redis database (default db 10) is flushed, at the start of every run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import os
+import socket
+import statistics
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from fiml.core.config import Settings
+from fiml.mcp import TokenFile
+from fiml.sessions.store import ALL_QUERIES, SessionStore
+
+DEFAULT_DATABASE_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/fiml_load"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/10"
+READY_LINE = b"Uvicorn running on"
+STARTUP_SECONDS = 60
+CALL_TIMEOUT_SECONDS = 60
+MAX_CALLS_PER_CLIENT = 100_000
+KEEPALIVE_SECONDS = 1.0
+"""How long an agent reuses an idle connection. It must stay below the server's keep-alive
+timeout (uvicorn's default, 5 s): otherwise the server may close a connection just as the
+agent sends a request on it, and the agent sees a ReadError for a call never received."""
+SYMBOLS = ("AAPL", "MSFT", "GOOGL", "AMZN", "NVDA")
+COINS = ("BTC", "ETH", "SOL")
+
+
+@dataclass
+class AgentRecord:
+    """What one agent did: its session, the queries the servers acknowledged, its errors."""
+
+    user: str
+    session_id: str | None = None
+    acked_ids: list[str] = field(default_factory=list)
+    acked_types: Counter[str] = field(default_factory=Counter)
+    acked_hits: int = 0
+    latencies_ms: list[float] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+@dataclass
+class LoadReport:
+    """The outcome of one run, verified against the store."""
+
+    servers: int
+    clients: int
+    duration_s: float
+    tracked: int
+    sessions: int
+    lost: int
+    mismatched_sessions: int
+    errors: int
+    p50_ms: float
+    p99_ms: float
+    error_samples: list[str]
+    server_cpu_s: float = 0.0
+    load_average: float = 0.0
+
+    @property
+    def throughput(self) -> float:
+        """Acknowledged tracked queries per second, over the whole run."""
+        return self.tracked / self.duration_s if self.duration_s else 0.0
+
+    @property
+    def server_cpu_ms_per_query(self) -> float:
+        """Server CPU time (all servers, user + system) per acknowledged tracked query."""
+        return 1000 * self.server_cpu_s / self.tracked if self.tracked else 0.0
+
+    def lines(self) -> list[str]:
+        """The report as Markdown lines."""
+        return [
+            "| servers | clients | duration s | sessions | tracked queries | tracked/s "
+            "| p50 ms | p99 ms | lost | counter mismatches | unexpected errors |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
+            f"| {self.servers} | {self.clients} | {self.duration_s:.1f} | {self.sessions} "
+            f"| {self.tracked:,} | {self.throughput:,.0f} | {self.p50_ms:.1f} | {self.p99_ms:.1f} "
+            f"| {self.lost} | {self.mismatched_sessions} | {self.errors} |",
+            "",
+            f"Server CPU per tracked query: {self.server_cpu_ms_per_query:.1f} ms "
+            f"(both servers, user + system); {os.cpu_count()} CPUs, load average "
+            f"{self.load_average:.2f} before the run (other work on the machine included).",
+        ]
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def write_token_file(path: Path, users: Sequence[str]) -> dict[str, str]:
+    """A token file with one token per user; returns each user's token."""
+    tokens = TokenFile([])
+    issued = {user: tokens.add_token(user) for user in users}
+    tokens.save(path)
+    return issued
+
+
+def _server_env(database_url: str, redis_url: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FIML_")}
+    env.update(
+        FIML_DATABASE_URL=database_url,
+        FIML_REDIS_URL=redis_url,
+        FIML_MARKET_PROVIDER="offline",
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+async def _wait_ready(process: asyncio.subprocess.Process, log: Path) -> None:
+    async with asyncio.timeout(STARTUP_SECONDS):
+        while READY_LINE not in await asyncio.to_thread(log.read_bytes):
+            if process.returncode is not None:
+                output = await asyncio.to_thread(log.read_text)
+                raise RuntimeError(f"server exited with {process.returncode}:\n{output}")
+            await asyncio.sleep(0.1)
+
+
+@dataclass(frozen=True)
+class RunningServer:
+    """A server process and its MCP URL."""
+
+    url: str
+    pid: int
+
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) the process has used so far; 0 where /proc is absent."""
+        try:
+            fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0.0
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@asynccontextmanager
+async def http_servers(
+    count: int, *, database_url: str, redis_url: str, tokens: Path, workdir: Path
+) -> AsyncIterator[list[RunningServer]]:
+    """``count`` stateless HTTP servers on free ports, running until the block ends."""
+    processes: list[asyncio.subprocess.Process] = []
+    running = []
+    try:
+        for n in range(count):
+            port = free_port()
+            log = workdir / f"server{n}.log"
+            with log.open("wb") as sink:
+                process = await asyncio.create_subprocess_exec(
+                    sys.executable,
+                    *("-m", "fiml.mcp", "--http", "--stateless", "--host", "127.0.0.1"),
+                    *("--port", str(port), "--tokens", str(tokens)),
+                    env=_server_env(database_url, redis_url),
+                    cwd=workdir,
+                    stdout=sink,
+                    stderr=asyncio.subprocess.STDOUT,
+                )
+            processes.append(process)
+            await _wait_ready(process, log)
+            running.append(RunningServer(f"http://127.0.0.1:{port}/mcp", process.pid))
+        yield running
+    finally:
+        for process in processes:
+            if process.returncode is None:
+                process.terminate()
+        for process in processes:
+            try:
+                async with asyncio.timeout(15):
+                    await process.wait()
+            except TimeoutError:
+                process.kill()
+                await process.wait()
+
+
+class McpHttp:
+    """Tool calls as JSON-RPC POSTs to stateless MCP servers, with one user's bearer token."""
+
+    def __init__(self, http: httpx.AsyncClient, token: str) -> None:
+        self.http = http
+        self.headers = {
+            "Authorization": f"Bearer {token}",
+            "Accept": "application/json, text/event-stream",
+        }
+        self.ids = itertools.count(1)
+
+    async def call(self, url: str, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
+        """The tool's structured result; RuntimeError for an error result or a bad reply."""
+        body = {
+            "jsonrpc": "2.0",
+            "id": next(self.ids),
+            "method": "tools/call",
+            "params": {"name": tool, "arguments": arguments},
+        }
+        response = await self.http.post(url, json=body, headers=self.headers)
+        response.raise_for_status()
+        reply = _json_rpc_reply(response)
+        result = reply.get("result")
+        if not isinstance(result, dict):
+            raise RuntimeError(f"{tool}: JSON-RPC error {reply.get('error')}")
+        if result.get("isError") or not isinstance(result.get("structuredContent"), dict):
+            raise RuntimeError(f"{tool} failed: {result.get('content')}")
+        structured: dict[str, Any] = result["structuredContent"]
+        return structured
+
+
+def _json_rpc_reply(response: httpx.Response) -> dict[str, Any]:
+    if response.headers.get("content-type", "").startswith("application/json"):
+        reply: dict[str, Any] = response.json()
+        return reply
+    for line in response.text.splitlines():
+        if line.startswith("data:"):
+            event: dict[str, Any] = json.loads(line[5:])
+            return event
+    raise RuntimeError(f"no JSON-RPC message in the response: {response.text[:200]!r}")
+
+
+def _search(n: int) -> tuple[str, dict[str, Any]]:
+    if n % 3 == 2:
+        return "search-by-coin", {"symbol": COINS[n % len(COINS)]}
+    return "search-by-symbol", {"symbol": SYMBOLS[n % len(SYMBOLS)]}
+
+
+async def run_agent(
+    record: AgentRecord, mcp: McpHttp, urls: Sequence[str], deadline: float
+) -> None:
+    """Open a session, then track searches in it, server after server, until ``deadline``."""
+    try:
+        created = await mcp.call(
+            urls[0],
+            "create-analysis-session",
+            {"assets": list(SYMBOLS[:3]), "session_type": "comparative", "ttl_hours": 2},
+        )
+        record.session_id = str(created["session_id"])
+    except Exception as exc:
+        record.errors.append(f"create: {type(exc).__name__}: {exc}")
+        return
+    for n in range(MAX_CALLS_PER_CLIENT):
+        if time.monotonic() >= deadline:
+            return
+        tool, arguments = _search(n)
+        started = time.perf_counter()
+        try:
+            result = await mcp.call(
+                urls[(n + 1) % len(urls)], tool, {**arguments, "session_id": record.session_id}
+            )
+        except Exception as exc:
+            record.errors.append(f"{tool}: {type(exc).__name__}: {exc}")
+            continue
+        record.latencies_ms.append((time.perf_counter() - started) * 1000)
+        tracked = result["session"]["recent_queries"][-1]
+        record.acked_ids.append(str(tracked["id"]))
+        record.acked_types[tracked["query_type"]] += 1
+        record.acked_hits += bool(result["cache_hit"])
+
+
+async def drive(
+    urls: Sequence[str], tokens: dict[str, str], *, clients: int, duration: float
+) -> tuple[list[AgentRecord], float]:
+    """Run ``clients`` agents at once for ``duration`` seconds; their records, the wall time.
+
+    Agent ``i`` starts on server ``i mod servers``, so sessions are opened on every server
+    and each session is written through all of them. Each agent has its own HTTP client,
+    as independent agents do (one shared httpx pool serializes hundreds of callers).
+    """
+    users = list(tokens)
+    records = [AgentRecord(user=users[i % len(users)]) for i in range(clients)]
+    timeout = httpx.Timeout(CALL_TIMEOUT_SECONDS)
+    limits = httpx.Limits(keepalive_expiry=KEEPALIVE_SECONDS)
+    async with AsyncExitStack() as stack:
+        https = [
+            await stack.enter_async_context(httpx.AsyncClient(timeout=timeout, limits=limits))
+            for _ in records
+        ]
+        began = time.monotonic()
+        deadline = began + duration
+        async with asyncio.timeout(duration + 2 * CALL_TIMEOUT_SECONDS):
+            await asyncio.gather(
+                *(
+                    run_agent(r, McpHttp(http, tokens[r.user]), _rotated(urls, i), deadline)
+                    for i, (r, http) in enumerate(zip(records, https, strict=True))
+                )
+            )
+        return records, time.monotonic() - began
+
+
+def _rotated(urls: Sequence[str], start: int) -> list[str]:
+    first = start % len(urls)
+    return [*urls[first:], *urls[:first]]
+
+
+async def verify(store: SessionStore, record: AgentRecord) -> tuple[int, bool]:
+    """(queries acknowledged but not stored, whether any stored counter is off)."""
+    if record.session_id is None:
+        return 0, False
+    session = await store.get_session(record.session_id, history_limit=ALL_QUERIES)
+    if session is None or session.user_id != record.user:
+        return len(record.acked_ids), True
+    history = session.state.history
+    stored = [str(q.id) for q in history.queries]
+    lost = len(set(record.acked_ids) - set(stored))
+    exact = (
+        stored == record.acked_ids
+        and history.total_queries == len(record.acked_ids)
+        and history.cache_hits == record.acked_hits
+        and Counter(history.query_type_counts) == record.acked_types
+    )
+    return lost, not exact
+
+
+def _percentile(values: list[float], fraction: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))]
+
+
+async def report_for(
+    store: SessionStore, records: list[AgentRecord], *, servers: int, duration: float
+) -> LoadReport:
+    """Check every agent's session against the store and summarize the run."""
+    checks = [await verify(store, r) for r in records]
+    latencies = [ms for r in records for ms in r.latencies_ms]
+    errors = [e for r in records for e in r.errors]
+    return LoadReport(
+        servers=servers,
+        clients=len(records),
+        duration_s=duration,
+        tracked=sum(len(r.acked_ids) for r in records),
+        sessions=sum(r.session_id is not None for r in records),
+        lost=sum(lost for lost, _ in checks),
+        mismatched_sessions=sum(bad for _, bad in checks),
+        errors=len(errors),
+        p50_ms=statistics.median(latencies) if latencies else 0.0,
+        p99_ms=_percentile(latencies, 0.99),
+        error_samples=errors[:5],
+    )
+
+
+async def run_load(
+    *,
+    database_url: str,
+    redis_url: str,
+    servers: int,
+    clients: int,
+    duration: float,
+    users: int,
+    workdir: Path,
+) -> LoadReport:
+    """Start the servers, drive the agents, verify against the store (already emptied).
+
+    The store that verifies is opened first, so it runs the code the servers started with.
+    """
+    tokens = write_token_file(workdir / "tokens.json", [f"user{n}" for n in range(users)])
+    settings = Settings(database_url=database_url, redis_url=redis_url)
+    async with (
+        SessionStore(settings) as store,
+        http_servers(
+            servers,
+            database_url=database_url,
+            redis_url=redis_url,
+            tokens=workdir / "tokens.json",
+            workdir=workdir,
+        ) as running,
+    ):
+        load_average = os.getloadavg()[0]
+        cpu_before = sum(server.cpu_seconds() for server in running)
+        urls = [server.url for server in running]
+        records, elapsed = await drive(urls, tokens, clients=clients, duration=duration)
+        cpu = sum(server.cpu_seconds() for server in running) - cpu_before
+        report = await report_for(store, records, servers=servers, duration=elapsed)
+    report.server_cpu_s = cpu
+    report.load_average = load_average
+    return report
+
+
+async def prepare_services(database_url: str, redis_url: str) -> None:
+    """Create the PostgreSQL database if absent and empty it; flush the Redis database."""
+    import asyncpg
+    import redis.asyncio as redis
+
+    from fiml.sessions.db import create_engine
+    from fiml.sessions.schema import drop_schema, upgrade_schema
+
+    parts = urlsplit(database_url.replace("+asyncpg", ""))
+    name = parts.path.lstrip("/")
+    admin = await asyncpg.connect(
+        host=parts.hostname, port=parts.port or 5432, user=parts.username, database="postgres"
+    )
+    try:
+        if not await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+            await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    engine = create_engine(database_url)
+    try:
+        await drop_schema(engine)
+        await upgrade_schema(engine)
+    finally:
+        await engine.dispose()
+    client = redis.Redis.from_url(redis_url)
+    try:
+        await client.flushdb()
+    finally:
+        await client.aclose()
+
+
+async def main_async(args: argparse.Namespace) -> LoadReport:
+    await prepare_services(args.database_url, args.redis_url)
+    with tempfile.TemporaryDirectory(prefix="fiml-load-") as tmp:
+        return await run_load(
+            database_url=args.database_url,
+            redis_url=args.redis_url,
+            servers=args.servers,
+            clients=args.clients,
+            duration=args.duration,
+            users=args.users,
+            workdir=Path(tmp),
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--servers", type=int, default=2)
+    parser.add_argument("--clients", type=int, default=200)
+    parser.add_argument("--duration", type=float, default=45.0, help="seconds of load")
+    parser.add_argument("--users", type=int, default=5, help="token-file users")
+    parser.add_argument("--database-url", default=DEFAULT_DATABASE_URL)
+    parser.add_argument("--redis-url", default=DEFAULT_REDIS_URL)
+    parser.add_argument("--write-results", action="store_true", help="record in RESULTS.md")
+    args = parser.parse_args()
+    report = asyncio.run(main_async(args))
+    body = "\n".join(report.lines())
+    if report.error_samples:
+        body += "\n\nFirst errors:\n" + "\n".join(f"- {e}" for e in report.error_samples)
+    print(body)
+    if args.write_results:
+        from harness import write_section
+
+        write_section("load-http", "Load over HTTP (stateless servers, Redis + PostgreSQL)", body)
+    if report.lost or report.mismatched_sessions or report.errors:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
