@@ -8,25 +8,42 @@ whole history, even when only the most recent queries were loaded with the sessi
 The store remembers what a session looked like when it was read (its *baseline*), so that
 ``update_session`` writes only what the caller changed and concurrent writers never
 overwrite each other.
+
+Data read back from storage was validated when it was written, so backends rebuild models
+with the :data:`FROM_STORE` validation context (:func:`queries_from_json`,
+:func:`session_from_store`): pydantic-core still parses every type, but the costly
+re-checks of user input (JSON size and depth, asset and tag normalization) are skipped.
 """
 
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, ClassVar
 from uuid import UUID, uuid4
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    TypeAdapter,
+    ValidationInfo,
+    field_validator,
+)
 
 from fiml.core.errors import ContextValueError, InvalidInputError
 
 __all__ = [
     "MAX_ASSETS",
+    "MAX_JSON_DEPTH",
     "MAX_STATE_KEYS",
     "MAX_STATE_VALUE_BYTES",
+    "MAX_SUMMARY_CHARS",
     "MAX_TAGS",
     "AnalysisHistory",
     "QueryRecord",
@@ -46,7 +63,27 @@ MAX_STATE_KEY_CHARS = 128
 MAX_STATE_VALUE_BYTES = 64 * 1024
 MAX_SUMMARY_CHARS = 2000
 MAX_PARAMETERS_BYTES = 16 * 1024
+MAX_JSON_DEPTH = 100
 STATE_SECTIONS = ("context", "preferences", "intermediate_results", "metadata")
+
+FROM_STORE: dict[str, Any] = {"from_store": True}
+"""Validation context for data read back from storage (compared by identity): it was
+validated when written, so validators skip their costly re-checks."""
+
+_JSON_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def _from_store(info: ValidationInfo) -> bool:
+    return info.context is FROM_STORE
+
+
+def to_json(value: Any) -> str:
+    """Compact, strict JSON (no NaN, non-ASCII kept): how state values are stored and compared.
+
+    Raises TypeError, ValueError or RecursionError for a value JSON cannot hold;
+    :func:`json_size` turns those into an error that names the field.
+    """
+    return _JSON_ENCODER.encode(value)
 
 
 def utcnow() -> datetime:
@@ -58,21 +95,63 @@ def _aware(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+def _json_depth(value: Any) -> int:
+    """How deeply lists and objects nest in ``value`` (0 for a scalar), without recursion."""
+    deepest = 0
+    pending: list[tuple[Any, int]] = [(value, 0)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list | tuple):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, depth + 1)
+        pending.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+def _is_unicode(text: str) -> bool:
+    """False for text that UTF-8 cannot carry (lone surrogates); JSON stores refuse it."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def json_size(field: str, value: Any, limit: int) -> int:
-    """Serialize ``value`` as strict JSON and return its size; raise if impossible or too big."""
+    """Serialize ``value`` as strict JSON and return its size; raise if impossible or too big.
+
+    Values nested deeper than :data:`MAX_JSON_DEPTH` are refused too: every reader (the
+    MCP results wrap them a few levels deeper) must be able to serialize them again.
+    """
     try:
         encoded = json.dumps(value, allow_nan=False, separators=(",", ":"), ensure_ascii=False)
     except (TypeError, ValueError, RecursionError) as exc:
         raise ContextValueError(field, value, f"not JSON-serializable ({exc})") from None
+    if not _is_unicode(encoded):
+        raise ContextValueError(field, value, "not valid Unicode (a lone surrogate)")
     size = len(encoded.encode())
     if size > limit:
         raise ContextValueError(field, value, f"{size} bytes of JSON, above the {limit} limit")
+    depth = _json_depth(value)
+    if depth > MAX_JSON_DEPTH:
+        raise ContextValueError(
+            field, value, f"nested {depth} levels deep, above the {MAX_JSON_DEPTH} limit"
+        )
     return size
 
 
 def checked_state_value(section: str, key: Any, value: Any) -> Any:
     """Validate one state entry and return a JSON copy of its value (nothing shared)."""
-    if not isinstance(key, str) or not key or len(key) > MAX_STATE_KEY_CHARS:
+    if (
+        not isinstance(key, str)
+        or not key
+        or len(key) > MAX_STATE_KEY_CHARS
+        or not _is_unicode(key)
+    ):
         raise ContextValueError(
             f"{section} key", key, f"must be a string of 1-{MAX_STATE_KEY_CHARS} characters"
         )
@@ -134,7 +213,7 @@ class QueryRecord(BaseModel):
     query_type: str = Field(min_length=1, max_length=MAX_LABEL_CHARS)
     parameters: dict[str, Any] = Field(default_factory=dict)
     result_summary: str | None = Field(default=None, max_length=MAX_SUMMARY_CHARS)
-    execution_time_ms: float | None = Field(default=None, ge=0)
+    execution_time_ms: float | None = Field(default=None, ge=0, allow_inf_nan=False)
     cache_hit: bool = False
 
     @field_validator("timestamp")
@@ -142,18 +221,27 @@ class QueryRecord(BaseModel):
     def _utc(cls, value: datetime) -> datetime:
         return _aware(value)
 
-    @field_validator("execution_time_ms")
-    @classmethod
-    def _finite(cls, value: float | None) -> float | None:
-        if value is not None and not math.isfinite(value):
-            raise ValueError("execution_time_ms must be finite")
-        return value
-
     @field_validator("parameters")
     @classmethod
-    def _json_parameters(cls, value: dict[str, Any]) -> dict[str, Any]:
-        json_size("parameters", value, MAX_PARAMETERS_BYTES)
+    def _json_parameters(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        if not _from_store(info):
+            json_size("parameters", value, MAX_PARAMETERS_BYTES)
         return value
+
+
+_STORED_QUERIES = TypeAdapter(list[QueryRecord])
+
+
+def queries_from_json(items: Sequence[str]) -> list[QueryRecord]:
+    """Queries from the JSON documents a backend stored, parsed in one pydantic-core call."""
+    if not items:
+        return []
+    return _STORED_QUERIES.validate_json(f"[{','.join(items)}]", context=FROM_STORE)
+
+
+def queries_from_rows(rows: Sequence[Any]) -> list[QueryRecord]:
+    """Queries from stored rows (objects with the fields as attributes)."""
+    return _STORED_QUERIES.validate_python(rows, from_attributes=True, context=FROM_STORE)
 
 
 class AnalysisHistory(BaseModel):
@@ -242,12 +330,18 @@ class SessionState(BaseModel):
         self._put("metadata", key, value)
 
 
-class Baseline(BaseModel):
-    """What a session looked like when it was read; the store diffs against it."""
+@dataclass(frozen=True, slots=True)
+class Baseline:
+    """What a session looked like when it was read; the store diffs against it.
+
+    ``sections`` holds each state value as :func:`to_json` text: a value is unchanged
+    exactly when it encodes to the same text (``1``, ``1.0`` and ``true`` differ), and the
+    caller's later in-place edits cannot reach the baseline.
+    """
 
     version: int
     query_ids: frozenset[UUID]
-    sections: dict[str, dict[str, Any]]
+    sections: dict[str, dict[str, str]]
     assets: list[str]
     tags: list[str]
     expires_at: datetime
@@ -280,13 +374,13 @@ class Session(BaseModel):
 
     @field_validator("assets")
     @classmethod
-    def _assets(cls, value: list[str]) -> list[str]:
-        return normalize_assets(value)
+    def _assets(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        return value if _from_store(info) else normalize_assets(value)
 
     @field_validator("tags")
     @classmethod
-    def _tags(cls, value: list[str]) -> list[str]:
-        return normalize_tags(value)
+    def _tags(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        return value if _from_store(info) else normalize_tags(value)
 
     @property
     def session_type(self) -> SessionType:
@@ -354,10 +448,14 @@ class Session(BaseModel):
 
     def mark_baseline(self) -> None:
         """Remember the current content as what the store holds (used by the store)."""
+        state = self.state
         self._baseline = Baseline(
             version=self.version,
-            query_ids=frozenset(q.id for q in self.state.history.queries),
-            sections={s: json.loads(json.dumps(getattr(self.state, s))) for s in STATE_SECTIONS},
+            query_ids=frozenset(q.id for q in state.history.queries),
+            sections={
+                s: {key: to_json(value) for key, value in getattr(state, s).items()}
+                for s in STATE_SECTIONS
+            },
             assets=list(self.assets),
             tags=list(self.tags),
             expires_at=self.expires_at,
@@ -367,6 +465,11 @@ class Session(BaseModel):
     def baseline(self) -> Baseline | None:
         """What the session looked like when last read from or written to the store."""
         return self._baseline
+
+
+def session_from_store(fields: dict[str, Any]) -> Session:
+    """A session from the fields (and nested state) a backend stored, skipping re-checks."""
+    return Session.model_validate(fields, context=FROM_STORE)
 
 
 class SessionSummary(BaseModel):

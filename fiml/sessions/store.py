@@ -17,7 +17,7 @@ import math
 import weakref
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
 from pydantic import BaseModel
@@ -51,6 +51,7 @@ from fiml.sessions.models import (
     json_size,
     normalize_assets,
     normalize_tags,
+    to_json,
     utcnow,
 )
 
@@ -68,7 +69,10 @@ ALL_QUERIES = -1
 """Pass as ``history_limit`` to :meth:`SessionStore.get_session` to load every query."""
 
 MAX_PAGE = 1000
-_MISSING = object()
+MAX_OFFSET = 2**31 - 1 - MAX_PAGE
+"""History positions are 32-bit integers in SQL; no page can start past this."""
+_ARCHIVE_CHUNK = 500
+"""Sessions archived per concurrent chunk of a cleanup batch (tiered deployments)."""
 
 
 class SessionPage(BaseModel):
@@ -130,20 +134,32 @@ def _page_limit(limit: Any) -> int:
     return limit
 
 
-def _json_copy(value: Any) -> Any:
-    return json.loads(json.dumps(value, allow_nan=False))
+def _changed_values(
+    section: str, current: dict[str, Any], before: dict[str, str]
+) -> dict[str, Any]:
+    """The keys whose JSON differs from the baseline's, with JSON copies of their values.
+
+    Only those are checked against the limits: an unchanged value is what the store
+    already holds, so it was checked when it was written.
+    """
+    sets: dict[str, Any] = {}
+    for key, value in current.items():
+        try:
+            encoded: str | None = to_json(value)
+        except (TypeError, ValueError, RecursionError):
+            encoded = None  # json_size below raises the error that names the field
+        if encoded is None or before.get(key) != encoded:
+            json_size(f"{section}[{key!r}]", value, MAX_STATE_VALUE_BYTES)
+            sets[key] = json.loads(cast(str, encoded))
+    return sets
 
 
 def _section_changes(session: Session, changes: SessionChanges) -> None:
     base = session.baseline
     for section in STATE_SECTIONS:
         current: dict[str, Any] = getattr(session.state, section)
-        for key, value in current.items():
-            json_size(f"{section}[{key!r}]", value, MAX_STATE_VALUE_BYTES)
         before = base.sections[section] if base else {}
-        sets = {
-            k: _json_copy(v) for k, v in current.items() if before.get(k, _MISSING) != _json_copy(v)
-        }
+        sets = _changed_values(section, current, before)
         deletes = [k for k in before if k not in current]
         if sets:
             changes.set_keys[section] = sets
@@ -226,9 +242,13 @@ class SessionStore:
             return
         if self._backend is None or self._archive is None:
             self._backend, self._archive = build_backends(self.settings)
-        await self._archive.initialize()
-        if self._backend is not self._archive:
-            await self._backend.initialize()
+        try:
+            await self._archive.initialize()
+            if self._backend is not self._archive:
+                await self._backend.initialize()
+        except BaseException:
+            await self.shutdown()  # a tier that failed to start must not leak the other's pool
+            raise
         self._initialized = True
 
     async def shutdown(self) -> None:
@@ -300,8 +320,8 @@ class SessionStore:
         """A page of a session's queries, oldest first; ``next_offset`` continues it."""
         sid = parse_session_id(session_id)
         limit = _page_limit(limit)
-        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
-            raise InvalidInputError("offset", offset, "must be a non-negative integer")
+        if isinstance(offset, bool) or not isinstance(offset, int) or not 0 <= offset <= MAX_OFFSET:
+            raise InvalidInputError("offset", offset, f"must be an integer from 0 to {MAX_OFFSET}")
         session = await self.get_session(sid, history_limit=0)
         if session is None:
             raise SessionNotFoundError(sid)
@@ -474,6 +494,27 @@ class SessionStore:
         await self.backend.remove_archived([s.id for s in sessions])
         return archived
 
+    async def _archive_batch(self, ids: Sequence[UUID], *, now: datetime) -> int:
+        """Archive ``ids`` in concurrent chunks: while Redis or the database works on one
+        chunk, this process encodes or decodes another. The chunks are disjoint, and each
+        is archived crash-safely on its own; the first failure is raised once all are done.
+        """
+        if not self._tiered or len(ids) <= _ARCHIVE_CHUNK:
+            return await self._archive_ids(ids, now=now)
+        results = await asyncio.gather(
+            *(
+                self._archive_ids(ids[start : start + _ARCHIVE_CHUNK], now=now)
+                for start in range(0, len(ids), _ARCHIVE_CHUNK)
+            ),
+            return_exceptions=True,
+        )
+        archived = 0
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+            archived += result
+        return archived
+
     async def cleanup_expired_sessions(self, *, batch_size: int = 1000) -> int:
         """Archive every session that has expired or was closed; returns how many.
 
@@ -486,7 +527,7 @@ class SessionStore:
             ids = await self.backend.expired_ids(now=now, limit=batch_size)
             if not ids:
                 return total
-            total += await self._archive_ids(ids, now=now)
+            total += await self._archive_batch(ids, now=now)
             if len(ids) < batch_size:
                 return total
 

@@ -19,6 +19,8 @@ from uuid import UUID
 import pytest
 import redis.asyncio as redis
 from redis.asyncio.connection import AbstractConnection
+from redis.asyncio.connection import SSLConnection as SSL
+from redis.exceptions import DataError
 from sqlalchemy import func, select
 
 from fiml.core.config import Settings
@@ -26,6 +28,7 @@ from fiml.core.errors import SessionArchivedError, StorageUnavailableError
 from fiml.sessions import ALL_QUERIES, QueryRecord, SessionStore
 from fiml.sessions.backends import redis_keys as rk
 from fiml.sessions.backends.redis import RedisBackend
+from fiml.sessions.backends.redis_pool import blocking_pool
 from fiml.sessions.db import QueryRow
 from fiml.sessions.models import Session, SessionStatus, SessionType, utcnow
 from tests.conftest import REDIS_URL, require_redis, reset_redis, settings_for
@@ -69,21 +72,38 @@ class CommandSpy:
         self.round_trips = 0
 
 
+def command_names(packed: bytes) -> list[str]:
+    """The name of every command in a buffer of RESP-encoded commands."""
+    names, position = [], 0
+    while position < len(packed):
+        end = packed.index(b"\r\n", position)
+        count = int(packed[position + 1 : end])
+        position = end + 2
+        for i in range(count):
+            end = packed.index(b"\r\n", position)
+            length = int(packed[position + 1 : end])
+            if i == 0:
+                names.append(packed[end + 2 : end + 2 + length].decode().upper())
+            position = end + 2 + length + 2
+    return names
+
+
 @pytest.fixture
 def spy(monkeypatch: pytest.MonkeyPatch) -> Iterator[CommandSpy]:
-    """Record commands at the connection, below every client and pipeline."""
+    """Record commands and round trips at the socket, below every client, pipeline and
+    packer: what a connection sends is parsed back into command names."""
     recorder = CommandSpy()
-    pack, send = AbstractConnection.pack_command, AbstractConnection.send_packed_command
+    send = AbstractConnection.send_packed_command
 
-    def pack_command(self: AbstractConnection, *args: Any) -> Any:
-        recorder.commands.append(str(args[0]).split()[0].upper())
-        return pack(self, *args)
-
-    async def send_packed_command(self: AbstractConnection, *args: Any, **kw: Any) -> None:
+    async def send_packed_command(
+        self: AbstractConnection, command: bytes | str | list[bytes], *args: Any, **kw: Any
+    ) -> None:
         recorder.round_trips += 1
-        await send(self, *args, **kw)
+        chunks = [command] if isinstance(command, bytes | str) else command
+        packed = b"".join(c.encode() if isinstance(c, str) else bytes(c) for c in chunks)
+        recorder.commands += command_names(packed)
+        await send(self, command, *args, **kw)
 
-    monkeypatch.setattr(AbstractConnection, "pack_command", pack_command)
     monkeypatch.setattr(AbstractConnection, "send_packed_command", send_packed_command)
     yield recorder
 
@@ -304,6 +324,39 @@ async def test_two_stores_cleaning_up_at_once_archive_each_session_once(
     await assert_archived_exactly(store, raw, ids, queries=2)
 
 
+async def test_a_batch_of_many_chunks_archives_each_session_once(
+    store: SessionStore, raw: redis.Redis
+) -> None:
+    ids = await expired_sessions(store, 620, queries=1)  # three chunks of a 1000-id batch
+    assert await store.cleanup_expired_sessions() == 620
+    await assert_archived_exactly(store, raw, ids, queries=1)
+
+
+async def test_a_failing_chunk_raises_its_error_and_the_next_cleanup_finishes(
+    store: SessionStore, raw: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = await expired_sessions(store, 600, queries=1)
+    archive = store.archive
+    import_archived = archive.import_archived
+    calls = 0
+
+    async def second_chunk_fails(sessions: list[Session], *, archived_at: datetime) -> int:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise StorageUnavailableError("postgresql", "connection reset")
+        return await import_archived(sessions, archived_at=archived_at)
+
+    monkeypatch.setattr(archive, "import_archived", second_chunk_fails)
+    with pytest.raises(StorageUnavailableError):
+        await store.cleanup_expired_sessions()
+    monkeypatch.undo()
+
+    assert 0 < await archive.count_sessions(archived=True) < 600
+    await store.cleanup_expired_sessions()
+    await assert_archived_exactly(store, raw, ids, queries=1)
+
+
 @pytest.mark.parametrize("crash_after", ["export", "import", "delete_keys"])
 async def test_a_crash_at_any_step_of_archival_loses_and_duplicates_nothing(
     store: SessionStore, raw: redis.Redis, crash_after: str
@@ -432,6 +485,26 @@ async def test_scripts_flushed_from_redis_are_loaded_again(
     await store.create_session(["MSFT"], "equity")
     await raw.script_flush()
     assert await store.backend.remove_archived([session.id]) == 1
+
+
+def test_commands_are_packed_exactly_as_redis_py_packs_them() -> None:
+    plain = redis.Connection()
+    for url in ("redis://127.0.0.1:6379/0", "rediss://127.0.0.1:6380/0"):
+        pool = blocking_pool(url, max_connections=2)
+        connection = pool.make_connection()
+        assert isinstance(connection, pool.connection_class)
+        for command in (
+            ("SET", "fiml:s:{x}:meta", "välue ✓"),
+            ("EVALSHA", "ab" * 20, 2, "k1", "k2", 1.5, -7, b"\x00raw"),
+            ("SCRIPT LOAD", "return 1"),
+            ("SET", "k", bytearray(b"view"), memoryview(b"mem")),
+        ):
+            assert b"".join(connection.pack_command(*command)) == b"".join(
+                plain.pack_command(*command)
+            )
+        with pytest.raises(DataError):
+            connection.pack_command("SET", "k", True)
+    assert issubclass(blocking_pool("rediss://h:1/0", max_connections=1).connection_class, SSL)
 
 
 async def test_unreachable_redis_is_a_storage_error() -> None:

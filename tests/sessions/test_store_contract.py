@@ -155,6 +155,24 @@ async def test_update_removes_and_changes_keys_but_keeps_others(store: SessionSt
     assert final.state.context == {"b": 20, "c": 3}
 
 
+async def test_a_value_changed_to_an_equal_comparing_one_is_saved(store: SessionStore) -> None:
+    session = await store.create_session(["AAPL"], "equity", user_id="u1")
+    await store.update_state(session.id, context={"flag": 1, "ratio": 1, "same": [1, 2]})
+
+    loaded = await store.get_session(session.id)
+    assert loaded is not None
+    loaded.state.update_context("flag", True)  # True == 1 in Python, not in JSON
+    loaded.state.update_context("ratio", 1.0)
+    loaded.state.update_context("same", [1, 2])
+    await store.update_session(loaded.id, loaded)
+
+    final = await store.get_session(session.id)
+    assert final is not None
+    assert final.state.context == {"flag": True, "ratio": 1.0, "same": [1, 2]}
+    assert final.state.context["flag"] is True
+    assert isinstance(final.state.context["ratio"], float)
+
+
 async def test_strict_update_refuses_a_stale_copy(store: SessionStore) -> None:
     session = await store.create_session(["AAPL"], "equity", user_id="u1")
     stale = await store.get_session(session.id)
@@ -475,3 +493,28 @@ async def test_state_survives_a_new_store(store: SessionStore, settings: Setting
     assert again.state.history.cache_hit_rate == 1.0
     assert again.last_accessed_at >= session.last_accessed_at
     assert again.last_accessed_at <= utcnow()
+
+
+async def test_a_state_section_never_grows_past_its_key_limit(store: SessionStore) -> None:
+    from fiml.sessions.models import MAX_STATE_KEYS
+
+    session = await store.create_session(["AAPL"], "equity", user_id="u1")
+    await store.update_state(session.id, context={f"k{i}": i for i in range(MAX_STATE_KEYS)})
+    with pytest.raises(ContextValueError) as caught:
+        await store.update_state(session.id, context={"one-more": 1})
+    assert caught.value.field == "context"
+
+    other = await store.get_session(session.id)
+    assert other is not None
+    other.state.context.pop("k0")
+    other.state.context["k0"] = "replaced"
+    other.add_query(query(1))
+    await store.update_session(other.id, other)
+    await store.update_state(session.id, context={"swap": 1}, remove_context=["k1"])
+
+    final = await store.get_session(session.id)
+    assert final is not None
+    assert len(final.state.context) == MAX_STATE_KEYS
+    assert final.state.context["k0"] == "replaced"
+    assert "swap" in final.state.context and "k1" not in final.state.context
+    assert final.state.history.total_queries == 1

@@ -47,6 +47,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from fiml.core.config import Settings
 from fiml.core.errors import (
+    ContextValueError,
     InvalidInputError,
     InvalidTTLError,
     QueryLimitExceededError,
@@ -70,13 +71,21 @@ from fiml.sessions.backends.redis_codec import (
     summary_row,
     to_micros,
 )
-from fiml.sessions.backends.sql import new_expiry, summary_from_row
-from fiml.sessions.models import QueryRecord, Session, SessionSummary, utcnow
+from fiml.sessions.backends.redis_pool import blocking_pool
+from fiml.sessions.backends.sql import new_expiry, summaries_from_rows
+from fiml.sessions.models import (
+    MAX_STATE_KEYS,
+    STATE_SECTIONS,
+    QueryRecord,
+    Session,
+    SessionSummary,
+    queries_from_json,
+    utcnow,
+)
 
 __all__ = ["RedisBackend"]
 
 Command = tuple[Any, ...]
-_POOL_TIMEOUT_SECONDS = 60.0
 _COUNT_BATCH = 1000
 _ACTIVE_FIELDS = ("type", "created_at", "expires_at", "closed_at")
 _NOT_WRITABLE = {
@@ -92,6 +101,14 @@ def _unavailable_as_error() -> Iterator[None]:
         yield
     except (RedisConnectionError, RedisTimeoutError) as exc:
         raise StorageUnavailableError("redis", str(exc) or type(exc).__name__) from exc
+
+
+def _score_pairs(reply: list[Any]) -> list[tuple[str, int]]:
+    """(member, score) of a WITHSCORES reply: pairs in RESP3, one flat list in RESP2.
+    Scores are integer microseconds below 2**53, so the doubles hold them exactly."""
+    if reply and isinstance(reply[0], list):
+        return [(member, int(float(score))) for member, score in reply]
+    return [(m, int(float(s))) for m, s in zip(reply[::2], reply[1::2], strict=True)]
 
 
 def _session_from_reply(session_id: UUID, reply: list[Any]) -> Session:
@@ -114,12 +131,7 @@ class RedisBackend:
     def from_url(cls, url: str, *, settings: Settings) -> RedisBackend:
         """A backend whose pool waits for a free connection (up to a minute) when all
         ``settings.redis_max_connections`` are busy, instead of failing."""
-        pool = redis.BlockingConnectionPool.from_url(
-            url,
-            max_connections=settings.redis_max_connections,
-            timeout=_POOL_TIMEOUT_SECONDS,
-            decode_responses=True,
-        )
+        pool = blocking_pool(url, max_connections=settings.redis_max_connections)
         client = redis.Redis(connection_pool=pool)
         return cls(client, archive_grace=timedelta(hours=settings.session_archive_grace_hours))
 
@@ -139,12 +151,14 @@ class RedisBackend:
 
     async def _call(self, *command: Any) -> Any:
         """One command; a script missing from Redis's cache is loaded and run again."""
-        with _unavailable_as_error():
-            try:
+        try:  # the hot path: no context manager, whose enter and exit cost a few microseconds
+            return await self._execute(*command)
+        except NoScriptError:
+            await self._load_scripts()
+            with _unavailable_as_error():
                 return await self._execute(*command)
-            except NoScriptError:
-                await self._load_scripts()
-                return await self._execute(*command)
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            raise StorageUnavailableError("redis", str(exc) or type(exc).__name__) from exc
 
     async def _pipeline(self, commands: Sequence[Command], *, atomic: bool = False) -> list[Any]:
         """Commands in one round trip (MULTI/EXEC if ``atomic``); NOSCRIPTs are re-run."""
@@ -198,7 +212,7 @@ class RedisBackend:
         """Queries ``offset+1 .. offset+limit``, oldest first (one LRANGE)."""
         key = rk.session_keys(session_id).queries
         raw = await self._call("LRANGE", key, offset, offset + limit - 1)
-        return [QueryRecord.model_validate_json(item) for item in raw]
+        return queries_from_json(raw)
 
     async def apply(
         self, session_id: UUID, changes: SessionChanges, *, now: datetime, limits: WriteLimits
@@ -237,6 +251,11 @@ class RedisBackend:
             )
         if code == "limit":
             return QueryLimitExceededError(session_id, limit=limits.max_queries)
+        if code == "state_keys":
+            section = STATE_SECTIONS[int(detail[0]) - 1]
+            return ContextValueError(
+                section, int(detail[1]), f"would hold more than {MAX_STATE_KEYS} keys"
+            )
         try:
             new_expiry(from_micros(detail[0]), changes, now, limits.max_ttl)
         except InvalidTTLError as exc:
@@ -295,8 +314,7 @@ class RedisBackend:
                 break
             rows += await self._summary_rows(key, [member for member, _ in entries])
             after = (entries[-1][1], entries[-1][0])
-        now = utcnow()
-        return [summary_from_row(cast(Any, row), now) for row in rows]
+        return summaries_from_rows(rows, utcnow())
 
     async def _index_after(
         self, key: str, after: tuple[int, str] | None, count: int
@@ -306,12 +324,11 @@ class RedisBackend:
         top = "+inf" if after is None else after[0]
         offset = 0
         while True:
-            with _unavailable_as_error():
-                reply = await self.client.zrevrangebyscore(
-                    key, top, "-inf", start=offset, num=count, withscores=True
-                )
-            batch = cast(list[tuple[str, float]], reply)
-            entries = [(m, int(s)) for m, s in batch if after is None or (int(s), m) < after]
+            reply = await self._call(
+                "ZREVRANGEBYSCORE", key, top, "-inf", "WITHSCORES", "LIMIT", offset, count
+            )
+            batch = _score_pairs(reply)
+            entries = [(m, s) for m, s in batch if after is None or (s, m) < after]
             if entries or len(batch) < count:
                 return entries, len(batch) < count
             offset += count
@@ -319,12 +336,12 @@ class RedisBackend:
     async def _summary_rows(self, key: str, members: list[str]) -> list[SummaryRow]:
         """Listing rows from the sessions' meta hashes; drops index entries of vanished ones."""
         fields = rk.META_FIELDS_FOR_SUMMARY
-        metas = await self._pipeline([("HMGET", rk.session_keys(m).meta, *fields) for m in members])
+        metas = await self._pipeline([("HMGET", rk.meta_key(m), *fields) for m in members])
         found = dict(zip(members, metas, strict=True))
         gone = [member for member, meta in found.items() if not any(meta)]
         if gone:
             await self._call("ZREM", key, *gone)
-        return [summary_row(UUID(m), meta) for m, meta in found.items() if any(meta)]
+        return [summary_row(m, meta) for m, meta in found.items() if any(meta)]
 
     async def count_active(
         self,
@@ -351,7 +368,7 @@ class RedisBackend:
         for start in range(0, len(members), _COUNT_BATCH):
             batch = members[start : start + _COUNT_BATCH]
             metas = await self._pipeline(
-                [("HMGET", rk.session_keys(m).meta, *_ACTIVE_FIELDS) for m in batch]
+                [("HMGET", rk.meta_key(m), *_ACTIVE_FIELDS) for m in batch]
             )
             for kind, created, expires, closed in metas:
                 count += bool(
@@ -374,9 +391,7 @@ class RedisBackend:
             )
             if not batch:
                 break
-            expiries = await self._pipeline(
-                [("HGET", rk.session_keys(m).meta, "expires_at") for m in batch]
-            )
+            expiries = await self._pipeline([("HGET", rk.meta_key(m), "expires_at") for m in batch])
             due += [UUID(m) for m, e in zip(batch, expiries, strict=True) if e and int(e) <= now_us]
             await self._repair_expiry_index(batch, expiries, now)
             if len(batch) < wanted:

@@ -15,12 +15,12 @@ from uuid import UUID
 from fiml.sessions.backends import redis_keys as rk
 from fiml.sessions.backends.base import SessionChanges, WriteLimits
 from fiml.sessions.models import (
+    MAX_STATE_KEYS,
     STATE_SECTIONS,
-    AnalysisHistory,
-    QueryRecord,
     Session,
-    SessionState,
-    SessionType,
+    queries_from_json,
+    session_from_store,
+    to_json,
 )
 
 __all__ = [
@@ -57,8 +57,7 @@ def _micros_or_none(value: datetime | None) -> int | None:
     return None if value is None else to_micros(value)
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+_dumps = to_json
 
 
 def pairs(flat: list[str]) -> dict[str, str]:
@@ -67,9 +66,9 @@ def pairs(flat: list[str]) -> dict[str, str]:
 
 
 class SummaryRow(NamedTuple):
-    """The columns ``sql.summary_from_row`` reads, taken from a meta hash."""
+    """The columns ``sql.summaries_from_rows`` reads, taken from a meta hash."""
 
-    id: UUID
+    id: str
     user_id: str | None
     session_type: str
     assets: list[str]
@@ -82,7 +81,7 @@ class SummaryRow(NamedTuple):
     total_queries: int
 
 
-def summary_row(session_id: UUID, values: list[str | None]) -> SummaryRow:
+def summary_row(session_id: str, values: list[str | None]) -> SummaryRow:
     """A listing row from the ``META_FIELDS_FOR_SUMMARY`` of a session's meta hash."""
     user, kind, assets, tags, created, expires, accessed, closed, total = values
     return SummaryRow(
@@ -137,42 +136,51 @@ def create_args(session: Session, backstop_ms: int) -> list[str | int]:
     return args
 
 
-def _optional_micros(value: datetime | timedelta | None) -> str | int:
-    if value is None:
-        return ""
-    return to_micros(value) if isinstance(value, datetime) else value // _MICROSECOND
-
-
 def apply_args(
     changes: SessionChanges, now: datetime, limits: WriteLimits, grace_ms: int
-) -> list[str | int]:
-    """ARGV of ``redis_keys.APPLY`` for one write."""
-    expected = changes.expected_version
-    args: list[str | int] = [
-        to_micros(now),
-        "" if expected is None else expected,
-        limits.max_queries,
-        limits.max_ttl // _MICROSECOND,
-        to_micros(changes.touched_at or now),
-        grace_ms,
-        "" if changes.assets is None else _dumps(changes.assets),
-        "" if changes.tags is None else _dumps(changes.tags),
-        _optional_micros(changes.expires_at),
-        _optional_micros(changes.extend_by),
-        "1" if changes.close else "",
-        "1" if changes.end_now else "",
-        len(changes.new_queries),
+) -> list[str]:
+    """ARGV of ``redis_keys.APPLY`` for one write: a JSON header, then the bulky values.
+
+    Few arguments keep the client's per-argument encoding cost low: the scalars and the
+    per-query fields travel in one JSON header, times as decimal strings (exact in Lua).
+    """
+    header: dict[str, Any] = {
+        "now": str(to_micros(now)),
+        "max_queries": limits.max_queries,
+        "max_state_keys": MAX_STATE_KEYS,
+        "max_ttl": str(limits.max_ttl // _MICROSECOND),
+        "touched_at": str(to_micros(changes.touched_at or now)),
+        "grace_ms": grace_ms,
+    }
+    if changes.expected_version is not None:
+        header["expected_version"] = changes.expected_version
+    if changes.assets is not None:
+        header["assets"] = _dumps(changes.assets)
+    if changes.tags is not None:
+        header["tags"] = _dumps(changes.tags)
+    if changes.expires_at is not None:
+        header["expires_at"] = str(to_micros(changes.expires_at))
+    if changes.extend_by is not None:
+        header["extend_by"] = str(changes.extend_by // _MICROSECOND)
+    if changes.close:
+        header["close"] = 1
+    if changes.end_now:
+        header["end_now"] = 1
+    queries = changes.new_queries
+    header["queries"] = [
+        [str(q.id), int(q.cache_hit), q.query_type, str(to_micros(q.timestamp))] for q in queries
     ]
-    for q in changes.new_queries:
-        args += [str(q.id), q.model_dump_json(), int(q.cache_hit), q.query_type]
-        args.append(to_micros(q.timestamp))
+    args = ["", *(q.model_dump_json() for q in queries)]
+    counts: list[int] = []
     for section in STATE_SECTIONS:
         sets = changes.set_keys.get(section) or {}
         deletes = changes.deleted_keys.get(section) or []
-        args.append(len(sets))
+        counts += [len(sets), len(deletes)]
         for key, value in sets.items():
             args += [key, _dumps(value)]
-        args += [len(deletes), *deletes]
+        args += deletes
+    header["sections"] = counts
+    args[0] = _dumps(header)
     return args
 
 
@@ -193,31 +201,31 @@ def session_from_parts(
         for name, count in meta.items()
         if name.startswith(rk.QUERY_TYPE_PREFIX)
     }
-    history = AnalysisHistory(
-        queries=[QueryRecord.model_validate_json(raw) for raw in queries],
-        total_queries=int(meta["total_queries"]),
-        cache_hits=int(meta["cache_hits"]),
-        query_type_counts=counts,
-        first_query_at=_optional_time(meta.get("first_query_at")),
-        last_query_at=_optional_time(meta.get("last_query_at")),
-    )
-    state = SessionState(
-        **{
-            name: {key: json.loads(raw) for key, raw in values.items()}
-            for name, values in zip(STATE_SECTIONS, sections, strict=True)
-        },
-        history=history,
-    )
-    return Session(
-        id=session_id,
-        user_id=meta.get("user_id"),
-        type=SessionType(meta["type"]),
-        assets=json.loads(meta["assets"]),
-        tags=json.loads(meta["tags"]),
-        created_at=from_micros(meta["created_at"]),
-        expires_at=from_micros(meta["expires_at"]),
-        last_accessed_at=from_micros(meta["last_accessed_at"]),
-        closed_at=_optional_time(meta.get("closed_at")),
-        version=int(meta["version"]),
-        state=state,
+    history = {
+        "queries": queries_from_json(queries),
+        "total_queries": int(meta["total_queries"]),
+        "cache_hits": int(meta["cache_hits"]),
+        "query_type_counts": counts,
+        "first_query_at": _optional_time(meta.get("first_query_at")),
+        "last_query_at": _optional_time(meta.get("last_query_at")),
+    }
+    state: dict[str, Any] = {
+        name: {key: json.loads(raw) for key, raw in values.items()}
+        for name, values in zip(STATE_SECTIONS, sections, strict=True)
+    }
+    state["history"] = history
+    return session_from_store(
+        {
+            "id": session_id,
+            "user_id": meta.get("user_id"),
+            "type": meta["type"],
+            "assets": json.loads(meta["assets"]),
+            "tags": json.loads(meta["tags"]),
+            "created_at": from_micros(meta["created_at"]),
+            "expires_at": from_micros(meta["expires_at"]),
+            "last_accessed_at": from_micros(meta["last_accessed_at"]),
+            "closed_at": _optional_time(meta.get("closed_at")),
+            "version": int(meta["version"]),
+            "state": state,
+        }
     )

@@ -50,6 +50,7 @@ __all__ = [
     "SCRIPTS",
     "LuaScript",
     "SessionKeys",
+    "meta_key",
     "session_keys",
     "user_index",
 ]
@@ -102,6 +103,11 @@ def session_keys(session_id: UUID | str) -> SessionKeys:
         intermediate_results=f"{base}:intermediate_results",
         metadata=f"{base}:metadata",
     )
+
+
+def meta_key(session_id: UUID | str) -> str:
+    """The meta hash of one session (``session_keys(session_id).meta``)."""
+    return f"{PREFIX}:s:{{{session_id}}}:meta"
 
 
 def user_index(user_id: str) -> str:
@@ -157,90 +163,116 @@ APPLY = LuaScript(
     _LUA_HELPERS
     + """
 -- KEYS: the session's keys.
--- ARGV: now, expected_version|'', max_queries, max_ttl, touched_at, grace_ms, assets|'',
--- tags|'', expires_at|'', extend_by|'', close '1'|'', end_now '1'|'', nq,
--- nq x (id, JSON, cache_hit 0|1, query_type, timestamp), then per state section:
--- nset, nset key/JSON pairs, ndel, ndel keys.  Times and durations in microseconds.
+-- ARGV[1]: the write as a JSON object: now, max_queries, max_ttl, touched_at, grace_ms;
+-- optionally expected_version, assets, tags (JSON text), expires_at, extend_by, close,
+-- end_now (1); queries: one [id, cache_hit 0|1, query_type, timestamp] per new query;
+-- sections: per state section, how many key/JSON pairs to set and keys to delete.
+-- Times and durations are decimal strings of microseconds (exact, unlike JSON numbers).
+-- ARGV[2..]: each new query's JSON, then per state section its key/JSON pairs to set
+-- and its keys to delete.
 -- Returns {'ok', total_queries, cache_hits, version, expires_at} or {error code, detail}.
+-- Every check (including each section's key count after the merge) runs before any write.
 local meta = KEYS[1]
 local m = redis.call('HMGET', meta, 'version', 'expires_at', 'closed_at', 'frozen',
   'total_queries', 'cache_hits', 'first_query_at', 'last_query_at', 'last_accessed_at')
 if not m[1] then return {'not_found'} end
 if m[4] then return {'archived'} end
 if m[3] then return {'closed'} end
-local now = tonumber(ARGV[1])
+local w = cjson.decode(ARGV[1])
+local now = tonumber(w.now)
 local expires = tonumber(m[2])
 if expires <= now then return {'expired'} end
 local version = tonumber(m[1])
-if ARGV[2] ~= '' and tonumber(ARGV[2]) ~= version then return {'conflict', version} end
+if w.expected_version and w.expected_version ~= version then return {'conflict', version} end
 
-local nq = tonumber(ARGV[13])
+local queries = w.queries
 local fresh, seen = {}, {}
-for i = 14, 13 + 5 * nq, 5 do
-  if not seen[ARGV[i]] and redis.call('SISMEMBER', KEYS[3], ARGV[i]) == 0 then
-    seen[ARGV[i]] = true
+for i, q in ipairs(queries) do
+  if not seen[q[1]] and redis.call('SISMEMBER', KEYS[3], q[1]) == 0 then
+    seen[q[1]] = true
     fresh[#fresh + 1] = i
   end
 end
 local total = tonumber(m[5]) + #fresh
-if #fresh > 0 and total > tonumber(ARGV[3]) then return {'limit'} end
+if #fresh > 0 and total > w.max_queries then return {'limit'} end
 
-local max_ttl = tonumber(ARGV[4])
+local p = 2 + #queries
+for s = 1, 4 do
+  local nset, ndel = w.sections[2 * s - 1], w.sections[2 * s]
+  local size, counted = redis.call('HLEN', KEYS[3 + s]), {}
+  for j = p, p + 2 * nset - 1, 2 do
+    if not counted[ARGV[j]] and redis.call('HEXISTS', KEYS[3 + s], ARGV[j]) == 0 then
+      size = size + 1
+    end
+    counted[ARGV[j]] = true
+  end
+  p = p + 2 * nset
+  for j = p, p + ndel - 1 do
+    if not counted[ARGV[j]] and redis.call('HEXISTS', KEYS[3 + s], ARGV[j]) == 1 then
+      size = size - 1
+    end
+    counted[ARGV[j]] = true
+  end
+  p = p + ndel
+  if size > w.max_state_keys then return {'state_keys', s, size} end
+end
+
+local max_ttl = tonumber(w.max_ttl)
 local new_expiry = nil
-if ARGV[10] ~= '' then
-  new_expiry = expires + tonumber(ARGV[10])
+if w.extend_by then
+  new_expiry = expires + tonumber(w.extend_by)
   if new_expiry - now > max_ttl then return {'ttl', m[2]} end
-elseif ARGV[9] ~= '' and tonumber(ARGV[9]) ~= expires then
-  new_expiry = tonumber(ARGV[9])
+elseif w.expires_at and tonumber(w.expires_at) ~= expires then
+  new_expiry = tonumber(w.expires_at)
   if new_expiry <= now or new_expiry - now > max_ttl then return {'ttl', m[2]} end
 end
-if ARGV[11] == '1' or ARGV[12] == '1' then new_expiry = math.min(new_expiry or expires, now) end
+if w.close or w.end_now then new_expiry = math.min(new_expiry or expires, now) end
 
 -- Keys that exist keep their backstop TTL; only keys this write creates need one, and
 -- every key needs a new one when expiry moves.
 local touched = {}
 local hits, first, last = tonumber(m[6]), m[7], m[8]
 for _, i in ipairs(fresh) do
-  if redis.call('RPUSH', KEYS[2], ARGV[i + 1]) == 1 then
+  local q = queries[i]
+  if redis.call('RPUSH', KEYS[2], ARGV[1 + i]) == 1 then
     touched[#touched + 1] = KEYS[2]; touched[#touched + 1] = KEYS[3]
   end
-  redis.call('SADD', KEYS[3], ARGV[i])
-  redis.call('HINCRBY', meta, 'qt:' .. ARGV[i + 3], 1)
-  hits = hits + tonumber(ARGV[i + 2])
-  local ts = ARGV[i + 4]
+  redis.call('SADD', KEYS[3], q[1])
+  redis.call('HINCRBY', meta, 'qt:' .. q[3], 1)
+  hits = hits + q[2]
+  local ts = q[4]
   if not first or tonumber(ts) < tonumber(first) then first = ts end
   if not last or tonumber(ts) > tonumber(last) then last = ts end
 end
 
-local p = 14 + 5 * nq
-for s = 4, 7 do
-  local nset = tonumber(ARGV[p])
-  for j = p + 1, p + 2 * nset, 2 do redis.call('HSET', KEYS[s], ARGV[j], ARGV[j + 1]) end
-  p = p + 2 * nset + 1
-  local ndel = tonumber(ARGV[p])
-  if ndel > 0 then redis.call('HDEL', KEYS[s], unpack(ARGV, p + 1, p + ndel)) end
-  p = p + ndel + 1
-  if nset > 0 then touched[#touched + 1] = KEYS[s] end
+p = 2 + #queries
+for s = 1, 4 do
+  local nset, ndel = w.sections[2 * s - 1], w.sections[2 * s]
+  for j = p, p + 2 * nset - 1, 2 do redis.call('HSET', KEYS[3 + s], ARGV[j], ARGV[j + 1]) end
+  p = p + 2 * nset
+  if ndel > 0 then redis.call('HDEL', KEYS[3 + s], unpack(ARGV, p, p + ndel - 1)) end
+  p = p + ndel
+  if nset > 0 then touched[#touched + 1] = KEYS[3 + s] end
 end
 
 local accessed = m[9]
-if tonumber(ARGV[5]) > tonumber(accessed) then accessed = ARGV[5] end
+if tonumber(w.touched_at) > tonumber(accessed) then accessed = w.touched_at end
 local fields = {'version', version + 1, 'total_queries', total, 'cache_hits', hits,
   'last_accessed_at', accessed}
 if first then
   fields[#fields + 1] = 'first_query_at'; fields[#fields + 1] = first
   fields[#fields + 1] = 'last_query_at'; fields[#fields + 1] = last
 end
-if ARGV[7] ~= '' then fields[#fields + 1] = 'assets'; fields[#fields + 1] = ARGV[7] end
-if ARGV[8] ~= '' then fields[#fields + 1] = 'tags'; fields[#fields + 1] = ARGV[8] end
-if ARGV[11] == '1' then fields[#fields + 1] = 'closed_at'; fields[#fields + 1] = ARGV[1] end
+if w.assets then fields[#fields + 1] = 'assets'; fields[#fields + 1] = w.assets end
+if w.tags then fields[#fields + 1] = 'tags'; fields[#fields + 1] = w.tags end
+if w.close then fields[#fields + 1] = 'closed_at'; fields[#fields + 1] = w.now end
 if new_expiry then
   fields[#fields + 1] = 'expires_at'; fields[#fields + 1] = decimal(new_expiry)
   touched = KEYS
 end
 redis.call('HSET', meta, unpack(fields))
 local final = new_expiry or expires
-if #touched > 0 then backstop(touched, decimal(math.floor(final / 1000) + tonumber(ARGV[6]))) end
+if #touched > 0 then backstop(touched, decimal(math.floor(final / 1000) + w.grace_ms)) end
 return {'ok', total, hits, version + 1, decimal(final)}
 """,
 )

@@ -4,23 +4,28 @@ Every write is one transaction that locks the session's row first (``SELECT ... 
 UPDATE`` on PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite), so concurrent writers in any number
 of processes queue instead of overwriting each other. Queries are rows of their own:
 tracking one is an insert plus an update of the session's counters, whatever the history's
-length.
+length. A database that cannot be reached, or that drops the connection, is a
+:class:`~fiml.core.errors.StorageUnavailableError` naming the dialect; every other database
+error passes unchanged.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterable, Sequence
-from contextlib import asynccontextmanager, nullcontext
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager, nullcontext
 from datetime import datetime, timedelta
 from typing import Any, cast
 from uuid import UUID
 
+from pydantic import TypeAdapter
 from sqlalchemy import Row, Table, and_, delete, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from fiml.core.errors import (
+    ContextValueError,
     InvalidTTLError,
     QueryLimitExceededError,
     SessionArchivedError,
@@ -28,6 +33,7 @@ from fiml.core.errors import (
     SessionConflictError,
     SessionExpiredError,
     SessionNotFoundError,
+    StorageUnavailableError,
 )
 from fiml.sessions.backends.base import (
     HistoryCounters,
@@ -37,14 +43,14 @@ from fiml.sessions.backends.base import (
 )
 from fiml.sessions.db import READ_ONLY_OPTION, QueryRow, SessionRecord, is_sqlite
 from fiml.sessions.models import (
+    MAX_STATE_KEYS,
     STATE_SECTIONS,
-    AnalysisHistory,
     QueryRecord,
     Session,
-    SessionState,
     SessionStatus,
     SessionSummary,
-    SessionType,
+    queries_from_rows,
+    session_from_store,
     utcnow,
 )
 from fiml.sessions.schema import upgrade_schema
@@ -72,7 +78,21 @@ _SUMMARY_COLUMNS = [
     S.c.archived_at,
     S.c.total_queries,
 ]
-_INSERT_BATCH = 500
+_QUERY_ROWS_PER_CALL = 5000
+
+
+@contextmanager
+def _unavailable_as_error(backend: str) -> Iterator[None]:
+    """Connection failures become StorageUnavailableError; other database errors pass."""
+    try:
+        yield
+    except DBAPIError as exc:
+        if not exc.connection_invalidated:
+            raise
+        reason = str(exc.orig) or type(exc.orig).__name__
+        raise StorageUnavailableError(backend, reason) from exc
+    except OSError as exc:  # refused, reset or timed out while connecting
+        raise StorageUnavailableError(backend, str(exc) or type(exc).__name__) from exc
 
 
 def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
@@ -121,52 +141,42 @@ def _query_values(session_id: UUID, seq: int, query: QueryRecord) -> dict[str, A
     }
 
 
-def _query_from_row(row: Row[Any]) -> QueryRecord:
-    return QueryRecord.model_construct(
-        id=row.id,
-        timestamp=row.timestamp,
-        query_type=row.query_type,
-        parameters=row.parameters,
-        result_summary=row.result_summary,
-        execution_time_ms=row.execution_time_ms,
-        cache_hit=row.cache_hit,
-    )
-
-
 def _session_from_row(row: Row[Any], queries: list[QueryRecord]) -> Session:
-    history = AnalysisHistory(
-        queries=queries,
-        total_queries=row.total_queries,
-        cache_hits=row.cache_hits,
-        query_type_counts=dict(row.query_type_counts or {}),
-        first_query_at=row.first_query_at,
-        last_query_at=row.last_query_at,
-    )
-    state = SessionState(
-        context=dict(row.context or {}),
-        preferences=dict(row.preferences or {}),
-        intermediate_results=dict(row.intermediate_results or {}),
-        metadata=dict(row.metadata or {}),
-        history=history,
-    )
-    return Session(
-        id=row.id,
-        user_id=row.user_id,
-        type=SessionType(row.session_type),
-        assets=list(row.assets),
-        tags=list(row.tags or []),
-        created_at=row.created_at,
-        expires_at=row.expires_at,
-        last_accessed_at=row.last_accessed_at,
-        closed_at=row.closed_at,
-        archived_at=row.archived_at,
-        version=row.version,
-        state=state,
+    return session_from_store(
+        {
+            "id": row.id,
+            "user_id": row.user_id,
+            "type": row.session_type,
+            "assets": list(row.assets),
+            "tags": list(row.tags or []),
+            "created_at": row.created_at,
+            "expires_at": row.expires_at,
+            "last_accessed_at": row.last_accessed_at,
+            "closed_at": row.closed_at,
+            "archived_at": row.archived_at,
+            "version": row.version,
+            "state": {
+                "context": dict(row.context or {}),
+                "preferences": dict(row.preferences or {}),
+                "intermediate_results": dict(row.intermediate_results or {}),
+                "metadata": dict(row.metadata or {}),
+                "history": {
+                    "queries": queries,
+                    "total_queries": row.total_queries,
+                    "cache_hits": row.cache_hits,
+                    "query_type_counts": dict(row.query_type_counts or {}),
+                    "first_query_at": row.first_query_at,
+                    "last_query_at": row.last_query_at,
+                },
+            },
+        }
     )
 
 
-def summary_from_row(row: Any, now: datetime) -> SessionSummary:
-    """A listing entry from a ``sessions`` row (no history is read)."""
+_SUMMARIES = TypeAdapter(list[SessionSummary])
+
+
+def _summary_fields(row: Any, now: datetime) -> dict[str, Any]:
     expired = row.expires_at <= now
     if row.archived_at is not None:
         status = SessionStatus.ARCHIVED
@@ -174,22 +184,28 @@ def summary_from_row(row: Any, now: datetime) -> SessionSummary:
         status = SessionStatus.CLOSED
     else:
         status = SessionStatus.EXPIRED if expired else SessionStatus.ACTIVE
-    return SessionSummary(
-        id=row.id,
-        user_id=row.user_id,
-        type=SessionType(row.session_type),
-        assets=list(row.assets),
-        tags=list(row.tags or []),
-        status=status,
-        created_at=row.created_at,
-        expires_at=row.expires_at,
-        last_accessed_at=row.last_accessed_at,
-        closed_at=row.closed_at,
-        archived_at=row.archived_at,
-        total_queries=row.total_queries,
-        is_expired=expired,
-        is_archived=row.archived_at is not None,
-    )
+    return {
+        "id": row.id,
+        "user_id": row.user_id,
+        "type": row.session_type,
+        "assets": row.assets,
+        "tags": row.tags or [],
+        "status": status,
+        "created_at": row.created_at,
+        "expires_at": row.expires_at,
+        "last_accessed_at": row.last_accessed_at,
+        "closed_at": row.closed_at,
+        "archived_at": row.archived_at,
+        "total_queries": row.total_queries,
+        "is_expired": expired,
+        "is_archived": row.archived_at is not None,
+    }
+
+
+def summaries_from_rows(rows: Iterable[Any], now: datetime) -> list[SessionSummary]:
+    """Listing entries from ``sessions`` rows, or objects with the same attributes (no
+    history is read), validated in one pydantic-core call."""
+    return _SUMMARIES.validate_python([_summary_fields(row, now) for row in rows])
 
 
 def check_writable(session_id: UUID, row: Any, now: datetime) -> None:
@@ -239,7 +255,8 @@ class SqlBackend:
     async def initialize(self) -> None:
         """Migrate the database to the newest schema (creating it if it is empty)."""
         if self._create_schema:
-            await upgrade_schema(self.engine)
+            with _unavailable_as_error(self.name):
+                await upgrade_schema(self.engine)
 
     async def close(self) -> None:
         """Dispose of the connection pool."""
@@ -247,8 +264,15 @@ class SqlBackend:
 
     @asynccontextmanager
     async def _write(self) -> AsyncIterator[AsyncConnection]:
-        async with self._write_lock or nullcontext(), self.engine.begin() as conn:
-            yield conn
+        with _unavailable_as_error(self.name):
+            async with self._write_lock or nullcontext(), self.engine.begin() as conn:
+                yield conn
+
+    @asynccontextmanager
+    async def _read(self) -> AsyncIterator[AsyncConnection]:
+        with _unavailable_as_error(self.name):
+            async with self._reader.connect() as conn:
+                yield conn
 
     def _insert(self, table: Any) -> Any:
         dialect = postgresql if self.name == "postgresql" else sqlite
@@ -266,7 +290,7 @@ class SqlBackend:
 
     async def load(self, session_id: UUID, *, recent_queries: int | None) -> Session | None:
         """A session with its latest ``recent_queries`` queries (None: the whole history)."""
-        async with self._reader.connect() as conn:
+        async with self._read() as conn:
             row = (await conn.execute(select(S).where(S.c.id == session_id))).first()
             if row is None:
                 return None
@@ -279,7 +303,7 @@ class SqlBackend:
                 rows = (await conn.execute(stmt)).all()
             else:
                 rows = []
-        return _session_from_row(row, [_query_from_row(r) for r in rows])
+        return _session_from_row(row, queries_from_rows(rows))
 
     async def load_history(self, session_id: UUID, *, offset: int, limit: int) -> list[QueryRecord]:
         """Queries ``offset+1 .. offset+limit``, oldest first."""
@@ -288,9 +312,9 @@ class SqlBackend:
             .where(Q.c.session_id == session_id, Q.c.seq > offset, Q.c.seq <= offset + limit)
             .order_by(Q.c.seq)
         )
-        async with self._reader.connect() as conn:
+        async with self._read() as conn:
             rows = (await conn.execute(stmt)).all()
-        return [_query_from_row(r) for r in rows]
+        return queries_from_rows(rows)
 
     async def apply(
         self, session_id: UUID, changes: SessionChanges, *, now: datetime, limits: WriteLimits
@@ -381,6 +405,10 @@ class SqlBackend:
             merged.update(sets)
             for key in deletes:
                 merged.pop(key, None)
+            if len(merged) > MAX_STATE_KEYS:
+                raise ContextValueError(
+                    section, len(merged), f"would hold more than {MAX_STATE_KEYS} keys"
+                )
             values[column] = merged
 
     async def delete(self, session_id: UUID) -> bool:
@@ -410,10 +438,9 @@ class SqlBackend:
                 )
             )
         stmt = stmt.order_by(S.c.created_at.desc(), S.c.id.desc()).limit(limit)
-        async with self._reader.connect() as conn:
+        async with self._read() as conn:
             rows = (await conn.execute(stmt)).all()
-        now = utcnow()
-        return [summary_from_row(r, now) for r in rows]
+        return summaries_from_rows(rows, utcnow())
 
     async def expired_ids(self, *, now: datetime, limit: int) -> list[UUID]:
         """Unarchived sessions past expiry, through the partial expiry index."""
@@ -423,7 +450,7 @@ class SqlBackend:
             .order_by(S.c.expires_at)
             .limit(limit)
         )
-        async with self._reader.connect() as conn:
+        async with self._read() as conn:
             return list((await conn.execute(stmt)).scalars())
 
     async def count_active(
@@ -443,7 +470,7 @@ class SqlBackend:
         if created_since is not None:
             conditions.append(S.c.created_at >= created_since)
         stmt = select(func.count()).select_from(S).where(*conditions)
-        async with self._reader.connect() as conn:
+        async with self._read() as conn:
             return int((await conn.execute(stmt)).scalar_one())
 
     async def export_sessions(self, session_ids: Sequence[UUID]) -> list[Session]:
@@ -481,26 +508,28 @@ class SqlBackend:
         Returns how many sessions this call inserted, so concurrent archivers of the same
         sessions count each one once between them.
         """
-        inserted = 0
+        if not sessions:
+            return 0
+        rows = []
+        for session in sessions:
+            values = _session_values(session)
+            values["archived_at"] = values["archived_at"] or archived_at
+            rows.append(values)
+        # One statement executed for many rows: SQLAlchemy compiles it once (cached) and
+        # sends the rows in multi-row batches, where a ``.values(rows)`` statement would be
+        # compiled anew, with a bind parameter per value, for every batch.
+        stmt = self._insert(S).on_conflict_do_nothing().returning(S.c.id)
         async with self._write() as conn:
-            for batch in _chunks(list(sessions), _INSERT_BATCH):
-                rows = []
-                for session in batch:
-                    values = _session_values(session)
-                    values["archived_at"] = values["archived_at"] or archived_at
-                    rows.append(values)
-                stmt = self._insert(S).values(rows).on_conflict_do_nothing().returning(S.c.id)
-                new_ids = set((await conn.execute(stmt)).scalars())
-                inserted += len(new_ids)
-                query_rows = [
-                    _query_values(s.id, i + 1, q)
-                    for s in batch
-                    if s.id in new_ids
-                    for i, q in enumerate(s.state.history.queries)
-                ]
-                for query_batch in _chunks(query_rows, _INSERT_BATCH * 2):
-                    await conn.execute(insert(Q), list(query_batch))
-        return inserted
+            new_ids = set((await conn.execute(stmt, rows)).scalars())
+            query_rows = [
+                _query_values(s.id, i + 1, q)
+                for s in sessions
+                if s.id in new_ids
+                for i, q in enumerate(s.state.history.queries)
+            ]
+            for query_batch in _chunks(query_rows, _QUERY_ROWS_PER_CALL):
+                await conn.execute(insert(Q), list(query_batch))
+        return len(new_ids)
 
     async def delete_archived_before(self, cutoff: datetime, *, batch_size: int = 1000) -> int:
         """Delete archived sessions archived before ``cutoff``, in batches."""
@@ -529,5 +558,5 @@ class SqlBackend:
             stmt = stmt.where(
                 S.c.archived_at.is_not(None) if archived else S.c.archived_at.is_(None)
             )
-        async with self._reader.connect() as conn:
+        async with self._read() as conn:
             return int((await conn.execute(stmt)).scalar_one())
