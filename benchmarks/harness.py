@@ -11,41 +11,77 @@ import re
 import statistics
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
+WARMUP = 20
+"""Calls of an operation made before its timed calls, by default."""
+
+
+Operation = Callable[[int], Awaitable[object]]
 
 
 @dataclass(frozen=True)
 class Timing:
-    """Latency percentiles of one operation, in milliseconds."""
+    """Latency percentiles of one operation, in milliseconds.
+
+    ``floor_p50_ms`` holds the p50 of each floor timed alongside this operation (see
+    :func:`measure`), by the floor's name.
+    """
 
     name: str
     samples: int
     p50_ms: float
     p95_ms: float
+    floor_p50_ms: dict[str, float] = field(default_factory=dict)
 
     def ratio(self, floor: Timing) -> float:
-        """p50 of this operation over p50 of the floor."""
-        return self.p50_ms / floor.p50_ms
+        """p50 of this operation over p50 of the floor, timed alongside it when it was."""
+        return self.p50_ms / self.floor_p50_ms.get(floor.name, floor.p50_ms)
+
+
+def _percentiles(durations: list[float]) -> tuple[float, float]:
+    durations = sorted(durations)
+    return statistics.median(durations), durations[
+        min(len(durations) - 1, int(len(durations) * 0.95))
+    ]
+
+
+async def _timed(operation: Operation, i: int) -> float:
+    start = time.perf_counter()
+    await operation(i)
+    return (time.perf_counter() - start) * 1000
 
 
 async def measure(
-    name: str, operation: Callable[[int], Awaitable[object]], *, samples: int, warmup: int = 20
+    name: str,
+    operation: Operation,
+    *,
+    samples: int,
+    warmup: int = WARMUP,
+    floors: dict[str, Operation] | None = None,
 ) -> Timing:
-    """Run ``operation(i)`` sequentially and return its latency percentiles."""
+    """Run ``operation(i)`` sequentially and return its latency percentiles.
+
+    With ``floors`` (floor name -> floor operation), each sample of the operation is
+    preceded by one sample of every floor, and ratios use the floors' p50 from these
+    interleaved samples: a machine shared with other work slows the floors and the
+    operation alike, so the ratio holds while the absolute figures move.
+    """
+    floors = floors or {}
     for i in range(warmup):
         await operation(-1 - i)
-    durations = []
+    durations: list[float] = []
+    floor_durations: dict[str, list[float]] = {f: [] for f in floors}
     for i in range(samples):
-        start = time.perf_counter()
-        await operation(i)
-        durations.append((time.perf_counter() - start) * 1000)
-    durations.sort()
-    p95 = durations[min(len(durations) - 1, int(len(durations) * 0.95))]
-    return Timing(name, samples, statistics.median(durations), p95)
+        for floor_name, floor in floors.items():
+            floor_durations[floor_name].append(await _timed(floor, i))
+        durations.append(await _timed(operation, i))
+    p50, p95 = _percentiles(durations)
+    floor_p50 = {f: _percentiles(d)[0] for f, d in floor_durations.items()}
+    return Timing(name, samples, p50, p95, floor_p50)
 
 
 def machine() -> str:
