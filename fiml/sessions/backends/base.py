@@ -54,7 +54,6 @@ class SessionChanges:
     extend_by: timedelta | None = None
     close: bool = False
     end_now: bool = False
-    touched_at: datetime | None = None
     expected_version: int | None = None
 
     def is_empty(self) -> bool:

@@ -149,7 +149,6 @@ def apply_args(
         "max_queries": limits.max_queries,
         "max_state_keys": MAX_STATE_KEYS,
         "max_ttl": str(limits.max_ttl // _MICROSECOND),
-        "touched_at": str(to_micros(changes.touched_at or now)),
         "grace_ms": grace_ms,
     }
     if changes.expected_version is not None:

@@ -163,7 +163,7 @@ APPLY = LuaScript(
     _LUA_HELPERS
     + """
 -- KEYS: the session's keys.
--- ARGV[1]: the write as a JSON object: now, max_queries, max_ttl, touched_at, grace_ms;
+-- ARGV[1]: the write as a JSON object: now, max_queries, max_ttl, grace_ms;
 -- optionally expected_version, assets, tags (JSON text), expires_at, extend_by, close,
 -- end_now (1); queries: one [id, cache_hit 0|1, query_type, timestamp] per new query;
 -- sections: per state section, how many key/JSON pairs to set and keys to delete.
@@ -256,7 +256,7 @@ for s = 1, 4 do
 end
 
 local accessed = m[9]
-if tonumber(w.touched_at) > tonumber(accessed) then accessed = w.touched_at end
+if tonumber(w.now) > tonumber(accessed) then accessed = w.now end
 local fields = {'version', version + 1, 'total_queries', total, 'cache_hits', hits,
   'last_accessed_at', accessed}
 if first then

@@ -347,7 +347,7 @@ class SqlBackend:
                 values["closed_at"] = now
             if changes.close or changes.end_now:
                 values["expires_at"] = min(values.get("expires_at", row.expires_at), now)
-            values["last_accessed_at"] = max(row.last_accessed_at, changes.touched_at or now)
+            values["last_accessed_at"] = max(row.last_accessed_at, now)
             await conn.execute(update(S).where(S.c.id == session_id).values(**values))
         return HistoryCounters(total_queries=total, cache_hits=hits, version=values["version"])
 
