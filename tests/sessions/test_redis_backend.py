@@ -28,7 +28,7 @@ from fiml.core.errors import SessionArchivedError, StorageUnavailableError
 from fiml.sessions import ALL_QUERIES, QueryRecord, SessionStore
 from fiml.sessions.backends import redis_keys as rk
 from fiml.sessions.backends.redis import RedisBackend
-from fiml.sessions.backends.redis_pool import blocking_pool
+from fiml.sessions.backends.redis_pool import WaitingConnectionPool, waiting_pool
 from fiml.sessions.db import QueryRow
 from fiml.sessions.models import Session, SessionStatus, SessionType, utcnow
 from tests.conftest import REDIS_URL, require_redis, reset_redis, settings_for
@@ -472,7 +472,7 @@ async def test_two_hundred_concurrent_creates_wait_for_a_small_pool(tmp_path: Pa
         assert len(await store.list_user_sessions("u1", limit=1000)) == 200
         assert isinstance(store.backend, RedisBackend)
         pool = store.backend.client.connection_pool
-        assert isinstance(pool, redis.BlockingConnectionPool) and pool.max_connections == 8
+        assert isinstance(pool, WaitingConnectionPool) and pool.max_connections == 8
 
 
 async def test_scripts_flushed_from_redis_are_loaded_again(
@@ -490,7 +490,7 @@ async def test_scripts_flushed_from_redis_are_loaded_again(
 def test_commands_are_packed_exactly_as_redis_py_packs_them() -> None:
     plain = redis.Connection()
     for url in ("redis://127.0.0.1:6379/0", "rediss://127.0.0.1:6380/0"):
-        pool = blocking_pool(url, max_connections=2)
+        pool = waiting_pool(url, max_connections=2)
         connection = pool.make_connection()
         assert isinstance(connection, pool.connection_class)
         for command in (
@@ -504,7 +504,7 @@ def test_commands_are_packed_exactly_as_redis_py_packs_them() -> None:
             )
         with pytest.raises(DataError):
             connection.pack_command("SET", "k", True)
-    assert issubclass(blocking_pool("rediss://h:1/0", max_connections=1).connection_class, SSL)
+    assert issubclass(waiting_pool("rediss://h:1/0", max_connections=1).connection_class, SSL)
 
 
 async def test_unreachable_redis_is_a_storage_error() -> None:

@@ -71,7 +71,7 @@ from fiml.sessions.backends.redis_codec import (
     summary_row,
     to_micros,
 )
-from fiml.sessions.backends.redis_pool import blocking_pool
+from fiml.sessions.backends.redis_pool import waiting_pool
 from fiml.sessions.backends.sql import new_expiry, summaries_from_rows
 from fiml.sessions.models import (
     MAX_STATE_KEYS,
@@ -131,7 +131,7 @@ class RedisBackend:
     def from_url(cls, url: str, *, settings: Settings) -> RedisBackend:
         """A backend whose pool waits for a free connection (up to a minute) when all
         ``settings.redis_max_connections`` are busy, instead of failing."""
-        pool = blocking_pool(url, max_connections=settings.redis_max_connections)
+        pool = waiting_pool(url, max_connections=settings.redis_max_connections)
         client = redis.Redis(connection_pool=pool)
         return cls(client, archive_grace=timedelta(hours=settings.session_archive_grace_hours))
 
