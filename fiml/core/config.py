@@ -67,6 +67,12 @@ class Settings(BaseSettings):
         "archival; Redis's own TTL never fires before expiry plus this.",
     )
     redis_max_connections: int = Field(default=64, gt=0)
+    redis_timeout_seconds: float = Field(
+        default=5,
+        gt=0,
+        description="How long one Redis exchange (connect, send, all replies) may take before "
+        "the call fails with a storage error.",
+    )
     database_pool_size: int = Field(default=10, gt=0)
     database_max_overflow: int = Field(default=20, ge=0)
 

@@ -12,7 +12,8 @@ overwrite each other.
 Data read back from storage was validated when it was written, so backends rebuild models
 with the :data:`FROM_STORE` validation context (:func:`queries_from_json`,
 :func:`session_from_store`): pydantic-core still parses every type, but the costly
-re-checks of user input (JSON size and depth, asset and tag normalization) are skipped.
+re-checks of user input (JSON size and depth, asset and tag normalization, conversion of
+times to UTC: every backend stores them in UTC) are skipped.
 """
 
 from __future__ import annotations
@@ -218,8 +219,8 @@ class QueryRecord(BaseModel):
 
     @field_validator("timestamp")
     @classmethod
-    def _utc(cls, value: datetime) -> datetime:
-        return _aware(value)
+    def _utc(cls, value: datetime, info: ValidationInfo) -> datetime:
+        return value if _from_store(info) else _aware(value)  # stored times are UTC already
 
     @field_validator("parameters")
     @classmethod
@@ -340,7 +341,7 @@ class Baseline:
     """
 
     version: int
-    query_ids: frozenset[UUID]
+    query_ids: tuple[UUID, ...]
     sections: dict[str, dict[str, str]]
     assets: list[str]
     tags: list[str]
@@ -369,8 +370,10 @@ class Session(BaseModel):
 
     @field_validator("created_at", "expires_at", "last_accessed_at", "closed_at", "archived_at")
     @classmethod
-    def _utc(cls, value: datetime | None) -> datetime | None:
-        return None if value is None else _aware(value)
+    def _utc(cls, value: datetime | None, info: ValidationInfo) -> datetime | None:
+        if value is None or _from_store(info):  # stored times are UTC already
+            return value
+        return _aware(value)
 
     @field_validator("assets")
     @classmethod
@@ -451,7 +454,7 @@ class Session(BaseModel):
         state = self.state
         self._baseline = Baseline(
             version=self.version,
-            query_ids=frozenset(q.id for q in state.history.queries),
+            query_ids=tuple(q.id for q in state.history.queries),  # hashed only on a write
             sections={
                 s: {key: to_json(value) for key, value in getattr(state, s).items()}
                 for s in STATE_SECTIONS

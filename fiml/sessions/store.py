@@ -172,7 +172,8 @@ def changes_since_read(session: Session, *, strict: bool) -> SessionChanges:
     base = session.baseline
     changes = SessionChanges()
     queries = session.state.history.queries
-    changes.new_queries = [q for q in queries if base is None or q.id not in base.query_ids]
+    known = frozenset(base.query_ids) if base is not None else frozenset()
+    changes.new_queries = [q for q in queries if q.id not in known]
     _section_changes(session, changes)
     if base is None or session.assets != base.assets:
         changes.assets = list(session.assets)

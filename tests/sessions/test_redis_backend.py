@@ -471,7 +471,7 @@ async def test_two_hundred_concurrent_creates_wait_for_a_small_pool(tmp_path: Pa
         assert failures == []
         assert len(await store.list_user_sessions("u1", limit=1000)) == 200
         assert isinstance(store.backend, RedisBackend)
-        pool = store.backend.client.connection_pool
+        pool = store.backend.pool
         assert isinstance(pool, WaitingConnectionPool) and pool.max_connections == 8
 
 

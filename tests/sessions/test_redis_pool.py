@@ -1,4 +1,5 @@
-"""The backend's Redis connection pool: waits when full, fair, and never loses a connection."""
+"""The Redis tier's connections: a pool that waits when full, is fair and never loses a
+connection, and exchanges bounded by the configured timeout."""
 
 from __future__ import annotations
 
@@ -9,6 +10,9 @@ import pytest
 from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from fiml.core.config import Settings
+from fiml.core.errors import StorageUnavailableError
+from fiml.sessions.backends.redis import RedisBackend
 from fiml.sessions.backends.redis_pool import WaitingConnectionPool, waiting_pool
 from tests.conftest import require_redis
 
@@ -120,3 +124,41 @@ async def test_a_connection_left_with_unread_data_is_reconnected_before_reuse(
     await again.send_command("ECHO", "fresh")
     assert await again.read_response() == "fresh"
     await pool.release(again)
+
+
+async def test_an_exchange_past_the_timeout_fails_and_the_next_one_is_clean() -> None:
+    """A command Redis has not answered within ``redis_timeout_seconds`` fails with a
+    storage error; its connection is dropped, so the late reply never reaches anyone."""
+    settings = Settings(redis_timeout_seconds=0.2, redis_max_connections=1)
+    backend = RedisBackend.from_url(require_redis(), settings=settings)
+    try:
+        await backend.initialize()
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(StorageUnavailableError, match=r"no reply within 0\.2 s"):
+            await backend._call("BLPOP", "fiml:test:never-filled", 2)
+        assert asyncio.get_running_loop().time() - started < 1.5
+        assert await backend._call("ECHO", "after") == "after"
+    finally:
+        await backend.close()
+
+
+async def test_a_server_that_never_answers_is_a_storage_error_within_the_timeout() -> None:
+    silent: list[asyncio.StreamWriter] = []
+
+    async def accept(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        silent.append(writer)  # accepts the connection, never replies
+
+    server = await asyncio.start_server(accept, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    backend = RedisBackend.from_url(
+        f"redis://127.0.0.1:{port}/0", settings=Settings(redis_timeout_seconds=0.2)
+    )
+    try:
+        with pytest.raises(StorageUnavailableError, match=r"within 0\.2 s"):
+            await asyncio.wait_for(backend.initialize(), 5)
+    finally:
+        await backend.close()
+        for writer in silent:
+            writer.close()
+        server.close()
+        await server.wait_closed()

@@ -34,15 +34,15 @@ backstop, set to expiry plus ``session_archive_grace_hours``, well after archiva
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterator, Sequence
-from contextlib import contextmanager
+import asyncio
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, cast
 from uuid import UUID
 
-import redis.asyncio as redis
+from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from fiml.core.config import Settings
@@ -71,7 +71,7 @@ from fiml.sessions.backends.redis_codec import (
     summary_row,
     to_micros,
 )
-from fiml.sessions.backends.redis_pool import waiting_pool
+from fiml.sessions.backends.redis_pool import WaitingConnectionPool, waiting_pool
 from fiml.sessions.backends.sql import new_expiry, summaries_from_rows
 from fiml.sessions.models import (
     MAX_STATE_KEYS,
@@ -95,14 +95,6 @@ _NOT_WRITABLE = {
 }
 
 
-@contextmanager
-def _unavailable_as_error() -> Iterator[None]:
-    try:
-        yield
-    except (RedisConnectionError, RedisTimeoutError) as exc:
-        raise StorageUnavailableError("redis", str(exc) or type(exc).__name__) from exc
-
-
 def _score_pairs(reply: list[Any]) -> list[tuple[str, int]]:
     """(member, score) of a WITHSCORES reply: pairs in RESP3, one flat list in RESP2.
     Scores are integer microseconds below 2**53, so the doubles hold them exactly."""
@@ -121,19 +113,24 @@ class RedisBackend:
 
     name = "redis"
 
-    def __init__(self, client: redis.Redis, *, archive_grace: timedelta) -> None:
-        self.client = client
-        self._execute: Callable[..., Awaitable[Any]] = client.execute_command
+    def __init__(
+        self, pool: WaitingConnectionPool, *, archive_grace: timedelta, timeout: float
+    ) -> None:
+        self.pool = pool
         self._grace_ms = archive_grace // timedelta(milliseconds=1)
         self._rescore_horizon = archive_grace / 2
+        self._timeout = timeout
 
     @classmethod
     def from_url(cls, url: str, *, settings: Settings) -> RedisBackend:
         """A backend whose pool waits for a free connection (up to a minute) when all
         ``settings.redis_max_connections`` are busy, instead of failing."""
-        pool = waiting_pool(url, max_connections=settings.redis_max_connections)
-        client = redis.Redis(connection_pool=pool)
-        return cls(client, archive_grace=timedelta(hours=settings.session_archive_grace_hours))
+        timeout = settings.redis_timeout_seconds
+        pool = waiting_pool(
+            url, max_connections=settings.redis_max_connections, connect_timeout=timeout
+        )
+        grace = timedelta(hours=settings.session_archive_grace_hours)
+        return cls(pool, archive_grace=grace, timeout=timeout)
 
     async def initialize(self) -> None:
         """Check that Redis answers and load the scripts."""
@@ -141,47 +138,83 @@ class RedisBackend:
         await self._load_scripts()
 
     async def close(self) -> None:
-        """Close the client and its connection pool."""
-        await self.client.aclose(close_connection_pool=True)
+        """Close the connection pool."""
+        await self.pool.aclose()
 
     async def _load_scripts(self) -> None:
-        with _unavailable_as_error():
-            for script in rk.SCRIPTS:
-                await self.client.script_load(script.source)
+        for reply in await self._exchange([("SCRIPT", "LOAD", s.source) for s in rk.SCRIPTS]):
+            if isinstance(reply, Exception):
+                raise reply
 
     async def _call(self, *command: Any) -> Any:
-        """One command; a script missing from Redis's cache is loaded and run again."""
-        try:  # the hot path: no context manager, whose enter and exit cost a few microseconds
-            return await self._execute(*command)
-        except NoScriptError:
-            await self._load_scripts()
-            with _unavailable_as_error():
-                return await self._execute(*command)
-        except (RedisConnectionError, RedisTimeoutError) as exc:
-            raise StorageUnavailableError("redis", str(exc) or type(exc).__name__) from exc
+        """One command (see :meth:`_pipeline`)."""
+        return (await self._pipeline((command,)))[0]
 
-    async def _pipeline(self, commands: Sequence[Command], *, atomic: bool = False) -> list[Any]:
-        """Commands in one round trip (MULTI/EXEC if ``atomic``); NOSCRIPTs are re-run."""
+    async def _pipeline(self, commands: Sequence[Command]) -> list[Any]:
+        """Commands in one round trip, their replies in order; scripts missing from
+        Redis's cache (NOSCRIPT) are loaded and their commands sent again. An error reply
+        is raised once every reply has been read."""
         if not commands:
             return []
-        with _unavailable_as_error():
-            results = await self._send(commands, atomic)
-            missing = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
-            if missing:
-                await self._load_scripts()
-                retried = await self._send([commands[i] for i in missing], atomic)
-                for i, result in zip(missing, retried, strict=True):
-                    results[i] = result
-        for result in results:
-            if isinstance(result, Exception):
-                raise result
-        return results
+        replies = await self._exchange(commands)
+        missing = [i for i, r in enumerate(replies) if isinstance(r, NoScriptError)]
+        if missing:
+            await self._load_scripts()
+            again = await self._exchange([commands[i] for i in missing])
+            for i, reply in zip(missing, again, strict=True):
+                replies[i] = reply
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        return replies
 
-    async def _send(self, commands: Sequence[Command], atomic: bool) -> list[Any]:
-        pipe = self.client.pipeline(transaction=atomic)
-        for command in commands:
-            pipe.execute_command(*command)
-        return list(await pipe.execute(raise_on_error=False))
+    async def _exchange(self, commands: Sequence[Command]) -> list[Any]:
+        """Send ``commands`` on one pooled connection and read their replies (an error
+        reply is returned as its exception), all within the timeout.
+
+        This is the only path to Redis, and it is lean on purpose: redis-py's command and
+        pipeline layers start a task per send and arm a timer per reply; here one timeout
+        covers the whole exchange. A connection whose exchange did not complete (timeout,
+        network error, cancellation) is disconnected before it goes back to the pool, so
+        no later command can read a stale reply.
+        """
+        pool = self.pool
+        connection = await self._checkout()
+        try:
+            async with asyncio.timeout(self._timeout):
+                await connection.send_packed_command(
+                    connection.pack_commands(commands), check_health=False
+                )
+                replies: list[Any] = []
+                for _ in commands:
+                    try:
+                        replies.append(await connection.read_response())
+                    except ResponseError as exc:
+                        replies.append(exc)
+        except BaseException as exc:
+            await connection.disconnect(nowait=True)
+            await pool.release(connection)
+            if isinstance(exc, TimeoutError):
+                raise StorageUnavailableError(
+                    "redis", f"no reply within {self._timeout:g} s"
+                ) from exc
+            if isinstance(exc, RedisConnectionError | RedisTimeoutError):
+                raise StorageUnavailableError("redis", str(exc) or type(exc).__name__) from exc
+            raise
+        await pool.release(connection)
+        return replies
+
+    async def _checkout(self) -> AbstractConnection:
+        """A ready connection; waiting for one (a minute at most) or connecting to Redis
+        (within the timeout) may fail, as a storage error."""
+        try:
+            return await self.pool.get_connection()
+        except TimeoutError as exc:
+            raise StorageUnavailableError(
+                "redis", f"could not connect within {self._timeout:g} s"
+            ) from exc
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            raise StorageUnavailableError("redis", str(exc) or type(exc).__name__) from exc
 
     @staticmethod
     def _script(script: rk.LuaScript, keys: Sequence[str], args: Sequence[Any]) -> Command:

@@ -12,6 +12,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple, cast
 from uuid import UUID
 
+import pydantic_core
+
 from fiml.sessions.backends import redis_keys as rk
 from fiml.sessions.backends.base import SessionChanges, WriteLimits
 from fiml.sessions.models import (
@@ -138,7 +140,7 @@ def create_args(session: Session, backstop_ms: int) -> list[str | int]:
 
 def apply_args(
     changes: SessionChanges, now: datetime, limits: WriteLimits, grace_ms: int
-) -> list[str]:
+) -> list[str | bytes]:
     """ARGV of ``redis_keys.APPLY`` for one write: a JSON header, then the bulky values.
 
     Few arguments keep the client's per-argument encoding cost low: the scalars and the
@@ -169,7 +171,7 @@ def apply_args(
     header["queries"] = [
         [str(q.id), int(q.cache_hit), q.query_type, str(to_micros(q.timestamp))] for q in queries
     ]
-    args = ["", *(q.model_dump_json() for q in queries)]
+    args: list[str | bytes] = ["", *(q.model_dump_json() for q in queries)]
     counts: list[int] = []
     for section in STATE_SECTIONS:
         sets = changes.set_keys.get(section) or {}
@@ -178,8 +180,9 @@ def apply_args(
         for key, value in sets.items():
             args += [key, _dumps(value)]
         args += deletes
-    header["sections"] = counts
-    args[0] = _dumps(header)
+    if any(counts):
+        header["sections"] = counts
+    args[0] = pydantic_core.to_json(header)  # plain data, several times faster than json
     return args
 
 

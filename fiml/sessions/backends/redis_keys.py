@@ -166,7 +166,8 @@ APPLY = LuaScript(
 -- ARGV[1]: the write as a JSON object: now, max_queries, max_ttl, grace_ms;
 -- optionally expected_version, assets, tags (JSON text), expires_at, extend_by, close,
 -- end_now (1); queries: one [id, cache_hit 0|1, query_type, timestamp] per new query;
--- sections: per state section, how many key/JSON pairs to set and keys to delete.
+-- sections: per state section, how many key/JSON pairs to set and keys to delete
+-- (absent when the write changes no state: no section is read then).
 -- Times and durations are decimal strings of microseconds (exact, unlike JSON numbers).
 -- ARGV[2..]: each new query's JSON, then per state section its key/JSON pairs to set
 -- and its keys to delete.
@@ -196,25 +197,27 @@ end
 local total = tonumber(m[5]) + #fresh
 if #fresh > 0 and total > w.max_queries then return {'limit'} end
 
+local sections = w.sections or {0, 0, 0, 0, 0, 0, 0, 0}
 local p = 2 + #queries
 for s = 1, 4 do
-  local nset, ndel = w.sections[2 * s - 1], w.sections[2 * s]
-  local size, counted = redis.call('HLEN', KEYS[3 + s]), {}
-  for j = p, p + 2 * nset - 1, 2 do
-    if not counted[ARGV[j]] and redis.call('HEXISTS', KEYS[3 + s], ARGV[j]) == 0 then
-      size = size + 1
+  local nset, ndel = sections[2 * s - 1], sections[2 * s]
+  if nset > 0 then  -- only a write that sets keys can grow a section past the limit
+    local size, counted = redis.call('HLEN', KEYS[3 + s]), {}
+    for j = p, p + 2 * nset - 1, 2 do
+      if not counted[ARGV[j]] and redis.call('HEXISTS', KEYS[3 + s], ARGV[j]) == 0 then
+        size = size + 1
+      end
+      counted[ARGV[j]] = true
     end
-    counted[ARGV[j]] = true
-  end
-  p = p + 2 * nset
-  for j = p, p + ndel - 1 do
-    if not counted[ARGV[j]] and redis.call('HEXISTS', KEYS[3 + s], ARGV[j]) == 1 then
-      size = size - 1
+    for j = p + 2 * nset, p + 2 * nset + ndel - 1 do
+      if not counted[ARGV[j]] and redis.call('HEXISTS', KEYS[3 + s], ARGV[j]) == 1 then
+        size = size - 1
+      end
+      counted[ARGV[j]] = true
     end
-    counted[ARGV[j]] = true
+    if size > w.max_state_keys then return {'state_keys', s, size} end
   end
-  p = p + ndel
-  if size > w.max_state_keys then return {'state_keys', s, size} end
+  p = p + 2 * nset + ndel
 end
 
 local max_ttl = tonumber(w.max_ttl)
@@ -247,7 +250,7 @@ end
 
 p = 2 + #queries
 for s = 1, 4 do
-  local nset, ndel = w.sections[2 * s - 1], w.sections[2 * s]
+  local nset, ndel = sections[2 * s - 1], sections[2 * s]
   for j = p, p + 2 * nset - 1, 2 do redis.call('HSET', KEYS[3 + s], ARGV[j], ARGV[j + 1]) end
   p = p + 2 * nset
   if ndel > 0 then redis.call('HDEL', KEYS[3 + s], unpack(ARGV, p, p + ndel - 1)) end

@@ -47,10 +47,17 @@ class WaitingConnectionPool(redis.ConnectionPool):
     connected and hold no unread data, else it reconnects (see :meth:`ensure_connection`).
     """
 
-    def __init__(self, *, timeout: float = POOL_TIMEOUT_SECONDS, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        timeout: float = POOL_TIMEOUT_SECONDS,
+        connect_timeout: float | None = None,
+        **kwargs: Any,
+    ) -> None:
         self._waiters: deque[asyncio.Future[AbstractConnection]] = deque()
         super().__init__(**kwargs)
         self.timeout = timeout
+        self.connect_timeout = connect_timeout
 
     async def get_connection(self, *_args: Any, **_options: Any) -> AbstractConnection:
         """A connected connection, waiting for one to come back if all are in use."""
@@ -63,7 +70,9 @@ class WaitingConnectionPool(redis.ConnectionPool):
         else:
             connection = await self._wait()
         try:
-            await self.ensure_connection(connection)
+            if not connection.is_connected or await connection.can_read():
+                async with asyncio.timeout(self.connect_timeout):  # includes AUTH, SELECT...
+                    await self.ensure_connection(connection)
         except BaseException:
             await self.release(connection)
             raise
@@ -143,10 +152,18 @@ def _packing(base: type[AbstractConnection]) -> type[AbstractConnection]:
     return _packing_classes[base]
 
 
-def waiting_pool(url: str, *, max_connections: int) -> WaitingConnectionPool:
+def waiting_pool(
+    url: str, *, max_connections: int, connect_timeout: float | None = None
+) -> WaitingConnectionPool:
     """A pool for ``url`` (``redis://``, ``rediss://`` or ``unix://``) of up to
-    ``max_connections`` that waits for a free one, replying with decoded strings."""
-    options: dict[str, Any] = {}
+    ``max_connections`` that waits for a free one, replying with decoded strings.
+
+    Its connections have no per-read or per-write timeout of their own (redis-py arms one
+    timer per reply and starts a task per send for them): the caller bounds each whole
+    exchange instead (see ``RedisBackend``). ``connect_timeout`` bounds connecting,
+    handshake included.
+    """
+    options: dict[str, Any] = {"socket_timeout": None, "socket_connect_timeout": connect_timeout}
     if HIREDIS_AVAILABLE:
         base = parse_url(url).get("connection_class", redis.Connection)
         options["connection_class"] = _packing(base)
@@ -154,6 +171,7 @@ def waiting_pool(url: str, *, max_connections: int) -> WaitingConnectionPool:
         url,
         max_connections=max_connections,
         timeout=POOL_TIMEOUT_SECONDS,
+        connect_timeout=connect_timeout,
         decode_responses=True,
         **options,
     )

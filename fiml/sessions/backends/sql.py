@@ -405,7 +405,7 @@ class SqlBackend:
             merged.update(sets)
             for key in deletes:
                 merged.pop(key, None)
-            if len(merged) > MAX_STATE_KEYS:
+            if sets and len(merged) > MAX_STATE_KEYS:  # deleting alone never grows it
                 raise ContextValueError(
                     section, len(merged), f"would hold more than {MAX_STATE_KEYS} keys"
                 )
