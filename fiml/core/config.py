@@ -74,6 +74,12 @@ class Settings(BaseSettings):
         "the call fails with a storage error.",
     )
     database_pool_size: int = Field(default=10, gt=0)
+    database_timeout_seconds: float = Field(
+        default=30,
+        gt=0,
+        description="How long one database statement (or connecting, or waiting for "
+        "SQLite's write lock) may take before the call fails with a storage error.",
+    )
     database_max_overflow: int = Field(default=20, ge=0)
 
     user: str | None = Field(

@@ -237,7 +237,12 @@ def _prepare_sqlite_file(url: str) -> None:
 
 
 def create_engine(
-    url: str, *, pool_size: int = 10, max_overflow: int = 20, echo: bool = False
+    url: str,
+    *,
+    pool_size: int = 10,
+    max_overflow: int = 20,
+    timeout: float | None = None,
+    echo: bool = False,
 ) -> AsyncEngine:
     """Build an async engine for a SQLite or PostgreSQL URL.
 
@@ -246,12 +251,17 @@ def create_engine(
     wait instead of overwriting); connections carrying the ``READ_ONLY_OPTION`` execution
     option begin a plain snapshot transaction instead. PostgreSQL gets a pool that waits
     for a free connection.
+
+    ``timeout`` (seconds) bounds every PostgreSQL statement and connection attempt (the
+    statement is cancelled on the server) and SQLite's wait for its write lock; with None
+    statements may run as long as they need (migrations) and SQLite waits 30 s.
     """
     if make_url(url).get_backend_name() == "sqlite":
         _prepare_sqlite_file(url)
         engine = create_async_engine(url, echo=echo, pool_timeout=60)
-        _configure_sqlite(engine)
+        _configure_sqlite(engine, busy_ms=round(1000 * (timeout or 30)))
         return engine
+    connect_args = {} if timeout is None else {"command_timeout": timeout, "timeout": timeout}
     return create_async_engine(
         url,
         echo=echo,
@@ -259,6 +269,7 @@ def create_engine(
         max_overflow=max_overflow,
         pool_timeout=60,
         pool_pre_ping=True,
+        connect_args=connect_args,
     )
 
 
@@ -275,7 +286,7 @@ class _WithoutStatements(logging.Filter):
 _AIOSQLITE_FILTER = _WithoutStatements()
 
 
-def _configure_sqlite(engine: AsyncEngine) -> None:
+def _configure_sqlite(engine: AsyncEngine, *, busy_ms: int) -> None:
     logging.getLogger("aiosqlite").addFilter(_AIOSQLITE_FILTER)  # adding it again is a no-op
 
     @event.listens_for(engine.sync_engine, "connect")
@@ -283,7 +294,7 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={busy_ms:d}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()

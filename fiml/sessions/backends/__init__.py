@@ -28,6 +28,7 @@ def build_sql_backend(settings: Settings) -> SqlBackend:
         settings.database_url,
         pool_size=settings.database_pool_size,
         max_overflow=settings.database_max_overflow,
+        timeout=settings.database_timeout_seconds,
     )
     return SqlBackend(engine)
 

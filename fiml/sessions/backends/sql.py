@@ -81,17 +81,28 @@ _SUMMARY_COLUMNS = [
 _QUERY_ROWS_PER_CALL = 5000
 
 
+_SQLITE_BUSY = {"SQLITE_BUSY", "SQLITE_LOCKED"}
+
+
 @contextmanager
 def _unavailable_as_error(backend: str) -> Iterator[None]:
-    """Connection failures become StorageUnavailableError; other database errors pass."""
+    """Connection failures, timeouts and SQLite's lock held too long become
+    StorageUnavailableError; other database errors pass."""
     try:
         yield
     except DBAPIError as exc:
-        if not exc.connection_invalidated:
+        busy = getattr(exc.orig, "sqlite_errorname", None) in _SQLITE_BUSY
+        if not exc.connection_invalidated and not busy:
             raise
         reason = str(exc.orig) or type(exc.orig).__name__
+        if busy:  # another process held SQLite's write lock for the whole busy timeout
+            reason += " (the write lock was held past FIML_DATABASE_TIMEOUT_SECONDS)"
         raise StorageUnavailableError(backend, reason) from exc
-    except OSError as exc:  # refused, reset or timed out while connecting
+    except TimeoutError as exc:  # a statement or a connection attempt past the timeout
+        raise StorageUnavailableError(
+            backend, "no reply within FIML_DATABASE_TIMEOUT_SECONDS"
+        ) from exc
+    except OSError as exc:  # refused or reset while connecting
         raise StorageUnavailableError(backend, str(exc) or type(exc).__name__) from exc
 
 
