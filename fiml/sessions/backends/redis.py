@@ -148,7 +148,13 @@ class RedisBackend:
 
     async def _call(self, *command: Any) -> Any:
         """One command (see :meth:`_pipeline`)."""
-        return (await self._pipeline((command,)))[0]
+        reply = (await self._exchange((command,)))[0]
+        if isinstance(reply, NoScriptError):
+            await self._load_scripts()
+            reply = (await self._exchange((command,)))[0]
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
 
     async def _pipeline(self, commands: Sequence[Command]) -> list[Any]:
         """Commands in one round trip, their replies in order; scripts missing from
@@ -182,9 +188,12 @@ class RedisBackend:
         connection = await self._checkout()
         try:
             async with asyncio.timeout(self._timeout):
-                await connection.send_packed_command(
-                    connection.pack_commands(commands), check_health=False
+                packed = (
+                    connection.pack_command(*commands[0])
+                    if len(commands) == 1
+                    else connection.pack_commands(commands)
                 )
+                await connection.send_packed_command(packed, check_health=False)
                 replies: list[Any] = []
                 for _ in commands:
                     try:
