@@ -258,8 +258,10 @@ def create_engine(
     """
     if make_url(url).get_backend_name() == "sqlite":
         _prepare_sqlite_file(url)
-        engine = create_async_engine(url, echo=echo, pool_timeout=60)
-        _configure_sqlite(engine, busy_ms=round(1000 * (timeout or 30)))
+        engine = create_async_engine(  # sqlite3's timeout is its busy timeout
+            url, echo=echo, pool_timeout=60, connect_args={"timeout": timeout or 30}
+        )
+        _configure_sqlite(engine)
         return engine
     connect_args = {} if timeout is None else {"command_timeout": timeout, "timeout": timeout}
     return create_async_engine(
@@ -286,7 +288,7 @@ class _WithoutStatements(logging.Filter):
 _AIOSQLITE_FILTER = _WithoutStatements()
 
 
-def _configure_sqlite(engine: AsyncEngine, *, busy_ms: int) -> None:
+def _configure_sqlite(engine: AsyncEngine) -> None:
     logging.getLogger("aiosqlite").addFilter(_AIOSQLITE_FILTER)  # adding it again is a no-op
 
     @event.listens_for(engine.sync_engine, "connect")
@@ -294,7 +296,6 @@ def _configure_sqlite(engine: AsyncEngine, *, busy_ms: int) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute(f"PRAGMA busy_timeout={busy_ms:d}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
