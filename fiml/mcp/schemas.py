@@ -4,15 +4,26 @@ Arguments are ``Annotated`` types whose JSON schema tells clients what is allowe
 one of the session types, 1-50 assets) while the values are validated by the store, so a
 bad value gets FIML's own error message naming the field. Results are pydantic models, so
 clients receive an ``outputSchema`` and ``structuredContent``.
+
+The results publish a flat JSON schema (:class:`ResultModel`): the same values pass as
+with pydantic's own schema, but with every ``$ref`` inlined, ``X | None`` as
+``"type": [..., "null"]`` rather than ``anyOf``, and no keyword that cannot fail (the
+generated ``title`` annotations, ``additionalProperties: true``). Clients that check
+each result against the ``outputSchema`` (the Python SDK's client does, with jsonschema)
+then do about a third less work per result.
 """
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, GetJsonSchemaHandler, TypeAdapter
+from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
+from pydantic_core import CoreSchema
 
 from fiml.market.base import Quote
 from fiml.sessions.models import (
@@ -42,6 +53,7 @@ __all__ = [
     "QueryView",
     "QuoteView",
     "RemoveKeysArg",
+    "ResultModel",
     "SearchResult",
     "SessionContext",
     "SessionDetails",
@@ -55,6 +67,8 @@ __all__ = [
     "TagCount",
     "TagsArg",
     "TtlArg",
+    "flat_json_schema",
+    "pydantic_json_schema",
 ]
 
 _SESSION_TYPES = [t.value for t in SessionType]
@@ -140,7 +154,149 @@ DaysArg = Annotated[
 ]
 
 
-class QueryView(BaseModel):
+# Keywords that only describe; they never make a value fail.
+_ANNOTATIONS = frozenset(
+    {"title", "description", "default", "examples", "deprecated", "readOnly", "writeOnly"}
+)
+# Keywords that only constrain values of their own JSON type, so null passes them.
+_TYPE_SPECIFIC = frozenset(
+    {
+        "format", "minLength", "maxLength", "pattern",
+        "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf",
+        "items", "prefixItems", "minItems", "maxItems", "uniqueItems",
+        "contains", "minContains", "maxContains", "unevaluatedItems",
+        "properties", "patternProperties", "additionalProperties", "required",
+        "minProperties", "maxProperties", "propertyNames", "dependentRequired",
+        "dependentSchemas", "unevaluatedProperties",
+    }
+)  # fmt: skip
+# Where a keyword's value is a schema, a list of schemas, or a map of names to schemas.
+_SCHEMA_VALUED = frozenset(
+    {
+        "items", "additionalProperties", "not", "if", "then", "else", "contains",
+        "propertyNames", "unevaluatedItems", "unevaluatedProperties",
+    }
+)  # fmt: skip
+_SCHEMA_LISTS = frozenset({"allOf", "anyOf", "oneOf", "prefixItems"})
+_SCHEMA_MAPS = frozenset({"properties", "patternProperties", "dependentSchemas"})
+_NULL = {"type": "null"}
+
+Resolve = Callable[[JsonSchemaValue], JsonSchemaValue]
+
+
+def flat_json_schema(schema: JsonSchemaValue, resolve: Resolve) -> JsonSchemaValue:
+    """``schema`` rewritten to accept exactly the same JSON values with less to evaluate.
+
+    Each ``$ref`` is replaced by what ``resolve`` returns for it (a recursive one is
+    kept), ``anyOf: [X, {"type": "null"}]`` becomes X with ``"null"`` added to its
+    ``type`` (and to its ``enum``) when X has no keyword that would then apply to null,
+    and ``title`` annotations and ``additionalProperties: true`` are dropped. Values
+    that are data, not schemas (``enum``, ``const``, ``default``, ``required``...) are
+    copied untouched.
+    """
+
+    def walk(node: JsonSchemaValue, expanding: frozenset[str]) -> JsonSchemaValue:
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref not in expanding:
+            target = walk(resolve({"$ref": ref}), expanding | {ref})
+            siblings = walk({k: v for k, v in node.items() if k != "$ref"}, expanding)
+            return _with_siblings(target, siblings)
+        flat: JsonSchemaValue = {}
+        for key, value in node.items():
+            if key == "title" and isinstance(value, str):
+                continue
+            if key == "additionalProperties" and value is True:
+                continue
+            if key in _SCHEMA_VALUED and isinstance(value, dict):
+                flat[key] = walk(value, expanding)
+            elif key in _SCHEMA_LISTS and isinstance(value, list):
+                flat[key] = [walk(v, expanding) if isinstance(v, dict) else v for v in value]
+            elif key in _SCHEMA_MAPS and isinstance(value, dict):
+                flat[key] = {
+                    name: walk(v, expanding) if isinstance(v, dict) else v
+                    for name, v in value.items()
+                }
+            else:
+                flat[key] = copy.deepcopy(value)
+        return _nullable_as_type_list(flat)
+
+    return walk(schema, frozenset())
+
+
+def _with_siblings(target: JsonSchemaValue, siblings: JsonSchemaValue) -> JsonSchemaValue:
+    """A ``$ref``'s target with the keywords written next to the ``$ref``."""
+    clash = any(k in target and k not in _ANNOTATIONS for k in siblings)
+    if clash:
+        return {"allOf": [target], **siblings}
+    return {**target, **siblings}
+
+
+def _nullable_as_type_list(node: JsonSchemaValue) -> JsonSchemaValue:
+    options = node.get("anyOf")
+    if not (isinstance(options, list) and len(options) == 2 and _NULL in options):
+        return node
+    other = options[1] if options[0] == _NULL else options[0]
+    if not isinstance(other, dict) or set(other) - _ANNOTATIONS - _TYPE_SPECIFIC - {
+        "type",
+        "enum",
+        "const",
+    }:
+        return node
+    rest = {k: v for k, v in node.items() if k != "anyOf"}
+    if any(k in other and k not in _ANNOTATIONS for k in rest):
+        return node
+    merged: JsonSchemaValue = {**other, **rest}
+    if "const" in merged:
+        if "enum" in merged:
+            return node
+        merged["enum"] = [merged.pop("const")]
+    if "enum" in merged:
+        merged["enum"] = [*merged["enum"], None] if None not in merged["enum"] else merged["enum"]
+    kind = other.get("type")
+    if isinstance(kind, str):
+        merged["type"] = [kind, "null"]
+    elif isinstance(kind, list) and all(isinstance(k, str) for k in kind):
+        merged["type"] = kind if "null" in kind else [*kind, "null"]
+    elif kind is not None or "enum" not in merged:
+        return node
+    return merged
+
+
+class ResultModel(BaseModel):
+    """A tool's result: its JSON schema is :func:`flat_json_schema` of pydantic's."""
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler, /
+    ) -> JsonSchemaValue:
+        return flat_json_schema(handler(core_schema), handler.resolve_ref_schema)
+
+
+def pydantic_json_schema(model: type[BaseModel]) -> JsonSchemaValue:
+    """pydantic's own JSON schema of ``model``, as if no :class:`ResultModel` flattened it.
+
+    What the tools published before the flattening, for comparisons (tests, benchmarks).
+    """
+    hook = vars(ResultModel)["__get_pydantic_json_schema__"].__func__
+
+    def unhooked(node: Any) -> Any:
+        if isinstance(node, list):
+            return [unhooked(item) for item in node]
+        if not isinstance(node, dict):
+            return node
+        plain = {key: unhooked(value) for key, value in node.items()}
+        metadata = plain.get("metadata")
+        if isinstance(metadata, dict) and "pydantic_js_functions" in metadata:
+            functions = metadata["pydantic_js_functions"]
+            kept = [f for f in functions if getattr(f, "__func__", None) is not hook]
+            plain["metadata"] = {**metadata, "pydantic_js_functions": kept}
+        return plain
+
+    core = unhooked(TypeAdapter(model).core_schema)
+    return GenerateJsonSchema(by_alias=True).generate(core, mode="validation")
+
+
+class QueryView(ResultModel):
     """One tracked query."""
 
     id: UUID
@@ -154,10 +310,18 @@ class QueryView(BaseModel):
     @classmethod
     def from_record(cls, record: QueryRecord) -> QueryView:
         """The view of a stored query."""
-        return cls.model_validate(record.model_dump())
+        return cls.model_validate(record, from_attributes=True)
+
+    @classmethod
+    def from_records(cls, records: Iterable[QueryRecord]) -> list[QueryView]:
+        """The views of stored queries, in one validation (half the cost of one by one)."""
+        return _QUERY_VIEWS.validate_python(list(records), from_attributes=True)
 
 
-class SessionDetails(BaseModel):
+_QUERY_VIEWS = TypeAdapter(list[QueryView])
+
+
+class SessionDetails(ResultModel):
     """A session's identity, lifecycle and subject."""
 
     session_id: UUID
@@ -190,7 +354,7 @@ class SessionDetails(BaseModel):
         )
 
 
-class SessionStats(BaseModel):
+class SessionStats(ResultModel):
     """Counters over a session's whole query history."""
 
     total_queries: int
@@ -214,7 +378,7 @@ class SessionStats(BaseModel):
         )
 
 
-class SessionInfo(BaseModel):
+class SessionInfo(ResultModel):
     """Everything about a session: details, stats, recent queries and accumulated state."""
 
     session: SessionDetails
@@ -231,14 +395,14 @@ class SessionInfo(BaseModel):
         return cls(
             session=SessionDetails.from_session(session),
             stats=SessionStats.from_session(session),
-            recent_queries=[QueryView.from_record(q) for q in state.history.queries],
+            recent_queries=QueryView.from_records(state.history.queries),
             context=dict(state.context),
             preferences=dict(state.preferences),
             intermediate_results=dict(state.intermediate_results),
         )
 
 
-class SessionListItem(BaseModel):
+class SessionListItem(ResultModel):
     """A session in a listing."""
 
     session_id: UUID
@@ -267,14 +431,14 @@ class SessionListItem(BaseModel):
         )
 
 
-class SessionList(BaseModel):
+class SessionList(ResultModel):
     """A page of the caller's sessions, newest first."""
 
     sessions: list[SessionListItem]
     next_cursor: str | None = Field(description="Pass as cursor for the next page; null at end.")
 
 
-class HistoryResult(BaseModel):
+class HistoryResult(ResultModel):
     """A page of a session's queries, oldest first."""
 
     session_id: UUID
@@ -288,14 +452,14 @@ class HistoryResult(BaseModel):
         """The result for a store history page."""
         return cls(
             session_id=page.session_id,
-            queries=[QueryView.from_record(q) for q in page.queries],
+            queries=QueryView.from_records(page.queries),
             offset=page.offset,
             total_queries=page.total_queries,
             next_offset=page.next_offset,
         )
 
 
-class ContextUpdateResult(BaseModel):
+class ContextUpdateResult(ResultModel):
     """A session's context and preferences after an update."""
 
     session_id: UUID
@@ -314,7 +478,7 @@ class QuoteView(Quote):
         return cls(**quote.model_dump(), summary_text=quote.summary())
 
 
-class SessionContext(BaseModel):
+class SessionContext(ResultModel):
     """What a session knows so far: its assets, its latest queries and its context."""
 
     session_id: UUID
@@ -327,7 +491,7 @@ class SessionContext(BaseModel):
     context: dict[str, Any]
 
 
-class SearchResult(BaseModel):
+class SearchResult(ResultModel):
     """A quote, where it came from, and, when tracked, the session's context."""
 
     quote: QuoteView
@@ -337,21 +501,21 @@ class SearchResult(BaseModel):
     session: SessionContext | None = None
 
 
-class AssetCount(BaseModel):
+class AssetCount(ResultModel):
     """How many sessions studied an asset."""
 
     asset: str
     count: int
 
 
-class TagCount(BaseModel):
+class TagCount(ResultModel):
     """How many sessions carry a tag."""
 
     tag: str
     count: int
 
 
-class AnalyticsResult(BaseModel):
+class AnalyticsResult(ResultModel):
     """Usage figures over a window of days, for the caller or (admin) other users.
 
     Averages, rates, rankings and distributions describe the finished sessions of the

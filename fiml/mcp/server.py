@@ -4,7 +4,8 @@
 caller is) and holds no global state, so tests and embedders can build as many servers as
 they like. :func:`run_server` builds the dependencies from the settings and serves:
 
-- ``stdio`` (the default): one local user, ``FIML_USER`` or the OS user;
+- ``stdio`` (the default): one local user, ``FIML_USER`` or the OS user, over FIML's own
+  stdio transport (:mod:`fiml.mcp.stdio`);
 - ``http``: streamable HTTP at ``/mcp`` with bearer tokens from a token file; with
   ``stateless=True`` no MCP session lives in the process, so several processes can share
   Redis and PostgreSQL behind a load balancer. Analysis sessions never depend on the
@@ -42,6 +43,7 @@ from fiml.mcp.auth import (
 from fiml.mcp.resources import SessionResources
 from fiml.mcp.search_tools import SearchTools
 from fiml.mcp.session_tools import SessionTools
+from fiml.mcp.stdio import run_stdio
 from fiml.sessions.analytics import SessionAnalytics
 from fiml.sessions.joblock import RedisJobLock
 from fiml.sessions.scheduler import JobScheduler
@@ -201,7 +203,7 @@ async def serve(
             public_url=f"http://{host}:{port}",
         )
         if transport == "stdio":
-            await server.run_stdio_async()
+            await run_stdio(server)
             return
         import uvicorn
 

@@ -70,7 +70,7 @@ async def track_query_in_session(
         session_type=session.type,
         assets=list(session.assets),
         total_queries=counters.total_queries,
-        recent_queries=[QueryView.from_record(q) for q in recent],
+        recent_queries=QueryView.from_records(recent),
         context=dict(session.state.context),
     )
     return TrackedQuery(result=result, query=record, context=context)
