@@ -53,6 +53,7 @@ __all__ = [
     "QueryView",
     "QuoteView",
     "RemoveKeysArg",
+    "RequestIdArg",
     "ResultModel",
     "SearchResult",
     "SessionContext",
@@ -86,6 +87,14 @@ OptionalSessionIdArg = Annotated[
         description="Track this query in the session with this id (optional); the result then "
         "carries the session's context.",
         json_schema_extra={"format": "uuid"},
+    ),
+]
+RequestIdArg = Annotated[
+    str | None,
+    Field(
+        description="With a session_id: your own id for this call (1-128 printable "
+        "characters). Sent again with the same session_id, e.g. a retry after a timeout, "
+        "the query is recorded once; the repeat is answered with repeated=true.",
     ),
 ]
 SessionTypeArg = Annotated[
@@ -486,7 +495,8 @@ class SessionContext(ResultModel):
     assets: list[str]
     total_queries: int
     recent_queries: list[QueryView] = Field(
-        description="The latest queries, oldest first, ending with this one."
+        description="The latest queries, oldest first, ending with this one (unless it "
+        "repeated an earlier request_id)."
     )
     context: dict[str, Any]
 
@@ -498,6 +508,11 @@ class SearchResult(ResultModel):
     cache_hit: bool
     execution_time_ms: float
     tracked: bool = Field(description="True when the query was recorded in a session.")
+    repeated: bool = Field(
+        default=False,
+        description="True when the session had already recorded this request_id: the query "
+        "counts once, as first recorded.",
+    )
     session: SessionContext | None = None
 
 

@@ -9,11 +9,18 @@ from mcp.server.mcpserver import MCPServer
 from mcp.types import ToolAnnotations
 from pydantic import Field
 
+from fiml.core.errors import InvalidInputError
 from fiml.market.service import MarketData, QuoteResult
 from fiml.mcp.auth import IdentityResolver
 from fiml.mcp.boundary import tool_boundary
-from fiml.mcp.schemas import OptionalSessionIdArg, QuoteView, SearchResult, SessionContext
-from fiml.mcp.tracking import DEFAULT_CONTEXT_QUERIES, track_query_in_session
+from fiml.mcp.schemas import (
+    OptionalSessionIdArg,
+    QuoteView,
+    RequestIdArg,
+    SearchResult,
+    SessionContext,
+)
+from fiml.mcp.tracking import DEFAULT_CONTEXT_QUERIES, check_request_id, track_query_in_session
 from fiml.sessions.store import SessionStore
 
 __all__ = ["SearchTools"]
@@ -67,12 +74,14 @@ class SearchTools:
         symbol: SymbolArg,
         market: MarketArg = None,
         session_id: OptionalSessionIdArg = None,
+        request_id: RequestIdArg = None,
     ) -> SearchResult:
         """The latest quote for an equity symbol.
 
         With a session_id the query is recorded in that session (type, parameters, result
         summary, timing, cache hit) and the result carries the session's context: its
-        assets, recent queries and context keys, so you can build on earlier queries.
+        assets, recent queries and context keys, so you can build on earlier queries. Give
+        a request_id to make a retry safe: the same request_id is recorded once.
         """
         parameters = _given(symbol=symbol, market=market)
         return await self._search(
@@ -80,6 +89,7 @@ class SearchTools:
             parameters,
             lambda: self.market.search_symbol(symbol, market=market),
             session_id,
+            request_id,
         )
 
     async def search_by_coin(
@@ -87,12 +97,14 @@ class SearchTools:
         symbol: CoinArg,
         pair: PairArg = None,
         session_id: OptionalSessionIdArg = None,
+        request_id: RequestIdArg = None,
     ) -> SearchResult:
         """The latest quote for a cryptocurrency.
 
         With a session_id the query is recorded in that session (type, parameters, result
         summary, timing, cache hit) and the result carries the session's context: its
-        assets, recent queries and context keys, so you can build on earlier queries.
+        assets, recent queries and context keys, so you can build on earlier queries. Give
+        a request_id to make a retry safe: the same request_id is recorded once.
         """
         parameters = _given(symbol=symbol, pair=pair)
         return await self._search(
@@ -100,6 +112,7 @@ class SearchTools:
             parameters,
             lambda: self.market.search_coin(symbol, pair=pair),
             session_id,
+            request_id,
         )
 
     async def _search(
@@ -108,8 +121,14 @@ class SearchTools:
         parameters: dict[str, Any],
         search: Callable[[], Awaitable[QuoteResult]],
         session_id: str | None,
+        request_id: str | None,
     ) -> SearchResult:
         if session_id is None:
+            if request_id is not None:
+                check_request_id(request_id)
+                raise InvalidInputError(
+                    "request_id", request_id, "needs a session_id: only tracked queries repeat"
+                )
             result = await search()
             return _search_result(result, result.execution_time_ms)
         tracked = await track_query_in_session(
@@ -120,9 +139,12 @@ class SearchTools:
             parameters=parameters,
             search=search,
             recent_queries=self.context_queries,
+            request_id=request_id,
         )
         elapsed = tracked.query.execution_time_ms or 0.0
-        return _search_result(tracked.result, elapsed, session=tracked.context)
+        return _search_result(
+            tracked.result, elapsed, session=tracked.context, repeated=tracked.repeated
+        )
 
 
 def _given(**values: str | None) -> dict[str, Any]:
@@ -130,12 +152,17 @@ def _given(**values: str | None) -> dict[str, Any]:
 
 
 def _search_result(
-    result: QuoteResult, elapsed_ms: float, *, session: SessionContext | None = None
+    result: QuoteResult,
+    elapsed_ms: float,
+    *,
+    session: SessionContext | None = None,
+    repeated: bool = False,
 ) -> SearchResult:
     return SearchResult(
         quote=QuoteView.from_quote(result.quote),
         cache_hit=result.cache_hit,
         execution_time_ms=elapsed_ms,
         tracked=session is not None,
+        repeated=repeated,
         session=session,
     )

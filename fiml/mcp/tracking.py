@@ -6,8 +6,9 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4, uuid5
 
+from fiml.core.errors import InvalidInputError
 from fiml.market.base import Quote
 from fiml.market.service import QuoteResult
 from fiml.mcp.auth import Identity
@@ -16,10 +17,36 @@ from fiml.mcp.schemas import QueryView, SessionContext
 from fiml.sessions.models import MAX_SUMMARY_CHARS, QueryRecord
 from fiml.sessions.store import SessionStore
 
-__all__ = ["DEFAULT_CONTEXT_QUERIES", "TrackedQuery", "track_query_in_session"]
+__all__ = [
+    "DEFAULT_CONTEXT_QUERIES",
+    "MAX_REQUEST_ID_CHARS",
+    "TrackedQuery",
+    "check_request_id",
+    "track_query_in_session",
+]
 
 DEFAULT_CONTEXT_QUERIES = 10
 """How many recent queries a tracked search returns with the session's context."""
+
+MAX_REQUEST_ID_CHARS = 128
+_REQUEST_IDS = UUID("8294bb5a-06e4-4fa3-ae0d-b79c224702ef")
+"""Namespace of the query ids derived from (session, request_id): never change it, or
+retries that straddle the change would be recorded twice."""
+
+
+def check_request_id(request_id: Any) -> str:
+    """A caller's request id: 1-128 printable characters, else InvalidInputError."""
+    if (
+        not isinstance(request_id, str)
+        or not 1 <= len(request_id) <= MAX_REQUEST_ID_CHARS
+        or not request_id.isprintable()
+    ):
+        raise InvalidInputError(
+            "request_id",
+            request_id,
+            f"must be 1-{MAX_REQUEST_ID_CHARS} printable characters",
+        )
+    return request_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +56,8 @@ class TrackedQuery:
     result: QuoteResult
     query: QueryRecord
     context: SessionContext
+    repeated: bool = False
+    """The session had already recorded this request id; nothing new was recorded."""
 
 
 async def track_query_in_session(
@@ -40,6 +69,7 @@ async def track_query_in_session(
     parameters: dict[str, Any],
     search: Callable[[], Awaitable[QuoteResult]],
     recent_queries: int = DEFAULT_CONTEXT_QUERIES,
+    request_id: str | None = None,
 ) -> TrackedQuery:
     """Run ``search`` and record it in the caller's session.
 
@@ -49,14 +79,22 @@ async def track_query_in_session(
     nothing. The context returned holds the session's assets, its ``recent_queries``
     latest queries ending with this one, and its context keys; ``total_queries`` counts
     every query, including any other writer's.
+
+    With a ``request_id`` the query's id is derived from the session and the request id,
+    so the same request sent again (a retry) is recorded once: the search still runs and
+    its quote is returned, but the session keeps the first record (``repeated``).
     """
+    if request_id is not None:
+        request_id = check_request_id(request_id)
     keep = max(recent_queries, 1)
     session = await owned_session(store, identity, session_id, history_limit=keep - 1)
     ensure_writable(session)
+    query_id = uuid4() if request_id is None else uuid5(_REQUEST_IDS, f"{session.id}/{request_id}")
     started = time.perf_counter()
     result = await search()
     elapsed_ms = (time.perf_counter() - started) * 1000
     record = QueryRecord(
+        id=query_id,
         query_type=query_type,
         parameters=parameters,
         result_summary=_summary(result.quote),
@@ -64,7 +102,9 @@ async def track_query_in_session(
         cache_hit=result.cache_hit,
     )
     counters = await store.append_query(session.id, record)
-    recent = [*session.state.history.queries, record][-keep:]
+    repeated = counters.added_queries == 0
+    loaded = session.state.history.queries
+    recent = (loaded if repeated else [*loaded, record])[-keep:]
     context = SessionContext(
         session_id=session.id,
         session_type=session.type,
@@ -73,7 +113,7 @@ async def track_query_in_session(
         recent_queries=QueryView.from_records(recent),
         context=dict(session.state.context),
     )
-    return TrackedQuery(result=result, query=record, context=context)
+    return TrackedQuery(result=result, query=record, context=context, repeated=repeated)
 
 
 def _summary(quote: Quote) -> str:

@@ -370,7 +370,11 @@ class SessionStore:
         return session
 
     async def append_query(self, session_id: UUID | str, query: QueryRecord) -> HistoryCounters:
-        """Track one query atomically; returns the history's counters after it."""
+        """Track one query atomically; returns the history's counters after it.
+
+        Idempotent by the query's id: sending a query that is already recorded changes
+        no counter and reports ``added_queries == 0``, so a retried write counts once.
+        """
         sid = parse_session_id(session_id)
         if not isinstance(query, QueryRecord):
             raise InvalidInputError("query", query, "must be a QueryRecord")

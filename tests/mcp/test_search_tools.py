@@ -163,3 +163,56 @@ async def test_a_session_that_cannot_record_is_refused_before_the_provider_is_as
 
     assert message.endswith(f"session {sid} is closed and is read-only")
     assert route.call_count == 0
+
+
+async def test_a_retried_request_id_is_recorded_once(
+    connect: Connect, session_store: SessionStore
+) -> None:
+    async with connect("alice") as alice:
+        sid = await new_session(alice, "AAPL")
+        other = await new_session(alice, "AAPL")
+        first = await ok(alice, "search-by-symbol", symbol="AAPL", session_id=sid, request_id="r1")
+        retry = await ok(alice, "search-by-symbol", symbol="AAPL", session_id=sid, request_id="r1")
+        fresh = await ok(alice, "search-by-symbol", symbol="AAPL", session_id=sid, request_id="r2")
+        elsewhere = await ok(
+            alice, "search-by-coin", symbol="BTC", session_id=other, request_id="r1"
+        )
+
+    assert (first["repeated"], retry["repeated"], fresh["repeated"]) == (False, True, False)
+    assert elsewhere["repeated"] is False  # a request id is per session
+    assert retry["quote"]["symbol"] == "AAPL" and retry["tracked"] is True
+    assert retry["session"]["total_queries"] == 1
+    assert [q["id"] for q in retry["session"]["recent_queries"]] == [
+        q["id"] for q in first["session"]["recent_queries"]
+    ]
+    assert fresh["session"]["total_queries"] == 2
+    stored = await session_store.get_session(sid, history_limit=ALL_QUERIES)
+    assert stored is not None
+    assert stored.state.history.total_queries == 2
+    assert [str(q.id) for q in stored.state.history.queries] == [
+        q["id"] for q in fresh["session"]["recent_queries"]
+    ]
+
+
+@pytest.mark.parametrize(
+    ("arguments", "expected"),
+    [
+        ({"request_id": ""}, "request_id"),
+        ({"request_id": "x" * 129}, "request_id"),
+        ({"request_id": "line\nbreak"}, "request_id"),
+        ({"request_id": "r1", "session_id": None}, "needs a session_id"),
+    ],
+)
+async def test_a_bad_request_id_is_refused_and_records_nothing(
+    connect: Connect, session_store: SessionStore, arguments: dict[str, Any], expected: str
+) -> None:
+    async with connect("alice") as alice:
+        sid = await new_session(alice)
+        before = await snapshot(session_store, sid)
+        call = {"symbol": "AAPL", "session_id": sid, **arguments}
+        if call["session_id"] is None:
+            del call["session_id"]
+        message = await fails(alice, "search-by-symbol", **call)
+
+    assert expected in message
+    assert await snapshot(session_store, sid) == before

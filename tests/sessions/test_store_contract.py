@@ -206,6 +206,20 @@ async def test_resending_the_same_session_does_not_duplicate_queries(store: Sess
     assert final.state.history.total_queries == 1
 
 
+async def test_appending_a_query_again_records_it_once(store: SessionStore) -> None:
+    session = await store.create_session(["AAPL"], "equity", user_id="u1")
+    first = query(1, hit=True)
+    counters = await store.append_query(session.id, first)
+    assert (counters.total_queries, counters.cache_hits, counters.added_queries) == (1, 1, 1)
+    retry = first.model_copy(update={"result_summary": "a later answer"})
+    again = await store.append_query(session.id, retry)
+    assert (again.total_queries, again.cache_hits, again.added_queries) == (1, 1, 0)
+    stored = await store.get_session(session.id)
+    assert stored is not None
+    assert [q.result_summary for q in stored.state.history.queries] == [first.result_summary]
+    assert stored.state.history.query_type_counts == {first.query_type: 1}
+
+
 async def test_reading_loads_only_recent_history_unless_asked(store: SessionStore) -> None:
     session = await store.create_session(["AAPL"], "equity", user_id="u1")
     for i in range(30):

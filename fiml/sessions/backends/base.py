@@ -78,6 +78,8 @@ class HistoryCounters:
     total_queries: int
     cache_hits: int
     version: int
+    added_queries: int = 0
+    """How many of the write's queries were new; one already recorded (same id) is not."""
 
 
 @dataclass(frozen=True, slots=True)

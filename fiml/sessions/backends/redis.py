@@ -270,7 +270,12 @@ class RedisBackend:
         result = await self._call(*self._script(rk.APPLY, keys, args))
         code = result[0]
         if code == "ok":
-            return HistoryCounters(total_queries=result[1], cache_hits=result[2], version=result[3])
+            return HistoryCounters(
+                total_queries=result[1],
+                cache_hits=result[2],
+                version=result[3],
+                added_queries=result[5],
+            )
         raise self._write_error(session_id, changes, now, limits, code, result[1:])
 
     @staticmethod

@@ -171,7 +171,8 @@ APPLY = LuaScript(
 -- Times and durations are decimal strings of microseconds (exact, unlike JSON numbers).
 -- ARGV[2..]: each new query's JSON, then per state section its key/JSON pairs to set
 -- and its keys to delete.
--- Returns {'ok', total_queries, cache_hits, version, expires_at} or {error code, detail}.
+-- Returns {'ok', total_queries, cache_hits, version, expires_at, new queries added} or
+-- {error code, detail}.
 -- Every check (including each section's key count after the merge) runs before any write.
 local meta = KEYS[1]
 local m = redis.call('HMGET', meta, 'version', 'expires_at', 'closed_at', 'frozen',
@@ -276,7 +277,7 @@ end
 redis.call('HSET', meta, unpack(fields))
 local final = new_expiry or expires
 if #touched > 0 then backstop(touched, decimal(math.floor(final / 1000) + w.grace_ms)) end
-return {'ok', total, hits, version + 1, decimal(final)}
+return {'ok', total, hits, version + 1, decimal(final), #fresh}
 """,
 )
 

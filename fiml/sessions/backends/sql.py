@@ -360,7 +360,12 @@ class SqlBackend:
                 values["expires_at"] = min(values.get("expires_at", row.expires_at), now)
             values["last_accessed_at"] = max(row.last_accessed_at, now)
             await conn.execute(update(S).where(S.c.id == session_id).values(**values))
-        return HistoryCounters(total_queries=total, cache_hits=hits, version=values["version"])
+        return HistoryCounters(
+            total_queries=total,
+            cache_hits=hits,
+            version=values["version"],
+            added_queries=total - row.total_queries,
+        )
 
     async def _add_queries(
         self,
