@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal, NotRequired, TypedDict, cast
@@ -31,6 +33,7 @@ from fiml.sessions.analytics_export import (
     resolve_export_path,
     write_export,
 )
+from fiml.sessions.backends.sql import unavailable_as_error
 from fiml.sessions.db import READ_ONLY_OPTION
 from fiml.sessions.metrics import (
     MA,
@@ -165,7 +168,8 @@ class SessionAnalytics:
             raise InvalidInputError("session", session, "must be a Session")
         now = utcnow()
         facts = SessionFacts.from_session(session, now=now)
-        await replace_metrics(self.engine, [facts], recorded_at=now)
+        with unavailable_as_error(self.engine.dialect.name):
+            await replace_metrics(self.engine, [facts], recorded_at=now)
 
     async def record_archived_metrics(
         self, *, archived_since: datetime | None = None, batch_size: int = 1000
@@ -175,9 +179,10 @@ class SessionAnalytics:
         With ``archived_since``, only sessions archived at or after it. Idempotent, and
         safe to run concurrently: each session is counted by exactly one run.
         """
-        return await backfill_archived_metrics(
-            self.engine, now=utcnow(), archived_since=archived_since, batch_size=batch_size
-        )
+        with unavailable_as_error(self.engine.dialect.name):
+            return await backfill_archived_metrics(
+                self.engine, now=utcnow(), archived_since=archived_since, batch_size=batch_size
+            )
 
     async def get_session_stats(
         self,
@@ -272,12 +277,17 @@ class SessionAnalytics:
             await write_export(target, document)
         return document
 
-    def _read(self) -> AsyncConnection:
-        # One snapshot for all the aggregates of a call, so they agree with each other.
+    @asynccontextmanager
+    async def _read(self) -> AsyncIterator[AsyncConnection]:
+        """One snapshot for all the aggregates of a call, so they agree with each other;
+        an unreachable database is a StorageUnavailableError."""
+        dialect = self.engine.dialect.name
         options: dict[str, Any] = {READ_ONLY_OPTION: True}
-        if self.engine.dialect.name == "postgresql":
+        if dialect == "postgresql":
             options["isolation_level"] = "REPEATABLE READ"
-        return self.engine.execution_options(**options).connect()
+        with unavailable_as_error(dialect):
+            async with self.engine.execution_options(**options).connect() as conn:
+                yield conn
 
 
 def _by_name(conn: AsyncConnection, column: Any) -> Any:

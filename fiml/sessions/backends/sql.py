@@ -55,7 +55,7 @@ from fiml.sessions.models import (
 )
 from fiml.sessions.schema import upgrade_schema
 
-__all__ = ["SqlBackend"]
+__all__ = ["SqlBackend", "unavailable_as_error"]
 
 S = cast(Table, SessionRecord.__table__)
 Q = cast(Table, QueryRow.__table__)
@@ -85,7 +85,7 @@ _SQLITE_BUSY = {"SQLITE_BUSY", "SQLITE_LOCKED"}
 
 
 @contextmanager
-def _unavailable_as_error(backend: str) -> Iterator[None]:
+def unavailable_as_error(backend: str) -> Iterator[None]:
     """Connection failures, timeouts and SQLite's lock held too long become
     StorageUnavailableError; other database errors pass."""
     try:
@@ -266,7 +266,7 @@ class SqlBackend:
     async def initialize(self) -> None:
         """Migrate the database to the newest schema (creating it if it is empty)."""
         if self._create_schema:
-            with _unavailable_as_error(self.name):
+            with unavailable_as_error(self.name):
                 await upgrade_schema(self.engine)
 
     async def close(self) -> None:
@@ -275,13 +275,13 @@ class SqlBackend:
 
     @asynccontextmanager
     async def _write(self) -> AsyncIterator[AsyncConnection]:
-        with _unavailable_as_error(self.name):
+        with unavailable_as_error(self.name):
             async with self._write_lock or nullcontext(), self.engine.begin() as conn:
                 yield conn
 
     @asynccontextmanager
     async def _read(self) -> AsyncIterator[AsyncConnection]:
-        with _unavailable_as_error(self.name):
+        with unavailable_as_error(self.name):
             async with self._reader.connect() as conn:
                 yield conn
 
