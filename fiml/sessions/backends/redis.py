@@ -147,7 +147,8 @@ class RedisBackend:
                 raise reply
 
     async def _call(self, *command: Any) -> Any:
-        """One command (see :meth:`_pipeline`)."""
+        """One command in one round trip, :meth:`_pipeline` for the hot path: a script
+        missing from Redis's cache is loaded and run again; an error reply is raised."""
         reply = (await self._exchange((command,)))[0]
         if isinstance(reply, NoScriptError):
             await self._load_scripts()
