@@ -317,11 +317,6 @@ class QueryView(ResultModel):
     cache_hit: bool
 
     @classmethod
-    def from_record(cls, record: QueryRecord) -> QueryView:
-        """The view of a stored query."""
-        return cls.model_validate(record, from_attributes=True)
-
-    @classmethod
     def from_records(cls, records: Iterable[QueryRecord]) -> list[QueryView]:
         """The views of stored queries, in one validation (half the cost of one by one)."""
         return _QUERY_VIEWS.validate_python(list(records), from_attributes=True)
