@@ -10,10 +10,11 @@ The store remembers what a session looked like when it was read (its *baseline*)
 overwrite each other.
 
 Data read back from storage was validated when it was written, so backends rebuild models
-with the :data:`FROM_STORE` validation context (:func:`queries_from_json`,
-:func:`session_from_store`): pydantic-core still parses every type, but the costly
-re-checks of user input (JSON size and depth, asset and tag normalization, conversion of
-times to UTC: every backend stores them in UTC) are skipped.
+through validators made for it (:func:`queries_from_json`, :func:`queries_from_rows`,
+:func:`session_from_store`): pydantic-core still parses and checks every type, but the
+models' Python field validators, which only re-check user input (JSON size and depth,
+asset and tag normalization, conversion of times to UTC: every backend stores them in
+UTC), are left out of them.
 """
 
 from __future__ import annotations
@@ -21,10 +22,9 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 from uuid import UUID, uuid4
 
 from pydantic import (
@@ -32,10 +32,10 @@ from pydantic import (
     ConfigDict,
     Field,
     PrivateAttr,
-    TypeAdapter,
     ValidationInfo,
     field_validator,
 )
+from pydantic_core import SchemaValidator
 
 from fiml.core.errors import ContextValueError, InvalidInputError
 
@@ -230,19 +230,71 @@ class QueryRecord(BaseModel):
         return value
 
 
-_STORED_QUERIES = TypeAdapter(list[QueryRecord])
+def _without_field_validators(schema: Any) -> Any:
+    """A field's core schema without the Python validators wrapped around its type."""
+    kind = schema["type"]
+    if kind in ("function-after", "function-before"):
+        return _without_field_validators(schema["schema"])
+    if kind == "default":
+        return {**schema, "schema": _without_field_validators(schema["schema"])}
+    return schema
+
+
+def stored_validator(model: type[BaseModel], *, many: bool = False) -> SchemaValidator:
+    """A validator of ``model`` (or of a list of them) for data a backend stored.
+
+    It is the model's own core schema with the fields' Python validators left out: every
+    one of them only re-checks user input and returns stored data unchanged (see
+    :data:`FROM_STORE`), and calling them costs about a third of rebuilding a query.
+    Types, constraints, defaults and the model's post-init still apply, and the instances
+    are of ``model`` itself. Callers still pass :data:`FROM_STORE`, so that should this
+    validator ever keep the Python validators, they would skip their checks as before.
+    """
+    schema = model.__pydantic_core_schema__
+    if schema["type"] != "model" or schema["schema"]["type"] != "model-fields":
+        raise TypeError(f"{model.__name__} has no plain model schema")
+    fields = schema["schema"]["fields"]
+    stripped: Any = {
+        **schema,
+        "schema": {
+            **schema["schema"],
+            "fields": {
+                name: {**field, "schema": _without_field_validators(field["schema"])}
+                for name, field in fields.items()
+            },
+        },
+    }
+    if many:
+        stripped = {"type": "list", "items_schema": stripped}
+    # pydantic-core builds a schema that names a complete model class from that class's
+    # own validator ("prebuilt"), validators included; so the class reads as incomplete
+    # while this one is built. Nothing else runs meanwhile: this happens at import.
+    model.__pydantic_complete__ = False
+    try:
+        return SchemaValidator(stripped)
+    finally:
+        model.__pydantic_complete__ = True
+
+
+_STORED_QUERIES = stored_validator(QueryRecord, many=True)
 
 
 def queries_from_json(items: Sequence[str]) -> list[QueryRecord]:
     """Queries from the JSON documents a backend stored, parsed in one pydantic-core call."""
     if not items:
         return []
-    return _STORED_QUERIES.validate_json(f"[{','.join(items)}]", context=FROM_STORE)
+    queries: list[QueryRecord] = _STORED_QUERIES.validate_json(
+        f"[{','.join(items)}]", context=FROM_STORE
+    )
+    return queries
 
 
 def queries_from_rows(rows: Sequence[Any]) -> list[QueryRecord]:
     """Queries from stored rows (objects with the fields as attributes)."""
-    return _STORED_QUERIES.validate_python(rows, from_attributes=True, context=FROM_STORE)
+    queries: list[QueryRecord] = _STORED_QUERIES.validate_python(
+        rows, from_attributes=True, context=FROM_STORE
+    )
+    return queries
 
 
 class AnalysisHistory(BaseModel):
@@ -331,8 +383,7 @@ class SessionState(BaseModel):
         self._put("metadata", key, value)
 
 
-@dataclass(frozen=True, slots=True)
-class Baseline:
+class Baseline(NamedTuple):
     """What a session looked like when it was read; the store diffs against it.
 
     ``sections`` holds each state value as :func:`to_json` text: a value is unchanged
@@ -449,30 +500,51 @@ class Session(BaseModel):
         """Rebuild a session from :meth:`to_dict` output."""
         return cls.model_validate(data)
 
-    def mark_baseline(self) -> None:
-        """Remember the current content as what the store holds (used by the store)."""
+    def mark_baseline(self, sections: dict[str, dict[str, str]] | None = None) -> None:
+        """Remember the current content as what the store holds (used by the store).
+
+        ``sections`` may give the state values as the :func:`to_json` text they were
+        read from (the backend's own copy), which saves encoding them again.
+        """
         state = self.state
-        self._baseline = Baseline(
-            version=self.version,
-            query_ids=tuple(q.id for q in state.history.queries),  # hashed only on a write
-            sections={
-                s: {key: to_json(value) for key, value in getattr(state, s).items()}
-                for s in STATE_SECTIONS
-            },
-            assets=list(self.assets),
-            tags=list(self.tags),
-            expires_at=self.expires_at,
+        if sections is None:
+            sections = {}
+            for name in STATE_SECTIONS:
+                values: dict[str, Any] = getattr(state, name)
+                sections[name] = {key: to_json(value) for key, value in values.items()}
+        # Straight into pydantic's store of private attributes: the same as assigning
+        # ``self._baseline``, without the generic attribute-setting path on every read.
+        private: dict[str, Any] = self.__pydantic_private__  # type: ignore[assignment]
+        private["_baseline"] = Baseline(
+            self.version,
+            tuple([q.id for q in state.history.queries]),  # hashed only on a write
+            sections,
+            list(self.assets),
+            list(self.tags),
+            self.expires_at,
         )
 
     @property
     def baseline(self) -> Baseline | None:
         """What the session looked like when last read from or written to the store."""
-        return self._baseline
+        private: dict[str, Any] = self.__pydantic_private__  # type: ignore[assignment]
+        baseline: Baseline | None = private["_baseline"]
+        return baseline
 
 
-def session_from_store(fields: dict[str, Any]) -> Session:
-    """A session from the fields (and nested state) a backend stored, skipping re-checks."""
-    return Session.model_validate(fields, context=FROM_STORE)
+_STORED_SESSION = stored_validator(Session)
+
+
+def session_from_store(
+    fields: dict[str, Any], *, sections: dict[str, dict[str, str]] | None = None
+) -> Session:
+    """A session from the fields (and nested state) a backend stored, skipping re-checks,
+    its baseline marked: it is what the store holds. ``sections`` are the state values as
+    the :func:`to_json` text the backend read, if it has them (see :meth:`Session.mark_baseline`).
+    """
+    session: Session = _STORED_SESSION.validate_python(fields, context=FROM_STORE)
+    session.mark_baseline(sections)
+    return session
 
 
 class SessionSummary(BaseModel):

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
+from uuid import uuid4
 
 import pytest
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError, model_validator
 
 from fiml.core.errors import ContextValueError, InvalidInputError
 from fiml.sessions.models import (
+    MAX_PARAMETERS_BYTES,
     MAX_STATE_KEYS,
     AnalysisHistory,
     QueryRecord,
@@ -17,6 +20,9 @@ from fiml.sessions.models import (
     SessionStatus,
     SessionSummary,
     SessionType,
+    queries_from_json,
+    session_from_store,
+    stored_validator,
     utcnow,
 )
 
@@ -162,3 +168,49 @@ def test_summary_from_session() -> None:
     assert summary.tags == ["t"]
     assert summary.type is SessionType.EQUITY
     assert not summary.is_expired and not summary.is_archived
+
+
+def test_stored_validators_rebuild_the_same_models_without_rechecking_input() -> None:
+    huge = {"blob": "x" * (MAX_PARAMETERS_BYTES + 1)}  # refused as input, never stored so
+    stored = json.dumps(
+        {
+            "id": str(uuid4()),
+            "timestamp": "2026-01-01T12:00:00",
+            "query_type": "price",
+            "parameters": huge,
+        }
+    )
+    with pytest.raises(ValidationError):
+        QueryRecord.model_validate_json(stored)  # the class's own validator still checks
+
+    # No context at all: the Python field validators are not part of these validators.
+    [loaded] = stored_validator(QueryRecord, many=True).validate_json(f"[{stored}]")
+    assert type(loaded) is QueryRecord and loaded.parameters == huge
+    assert loaded.timestamp.tzinfo is None  # stored times are UTC already: not converted
+    assert QueryRecord.__pydantic_complete__
+
+    record = QueryRecord(query_type="news", parameters={"symbol": "AAPL"}, cache_hit=True)
+    assert queries_from_json([record.model_dump_json()]) == [record]
+    with pytest.raises(ValidationError):  # types and constraints still apply
+        queries_from_json(['{"query_type": ""}'])
+
+    session = make_session(assets=["AAPL", "MSFT"], tags=["t"])
+    fields = dict(session)
+    fields["assets"] = ["not normalized", "not normalized"]
+    rebuilt = stored_validator(Session).validate_python(fields)
+    assert type(rebuilt) is Session and rebuilt.assets == ["not normalized", "not normalized"]
+    assert rebuilt.baseline is None  # the post-init still sets up the private attributes
+    session.mark_baseline()
+    assert session_from_store(dict(session)) == session  # baselines included
+
+
+def test_stored_validator_refuses_a_model_it_cannot_strip() -> None:
+    class Checked(BaseModel):
+        value: int
+
+        @model_validator(mode="after")
+        def _check(self) -> Checked:
+            return self
+
+    with pytest.raises(TypeError, match="Checked"):
+        stored_validator(Checked)
