@@ -311,9 +311,7 @@ class SessionStore:
         session = await self.backend.load(sid, recent_queries=recent)
         if session is None and self._tiered:
             session = await self.archive.load(sid, recent_queries=recent)
-        if session is not None:
-            session.mark_baseline()
-        return session
+        return session  # its baseline marked by the backend (models.session_from_store)
 
     async def get_history(
         self, session_id: UUID | str, *, offset: int = 0, limit: int = 50

@@ -213,7 +213,7 @@ async def test_listing_and_cleanup_use_the_indexes_never_a_scan(
     assert len(spy.commands) < 10
 
 
-async def test_tracking_and_reading_are_one_command_whatever_the_history(
+async def test_tracking_is_one_command_and_reading_one_round_trip_whatever_the_history(
     store: SessionStore, spy: CommandSpy
 ) -> None:
     session = await store.create_session(["AAPL"], "equity")
@@ -226,7 +226,32 @@ async def test_tracking_and_reading_are_one_command_whatever_the_history(
     spy.reset()
     loaded = await store.get_session(session.id)
     assert loaded is not None and len(loaded.state.history.queries) == 20
-    assert spy.commands == ["EVALSHA"] and spy.round_trips == 1
+    sections = ["HGETALL"] * 4
+    assert spy.commands == ["MULTI", "HGETALL", "LRANGE", *sections, "EXEC"]
+    assert spy.round_trips == 1
+    spy.reset()
+    assert await store.get_session(session.id, history_limit=0) is not None
+    assert spy.commands == ["MULTI", "HGETALL", *sections, "EXEC"]
+
+
+async def test_reading_is_one_snapshot_under_concurrent_tracking(store: SessionStore) -> None:
+    session = await store.create_session(["AAPL"], "equity")
+
+    async def track() -> None:
+        for n in range(150):
+            await store.append_query(session.id, query(n))
+
+    async def read() -> list[Session | None]:
+        return [await store.get_session(session.id, history_limit=ALL_QUERIES) for _ in range(150)]
+
+    _, reads = await asyncio.gather(track(), read())
+    totals = set()
+    for loaded in reads:
+        assert loaded is not None
+        history = loaded.state.history
+        assert len(history.queries) == history.total_queries == loaded.version - session.version
+        totals.add(history.total_queries)
+    assert len(totals) > 10  # the reads did interleave with the writes
 
 
 WORKER = """

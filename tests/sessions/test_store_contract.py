@@ -29,6 +29,7 @@ from fiml.core.errors import (
 )
 from fiml.sessions import ALL_QUERIES, QueryRecord, SessionStore, SessionType
 from fiml.sessions.models import SessionStatus, utcnow
+from fiml.sessions.store import changes_since_read
 
 SHORT_TTL_HOURS = 0.5 / 3600  # half a second
 
@@ -532,3 +533,34 @@ async def test_a_state_section_never_grows_past_its_key_limit(store: SessionStor
     assert final.state.context["k0"] == "replaced"
     assert "swap" in final.state.context and "k1" not in final.state.context
     assert final.state.history.total_queries == 1
+
+
+async def test_a_read_session_reports_only_what_its_caller_changed(store: SessionStore) -> None:
+    session = await store.create_session(["AAPL"], "equity")
+    await store.update_state(
+        session.id,
+        context={"a": 1, "b": [1.5, "x", None], "c": {"nested": {"deep": -0.0}}, "é": "ü"},
+        preferences={"p": True, "big": 10**30},
+    )
+    loaded = await store.get_session(session.id)
+    assert loaded is not None
+    untouched = changes_since_read(loaded, strict=False)
+    assert untouched.set_keys == {} and untouched.deleted_keys == {}
+    assert untouched.new_queries == [] and untouched.assets is None and untouched.tags is None
+
+    loaded.state.update_context("b", [1.5, "y", None])
+    loaded.state.update_context("a", 1.0)  # equal in Python, different JSON: a change
+    del loaded.state.preferences["p"]
+    changes = changes_since_read(loaded, strict=False)
+    assert changes.set_keys == {"context": {"b": [1.5, "y", None], "a": 1.0}}
+    assert changes.deleted_keys == {"preferences": ["p"]}
+    await store.update_session(loaded.id, loaded)
+    again = await store.get_session(session.id)
+    assert again is not None
+    assert again.state.context == {
+        "a": 1.0,
+        "b": [1.5, "y", None],
+        "c": {"nested": {"deep": -0.0}},
+        "é": "ü",
+    }
+    assert again.state.preferences == {"big": 10**30}

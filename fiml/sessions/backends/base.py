@@ -125,7 +125,8 @@ class SessionBackend(Protocol):
         """Store a new session (with any queries it already holds)."""
 
     async def load(self, session_id: UUID, *, recent_queries: int | None) -> Session | None:
-        """A session with its ``recent_queries`` latest queries (None: all), or None."""
+        """A session with its ``recent_queries`` latest queries (None: all), or None; its
+        baseline marked (``models.session_from_store`` does it)."""
 
     async def load_history(self, session_id: UUID, *, offset: int, limit: int) -> list[QueryRecord]:
         """Queries ``offset+1 .. offset+limit`` of a session's history, oldest first."""

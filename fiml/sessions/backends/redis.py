@@ -5,9 +5,10 @@ write to a session is one EVALSHA of a script that touches only that session's h
 keys, so it is atomic and Redis Cluster-safe: it checks existence, frozen/closed/expired,
 the expected version, the query limit and the TTL before changing anything, then appends
 the new queries (O(1) each: RPUSH, SADD, HINCRBY), merges state keys (HSET/HDEL) and bumps
-the version. Reading a session is one run of the read script, a consistent snapshot that
-loads only the recent queries asked for. :mod:`~fiml.sessions.backends.redis_codec`
-converts sessions to and from the hashes and the scripts' arguments.
+the version. Reading a session is one MULTI/EXEC transaction of plain reads, a
+consistent snapshot that loads only the recent queries asked for.
+:mod:`~fiml.sessions.backends.redis_codec` converts sessions to and from the hashes and
+the scripts' arguments.
 
 The user index and the expiry index are keys of their own, updated by separate commands,
 so a process may die between an index update and the session write. The order of the
@@ -42,7 +43,7 @@ from uuid import UUID
 
 from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from fiml.core.config import Settings
@@ -101,6 +102,11 @@ def _score_pairs(reply: list[Any]) -> list[tuple[str, int]]:
     if reply and isinstance(reply[0], list):
         return [(member, int(float(score))) for member, score in reply]
     return [(m, int(float(s))) for m, s in zip(reply[::2], reply[1::2], strict=True)]
+
+
+def _hash(reply: dict[str, str] | list[str]) -> dict[str, str]:
+    """A hash from HGETALL: a map in RESP3, a flat field/value list in RESP2."""
+    return reply if isinstance(reply, dict) else pairs(reply)
 
 
 def _session_from_reply(session_id: UUID, reply: list[Any]) -> Session:
@@ -195,12 +201,11 @@ class RedisBackend:
                     else connection.pack_commands(commands)
                 )
                 await connection.send_packed_command(packed, check_health=False)
-                replies: list[Any] = []
-                for _ in commands:
-                    try:
-                        replies.append(await connection.read_response())
-                    except ResponseError as exc:
-                        replies.append(exc)
+                # The parser returns an error reply as its exception and handles server
+                # pushes; the connection's own read_response adds, per reply, a timeout
+                # this exchange already has and an error message built in advance.
+                parser: Any = connection._parser
+                replies: list[Any] = [await parser.read_response() for _ in commands]
         except BaseException as exc:
             await connection.disconnect(nowait=True)
             await pool.release(connection)
@@ -208,7 +213,7 @@ class RedisBackend:
                 raise StorageUnavailableError(
                     "redis", f"no reply within {self._timeout:g} s"
                 ) from exc
-            if isinstance(exc, RedisConnectionError | RedisTimeoutError):
+            if isinstance(exc, RedisConnectionError | RedisTimeoutError | OSError):
                 raise StorageUnavailableError("redis", str(exc) or type(exc).__name__) from exc
             raise
         await pool.release(connection)
@@ -246,10 +251,18 @@ class RedisBackend:
             raise InvalidInputError("session_id", sid, "a session with this id already exists")
 
     async def load(self, session_id: UUID, *, recent_queries: int | None) -> Session | None:
-        """A session and its latest ``recent_queries`` queries: one script run, one snapshot."""
-        first: int | str = 0 if recent_queries is None else -recent_queries or ""
-        reply = await self._call(*self._script(rk.READ, rk.session_keys(session_id), (first, "")))
-        return None if reply is None else _session_from_reply(session_id, reply)
+        """A session and its latest ``recent_queries`` queries: one transaction, one snapshot."""
+        first = 0 if recent_queries is None else -recent_queries or None
+        keys = rk.session_keys(session_id)
+        replies = await self._pipeline(rk.read_transaction(keys, first))
+        meta, *rest = replies[-1]
+        for reply in rest:
+            if isinstance(reply, Exception):  # EXEC returns a failed command's error
+                raise reply
+        if not meta:
+            return None
+        queries = rest.pop(0) if first is not None else []
+        return session_from_parts(session_id, _hash(meta), queries, [_hash(h) for h in rest])
 
     async def load_history(self, session_id: UUID, *, offset: int, limit: int) -> list[QueryRecord]:
         """Queries ``offset+1 .. offset+limit``, oldest first (one LRANGE)."""

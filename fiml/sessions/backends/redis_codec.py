@@ -7,12 +7,12 @@ are integer microseconds since the Unix epoch, so they round-trip exactly.
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple, cast
 from uuid import UUID
 
 import pydantic_core
+from pydantic_core import from_json
 
 from fiml.sessions.backends import redis_keys as rk
 from fiml.sessions.backends.base import SessionChanges, WriteLimits
@@ -48,7 +48,7 @@ def to_micros(value: datetime) -> int:
 
 def from_micros(value: str | int) -> datetime:
     """An aware UTC datetime from microseconds since the Unix epoch."""
-    return _EPOCH + timedelta(microseconds=int(value))
+    return _EPOCH + _MICROSECOND * int(value)
 
 
 def _optional_time(value: str | None) -> datetime | None:
@@ -90,8 +90,8 @@ def summary_row(session_id: str, values: list[str | None]) -> SummaryRow:
         id=session_id,
         user_id=user,
         session_type=cast(str, kind),
-        assets=json.loads(cast(str, assets)),
-        tags=json.loads(cast(str, tags)),
+        assets=from_json(cast(str, assets)),
+        tags=from_json(cast(str, tags)),
         created_at=from_micros(cast(str, created)),
         expires_at=from_micros(cast(str, expires)),
         last_accessed_at=from_micros(cast(str, accessed)),
@@ -198,11 +198,9 @@ def session_from_parts(
     session_id: UUID, meta: dict[str, str], queries: list[str], sections: list[dict[str, str]]
 ) -> Session:
     """Rebuild a session from its meta hash, query JSON and state-section hashes."""
-    counts = {
-        name.removeprefix(rk.QUERY_TYPE_PREFIX): int(count)
-        for name, count in meta.items()
-        if name.startswith(rk.QUERY_TYPE_PREFIX)
-    }
+    prefix = rk.QUERY_TYPE_PREFIX
+    skip = len(prefix)
+    counts = {name[skip:]: int(count) for name, count in meta.items() if name.startswith(prefix)}
     history = {
         "queries": queries_from_json(queries),
         "total_queries": int(meta["total_queries"]),
@@ -212,7 +210,7 @@ def session_from_parts(
         "last_query_at": _optional_time(meta.get("last_query_at")),
     }
     state: dict[str, Any] = {
-        name: {key: json.loads(raw) for key, raw in values.items()}
+        name: {key: from_json(raw) for key, raw in values.items()} if values else {}
         for name, values in zip(STATE_SECTIONS, sections, strict=True)
     }
     state["history"] = history
@@ -221,13 +219,14 @@ def session_from_parts(
             "id": session_id,
             "user_id": meta.get("user_id"),
             "type": meta["type"],
-            "assets": json.loads(meta["assets"]),
-            "tags": json.loads(meta["tags"]),
+            "assets": from_json(meta["assets"]),
+            "tags": from_json(meta["tags"]),
             "created_at": from_micros(meta["created_at"]),
             "expires_at": from_micros(meta["expires_at"]),
             "last_accessed_at": from_micros(meta["last_accessed_at"]),
             "closed_at": _optional_time(meta.get("closed_at")),
             "version": int(meta["version"]),
             "state": state,
-        }
+        },
+        sections=dict(zip(STATE_SECTIONS, sections, strict=True)),
     )

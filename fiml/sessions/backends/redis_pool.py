@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Iterable, Sequence
 from contextlib import suppress
 from typing import Any
 
@@ -125,6 +126,10 @@ class WaitingConnectionPool(redis.ConnectionPool):
 
 class _HiredisPacking:
     """Mixin for a redis-py asyncio connection class: pack commands with hiredis."""
+
+    def pack_commands(self, commands: Iterable[Sequence[Any]]) -> list[bytes]:
+        """Several commands in one buffer (redis-py's own re-chunks them in Python)."""
+        return [b"".join([self.pack_command(*command)[0] for command in commands])]
 
     def pack_command(self, *args: Any) -> list[bytes]:
         """The command in the Redis protocol, as redis-py's own packer would write it."""
