@@ -122,27 +122,35 @@ def _is_unicode(text: str) -> bool:
     return True
 
 
+def _checked_json(field: str, value: Any, limit: int) -> tuple[str, int]:
+    """``value`` as :func:`to_json` text and its size in bytes; raise if impossible or too
+    big (see :func:`json_size`)."""
+    try:
+        encoded = to_json(value)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise ContextValueError(field, value, f"not JSON-serializable ({exc})") from None
+    try:
+        size = len(encoded.encode())
+    except UnicodeEncodeError:
+        raise ContextValueError(field, value, "not valid Unicode (a lone surrogate)") from None
+    if size > limit:
+        raise ContextValueError(field, value, f"{size} bytes of JSON, above the {limit} limit")
+    if len(encoded) > 2 * MAX_JSON_DEPTH:  # each level takes two brackets: short is shallow
+        depth = _json_depth(value)
+        if depth > MAX_JSON_DEPTH:
+            raise ContextValueError(
+                field, value, f"nested {depth} levels deep, above the {MAX_JSON_DEPTH} limit"
+            )
+    return encoded, size
+
+
 def json_size(field: str, value: Any, limit: int) -> int:
     """Serialize ``value`` as strict JSON and return its size; raise if impossible or too big.
 
     Values nested deeper than :data:`MAX_JSON_DEPTH` are refused too: every reader (the
     MCP results wrap them a few levels deeper) must be able to serialize them again.
     """
-    try:
-        encoded = json.dumps(value, allow_nan=False, separators=(",", ":"), ensure_ascii=False)
-    except (TypeError, ValueError, RecursionError) as exc:
-        raise ContextValueError(field, value, f"not JSON-serializable ({exc})") from None
-    if not _is_unicode(encoded):
-        raise ContextValueError(field, value, "not valid Unicode (a lone surrogate)")
-    size = len(encoded.encode())
-    if size > limit:
-        raise ContextValueError(field, value, f"{size} bytes of JSON, above the {limit} limit")
-    depth = _json_depth(value)
-    if depth > MAX_JSON_DEPTH:
-        raise ContextValueError(
-            field, value, f"nested {depth} levels deep, above the {MAX_JSON_DEPTH} limit"
-        )
-    return size
+    return _checked_json(field, value, limit)[1]
 
 
 def checked_state_value(section: str, key: Any, value: Any) -> Any:
@@ -156,8 +164,8 @@ def checked_state_value(section: str, key: Any, value: Any) -> Any:
         raise ContextValueError(
             f"{section} key", key, f"must be a string of 1-{MAX_STATE_KEY_CHARS} characters"
         )
-    json_size(f"{section}[{key!r}]", value, MAX_STATE_VALUE_BYTES)
-    return json.loads(json.dumps(value, allow_nan=False))
+    encoded, _ = _checked_json(f"{section}[{key!r}]", value, MAX_STATE_VALUE_BYTES)
+    return json.loads(encoded)
 
 
 def _label(field: str, value: Any) -> str:
