@@ -20,7 +20,7 @@ import pytest
 import redis.asyncio as redis
 from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.connection import SSLConnection as SSL
-from redis.exceptions import DataError
+from redis.exceptions import DataError, ResponseError
 from sqlalchemy import func, select
 
 from fiml.core.config import Settings
@@ -232,6 +232,18 @@ async def test_tracking_is_one_command_and_reading_one_round_trip_whatever_the_h
     spy.reset()
     assert await store.get_session(session.id, history_limit=0) is not None
     assert spy.commands == ["MULTI", "HGETALL", *sections, "EXEC"]
+
+
+async def test_a_read_hitting_a_damaged_key_raises_the_redis_error(
+    store: SessionStore, raw: redis.Redis
+) -> None:
+    session = await store.create_session(["AAPL"], "equity")
+    keys = rk.session_keys(session.id)
+    for damaged in (keys.context, keys.meta):
+        await raw.delete(damaged)
+        await raw.set(damaged, "not a hash")
+        with pytest.raises(ResponseError, match="WRONGTYPE"):
+            await store.get_session(session.id)
 
 
 async def test_reading_is_one_snapshot_under_concurrent_tracking(store: SessionStore) -> None:

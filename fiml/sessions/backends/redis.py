@@ -254,11 +254,11 @@ class RedisBackend:
         """A session and its latest ``recent_queries`` queries: one transaction, one snapshot."""
         first = 0 if recent_queries is None else -recent_queries or None
         keys = rk.session_keys(session_id)
-        replies = await self._pipeline(rk.read_transaction(keys, first))
-        meta, *rest = replies[-1]
-        for reply in rest:
+        snapshot = (await self._pipeline(rk.read_transaction(keys, first)))[-1]
+        for reply in snapshot:
             if isinstance(reply, Exception):  # EXEC returns a failed command's error
                 raise reply
+        meta, *rest = snapshot
         if not meta:
             return None
         queries = rest.pop(0) if first is not None else []
