@@ -131,11 +131,14 @@ class TcpProxy:
     :meth:`cut` aborts every open connection and stops listening, so new connections are
     refused, as if the server had gone away; :meth:`restore` listens again on the same
     port. ``delay`` seconds are added before each chunk is passed on, in both directions.
+    While ``stalled`` (a network black hole), connections stay open and new ones are
+    accepted, but nothing is passed on in either direction.
     """
 
     def __init__(self, target_host: str, target_port: int, *, delay: float = 0.0) -> None:
         self.target = (target_host, target_port)
         self.delay = delay
+        self.stalled = False
         self.port = free_port()
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
@@ -180,6 +183,11 @@ class TcpProxy:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.add(writer)
+        while self.stalled and not writer.is_closing():
+            await asyncio.sleep(0.01)
+        if writer.is_closing():
+            return
         try:
             upstream_reader, upstream_writer = await asyncio.open_connection(*self.target)
         except OSError:
@@ -196,6 +204,8 @@ class TcpProxy:
             while chunk := await source.read(65536):
                 if self.delay:
                     await asyncio.sleep(self.delay)
+                while self.stalled:
+                    await asyncio.sleep(0.01)
                 sink.write(chunk)
                 await sink.drain()
         except (ConnectionError, OSError):

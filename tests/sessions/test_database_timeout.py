@@ -13,6 +13,7 @@ import pytest
 from fiml.core.errors import StorageUnavailableError
 from fiml.sessions import QueryRecord, SessionStore
 from tests.conftest import settings_for
+from tests.reliability.services import TcpProxy
 
 
 async def test_a_write_stuck_behind_a_postgres_row_lock_fails_after_the_timeout(
@@ -56,3 +57,38 @@ async def test_a_write_waiting_for_sqlites_lock_fails_after_the_timeout(tmp_path
         await store.append_query(session.id, QueryRecord(query_type="price"))
         stored = await store.get_session(session.id)
         assert stored is not None and stored.state.history.total_queries == 1
+
+
+async def test_a_postgres_black_hole_fails_each_call_within_the_timeout(tmp_path: Path) -> None:
+    """PostgreSQL reachable but silent (a network black hole): every call fails with a
+    storage error after about the timeout, nothing half-done is left, and the same store
+    works again once the network does."""
+    settings = await settings_for("postgres", tmp_path, database_timeout_seconds=0.5)
+    async with TcpProxy.in_front_of(settings.database_url) as proxy:
+        through = settings.model_copy(
+            update={"database_url": proxy.url_through(settings.database_url)}
+        )
+        async with SessionStore(through) as store:
+            session = await store.create_session(["AAPL"], "equity", user_id="u1")
+            proxy.stalled = True
+            loop = asyncio.get_running_loop()
+            calls = {
+                "track": lambda: store.append_query(session.id, QueryRecord(query_type="price")),
+                "read": lambda: store.get_session(session.id),
+                "list": lambda: store.list_user_sessions("u1"),
+                "create": lambda: store.create_session(["MSFT"], "equity", user_id="u1"),
+            }
+            for name, call in calls.items():
+                started = loop.time()
+                with pytest.raises(StorageUnavailableError) as caught:
+                    await call()
+                waited = loop.time() - started
+                assert caught.value.backend == "postgresql", name
+                assert waited < 3, (name, waited)
+            proxy.stalled = False
+            stored = await store.get_session(session.id)
+            assert stored is not None and stored.state.history.total_queries == 0
+            assert [s.id for s in await store.list_user_sessions("u1")] == [session.id]
+            await store.append_query(session.id, QueryRecord(query_type="price"))
+            stored = await store.get_session(session.id)
+            assert stored is not None and stored.state.history.total_queries == 1
