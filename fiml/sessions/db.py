@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
+import pydantic_core
 from sqlalchemy import (
     JSON,
     Boolean,
@@ -236,6 +237,15 @@ def _prepare_sqlite_file(url: str) -> None:
         Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
 
 
+def _json_text(value: Any) -> str:
+    """The text of a JSON column's value: pydantic-core's serializer, 5-8x faster than
+    ``json.dumps`` on these small values (a session row has seven JSON columns). Every
+    value that reaches a JSON column was checked as strict JSON on its way in; a NaN, were
+    one to slip through, is written as ``NaN`` as ``json.dumps`` writes it, which
+    PostgreSQL refuses."""
+    return pydantic_core.to_json(value, inf_nan_mode="constants").decode()
+
+
 def create_engine(
     url: str,
     *,
@@ -259,7 +269,11 @@ def create_engine(
     if make_url(url).get_backend_name() == "sqlite":
         _prepare_sqlite_file(url)
         engine = create_async_engine(  # sqlite3's timeout is its busy timeout
-            url, echo=echo, pool_timeout=60, connect_args={"timeout": timeout or 30}
+            url,
+            echo=echo,
+            pool_timeout=60,
+            connect_args={"timeout": timeout or 30},
+            json_serializer=_json_text,
         )
         _configure_sqlite(engine)
         return engine
@@ -272,6 +286,7 @@ def create_engine(
         pool_timeout=60,
         pool_pre_ping=True,
         connect_args=connect_args,
+        json_serializer=_json_text,
     )
 
 
