@@ -544,14 +544,19 @@ _STORED_SESSION = stored_validator(Session)
 
 
 def session_from_store(
-    fields: dict[str, Any], *, sections: dict[str, dict[str, str]] | None = None
+    fields: dict[str, Any],
+    *,
+    sections: dict[str, dict[str, str]] | None = None,
+    baseline: bool = True,
 ) -> Session:
     """A session from the fields (and nested state) a backend stored, skipping re-checks,
     its baseline marked: it is what the store holds. ``sections`` are the state values as
-    the :func:`to_json` text the backend read, if it has them (see :meth:`Session.mark_baseline`).
-    """
+    the :func:`to_json` text the backend read, if it has them (see
+    :meth:`Session.mark_baseline`); ``baseline=False`` leaves the baseline unmarked, for a
+    copy nobody writes back through the store (archival)."""
     session: Session = _STORED_SESSION.validate_python(fields, context=FROM_STORE)
-    session.mark_baseline(sections)
+    if baseline:
+        session.mark_baseline(sections)
     return session
 
 

@@ -109,9 +109,12 @@ def _hash(reply: dict[str, str] | list[str]) -> dict[str, str]:
     return reply if isinstance(reply, dict) else pairs(reply)
 
 
-def _session_from_reply(session_id: UUID, reply: list[Any]) -> Session:
+def _exported_session(session_id: UUID, reply: list[Any]) -> Session:
+    """A session from the READ script's reply, for archival (no baseline: never written back)."""
     meta, queries, *sections = reply
-    return session_from_parts(session_id, pairs(meta), queries, [pairs(s) for s in sections])
+    return session_from_parts(
+        session_id, pairs(meta), queries, [pairs(s) for s in sections], baseline=False
+    )
 
 
 class RedisBackend:
@@ -348,7 +351,7 @@ class RedisBackend:
             [self._script(rk.READ, rk.session_keys(s), (0, "1")) for s in session_ids]
         )
         return [
-            _session_from_reply(sid, reply)
+            _exported_session(sid, reply)
             for sid, reply in zip(session_ids, replies, strict=True)
             if reply is not None
         ]

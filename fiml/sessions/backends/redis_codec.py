@@ -195,9 +195,15 @@ def earliest_expiry(changes: SessionChanges, now: datetime) -> datetime | None:
 
 
 def session_from_parts(
-    session_id: UUID, meta: dict[str, str], queries: list[str], sections: list[dict[str, str]]
+    session_id: UUID,
+    meta: dict[str, str],
+    queries: list[str],
+    sections: list[dict[str, str]],
+    *,
+    baseline: bool = True,
 ) -> Session:
-    """Rebuild a session from its meta hash, query JSON and state-section hashes."""
+    """Rebuild a session from its meta hash, query JSON and state-section hashes (see
+    ``models.session_from_store`` for ``baseline``)."""
     prefix = rk.QUERY_TYPE_PREFIX
     skip = len(prefix)
     counts = {name[skip:]: int(count) for name, count in meta.items() if name.startswith(prefix)}
@@ -229,4 +235,5 @@ def session_from_parts(
             "state": state,
         },
         sections=dict(zip(STATE_SECTIONS, sections, strict=True)),
+        baseline=baseline,
     )
