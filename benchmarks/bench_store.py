@@ -440,8 +440,8 @@ under 1.0x, median 0.94x; track 0.86-1.05x at history 0 (21 of 23 met) and 0.83-
 to 100,000 stored sessions; cleanup throughput 293,000-534,000 sessions/min (one run of 23
 under 300,000). The misses all came during a slow spell of the machine (the GET floor at
 0.10-0.16 ms): a read is CPU-heavier than the floor (rebuilding the models), so it loses
-more than the floor when another tenant takes the CPU. In three full runs alternating with the previous version, get was 0.95-1.07x before and
-0.88-0.94x after.
+more than the floor when another tenant takes the CPU. In three full runs alternating with
+the previous version, get was 0.95-1.07x before and 0.88-0.94x after.
 
 Before the first round of work (same machine): track 1.92x / 1.67x SET + GET at history
 0 / 10,000, get 3.47x, list 3.15x / 3.16x / 2.62x, cleanup with nothing due 0.62x,
