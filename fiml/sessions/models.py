@@ -253,7 +253,7 @@ def stored_validator(model: type[BaseModel], *, many: bool = False) -> SchemaVal
 
     It is the model's own core schema with the fields' Python validators left out: every
     one of them only re-checks user input and returns stored data unchanged (see
-    :data:`FROM_STORE`), and calling them costs about a third of rebuilding a query.
+    :data:`FROM_STORE`), and calling them cost about a quarter of rebuilding a query.
     Types, constraints, defaults and the model's post-init still apply, and the instances
     are of ``model`` itself. Callers still pass :data:`FROM_STORE`, so that should this
     validator ever keep the Python validators, they would skip their checks as before.

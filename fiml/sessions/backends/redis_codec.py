@@ -12,7 +12,6 @@ from typing import Any, NamedTuple, cast
 from uuid import UUID
 
 import pydantic_core
-from pydantic_core import from_json
 
 from fiml.sessions.backends import redis_keys as rk
 from fiml.sessions.backends.base import SessionChanges, WriteLimits
@@ -90,8 +89,8 @@ def summary_row(session_id: str, values: list[str | None]) -> SummaryRow:
         id=session_id,
         user_id=user,
         session_type=cast(str, kind),
-        assets=from_json(cast(str, assets)),
-        tags=from_json(cast(str, tags)),
+        assets=pydantic_core.from_json(cast(str, assets)),
+        tags=pydantic_core.from_json(cast(str, tags)),
         created_at=from_micros(cast(str, created)),
         expires_at=from_micros(cast(str, expires)),
         last_accessed_at=from_micros(cast(str, accessed)),
@@ -216,7 +215,7 @@ def session_from_parts(
         "last_query_at": _optional_time(meta.get("last_query_at")),
     }
     state: dict[str, Any] = {
-        name: {key: from_json(raw) for key, raw in values.items()} if values else {}
+        name: {key: pydantic_core.from_json(raw) for key, raw in values.items()} if values else {}
         for name, values in zip(STATE_SECTIONS, sections, strict=True)
     }
     state["history"] = history
@@ -225,8 +224,8 @@ def session_from_parts(
             "id": session_id,
             "user_id": meta.get("user_id"),
             "type": meta["type"],
-            "assets": from_json(meta["assets"]),
-            "tags": from_json(meta["tags"]),
+            "assets": pydantic_core.from_json(meta["assets"]),
+            "tags": pydantic_core.from_json(meta["tags"]),
             "created_at": from_micros(meta["created_at"]),
             "expires_at": from_micros(meta["expires_at"]),
             "last_accessed_at": from_micros(meta["last_accessed_at"]),
