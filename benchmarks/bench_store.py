@@ -433,14 +433,16 @@ ZRANGEBYSCORE. Archiving sends, per batch of sessions, one pipeline of expiry ch
 of freezing exports, one of deletions and one of index removals, and one `executemany`
 upsert to PostgreSQL.
 
-Across 23 full runs of this version over one afternoon, while the machine's own speed
-varied (the Redis GET floor from 0.07 to 0.16 ms): get 0.82-1.07x SET + GET, 18 of 23 at or
-under 1.0x, median 0.94x; track 0.86-1.05x at history 0 (21 of 23 met) and 0.83-0.98x at
-10,000 (all met); list 1.10-1.49x; cleanup with nothing due 0.43-0.52x, all flat from 100
-to 100,000 stored sessions; cleanup throughput 293,000-534,000 sessions/min (one run of 23
-under 300,000). The misses all came during a slow spell of the machine (the GET floor at
-0.10-0.16 ms): a read is CPU-heavier than the floor (rebuilding the models), so it loses
-more than the floor when another tenant takes the CPU. In three full runs alternating with
+Across 27 full runs of this version over one afternoon, while the machine's own speed
+varied (the Redis GET floor from 0.07 to 0.16 ms): get 0.82-1.08x SET + GET, 19 of 27 at or
+under 1.0x, median 0.96x; track 0.86-1.05x at history 0 (24 of 27 met) and 0.83-1.01x at
+10,000 (26 of 27); list 1.10-1.49x; cleanup with nothing due 0.43-0.52x, all flat from 100
+to 100,000 stored sessions; cleanup throughput 293,000-534,000 sessions/min (one run of 27
+under 300,000). The misses came in slow spells of the machine: of the runs whose GET
+floor was noted, the 9 with it at 0.098-0.161 ms gave get 0.97-1.08x (7 misses), the 4 with
+it at 0.068-0.094 ms gave 0.82-0.95x; the one other miss fell in the same spell. A read is
+CPU-heavier than the floor (rebuilding the models), so it loses more than the floor when
+another tenant takes the CPU. In three full runs alternating with
 the previous version, get was 0.95-1.07x before and 0.88-0.94x after.
 
 Before the first round of work (same machine): track 1.92x / 1.67x SET + GET at history
