@@ -13,6 +13,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+import redis.asyncio as redis
 
 from fiml.core.config import Settings
 from fiml.sessions.store import SessionStore
@@ -149,6 +150,14 @@ async def store(settings: Settings) -> AsyncIterator[SessionStore]:
         yield session_store
     finally:
         await session_store.shutdown()
+
+
+@pytest.fixture
+async def raw() -> AsyncIterator[redis.Redis]:
+    """A plain client on the test Redis database, to look at or damage its keys."""
+    client = redis.Redis.from_url(require_redis(), decode_responses=True)
+    yield client
+    await client.aclose()
 
 
 @pytest.fixture(autouse=True)

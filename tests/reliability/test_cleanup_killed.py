@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -22,7 +21,7 @@ import redis.asyncio as redis
 from fiml.core.config import Settings
 from fiml.sessions import SessionStore
 from fiml.sessions.jobs import run_cleanup, run_metrics
-from tests.conftest import require_postgres, require_redis, settings_for
+from tests.conftest import require_postgres, settings_for
 from tests.reliability.archive_checks import (
     archive_reader,
     archived_count,
@@ -55,14 +54,6 @@ asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3])))
 async def settings(tmp_path: Path) -> Settings:
     """Redis + PostgreSQL, both emptied."""
     return await settings_for("redis+postgres", tmp_path)
-
-
-@pytest.fixture
-async def raw() -> AsyncIterator[redis.Redis]:
-    """A plain client on the test Redis database."""
-    client = redis.Redis.from_url(require_redis(), decode_responses=True)
-    yield client
-    await client.aclose()
 
 
 @pytest.mark.parametrize("kill_after", [1, 3 * BATCH + 1], ids=["first-batch", "fourth-batch"])

@@ -9,7 +9,6 @@ next cleanup, once PostgreSQL is back, archives every one of them exactly once.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ from fiml.core.errors import StorageUnavailableError
 from fiml.sessions import ALL_QUERIES, SessionStore
 from fiml.sessions.jobs import run_cleanup, run_metrics
 from fiml.sessions.models import SessionStatus
-from tests.conftest import require_postgres, require_redis, settings_for
+from tests.conftest import require_postgres, settings_for
 from tests.reliability.archive_checks import (
     archive_reader,
     archived_count,
@@ -38,14 +37,6 @@ QUERIES = 3
 async def settings(tmp_path: Path) -> Settings:
     """Redis + PostgreSQL, both emptied (the store below reaches PostgreSQL via a proxy)."""
     return await settings_for("redis+postgres", tmp_path)
-
-
-@pytest.fixture
-async def raw() -> AsyncIterator[redis.Redis]:
-    """A plain client on the test Redis database."""
-    client = redis.Redis.from_url(require_redis(), decode_responses=True)
-    yield client
-    await client.aclose()
 
 
 async def snapshots(store: SessionStore, ids: list[Any]) -> dict[Any, dict[str, Any]]:

@@ -31,7 +31,7 @@ from fiml.sessions.backends.redis import RedisBackend
 from fiml.sessions.backends.redis_pool import WaitingConnectionPool, waiting_pool
 from fiml.sessions.db import QueryRow
 from fiml.sessions.models import Session, SessionStatus, SessionType, utcnow
-from tests.conftest import REDIS_URL, require_redis, reset_redis, settings_for
+from tests.conftest import REDIS_URL, reset_redis, settings_for
 
 TWO_SECONDS = 2 / 3600
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -50,14 +50,6 @@ async def store(settings: Settings) -> AsyncIterator[SessionStore]:
     async with SessionStore(settings) as session_store:
         assert isinstance(session_store.backend, RedisBackend)
         yield session_store
-
-
-@pytest.fixture
-async def raw() -> AsyncIterator[redis.Redis]:
-    """A plain client on the test database, to look at the keys."""
-    client = redis.Redis.from_url(require_redis(), decode_responses=True)
-    yield client
-    await client.aclose()
 
 
 class CommandSpy:
