@@ -10,11 +10,12 @@ The store remembers what a session looked like when it was read (its *baseline*)
 overwrite each other.
 
 Data read back from storage was validated when it was written, so backends rebuild models
-through validators made for it (:func:`queries_from_json`, :func:`queries_from_rows`,
+through validators made for it (:data:`queries_from_json`, :func:`queries_from_rows`,
 :func:`session_from_store`): pydantic-core still parses and checks every type, but the
 models' Python field validators, which only re-check user input (JSON size and depth,
 asset and tag normalization, conversion of times to UTC: every backend stores them in
-UTC), are left out of them.
+UTC), are left out of them. Decoded queries are remembered by their stored JSON text
+(:class:`DecodedQueries`), so a session read again costs less than it was read first.
 """
 
 from __future__ import annotations
@@ -285,16 +286,97 @@ def stored_validator(model: type[BaseModel], *, many: bool = False) -> SchemaVal
 
 
 _STORED_QUERIES = stored_validator(QueryRecord, many=True)
+_SCALARS = (str, int, float, bool, type(None))
+_new_object = object.__new__
+_set_attribute = object.__setattr__
 
 
-def queries_from_json(items: Sequence[str]) -> list[QueryRecord]:
-    """Queries from the JSON documents a backend stored, parsed in one pydantic-core call."""
-    if not items:
-        return []
-    queries: list[QueryRecord] = _STORED_QUERIES.validate_json(
-        f"[{','.join(items)}]", context=FROM_STORE
-    )
-    return queries
+class DecodedQueries:
+    """Stored queries decoded from their JSON text, remembering recent decodings.
+
+    A stored query never changes, and an agent reads the same recent queries on every
+    tool call, so decoding is remembered by the exact JSON text: a text seen before gives
+    a *new* :class:`QueryRecord` made from the one decoded then, which costs about half
+    as much as parsing and validating the text again. Only what cannot be changed in
+    place is shared between the records handed out (the UUID, the datetime, strings,
+    numbers); each record gets its own ``parameters`` dict and field set, so no caller
+    can reach another's record or the remembered one.
+
+    Remembered are records whose every field came from the text (no default filled in)
+    and whose parameters are flat (scalar values, which a shallow copy separates), from
+    texts of at most ``max_chars`` characters; at most ``max_entries`` of them, the
+    oldest forgotten first. Safe to share between threads: each step is one dict
+    operation.
+    """
+
+    def __init__(self, *, max_entries: int = 4096, max_chars: int = 1024) -> None:
+        self.max_entries = max_entries
+        self.max_chars = max_chars
+        self._decoded: dict[str, QueryRecord] = {}
+        self._all_fields = frozenset(QueryRecord.model_fields)
+
+    def __len__(self) -> int:
+        return len(self._decoded)
+
+    def clear(self) -> None:
+        """Forget every remembered decoding."""
+        self._decoded.clear()
+
+    def __call__(self, items: Sequence[str]) -> list[QueryRecord]:
+        """The queries of ``items`` (JSON texts), in order, each a new record."""
+        if not items:
+            return []
+        known = self._decoded.get
+        found = [known(text) for text in items]
+        missing = [text for text, record in zip(items, found, strict=True) if record is None]
+        if not missing:
+            return [self._copy(record) for record in found]  # type: ignore[arg-type]
+        decoded: list[QueryRecord] = _STORED_QUERIES.validate_json(
+            f"[{','.join(missing)}]", context=FROM_STORE
+        )
+        fresh = iter(decoded)
+        queries = []
+        for text, record in zip(items, found, strict=True):
+            if record is not None:
+                queries.append(self._copy(record))
+                continue
+            new = next(fresh)
+            if self._keeps(text, new):
+                self._remember(text, new)
+                new = self._copy(new)
+            queries.append(new)
+        return queries
+
+    def _keeps(self, text: str, record: QueryRecord) -> bool:
+        return (
+            len(text) <= self.max_chars
+            and record.__pydantic_fields_set__ == self._all_fields
+            and all(type(value) in _SCALARS for value in record.parameters.values())
+        )
+
+    def _remember(self, text: str, record: QueryRecord) -> None:
+        decoded = self._decoded
+        while len(decoded) >= self.max_entries:
+            try:
+                del decoded[next(iter(decoded))]
+            except (KeyError, RuntimeError, StopIteration):  # another thread got there first
+                break
+        decoded[text] = record
+
+    @staticmethod
+    def _copy(record: QueryRecord) -> QueryRecord:
+        values = record.__dict__.copy()
+        values["parameters"] = values["parameters"].copy()
+        copy: QueryRecord = _new_object(QueryRecord)
+        _set_attribute(copy, "__dict__", values)
+        _set_attribute(copy, "__pydantic_fields_set__", set(record.__pydantic_fields_set__))
+        _set_attribute(copy, "__pydantic_extra__", None)
+        _set_attribute(copy, "__pydantic_private__", None)
+        return copy
+
+
+queries_from_json = DecodedQueries()
+"""Queries from the JSON documents a backend stored (see :class:`DecodedQueries`)."""
 
 
 def queries_from_rows(rows: Sequence[Any]) -> list[QueryRecord]:

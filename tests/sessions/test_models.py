@@ -14,6 +14,7 @@ from fiml.sessions.models import (
     MAX_PARAMETERS_BYTES,
     MAX_STATE_KEYS,
     AnalysisHistory,
+    DecodedQueries,
     QueryRecord,
     Session,
     SessionState,
@@ -202,6 +203,52 @@ def test_stored_validators_rebuild_the_same_models_without_rechecking_input() ->
     assert rebuilt.baseline is None  # the post-init still sets up the private attributes
     session.mark_baseline()
     assert session_from_store(dict(session)) == session  # baselines included
+
+
+def test_decoded_queries_hand_out_new_records_each_read() -> None:
+    decode = DecodedQueries()
+    records = [
+        QueryRecord(query_type="price", parameters={"symbol": "AAPL", "i": i}, cache_hit=i == 1)
+        for i in range(3)
+    ]
+    texts = [record.model_dump_json() for record in records]
+
+    first = decode(texts)
+    assert first == records and len(decode) == 3
+    for read in first:  # what a caller does to its copy
+        read.parameters["symbol"] = "MSFT"
+        read.result_summary = "changed"
+    second = decode([text.encode().decode() for text in texts])  # equal text, new string
+    assert second == records and len(decode) == 3
+    for a, b in zip(first, second, strict=True):
+        assert a is not b and a.parameters is not b.parameters
+    assert all(r.model_fields_set == set(QueryRecord.model_fields) for r in second)
+    assert second[0].model_dump_json() == texts[0]
+    with pytest.raises(ValidationError):  # a remembered record's copy still validates
+        second[0].query_type = ""
+    assert decode([texts[0], texts[2], texts[0]]) == [records[0], records[2], records[0]]
+
+
+def test_decoded_queries_remember_only_what_a_copy_cannot_share() -> None:
+    decode = DecodedQueries(max_entries=2, max_chars=400)
+    nested = QueryRecord(query_type="screen", parameters={"filters": {"pe": [1, 2]}})
+    long = QueryRecord(query_type="news", result_summary="x" * 400)
+    defaulted = '{"query_type":"price"}'  # a stored text missing fields gets defaults
+    first = decode([nested.model_dump_json(), long.model_dump_json(), defaulted])
+    assert first[:2] == [nested, long] and len(decode) == 0
+    first[0].parameters["filters"]["pe"].append(3)
+    assert decode([nested.model_dump_json()]) == [nested]
+    assert decode([defaulted])[0].id != first[2].id
+
+    flat = [QueryRecord(query_type="price", parameters={"i": i}) for i in range(3)]
+    decode([record.model_dump_json() for record in flat])
+    assert len(decode) == 2  # the oldest forgotten first
+    decode.clear()
+    assert len(decode) == 0 and decode([]) == []
+
+    with pytest.raises(ValidationError):
+        decode([flat[0].model_dump_json(), '{"query_type": ""}'])
+    assert len(decode) == 0  # a failed read remembers nothing
 
 
 def test_stored_validator_refuses_a_model_it_cannot_strip() -> None:
