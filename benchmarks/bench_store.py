@@ -417,33 +417,41 @@ the commands packed by hiredis and written at once, the replies read straight fr
 parser under one timeout. redis-py's own path, which the floors use, starts a task per
 send and arms a timer per reply, and its `BlockingConnectionPool` takes a condition and a
 timer per checkout. Tracking a query is one EVALSHA whatever the history (history 0 and
-10,000 cost the same): the APPLY script's checks and counter updates take 15-20 us inside
-Redis, and building and serializing the validated `QueryRecord` a few more in the client.
-Reading a session with 20 recent queries is one MULTI/EXEC transaction of plain reads
-(HGETALL of the meta hash, LRANGE of the recent queries, HGETALL of the four state
-sections): about 7 us inside Redis (EXEC included), where the former read script took
-22-29 us (a script converts every value to Lua and back: 9 us for the meta hash, 9 for 20
-queries). Rebuilding
-the 20 `QueryRecord`s and the `Session` takes 40-45 us in the client when its caches are
-warm and about twice that in this benchmark, where the floors run between samples; it uses
-validators built from the models' own schemas minus their Python field checks, which only
-user input needs (20 records: 38 -> 29 us), and takes the session's baseline from the JSON
-text read instead of encoding the state again. Cleanup with nothing due is one
-ZRANGEBYSCORE. Archiving sends, per batch of sessions, one pipeline of expiry checks, one
-of freezing exports, one of deletions and one of index removals, and one `executemany`
-upsert to PostgreSQL.
+10,000 cost the same): the APPLY script takes 25-27 us inside Redis by its command
+statistics (the call itself 4-5 us, reading the meta fields 3, decoding the JSON header 3,
+the append and the counters the rest), and building and serializing the validated
+`QueryRecord` a few more in the client. Reading a session with 20 recent queries is one
+MULTI/EXEC transaction of plain reads (HGETALL of the meta hash, LRANGE of the recent
+queries, HGETALL of the four state sections): about 7 us inside Redis (EXEC included),
+where the former read script took 22-29 us (a script converts every value to Lua and
+back: 9 us for the meta hash, 9 for 20 queries). Rebuilding the 20 `QueryRecord`s and the
+`Session` takes about 35 us in the client when its caches are warm and 50 us in this
+benchmark, where the floors run between samples. It uses validators built from the
+models' own schemas minus their Python field checks, which only user input needs, takes
+the session's baseline from the JSON text read instead of encoding the state again, and
+remembers decoded queries by their stored JSON text (`models.DecodedQueries`): a query
+read before comes back as a new record made from the remembered one, with its own
+`parameters`, instead of being parsed and validated again (20 records: 30 -> 17 us warm,
+33 -> 21 us here). Cleanup with nothing due is one ZRANGEBYSCORE. Archiving sends, per
+batch of sessions, one pipeline of expiry checks, one of freezing exports, one of
+deletions and one of index removals, and one `executemany` upsert to PostgreSQL.
 
-Across 27 full runs of this version over one afternoon, while the machine's own speed
-varied (the Redis GET floor from 0.07 to 0.16 ms): get 0.82-1.08x SET + GET, 19 of 27 at or
-under 1.0x, median 0.96x; track 0.86-1.05x at history 0 (24 of 27 met) and 0.83-1.01x at
-10,000 (26 of 27); list 1.10-1.49x; cleanup with nothing due 0.43-0.52x, all flat from 100
-to 100,000 stored sessions; cleanup throughput 293,000-534,000 sessions/min (one run of 27
-under 300,000). The misses came in slow spells of the machine: of the runs whose GET
-floor was noted, the 9 with it at 0.098-0.161 ms gave get 0.97-1.08x (7 misses), the 4 with
-it at 0.068-0.094 ms gave 0.82-0.95x; the one other miss fell in the same spell. A read is
-CPU-heavier than the floor (rebuilding the models), so it loses more than the floor when
-another tenant takes the CPU. In three full runs alternating with
-the previous version, get was 0.95-1.07x before and 0.88-0.94x after.
+Across 35 full runs of this version over one morning (the Redis GET floor 0.07-0.15 ms,
+SET + GET 0.17-0.33 ms): get 0.74-1.06x SET + GET, median 0.88x, 32 of 35 at or under
+1.0x; track 0.85-1.17x at history 0 (median 0.93x, 31 of 35) and 0.84-1.03x at 10,000
+(median 0.89x, 32 of 35); list 1.10-1.57x, flat from 100 to 100,000 stored sessions;
+cleanup with nothing due 0.42-0.53x (10 runs); cleanup throughput 331,000-548,000
+sessions/min, every run over 300,000. The get misses (1.03-1.06x) came in runs where the
+machine's round trips were at their fastest (SET + GET 0.17-0.20 ms): a read takes about
+0.1 ms beyond one GET round trip, most of it client CPU (rebuilding the models alone 0.05
+ms), and that part does not shrink with the floor. In five full runs alternating with the
+previous version, get was 0.90-1.11x (median 0.91x) before remembering decoded queries and
+0.76-0.92x (median 0.85x) after.
+
+The previous version, over 27 runs one afternoon: get 0.82-1.08x (median 0.96x, 19 of 27
+met), track 0.86-1.05x / 0.83-1.01x, list 1.10-1.49x, cleanup with nothing due
+0.43-0.52x, throughput 293,000-534,000 sessions/min; the version before it read a session
+through a Lua script (get 1.07-1.09x).
 
 Before the first round of work (same machine): track 1.92x / 1.67x SET + GET at history
 0 / 10,000, get 3.47x, list 3.15x / 3.16x / 2.62x, cleanup with nothing due 0.62x,
