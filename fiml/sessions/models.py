@@ -318,6 +318,10 @@ class DecodedQueries:
     def __len__(self) -> int:
         return len(self._decoded)
 
+    def __contains__(self, text: object) -> bool:
+        """Whether the decoding of ``text`` is remembered."""
+        return text in self._decoded
+
     def clear(self) -> None:
         """Forget every remembered decoding."""
         self._decoded.clear()

@@ -241,8 +241,10 @@ def test_decoded_queries_remember_only_what_a_copy_cannot_share() -> None:
     assert decode([defaulted])[0].id != first[2].id
 
     flat = [QueryRecord(query_type="price", parameters={"i": i}) for i in range(3)]
-    decode([record.model_dump_json() for record in flat])
-    assert len(decode) == 2  # the oldest forgotten first
+    texts = [record.model_dump_json() for record in flat]
+    decode(texts)
+    assert len(decode) == 2 and texts[0] not in decode  # the oldest forgotten first
+    assert texts[1] in decode and texts[2] in decode
     decode.clear()
     assert len(decode) == 0 and decode([]) == []
 

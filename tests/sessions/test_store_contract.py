@@ -564,3 +564,23 @@ async def test_a_read_session_reports_only_what_its_caller_changed(store: Sessio
         "é": "ü",
     }
     assert again.state.preferences == {"big": 10**30}
+
+
+async def test_each_read_gets_queries_of_its_own(store: SessionStore) -> None:
+    session = await store.create_session(["AAPL"], "equity")
+    screen = QueryRecord(query_type="screen", parameters={"filters": {"pe": [10, 20]}})
+    for record in (query(1), screen, query(2, hit=True)):
+        await store.append_query(session.id, record)
+    first = await store.get_session(session.id)
+    assert first is not None
+    stored = [q.model_copy(deep=True) for q in first.state.history.queries]
+
+    for record in first.state.history.queries:  # what one caller does to its copy
+        record.parameters["symbol"] = "MSFT"
+        record.result_summary = "changed"
+    first.state.history.queries[1].parameters["filters"]["pe"].append(30)
+    second = await store.get_session(session.id)
+    assert second is not None
+    assert second.state.history.queries == stored
+    for mine, theirs in zip(first.state.history.queries, second.state.history.queries, strict=True):
+        assert mine is not theirs and mine.parameters is not theirs.parameters
