@@ -24,7 +24,10 @@ class or the attributes::
     ├── AuthError
     │   ├── AuthenticationError
     │   └── PermissionDeniedError
-    ├── StorageUnavailableError           .backend
+    ├── StorageError                      .backend, .reason
+    │   ├── StorageUnavailableError       (unreachable, timed out, no free connection)
+    │   ├── StorageRefusedError           (disk full, read-only file, a value it cannot hold)
+    │   └── CorruptRecordError            .session_id (a stored record cannot be decoded)
     └── MarketDataError
         ├── SymbolNotFoundError           .symbol, .provider
         └── ProviderUnavailableError      .provider, .reason
@@ -40,6 +43,7 @@ __all__ = [
     "AuthenticationError",
     "ConfigurationError",
     "ContextValueError",
+    "CorruptRecordError",
     "FimlError",
     "InvalidCursorError",
     "InvalidInputError",
@@ -58,6 +62,8 @@ __all__ = [
     "SessionExpiredError",
     "SessionNotFoundError",
     "SessionNotWritableError",
+    "StorageError",
+    "StorageRefusedError",
     "StorageUnavailableError",
     "SymbolNotFoundError",
 ]
@@ -223,13 +229,40 @@ class PermissionDeniedError(AuthError):
         super().__init__(f"{action} requires the {role!r} role")
 
 
-class StorageUnavailableError(FimlError):
-    """A storage service (Redis, PostgreSQL, SQLite file) cannot be reached."""
+class StorageError(FimlError):
+    """A storage service (Redis, PostgreSQL, SQLite file) failed the call; ``backend`` names
+    it and ``reason`` says why. Whatever the subclass, the call changed nothing."""
 
-    def __init__(self, backend: str, reason: str) -> None:
+    def __init__(self, backend: str, reason: str, message: str | None = None) -> None:
         self.backend = backend
         self.reason = reason
-        super().__init__(f"{backend} is unavailable: {reason}")
+        super().__init__(message or f"{backend} failed: {reason}")
+
+
+class StorageUnavailableError(StorageError):
+    """A storage service cannot be reached, did not answer in time, or had no free
+    connection within the timeout; the same call may succeed later."""
+
+    def __init__(self, backend: str, reason: str) -> None:
+        super().__init__(backend, reason, f"{backend} is unavailable: {reason}")
+
+
+class StorageRefusedError(StorageError):
+    """A storage service is up but refused the write: its disk is full, its file is
+    read-only, or it cannot hold a value; retrying the same call will not help."""
+
+    def __init__(self, backend: str, reason: str) -> None:
+        super().__init__(backend, reason, f"{backend} refused the write: {reason}")
+
+
+class CorruptRecordError(StorageError):
+    """A stored record cannot be decoded (damaged outside FIML, or by a bug); only the
+    session it belongs to (``session_id``, None for an index entry) is affected."""
+
+    def __init__(self, backend: str, session_id: UUID | str | None, reason: str) -> None:
+        self.session_id = None if session_id is None else str(session_id)
+        what = "an index entry" if session_id is None else f"session {session_id}"
+        super().__init__(backend, reason, f"{backend} holds a corrupt record of {what}: {reason}")
 
 
 class MarketDataError(FimlError):
