@@ -10,6 +10,10 @@ Tables:
   with its assets, tags and per-type query counts in side tables
   (:class:`SessionMetricAsset`, :class:`SessionMetricTag`, :class:`SessionMetricQueryType`),
   so every statistic is a plain ``GROUP BY`` on SQLite and PostgreSQL alike.
+- ``session_quarantine`` (:class:`QuarantineRow`): sessions that archival could not move for
+  a reason of their own (a value the archive cannot hold, a record that cannot be decoded),
+  with the reason; they stay where they are, are retried by every cleanup, and are never
+  removed by retention until an operator deletes them.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 __all__ = [
     "READ_ONLY_OPTION",
     "Base",
+    "QuarantineRow",
     "QueryRow",
     "SessionMetricAsset",
     "SessionMetricQueryType",
@@ -222,6 +227,22 @@ class SessionMetricQueryType(Base):
     session_id: Mapped[UUID] = _metrics_key()
     query_type: Mapped[str] = mapped_column(String(64), primary_key=True)
     queries: Mapped[int] = mapped_column(Integer)
+
+
+class QuarantineRow(Base):
+    """A session archival could not move, why, and since when; see the module docstring.
+
+    No foreign key: on tiered deployments the session lives in Redis, not in ``sessions``.
+    """
+
+    __tablename__ = "session_quarantine"
+
+    session_id: Mapped[UUID] = mapped_column(Uuid, primary_key=True)
+    user_id: Mapped[str | None] = mapped_column(String(255))
+    reason: Mapped[str] = mapped_column(Text)
+    first_failed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_failed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    attempts: Mapped[int] = mapped_column(Integer, default=1)
 
 
 def is_sqlite(engine: AsyncEngine) -> bool:

@@ -40,6 +40,7 @@ __all__ = [
     "SessionFacts",
     "add_missing_metrics",
     "backfill_archived_metrics",
+    "insert_missing_facts",
     "replace_metrics",
 ]
 
@@ -222,18 +223,27 @@ async def replace_metrics(
             await _insert_side_rows(conn, batch)
 
 
+async def insert_missing_facts(
+    conn: AsyncConnection, facts: Sequence[SessionFacts], *, recorded_at: datetime
+) -> int:
+    """Within ``conn``'s transaction, record the sessions among ``facts`` that have no facts
+    yet; returns how many. Archival calls it in the transaction that archives the sessions,
+    so a session is recorded exactly when it is archived."""
+    inserted = 0
+    for batch in _chunks(facts):
+        stmt = _dialect_insert(conn, M).on_conflict_do_nothing().returning(M.c.session_id)
+        new_ids = set((await conn.execute(stmt, [f.row(recorded_at) for f in batch])).scalars())
+        await _insert_side_rows(conn, [f for f in batch if f.session_id in new_ids])
+        inserted += len(new_ids)
+    return inserted
+
+
 async def add_missing_metrics(
     engine: AsyncEngine, facts: Sequence[SessionFacts], *, recorded_at: datetime
 ) -> int:
     """Record the sessions among ``facts`` that have no facts yet; returns how many."""
-    inserted = 0
     async with engine.begin() as conn:
-        for batch in _chunks(facts):
-            stmt = _dialect_insert(conn, M).on_conflict_do_nothing().returning(M.c.session_id)
-            new_ids = set((await conn.execute(stmt, [f.row(recorded_at) for f in batch])).scalars())
-            await _insert_side_rows(conn, [f for f in batch if f.session_id in new_ids])
-            inserted += len(new_ids)
-    return inserted
+        return await insert_missing_facts(conn, facts, recorded_at=recorded_at)
 
 
 _ARCHIVED_COLUMNS = (
