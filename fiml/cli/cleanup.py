@@ -14,11 +14,12 @@ from typing import Annotated
 
 import typer
 
+from fiml.cli.failures import EXIT_FAILED, EXIT_UNAVAILABLE, fail
 from fiml.cli.render import job_results_table
 from fiml.cli.runtime import open_store, out_console, print_json, progress_bar, run
 from fiml.core.config import Settings
 from fiml.sessions.analytics import SessionAnalytics
-from fiml.sessions.jobs import JobStats, run_cleanup, run_metrics, run_retention
+from fiml.sessions.jobs import CleanupStats, JobStats, run_cleanup, run_metrics, run_retention
 
 __all__ = ["cleanup"]
 
@@ -69,3 +70,21 @@ def cleanup(
         print_json([r.model_dump(mode="json") for r in results])
     else:
         out_console().print(job_results_table(results))
+    for stats in results:
+        if isinstance(stats, CleanupStats) and not stats.ok:
+            raise _incomplete(stats)
+
+
+def _incomplete(stats: CleanupStats) -> typer.Exit:
+    """The exit for a cleanup that left sessions behind: unavailable (3) when the archive
+    could not be reached, failed (1) when sessions were quarantined."""
+    if stats.failed:
+        return fail(
+            f"{stats.failed} session(s) could not be archived and stay where they are "
+            f"(retried on the next run): {stats.error}",
+            EXIT_UNAVAILABLE,
+        )
+    return fail(
+        f"{stats.quarantined} session(s) quarantined; see `fiml sessions quarantined`",
+        EXIT_FAILED,
+    )

@@ -16,6 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from fiml.sessions.models import QueryRecord, Session, SessionStatus, SessionSummary
+from fiml.sessions.quarantine import QuarantinedSession
 
 __all__ = [
     "STATUS_STYLES",
@@ -200,8 +201,25 @@ def stats_view(stats: Mapping[str, Any], *, title: str) -> RenderableType:
 def _job_result(stats: BaseModel) -> str:
     if getattr(stats, "skipped", False):
         return f"skipped: {getattr(stats, 'reason', None) or 'no reason given'}"
-    counts = {k: v for k, v in stats.model_dump().items() if k not in _JOB_FIELDS}
+    counts = {k: v for k, v in stats.model_dump().items() if k not in _JOB_FIELDS and v is not None}
     return ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in counts.items()) or "done"
+
+
+def quarantine_table(entries: Sequence[QuarantinedSession]) -> Table:
+    """One row per quarantined session: whose, why, since when, how many attempts."""
+    table = Table(title="Quarantined sessions", title_justify="left")
+    for column in ("session", "user", "reason", "first failed", "last failed", "attempts"):
+        table.add_column(column, justify="right" if column == "attempts" else "left")
+    for entry in entries:
+        table.add_row(
+            Text(str(entry.session_id)),
+            Text(entry.user_id or "-"),
+            Text(entry.reason),
+            Text(when(entry.first_failed_at)),
+            Text(when(entry.last_failed_at)),
+            Text(str(entry.attempts)),
+        )
+    return table
 
 
 def job_results_table(results: Sequence[BaseModel]) -> Table:

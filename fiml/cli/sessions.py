@@ -1,4 +1,5 @@
-"""``fiml sessions list|show|extend|close|archive|delete``: every user's sessions, as admin.
+"""``fiml sessions list|show|extend|close|archive|delete|quarantined``: every user's
+sessions, as admin.
 
 Unlike the MCP tools, which only ever show callers their own sessions, these commands
 act on any session: whoever runs ``fiml`` on the machine administers the store.
@@ -7,6 +8,7 @@ act on any session: whoever runs ``fiml`` on the machine administers the store.
 from __future__ import annotations
 
 import shlex
+from dataclasses import asdict
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -14,11 +16,17 @@ import typer
 from pydantic import BaseModel
 
 from fiml.cli.failures import EXIT_BAD_INPUT, EXIT_FAILED, fail
-from fiml.cli.render import session_details, sessions_table, span, when
+from fiml.cli.render import quarantine_table, session_details, sessions_table, span, when
 from fiml.cli.runtime import confirm, open_store, out_console, print_json, progress_bar, run
 from fiml.core.config import Settings
-from fiml.core.errors import InvalidInputError, SessionError, SessionNotFoundError
+from fiml.core.errors import (
+    CorruptRecordError,
+    InvalidInputError,
+    SessionError,
+    SessionNotFoundError,
+)
 from fiml.sessions.models import Session, SessionSummary
+from fiml.sessions.quarantine import QuarantinedSession
 from fiml.sessions.store import MAX_PAGE, SessionPage, SessionStore, parse_session_id
 
 __all__ = ["ArchiveOutcome", "sessions_app"]
@@ -227,18 +235,20 @@ def delete(session_id: SessionIdArg, yes: YesOption = False, as_json: JsonOption
     sid = _session_id(session_id)
     if not yes:
 
-        async def describe(settings: Settings) -> Session:
+        async def describe(settings: Settings) -> str:
             async with open_store(settings) as store:
-                session = await store.get_session(sid, history_limit=0)
+                try:
+                    session = await store.get_session(sid, history_limit=0)
+                except CorruptRecordError as exc:  # what an operator deletes a quarantine for
+                    return f"Delete session {sid}, whose record is corrupt ({exc.reason})?"
             if session is None:
                 raise SessionNotFoundError(sid)
-            return session
+            return (
+                f"Delete session {sid} of {session.user_id or 'no user'} "
+                f"({session.state.history.total_queries} queries, {session.status.value})?"
+            )
 
-        found = run(describe)
-        question = (
-            f"Delete session {sid} of {found.user_id or 'no user'} "
-            f"({found.state.history.total_queries} queries, {found.status.value})?"
-        )
+        question = run(describe)
         if not confirm(question):
             raise fail("nothing deleted (confirm, or pass --yes)")
 
@@ -252,6 +262,29 @@ def delete(session_id: SessionIdArg, yes: YesOption = False, as_json: JsonOption
         print_json({"session_id": str(sid), "deleted": True})
     else:
         typer.echo(f"{sid} deleted")
+
+
+@sessions_app.command("quarantined")
+def quarantined(
+    user: Annotated[str | None, typer.Option(help="Only this user's sessions.")] = None,
+    limit: Annotated[int, typer.Option(help="How many to show (1-1000).")] = 100,
+    as_json: JsonOption = False,
+) -> None:
+    """Sessions archival could not move, with why: each stays where it is, is retried by
+    every cleanup, and is kept past retention until you delete it (fiml sessions delete)."""
+
+    async def work(settings: Settings) -> list[QuarantinedSession]:
+        async with open_store(settings) as store:
+            return await store.list_quarantined(limit=limit, user_id=user)
+
+    found = run(work)
+    if as_json:
+        print_json([{**asdict(q), "session_id": str(q.session_id)} for q in found])
+        return
+    if not found:
+        typer.echo("no quarantined sessions")
+        return
+    out_console().print(quarantine_table(found))
 
 
 def _session_id(value: str) -> UUID:

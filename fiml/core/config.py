@@ -63,8 +63,9 @@ class Settings(BaseSettings):
     session_archive_grace_hours: float = Field(
         default=24,
         gt=0,
-        description="How long Redis keeps an expired session's keys as a backstop behind "
-        "archival; Redis's own TTL never fires before expiry plus this.",
+        description="Redis never deletes a session by itself (no TTL: nothing leaves Redis "
+        "before it is in the archive); cleanup re-checks an extended session's expiry index "
+        "entry at most half of this after it was due.",
     )
     redis_max_connections: int = Field(default=64, gt=0)
     redis_timeout_seconds: float = Field(

@@ -3,10 +3,13 @@
 Celery tasks (:mod:`fiml.sessions.tasks`), the in-process scheduler
 (:mod:`fiml.sessions.scheduler`) and the command line all run these same functions:
 
-- :func:`run_cleanup` archives expired and closed sessions and records analytics facts for
-  the sessions it archived (every ``session_cleanup_interval_minutes``);
+- :func:`run_cleanup` archives expired and closed sessions, recording each one's analytics
+  facts in the transaction that archives it (every ``session_cleanup_interval_minutes``);
+  sessions it could not archive are counted as failed (the archive is unreachable) or
+  quarantined (see :mod:`fiml.sessions.archival`), and stay where they are;
 - :func:`run_retention` deletes archives older than ``session_retention_days`` (daily);
-- :func:`run_metrics` records facts for any archived session that has none (daily).
+- :func:`run_metrics` records facts for any archived session that has none (daily): a
+  backstop, for sessions archived while analytics was off.
 
 Every job is idempotent and safe to run concurrently with itself: the store archives each
 session exactly once, and facts are inserted only where none exist, so two runs at once
@@ -65,10 +68,20 @@ class JobStats(BaseModel):
 
 
 class CleanupStats(JobStats):
-    """Sessions archived by this run, and analytics facts it recorded for them."""
+    """Sessions this run archived, could not archive (``failed``: the archive is down,
+    retried next run; ``quarantined``: see :mod:`fiml.sessions.quarantine`), and the
+    analytics facts it recorded for the archived ones."""
 
     archived: int = 0
+    failed: int = 0
+    quarantined: int = 0
     metrics_recorded: int = 0
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when every session due was archived."""
+        return not (self.failed or self.quarantined)
 
 
 class RetentionStats(JobStats):
@@ -95,24 +108,21 @@ def _analytics_for(store: SessionStore, analytics: SessionAnalytics | None) -> S
 async def run_cleanup(
     store: SessionStore, analytics: SessionAnalytics | None = None, *, batch_size: int = 1000
 ) -> CleanupStats:
-    """Archive every expired or closed session, then record facts for those archived.
-
-    Facts are recorded unless ``session_enable_analytics`` is off. If the run dies between
-    the two steps, :func:`run_metrics` records the missing facts later.
-    """
+    """Archive every expired or closed session, with its analytics facts (unless
+    ``session_enable_analytics`` is off); ``analytics`` is accepted for symmetry with the
+    other jobs, the facts are written by the archiving transaction itself."""
+    del analytics
     started, clock = utcnow(), time.monotonic()
-    archived = await store.cleanup_expired_sessions(batch_size=batch_size)
-    recorded = 0
-    if store.settings.session_enable_analytics:
-        recorded = await _analytics_for(store, analytics).record_archived_metrics(
-            archived_since=started, batch_size=batch_size
-        )
+    report = await store.cleanup_expired_sessions(batch_size=batch_size)
     return CleanupStats(
         job=CLEANUP_JOB,
         started_at=started,
         duration_seconds=_elapsed(clock),
-        archived=archived,
-        metrics_recorded=recorded,
+        archived=report.archived,
+        failed=report.failed,
+        quarantined=report.quarantined,
+        metrics_recorded=report.metrics_recorded,
+        error=report.error,
     )
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import math
 import weakref
 from collections.abc import Sequence
@@ -31,6 +32,7 @@ from fiml.core.errors import (
     SessionArchivedError,
     SessionNotFoundError,
 )
+from fiml.sessions.archival import Archiver, CleanupReport
 from fiml.sessions.backends import build_backends
 from fiml.sessions.backends.base import (
     HistoryCounters,
@@ -54,9 +56,11 @@ from fiml.sessions.models import (
     to_json,
     utcnow,
 )
+from fiml.sessions.quarantine import QuarantinedSession
 
 __all__ = [
     "ALL_QUERIES",
+    "CleanupReport",
     "HistoryPage",
     "SessionPage",
     "SessionStore",
@@ -73,6 +77,9 @@ MAX_OFFSET = 2**31 - 1 - MAX_PAGE
 """History positions are 32-bit integers in SQL; no page can start past this."""
 _ARCHIVE_CHUNK = 500
 """Sessions archived per concurrent chunk of a cleanup batch (tiered deployments)."""
+MAX_CLEANUP_BATCH = 10_000
+
+logger = logging.getLogger("fiml.sessions.store")
 
 
 class SessionPage(BaseModel):
@@ -476,63 +483,95 @@ class SessionStore:
             sessions=page, next_cursor=ListCursor.after(page[-1]).encode() if more else None
         )
 
+    @property
+    def archiver(self) -> Archiver:
+        """Moves finished sessions into the archive (see :mod:`fiml.sessions.archival`)."""
+        return Archiver(
+            self.backend, self.archive, record_facts=self.settings.session_enable_analytics
+        )
+
     async def archive_session(self, session_id: UUID | str) -> bool:
-        """Archive one session now; False if it was archived already."""
+        """Archive one session now, ending it if it is still running; False if it was
+        archived already. If archiving fails, the session is left exactly as it was."""
         sid = parse_session_id(session_id)
         session = await self.get_session(sid, history_limit=0)
         if session is None:
             raise SessionNotFoundError(sid)
         if session.is_archived:
             return False
-        now = utcnow()
-        if session.expires_at > now and session.closed_at is None:
-            await self._apply(sid, SessionChanges(end_now=True))
-        return await self._archive_ids([sid], now=utcnow()) == 1
+        return await self.archiver.archive_now(sid, now=utcnow())
 
-    async def _archive_ids(self, ids: Sequence[UUID], *, now: datetime) -> int:
-        if not self._tiered:
-            return await self.archive.archive_in_place(ids, now=now)
-        sessions = await self.backend.export_sessions(ids)
-        archived = await self.archive.import_archived(sessions, archived_at=now)
-        await self.backend.remove_archived([s.id for s in sessions])
-        return archived
-
-    async def _archive_batch(self, ids: Sequence[UUID], *, now: datetime) -> int:
+    async def _archive_batch(self, ids: Sequence[UUID], *, now: datetime) -> CleanupReport:
         """Archive ``ids`` in concurrent chunks: while Redis or the database works on one
         chunk, this process encodes or decodes another. The chunks are disjoint, and each
-        is archived crash-safely on its own; the first failure is raised once all are done.
+        is archived crash-safely on its own; an active tier that fails is raised once all
+        are done.
         """
-        if not self._tiered or len(ids) <= _ARCHIVE_CHUNK:
-            return await self._archive_ids(ids, now=now)
+        archiver = self.archiver
+        if not archiver.tiered or len(ids) <= _ARCHIVE_CHUNK:
+            return await archiver.archive_due(ids, now=now)
         results = await asyncio.gather(
             *(
-                self._archive_ids(ids[start : start + _ARCHIVE_CHUNK], now=now)
+                archiver.archive_due(ids[start : start + _ARCHIVE_CHUNK], now=now)
                 for start in range(0, len(ids), _ARCHIVE_CHUNK)
             ),
             return_exceptions=True,
         )
-        archived = 0
+        report = CleanupReport()
         for result in results:
             if isinstance(result, BaseException):
                 raise result
-            archived += result
-        return archived
+            report += result
+        return report
 
-    async def cleanup_expired_sessions(self, *, batch_size: int = 1000) -> int:
-        """Archive every session that has expired or was closed; returns how many.
+    async def cleanup_expired_sessions(self, *, batch_size: int = 1000) -> CleanupReport:
+        """Archive every session that has expired or was closed; says how many were
+        archived, failed (the archive is unreachable: retried next run) and quarantined.
 
         Idempotent and safe to run concurrently: each session is archived, and counted,
-        exactly once across all runs.
+        exactly once across all runs. Nothing is removed that is not in the archive.
         """
-        total = 0
+        if (
+            isinstance(batch_size, bool)
+            or not isinstance(batch_size, int)
+            or not 1 <= batch_size <= MAX_CLEANUP_BATCH
+        ):
+            raise InvalidInputError(
+                "batch_size", batch_size, f"must be an integer from 1 to {MAX_CLEANUP_BATCH}"
+            )
+        report = CleanupReport()
         while True:
             now = utcnow()
-            ids = await self.backend.expired_ids(now=now, limit=batch_size)
+            left_behind = report.failed + report.quarantined
+            ids = await self.backend.expired_ids(now=now, limit=batch_size, skip=left_behind)
             if not ids:
-                return total
-            total += await self._archive_batch(ids, now=now)
-            if len(ids) < batch_size:
-                return total
+                break
+            report += await self._archive_batch(ids, now=now)
+            if report.failed or len(ids) < batch_size:
+                break
+        log = logger.info if report.ok else logger.warning
+        log(
+            "cleanup archived %d, failed %d, quarantined %d",
+            report.archived,
+            report.failed,
+            report.quarantined,
+            extra={
+                "event": "cleanup.done",
+                "archived": report.archived,
+                "failed": report.failed,
+                "quarantined": report.quarantined,
+            },
+        )
+        return report
+
+    async def list_quarantined(
+        self, *, limit: int = 100, user_id: str | None = None
+    ) -> list[QuarantinedSession]:
+        """Sessions archival could not move, longest-failing first (for an operator)."""
+        limit = _page_limit(limit)
+        if user_id is not None and (not isinstance(user_id, str) or not user_id):
+            raise InvalidInputError("user_id", user_id, "must be a non-empty string")
+        return await self.archive.list_quarantined(limit=limit, user_id=user_id)
 
     async def delete_old_archived_sessions(self, *, retention_days: float | None = None) -> int:
         """Delete archives older than the retention period; returns how many."""

@@ -45,12 +45,34 @@ async def add_expired(store: SessionStore, count: int, *, user: str = "u") -> li
     return ids
 
 
+async def archive_without_facts(store: SessionStore, expected: int) -> None:
+    """Archive what is due with analytics off, as before an upgrade or while it was off:
+    the sessions are archived and no facts are recorded for them."""
+    quiet = store.settings.model_copy(update={"session_enable_analytics": False})
+    async with SessionStore(quiet) as other:
+        report = await other.cleanup_expired_sessions()
+    assert (report.archived, report.metrics_recorded) == (expected, 0)
+    assert await metric_rows(store) == 0
+
+
 async def set_archived_at(store: SessionStore, ids: list[UUID], days_ago: float) -> None:
     stamp = utcnow() - timedelta(days=days_ago)
     async with store.archive.engine.begin() as conn:
         await conn.execute(
             update(SessionRecord).where(SessionRecord.id.in_(ids)).values(archived_at=stamp)
         )
+
+
+async def test_archiving_records_the_facts_in_the_same_transaction(store: SessionStore) -> None:
+    ids = await add_expired(store, 3)
+    report = await store.cleanup_expired_sessions()
+    assert (report.archived, report.metrics_recorded) == (3, 3)
+    assert await metric_rows(store) == 3
+    assert (await run_metrics(store)).recorded == 0  # nothing left for the daily backstop
+    session = await store.create_session(["AAPL"], SessionType.EQUITY, user_id="u", ttl_hours=1)
+    assert await store.archive_session(session.id)
+    assert await metric_rows(store) == 4
+    assert all([(await store.get_session(i)) is not None for i in ids])
 
 
 async def test_cleanup_archives_and_records_each_session_once(store: SessionStore) -> None:
@@ -98,7 +120,7 @@ async def test_cleanup_with_analytics_disabled_records_nothing_until_enabled(
 
 async def test_metrics_backfills_archived_sessions_without_facts(store: SessionStore) -> None:
     await add_expired(store, 6)
-    assert await store.cleanup_expired_sessions() == 6
+    await archive_without_facts(store, 6)
 
     first = await run_metrics(store)
     again = await run_metrics(store)
@@ -109,7 +131,7 @@ async def test_metrics_backfills_archived_sessions_without_facts(store: SessionS
 
 async def test_retention_deletes_only_archives_older_than_the_period(store: SessionStore) -> None:
     ids = await add_expired(store, 5)
-    assert await store.cleanup_expired_sessions() == 5
+    assert (await store.cleanup_expired_sessions()).archived == 5
     await set_archived_at(store, ids[:2], days_ago=40)
     await set_archived_at(store, ids[2:3], days_ago=31)
     await set_archived_at(store, ids[3:4], days_ago=29)
@@ -142,7 +164,7 @@ async def test_concurrent_cleanups_archive_and_count_each_session_once(
 
 async def test_concurrent_metric_backfills_count_each_session_once(store: SessionStore) -> None:
     await add_expired(store, 30)
-    assert await store.cleanup_expired_sessions() == 30
+    await archive_without_facts(store, 30)
     stores = [SessionStore(store.settings) for _ in range(3)]
     await asyncio.gather(*(s.initialize() for s in stores))
     try:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from datetime import timedelta
 from typing import cast
 
 import redis.asyncio as redis
@@ -22,15 +21,15 @@ def _tag(key: str) -> str:
     return key.split("{", 1)[1].split("}", 1)[0]
 
 
-async def session_violations(raw: redis.Redis, *, grace: timedelta) -> list[str]:
+async def session_violations(raw: redis.Redis) -> list[str]:
     """Every broken invariant among the sessions in ``raw``'s database (empty: none).
 
     For each session whose keys exist: its meta hash exists and is complete; it is in the
     expiry index no later than its expiry and, if it has a user, in the user's index at its
     creation time; its counters match its history (total = queries = distinct ids, cache
-    hits and per-type counts recounted from the queries); and every one of its keys has a
-    backstop TTL of exactly expiry + grace. Index entries whose session is gone are allowed:
-    the design drops them where they are met.
+    hits and per-type counts recounted from the queries); and no key of it has a TTL
+    (nothing may delete a session that is not in the archive). Index entries whose session
+    is gone are allowed: the design drops them where they are met.
     """
     keys = [str(k) async for k in raw.scan_iter(match="fiml:s:*", count=1000)]
     by_session: dict[str, set[str]] = {}
@@ -39,16 +38,13 @@ async def session_violations(raw: redis.Redis, *, grace: timedelta) -> list[str]
     entries = await raw.zrange(rk.EXPIRY_INDEX, 0, -1, withscores=True)
     expiry_index = dict(cast(list[tuple[str, float]], entries))
     problems: list[str] = []
-    grace_ms = grace // timedelta(milliseconds=1)
     for sid, present in sorted(by_session.items()):
-        problems += [
-            f"{sid}: {p}" for p in await _one_session(raw, sid, present, expiry_index, grace_ms)
-        ]
+        problems += [f"{sid}: {p}" for p in await _one_session(raw, sid, present, expiry_index)]
     return problems
 
 
 async def _one_session(
-    raw: redis.Redis, sid: str, present: set[str], expiry_index: dict[str, float], grace_ms: int
+    raw: redis.Redis, sid: str, present: set[str], expiry_index: dict[str, float]
 ) -> list[str]:
     keys = rk.session_keys(sid)
     if keys.meta not in present:
@@ -68,11 +64,10 @@ async def _one_session(
         if created != int(meta["created_at"]):
             problems.append(f"user index entry {created} != created_at {meta['created_at']}")
     problems += await _history_problems(raw, keys, meta)
-    backstop = expires_us // 1000 + grace_ms
     for key in sorted(present):
         at = await raw.pexpiretime(key)
-        if at != backstop:
-            problems.append(f"{key} expires at {at}, not at expiry + grace {backstop}")
+        if at != -1:  # -1: no TTL
+            problems.append(f"{key} has a TTL (expires at {at})")
     return problems
 
 

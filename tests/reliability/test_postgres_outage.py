@@ -1,9 +1,9 @@
 """PostgreSQL goes away while cleanup archives: nothing is lost, nothing doubled.
 
 PostgreSQL is reached through a TCP proxy that the test cuts (the shared server itself is
-never touched). Cleanup must fail with a StorageUnavailableError naming PostgreSQL; the
-sessions it could not archive stay in Redis, readable with their whole history; and the
-next cleanup, once PostgreSQL is back, archives every one of them exactly once.
+never touched). Cleanup must report the sessions it could not archive as failed, naming
+PostgreSQL; they stay in Redis, readable with their whole history; and the next cleanup,
+once PostgreSQL is back, archives every one of them exactly once.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import pytest
 import redis.asyncio as redis
 
 from fiml.core.config import Settings
-from fiml.core.errors import StorageUnavailableError
 from fiml.sessions import ALL_QUERIES, SessionStore
 from fiml.sessions.jobs import run_cleanup, run_metrics
 from fiml.sessions.models import SessionStatus
@@ -65,10 +64,10 @@ async def test_cleanup_with_postgres_down_fails_clearly_and_the_next_run_archive
             before = await snapshots(store, ids)
 
             await proxy.cut()
-            for _ in range(2):
-                with pytest.raises(StorageUnavailableError) as caught:
-                    await run_cleanup(store)
-                assert caught.value.backend == "postgresql"
+            for _ in range(2):  # each run reports the sessions it could not archive
+                stats = await run_cleanup(store)
+                assert (stats.archived, stats.failed, stats.quarantined) == (0, 20, 0)
+                assert "postgresql is unavailable" in (stats.error or "")
 
             assert await archived_count(archive) == 0
             assert await sessions_in_redis(raw) == set(ids)
@@ -110,10 +109,9 @@ async def test_postgres_cut_in_the_middle_of_cleanup_loses_and_doubles_nothing(
                 await proxy.cut()
 
             cutter = asyncio.create_task(cut_once_archiving())
-            with pytest.raises(StorageUnavailableError) as caught:
-                await run_cleanup(store, batch_size=4)
+            stats = await run_cleanup(store, batch_size=4)
             await cutter
-            assert caught.value.backend == "postgresql"
+            assert stats.failed > 0 and "postgresql" in (stats.error or "")
 
             landed = await archived_count(archive)
             assert 0 < landed < total

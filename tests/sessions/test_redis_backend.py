@@ -2,7 +2,7 @@
 
 Everything a user relies on on every deployment is in ``test_store_contract.py``; these
 tests look inside Redis (real Redis and PostgreSQL, no fakes) at what the contract cannot
-see: hash tags, backstop TTLs, no keyspace scans, many processes writing at once, and
+see: hash tags, no TTLs, no keyspace scans, many processes writing at once, and
 archival that survives a crash at any step.
 """
 
@@ -32,6 +32,7 @@ from fiml.sessions.backends.redis_pool import WaitingConnectionPool, waiting_poo
 from fiml.sessions.db import QueryRow
 from fiml.sessions.models import Session, SessionStatus, SessionType, utcnow
 from tests.conftest import REDIS_URL, reset_redis, settings_for
+from tests.reliability.archive_checks import sessions_in_redis
 
 TWO_SECONDS = 2 / 3600
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -141,7 +142,7 @@ async def assert_archived_exactly(
     """Every session in PostgreSQL once with its whole history; nothing left in Redis."""
     assert await store.archive.count_sessions(archived=True) == len(ids)
     assert await archived_query_counts(store) == {sid: queries for sid in ids}
-    assert await raw.keys("fiml:*") == []
+    assert await raw.keys("fiml:*") == [rk.LAYOUT_MARKER]
     for sid in ids:
         session = await store.get_session(sid, history_limit=ALL_QUERIES)
         assert session is not None and session.status is SessionStatus.ARCHIVED
@@ -168,23 +169,38 @@ async def test_keys_of_one_session_share_one_hash_tag(
     assert await raw.zscore(rk.EXPIRY_INDEX, str(session.id)) is not None
 
 
-async def test_redis_ttl_is_a_backstop_well_after_expiry(
-    store: SessionStore, raw: redis.Redis, settings: Settings
+async def test_redis_never_expires_a_session_by_itself(
+    store: SessionStore, raw: redis.Redis
 ) -> None:
-    grace = timedelta(hours=settings.session_archive_grace_hours)
+    """No key of a session carries a TTL, whatever the write: a TTL would delete a session
+    the archive never received whenever archival is held up longer than it."""
     session = await store.create_session(["AAPL"], "equity", ttl_hours=1)
     await store.append_query(session.id, query(1))
-    await store.update_state(session.id, context={"a": 1})
+    await store.update_state(session.id, context={"a": 1}, preferences={"p": 1})
+    await store.extend_session(session.id, 2)
+    await store.close_session(session.id)
 
-    async def expiry_times() -> set[int]:
-        return {await raw.pexpiretime(k) for k in await raw.keys(f"fiml:s:*{session.id}*")}
+    keys = await raw.keys(f"fiml:s:*{session.id}*")
+    assert len(keys) >= 5
+    assert {await raw.pttl(k) for k in keys} == {-1}  # -1: the key exists and has no TTL
 
-    def backstop(s: Session) -> int:
-        return (s.expires_at + grace - EPOCH) // timedelta(milliseconds=1)
 
-    assert await expiry_times() == {backstop(session)}
-    extended = await store.extend_session(session.id, 2)
-    assert await expiry_times() == {backstop(extended)} != {backstop(session)}
+async def test_keys_an_older_version_wrote_with_a_ttl_are_made_persistent(
+    settings: Settings, raw: redis.Redis
+) -> None:
+    async with SessionStore(settings) as store:
+        session = await store.create_session(["AAPL"], "equity")
+        await store.append_query(session.id, query(1))
+    keys = rk.session_keys(session.id)
+    for key in (keys.meta, keys.queries, keys.qids):
+        await raw.pexpire(key, 3_600_000)  # as the backstop TTL of earlier versions did
+    await raw.delete(rk.LAYOUT_MARKER)  # a Redis that only earlier versions have used
+
+    async with SessionStore(settings) as store:
+        assert {await raw.pttl(k) for k in (keys.meta, keys.queries, keys.qids)} == {-1}
+        assert await raw.exists(rk.LAYOUT_MARKER)
+        reread = await store.get_session(session.id)
+        assert reread is not None and reread.state.history.total_queries == 1
 
 
 async def test_listing_and_cleanup_use_the_indexes_never_a_scan(
@@ -199,7 +215,7 @@ async def test_listing_and_cleanup_use_the_indexes_never_a_scan(
     rest = await store.list_user_sessions_page("me", limit=2, cursor=page.next_cursor)
     assert [s.id for s in page.sessions + rest.sessions] == [s.id for s in reversed(mine)]
     assert spy.round_trips == 4  # index range + meta reads, per page
-    assert await store.cleanup_expired_sessions() == 0
+    assert (await store.cleanup_expired_sessions()).archived == 0
     assert spy.round_trips == 5  # one range of the expiry index: nothing is due
     assert not {"SCAN", "KEYS"} & set(spy.commands)
     assert len(spy.commands) < 10
@@ -336,9 +352,9 @@ async def test_expired_sessions_move_to_postgres_with_their_history(
         expired = await store.get_session(sid)
         assert expired is not None and expired.status is SessionStatus.EXPIRED
 
-    assert await store.cleanup_expired_sessions() == 20
+    assert (await store.cleanup_expired_sessions()).archived == 20
     await assert_archived_exactly(store, raw, ids, queries=3)
-    assert await store.cleanup_expired_sessions() == 0
+    assert (await store.cleanup_expired_sessions()).archived == 0
 
 
 async def test_two_stores_cleaning_up_at_once_archive_each_session_once(
@@ -349,7 +365,7 @@ async def test_two_stores_cleaning_up_at_once_archive_each_session_once(
         counts = await asyncio.gather(
             a.cleanup_expired_sessions(batch_size=7), b.cleanup_expired_sessions(batch_size=7)
         )
-    assert sum(counts) == 30
+    assert sum(c.archived for c in counts) == 30
     await assert_archived_exactly(store, raw, ids, queries=2)
 
 
@@ -357,11 +373,11 @@ async def test_a_batch_of_many_chunks_archives_each_session_once(
     store: SessionStore, raw: redis.Redis
 ) -> None:
     ids = await expired_sessions(store, 620, queries=1)  # three chunks of a 1000-id batch
-    assert await store.cleanup_expired_sessions() == 620
+    assert (await store.cleanup_expired_sessions()).archived == 620
     await assert_archived_exactly(store, raw, ids, queries=1)
 
 
-async def test_a_failing_chunk_raises_its_error_and_the_next_cleanup_finishes(
+async def test_a_failing_chunk_is_reported_and_the_next_cleanup_finishes(
     store: SessionStore, raw: redis.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ids = await expired_sessions(store, 600, queries=1)
@@ -369,20 +385,24 @@ async def test_a_failing_chunk_raises_its_error_and_the_next_cleanup_finishes(
     import_archived = archive.import_archived
     calls = 0
 
-    async def second_chunk_fails(sessions: list[Session], *, archived_at: datetime) -> int:
+    async def second_chunk_fails(
+        sessions: list[Session], *, archived_at: datetime, record_facts: bool = False
+    ) -> tuple[int, int]:
         nonlocal calls
         calls += 1
         if calls == 2:
             raise StorageUnavailableError("postgresql", "connection reset")
-        return await import_archived(sessions, archived_at=archived_at)
+        return await import_archived(sessions, archived_at=archived_at, record_facts=record_facts)
 
     monkeypatch.setattr(archive, "import_archived", second_chunk_fails)
-    with pytest.raises(StorageUnavailableError):
-        await store.cleanup_expired_sessions()
+    report = await store.cleanup_expired_sessions()
     monkeypatch.undo()
 
+    assert report.failed > 0 and "connection reset" in (report.error or "")
+    assert report.archived + report.failed == 600 and report.quarantined == 0
     assert 0 < await archive.count_sessions(archived=True) < 600
-    await store.cleanup_expired_sessions()
+    assert len(await sessions_in_redis(raw)) == report.failed  # nothing dropped
+    assert (await store.cleanup_expired_sessions()).archived == report.failed
     await assert_archived_exactly(store, raw, ids, queries=1)
 
 
@@ -394,14 +414,14 @@ async def test_a_crash_at_any_step_of_archival_loses_and_duplicates_nothing(
     backend = store.backend
     due = await backend.expired_ids(now=utcnow(), limit=100)
     assert sorted(due) == sorted(ids)
-    exported = await backend.export_sessions(due)
+    exported = (await backend.export_sessions(due)).sessions
     copied = 0
     if crash_after in ("import", "delete_keys"):
-        copied = await store.archive.import_archived(exported, archived_at=utcnow())
+        copied, _ = await store.archive.import_archived(exported, archived_at=utcnow())
     if crash_after == "delete_keys":
         await raw.unlink(*[k for sid in ids for k in rk.session_keys(sid)])
 
-    assert copied + await store.cleanup_expired_sessions() == 6
+    assert copied + (await store.cleanup_expired_sessions()).archived == 6
     for user in ("u0", "u1", "u2"):  # a listing drops user-index entries left by the crash
         assert await store.list_user_sessions(user) == []
     await assert_archived_exactly(store, raw, ids, queries=3)
@@ -410,7 +430,7 @@ async def test_a_crash_at_any_step_of_archival_loses_and_duplicates_nothing(
 async def test_an_exported_session_refuses_writes(store: SessionStore) -> None:
     session = await store.create_session(["AAPL"], "equity")
     await store.append_query(session.id, query(1))
-    [exported] = await store.backend.export_sessions([session.id])
+    [exported] = (await store.backend.export_sessions([session.id])).sessions
     with pytest.raises(SessionArchivedError):
         await store.append_query(session.id, query(2))
     loaded = await store.get_session(session.id)
@@ -429,7 +449,7 @@ async def test_close_is_archived_at_once_and_extend_is_rescored(
         while utcnow() < extended.created_at + timedelta(hours=TWO_SECONDS):
             await asyncio.sleep(0.05)
 
-    assert await store.cleanup_expired_sessions() == 1
+    assert (await store.cleanup_expired_sessions()).archived == 1
     archived = await store.get_session(closed.id)
     assert archived is not None and archived.status is SessionStatus.ARCHIVED
     still = await store.get_session(extended.id)
@@ -484,7 +504,7 @@ async def test_sessions_whose_keys_vanished_leave_no_hole_in_listing_or_cleanup(
     async with asyncio.timeout(10):
         while utcnow() < lost[-1].expires_at:
             await asyncio.sleep(0.05)
-    assert await store.cleanup_expired_sessions() == 0
+    assert (await store.cleanup_expired_sessions()).archived == 0
     assert await raw.zcard(rk.EXPIRY_INDEX) == 3
 
 

@@ -257,13 +257,13 @@ async def test_expired_session_stays_readable_until_archived(store: SessionStore
     with pytest.raises(SessionExpiredError):
         await store.append_query(session.id, query(9))
 
-    assert await store.cleanup_expired_sessions() == 1
+    assert (await store.cleanup_expired_sessions()).archived == 1
     archived = await store.get_session(session.id, history_limit=ALL_QUERIES)
     assert archived is not None
     assert archived.is_archived
     assert archived.status is SessionStatus.ARCHIVED
     assert [q.parameters["symbol"] for q in archived.state.history.queries] == ["S0", "S1", "S2"]
-    assert await store.cleanup_expired_sessions() == 0
+    assert (await store.cleanup_expired_sessions()).archived == 0
 
 
 async def test_two_cleanups_at_once_archive_each_session_once(
@@ -281,7 +281,7 @@ async def test_two_cleanups_at_once_archive_each_session_once(
             store.cleanup_expired_sessions(batch_size=5),
             other.cleanup_expired_sessions(batch_size=5),
         )
-    assert sum(counts) == 12
+    assert sum(c.archived for c in counts) == 12
     for sid in ids:
         archived = await store.get_session(sid, history_limit=ALL_QUERIES)
         assert archived is not None and archived.is_archived
@@ -324,7 +324,7 @@ async def test_close_marks_finished_and_read_only(store: SessionStore) -> None:
         await store.append_query(session.id, query(1))
     with pytest.raises(SessionClosedError):
         await store.close_session(session.id)
-    assert await store.cleanup_expired_sessions() == 1
+    assert (await store.cleanup_expired_sessions()).archived == 1
     archived = await store.get_session(session.id)
     assert archived is not None and archived.is_archived and archived.is_closed
 

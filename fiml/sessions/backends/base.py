@@ -21,6 +21,7 @@ from fiml.core.errors import InvalidCursorError
 from fiml.sessions.models import QueryRecord, Session, SessionSummary
 
 __all__ = [
+    "ExportedSessions",
     "HistoryCounters",
     "ListCursor",
     "SessionBackend",
@@ -80,6 +81,17 @@ class HistoryCounters:
     version: int
     added_queries: int = 0
     """How many of the write's queries were new; one already recorded (same id) is not."""
+
+
+@dataclass(slots=True)
+class ExportedSessions:
+    """What an export for archival read: the sessions it could decode, the ones it could
+    not (id -> why), and which sessions this export froze (only their exporter may thaw
+    them, should archiving fail)."""
+
+    sessions: list[Session] = field(default_factory=list)
+    unreadable: dict[UUID, str] = field(default_factory=dict)
+    frozen_here: set[UUID] = field(default_factory=set)
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,8 +165,10 @@ class SessionBackend(Protocol):
     ) -> list[SessionSummary]:
         """Up to ``limit`` of a user's sessions, newest first, after ``cursor``."""
 
-    async def expired_ids(self, *, now: datetime, limit: int) -> list[UUID]:
-        """Ids of up to ``limit`` unarchived sessions whose expiry is at or before ``now``."""
+    async def expired_ids(self, *, now: datetime, limit: int, skip: int = 0) -> list[UUID]:
+        """Ids of up to ``limit`` unarchived sessions whose expiry is at or before ``now``,
+        earliest first, after the first ``skip`` of them (those a cleanup run already tried
+        and left behind)."""
 
     async def count_active(
         self,
@@ -166,8 +180,12 @@ class SessionBackend(Protocol):
     ) -> int:
         """Sessions neither archived, closed nor past expiry, matching the filters."""
 
-    async def export_sessions(self, session_ids: Sequence[UUID]) -> list[Session]:
-        """The given sessions with their whole histories (missing ids are skipped)."""
+    async def export_sessions(self, session_ids: Sequence[UUID]) -> ExportedSessions:
+        """The given sessions with their whole histories, frozen against writes (missing
+        ids are skipped; ones that cannot be decoded are reported, not raised)."""
+
+    async def thaw(self, session_ids: Sequence[UUID]) -> None:
+        """Accept writes again on sessions an export froze whose archiving failed."""
 
     async def remove_archived(self, session_ids: Sequence[UUID]) -> int:
         """Drop sessions that another backend has archived; returns how many were here."""

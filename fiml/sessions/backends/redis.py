@@ -20,8 +20,8 @@ commands keeps both indexes safe to trust:
   created, and a write that may bring expiry forward (close, end now, a new expiry)
   lowers the index entry (``ZADD XX LT``) *before* its script runs. A write that pushes
   expiry later (extend) leaves the entry early; cleanup finds it, sees the session is not
-  due, and re-scores it, to at most ``now + grace / 2``, so that even an entry left late by
-  a race with a concurrent close comes due again before the backstop TTL can fire.
+  due, and re-scores it, to at most ``now + session_archive_grace_hours / 2``, so that even
+  an entry left late by a race with a concurrent close comes due again soon.
 - Entries whose session is gone (a crash between deleting the keys and the ``ZREM``, or
   before a create's script ran) are dropped where they are met: by cleanup for the expiry
   index, by listing for the user index.
@@ -29,13 +29,18 @@ commands keeps both indexes safe to trust:
   (it refuses writes from then on), so no write can land between the copy and the delete;
   re-running any step after a crash neither loses nor duplicates anything.
 
-Redis's own TTL (PEXPIREAT on every key, refreshed whenever expiry changes) is only a
-backstop, set to expiry plus ``session_archive_grace_hours``, well after archival.
+Redis never removes a session by itself: its keys carry no TTL, because a TTL would delete
+a session the archive never received whenever archival is held up longer than the TTL (the
+archive down, no scheduler running). A session leaves Redis only once it is in the archive.
+A session that cannot be archived (a value the archive refuses, a record that does not
+decode) stays, and the store quarantines it (:mod:`fiml.sessions.quarantine`). Keys written
+with a TTL by earlier versions are made persistent once, when a backend first starts.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -49,6 +54,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from fiml.core.config import Settings
 from fiml.core.errors import (
     ContextValueError,
+    CorruptRecordError,
     InvalidInputError,
     InvalidTTLError,
     QueryLimitExceededError,
@@ -60,7 +66,13 @@ from fiml.core.errors import (
     StorageUnavailableError,
 )
 from fiml.sessions.backends import redis_keys as rk
-from fiml.sessions.backends.base import HistoryCounters, ListCursor, SessionChanges, WriteLimits
+from fiml.sessions.backends.base import (
+    ExportedSessions,
+    HistoryCounters,
+    ListCursor,
+    SessionChanges,
+    WriteLimits,
+)
 from fiml.sessions.backends.redis_codec import (
     SummaryRow,
     apply_args,
@@ -83,6 +95,7 @@ from fiml.sessions.models import (
     queries_from_json,
     utcnow,
 )
+from fiml.sessions.quarantine import failure_reason
 
 __all__ = ["RedisBackend"]
 
@@ -109,12 +122,34 @@ def _hash(reply: dict[str, str] | list[str]) -> dict[str, str]:
     return reply if isinstance(reply, dict) else pairs(reply)
 
 
+_UNDECODABLE = (ValueError, KeyError, TypeError, IndexError)
+"""What decoding a damaged record raises (pydantic's ValidationError is a ValueError)."""
+_LEGACY_TTL_BATCH = 500
+
+logger = logging.getLogger("fiml.sessions.redis")
+
+
 def _exported_session(session_id: UUID, reply: list[Any]) -> Session:
     """A session from the READ script's reply, for archival (no baseline: never written back)."""
     meta, queries, *sections = reply
     return session_from_parts(
         session_id, pairs(meta), queries, [pairs(s) for s in sections], baseline=False
     )
+
+
+def _parsed_id(member: str) -> UUID | None:
+    try:
+        return UUID(member)
+    except ValueError:
+        return None
+
+
+def _micros_or_none(value: str | None) -> int | None:
+    """A stored time, None where it is absent or damaged."""
+    try:
+        return None if value is None else int(value)
+    except ValueError:
+        return None
 
 
 class RedisBackend:
@@ -126,7 +161,6 @@ class RedisBackend:
         self, pool: WaitingConnectionPool, *, archive_grace: timedelta, timeout: float
     ) -> None:
         self.pool = pool
-        self._grace_ms = archive_grace // timedelta(milliseconds=1)
         self._rescore_horizon = archive_grace / 2
         self._timeout = timeout
 
@@ -142,9 +176,33 @@ class RedisBackend:
         return cls(pool, archive_grace=grace, timeout=timeout)
 
     async def initialize(self) -> None:
-        """Check that Redis answers and load the scripts."""
+        """Check that Redis answers, load the scripts, and make keys that earlier versions
+        wrote with a TTL persistent (once per Redis database)."""
         await self._call("PING")
         await self._load_scripts()
+        if not await self._call("EXISTS", rk.LAYOUT_MARKER):
+            await self._persist_legacy_keys()
+
+    async def _persist_legacy_keys(self) -> None:
+        """PERSIST the keys of every indexed session: a walk of the expiry index, which
+        holds every live session, done once; running it twice, or concurrently, is harmless."""
+        start = 0
+        while True:
+            members = await self._call(
+                "ZRANGE", rk.EXPIRY_INDEX, start, start + _LEGACY_TTL_BATCH - 1
+            )
+            commands: list[Command] = [
+                ("PERSIST", key)
+                for member in members
+                if _parsed_id(member) is not None
+                for key in rk.session_keys(member)
+            ]
+            if commands:
+                await self._pipeline(commands)
+            if len(members) < _LEGACY_TTL_BATCH:
+                break
+            start += _LEGACY_TTL_BATCH
+        await self._call("SET", rk.LAYOUT_MARKER, "1")
 
     async def close(self) -> None:
         """Close the connection pool."""
@@ -247,7 +305,7 @@ class RedisBackend:
         if session.user_id is not None:
             created = to_micros(session.created_at)
             commands.append(("ZADD", rk.user_index(session.user_id), "NX", created, sid))
-        args = create_args(session, to_micros(session.expires_at) // 1000 + self._grace_ms)
+        args = create_args(session)
         commands.append(self._script(rk.CREATE, rk.session_keys(sid), args))
         results = await self._pipeline(commands)
         if not results[-1]:
@@ -265,13 +323,19 @@ class RedisBackend:
         if not meta:
             return None
         queries = rest.pop(0) if first is not None else []
-        return session_from_parts(session_id, _hash(meta), queries, [_hash(h) for h in rest])
+        try:
+            return session_from_parts(session_id, _hash(meta), queries, [_hash(h) for h in rest])
+        except _UNDECODABLE as exc:
+            raise CorruptRecordError("redis", session_id, failure_reason(exc)) from None
 
     async def load_history(self, session_id: UUID, *, offset: int, limit: int) -> list[QueryRecord]:
         """Queries ``offset+1 .. offset+limit``, oldest first (one LRANGE)."""
         key = rk.session_keys(session_id).queries
         raw = await self._call("LRANGE", key, offset, offset + limit - 1)
-        return queries_from_json(raw)
+        try:
+            return queries_from_json(raw)
+        except _UNDECODABLE as exc:
+            raise CorruptRecordError("redis", session_id, failure_reason(exc)) from None
 
     async def apply(
         self, session_id: UUID, changes: SessionChanges, *, now: datetime, limits: WriteLimits
@@ -283,7 +347,7 @@ class RedisBackend:
                 "ZADD", rk.EXPIRY_INDEX, "XX", "LT", to_micros(earliest), str(session_id)
             )
         keys = rk.session_keys(session_id)
-        args = apply_args(changes, now, limits, self._grace_ms)
+        args = apply_args(changes, now, limits)
         result = await self._call(*self._script(rk.APPLY, keys, args))
         code = result[0]
         if code == "ok":
@@ -345,16 +409,28 @@ class RedisBackend:
             await self._pipeline(commands)
         return sum(existed for existed, _user in removed)
 
-    async def export_sessions(self, session_ids: Sequence[UUID]) -> list[Session]:
-        """Freeze the sessions (no more writes) and return them with their whole histories."""
+    async def export_sessions(self, session_ids: Sequence[UUID]) -> ExportedSessions:
+        """Freeze the sessions (no more writes) and return them with their whole histories;
+        one that does not decode is reported with the reason, and stays frozen."""
         replies = await self._pipeline(
             [self._script(rk.READ, rk.session_keys(s), (0, "1")) for s in session_ids]
         )
-        return [
-            _exported_session(sid, reply)
-            for sid, reply in zip(session_ids, replies, strict=True)
-            if reply is not None
-        ]
+        export = ExportedSessions()
+        for sid, reply in zip(session_ids, replies, strict=True):
+            if reply is None:
+                continue
+            if "frozen" not in reply[0][::2]:  # the meta as it was before this freeze
+                export.frozen_here.add(sid)
+            try:
+                export.sessions.append(_exported_session(sid, reply))
+            except _UNDECODABLE as exc:
+                export.unreadable[sid] = failure_reason(exc)
+        return export
+
+    async def thaw(self, session_ids: Sequence[UUID]) -> None:
+        """Let sessions frozen by a failed archiving take writes again."""
+        if session_ids:
+            await self._pipeline([("HDEL", rk.meta_key(sid), "frozen") for sid in session_ids])
 
     async def list_user(
         self,
@@ -405,7 +481,22 @@ class RedisBackend:
         gone = [member for member, meta in found.items() if not any(meta)]
         if gone:
             await self._call("ZREM", key, *gone)
-        return [summary_row(m, meta) for m, meta in found.items() if any(meta)]
+        rows = []
+        for member, meta in found.items():
+            if not any(meta):
+                continue
+            try:
+                rows.append(summary_row(member, meta))
+            except _UNDECODABLE as exc:  # one damaged session never hides its owner's others
+                logger.warning(
+                    "listing skips a corrupt session",
+                    extra={
+                        "event": "session.corrupt",
+                        "session_id": member,
+                        "reason": failure_reason(exc),
+                    },
+                )
+        return rows
 
     async def count_active(
         self,
@@ -435,28 +526,36 @@ class RedisBackend:
                 [("HMGET", rk.meta_key(m), *_ACTIVE_FIELDS) for m in batch]
             )
             for kind, created, expires, closed in metas:
+                expires_us, created_us = _micros_or_none(expires), _micros_or_none(created)
                 count += bool(
-                    expires
-                    and int(expires) > now_us
+                    expires_us is not None
+                    and expires_us > now_us
                     and not closed
                     and (session_type is None or kind == session_type)
-                    and (since_us is None or int(created) >= since_us)
+                    and (since_us is None or (created_us is not None and created_us >= since_us))
                 )
         return count
 
-    async def expired_ids(self, *, now: datetime, limit: int) -> list[UUID]:
-        """Sessions due for archival, from the expiry index, each re-checked on its meta."""
+    async def expired_ids(self, *, now: datetime, limit: int, skip: int = 0) -> list[UUID]:
+        """Sessions due for archival, from the expiry index, each re-checked on its meta.
+
+        A session whose stored expiry is damaged counts as due, so that archival meets it
+        and quarantines it; an index entry that is no session id at all is dropped.
+        """
         now_us = to_micros(now)
         due: list[UUID] = []
         while len(due) < limit:
             wanted = limit - len(due)
             batch = await self._call(
-                "ZRANGEBYSCORE", rk.EXPIRY_INDEX, "-inf", now_us, "LIMIT", len(due), wanted
+                "ZRANGEBYSCORE", rk.EXPIRY_INDEX, "-inf", now_us, "LIMIT", skip + len(due), wanted
             )
             if not batch:
                 break
             expiries = await self._pipeline([("HGET", rk.meta_key(m), "expires_at") for m in batch])
-            due += [UUID(m) for m, e in zip(batch, expiries, strict=True) if e and int(e) <= now_us]
+            for member, expires in zip(batch, expiries, strict=True):
+                sid, expires_us = _parsed_id(member), _micros_or_none(expires)
+                if sid is not None and expires is not None and (expires_us or 0) <= now_us:
+                    due.append(sid)
             await self._repair_expiry_index(batch, expiries, now)
             if len(batch) < wanted:
                 break
@@ -465,14 +564,24 @@ class RedisBackend:
     async def _repair_expiry_index(
         self, members: list[str], expiries: list[str | None], now: datetime
     ) -> None:
-        """Drop entries of vanished sessions; re-score those not yet due (capped, see above)."""
+        """Drop entries of vanished sessions and entries that are no session id; re-score
+        those not yet due (capped, see above)."""
         now_us = to_micros(now)
         cap = to_micros(now + self._rescore_horizon)
-        gone = [m for m, e in zip(members, expiries, strict=True) if e is None]
+        gone = [
+            m for m, e in zip(members, expiries, strict=True) if e is None or _parsed_id(m) is None
+        ]
+        if any(_parsed_id(m) is None for m in gone):
+            logger.warning(
+                "expiry index entry that is no session id dropped",
+                extra={"event": "index.corrupt", "count": len(gone)},
+            )
         later = {
-            m: min(int(e), cap)
+            m: min(expires_us, cap)
             for m, e in zip(members, expiries, strict=True)
-            if e and int(e) > now_us
+            if (expires_us := _micros_or_none(e)) is not None
+            and expires_us > now_us
+            and _parsed_id(m) is not None
         }
         commands: list[Command] = []
         if gone:

@@ -122,11 +122,11 @@ def _meta_items(session: Session) -> list[str | int]:
     return [item for name, value in fields.items() if value is not None for item in (name, value)]
 
 
-def create_args(session: Session, backstop_ms: int) -> list[str | int]:
+def create_args(session: Session) -> list[str | int]:
     """ARGV of ``redis_keys.CREATE`` for a new session."""
     meta = _meta_items(session)
     queries = session.state.history.queries
-    args: list[str | int] = [backstop_ms, len(meta), *meta, len(queries)]
+    args: list[str | int] = [len(meta), *meta, len(queries)]
     for query in queries:
         args += [str(query.id), query.model_dump_json()]
     for section in STATE_SECTIONS:
@@ -137,9 +137,7 @@ def create_args(session: Session, backstop_ms: int) -> list[str | int]:
     return args
 
 
-def apply_args(
-    changes: SessionChanges, now: datetime, limits: WriteLimits, grace_ms: int
-) -> list[str | bytes]:
+def apply_args(changes: SessionChanges, now: datetime, limits: WriteLimits) -> list[str | bytes]:
     """ARGV of ``redis_keys.APPLY`` for one write: a JSON header, then the bulky values.
 
     Few arguments keep the client's per-argument encoding cost low: the scalars and the
@@ -150,7 +148,6 @@ def apply_args(
         "max_queries": limits.max_queries,
         "max_state_keys": MAX_STATE_KEYS,
         "max_ttl": str(limits.max_ttl // _MICROSECOND),
-        "grace_ms": grace_ms,
     }
     if changes.expected_version is not None:
         header["expected_version"] = changes.expected_version

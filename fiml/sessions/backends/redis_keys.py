@@ -13,6 +13,7 @@ Every key the backend touches is named here, so the whole layout reads at a glan
     fiml:expiry                                 sorted set: session id, score <= expires_at
     fiml:quote:<provider key>                   string: cached quote JSON (market data)
     fiml:job-lock:<job name>                    string: holder token of a running job
+    fiml:layout:no-ttl                          string: set once no session key has a TTL
 
 The keys of one session share the hash tag ``{<session id>}``, so they live in one Redis
 Cluster slot and one script may touch them all. The two indexes are keys of their own and
@@ -42,6 +43,7 @@ __all__ = [
     "CREATE",
     "EXPIRY_INDEX",
     "JOB_LOCK_PREFIX",
+    "LAYOUT_MARKER",
     "META_FIELDS_FOR_SUMMARY",
     "QUERY_TYPE_PREFIX",
     "QUOTE_CACHE_PREFIX",
@@ -60,6 +62,9 @@ PREFIX = "fiml"
 EXPIRY_INDEX = f"{PREFIX}:expiry"
 QUOTE_CACHE_PREFIX = f"{PREFIX}:quote:"
 JOB_LOCK_PREFIX = f"{PREFIX}:job-lock:"
+LAYOUT_MARKER = f"{PREFIX}:layout:no-ttl"
+"""Present once the keys of every session are persistent: earlier versions gave them a
+TTL, which ``RedisBackend.initialize`` removes once per database."""
 QUERY_TYPE_PREFIX = "qt:"
 META_FIELDS_FOR_SUMMARY = (
     "user_id",
@@ -147,19 +152,16 @@ class LuaScript:
 
 
 _LUA_HELPERS = """
-local function backstop(keys, at_ms)
-  for _, key in ipairs(keys) do redis.call('PEXPIREAT', key, at_ms) end
-end
 local function decimal(x) return string.format('%.0f', x) end  -- exact, unlike tostring
 """
 
 CREATE = LuaScript(
     _LUA_HELPERS
     + """
--- KEYS: the session's keys.  ARGV: backstop_ms, n, n meta field/value items,
+-- KEYS: the session's keys.  ARGV: n, n meta field/value items,
 -- nq, nq (query id, query JSON) pairs, then per state section: n, n key/JSON items.
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-local p = 2
+local p = 1
 local n = tonumber(ARGV[p])
 redis.call('HSET', KEYS[1], unpack(ARGV, p + 1, p + n))
 p = p + n + 1
@@ -174,7 +176,6 @@ for s = 4, 7 do
   for i = p + 1, p + n, 2 do redis.call('HSET', KEYS[s], ARGV[i], ARGV[i + 1]) end
   p = p + n + 1
 end
-backstop(KEYS, ARGV[1])
 return 1
 """,
 )
@@ -183,7 +184,7 @@ APPLY = LuaScript(
     _LUA_HELPERS
     + """
 -- KEYS: the session's keys.
--- ARGV[1]: the write as a JSON object: now, max_queries, max_ttl, grace_ms;
+-- ARGV[1]: the write as a JSON object: now, max_queries, max_ttl;
 -- optionally expected_version, assets, tags (JSON text), expires_at, extend_by, close,
 -- end_now (1); queries: one [id, cache_hit 0|1, query_type, timestamp] per new query;
 -- sections: per state section, how many key/JSON pairs to set and keys to delete
@@ -198,12 +199,13 @@ local meta = KEYS[1]
 local m = redis.call('HMGET', meta, 'version', 'expires_at', 'closed_at', 'frozen',
   'total_queries', 'cache_hits', 'first_query_at', 'last_query_at', 'last_accessed_at')
 if not m[1] then return {'not_found'} end
-if m[4] then return {'archived'} end
 if m[3] then return {'closed'} end
 local w = cjson.decode(ARGV[1])
 local now = tonumber(w.now)
 local expires = tonumber(m[2])
 if expires <= now then return {'expired'} end
+-- Frozen only matters for a session still open: one being archived on purpose.
+if m[4] then return {'archived'} end
 local version = tonumber(m[1])
 if w.expected_version and w.expected_version ~= version then return {'conflict', version} end
 
@@ -252,15 +254,10 @@ elseif w.expires_at and tonumber(w.expires_at) ~= expires then
 end
 if w.close or w.end_now then new_expiry = math.min(new_expiry or expires, now) end
 
--- Keys that exist keep their backstop TTL; only keys this write creates need one, and
--- every key needs a new one when expiry moves.
-local touched = {}
 local hits, first, last = tonumber(m[6]), m[7], m[8]
 for _, i in ipairs(fresh) do
   local q = queries[i]
-  if redis.call('RPUSH', KEYS[2], ARGV[1 + i]) == 1 then
-    touched[#touched + 1] = KEYS[2]; touched[#touched + 1] = KEYS[3]
-  end
+  redis.call('RPUSH', KEYS[2], ARGV[1 + i])
   redis.call('SADD', KEYS[3], q[1])
   redis.call('HINCRBY', meta, 'qt:' .. q[3], 1)
   hits = hits + q[2]
@@ -276,7 +273,6 @@ for s = 1, 4 do
   p = p + 2 * nset
   if ndel > 0 then redis.call('HDEL', KEYS[3 + s], unpack(ARGV, p, p + ndel - 1)) end
   p = p + ndel
-  if nset > 0 then touched[#touched + 1] = KEYS[3 + s] end
 end
 
 local accessed = m[9]
@@ -292,12 +288,9 @@ if w.tags then fields[#fields + 1] = 'tags'; fields[#fields + 1] = w.tags end
 if w.close then fields[#fields + 1] = 'closed_at'; fields[#fields + 1] = w.now end
 if new_expiry then
   fields[#fields + 1] = 'expires_at'; fields[#fields + 1] = decimal(new_expiry)
-  touched = KEYS
 end
 redis.call('HSET', meta, unpack(fields))
-local final = new_expiry or expires
-if #touched > 0 then backstop(touched, decimal(math.floor(final / 1000) + w.grace_ms)) end
-return {'ok', total, hits, version + 1, decimal(final), #fresh}
+return {'ok', total, hits, version + 1, decimal(new_expiry or expires), #fresh}
 """,
 )
 

@@ -12,20 +12,26 @@ error passes unchanged.
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager, nullcontext
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, cast
+from types import SimpleNamespace
+from typing import Any
+from typing import cast as type_cast
 from uuid import UUID
 
 from pydantic import TypeAdapter
-from sqlalchemy import Row, Table, and_, delete, func, insert, or_, select, update
+from sqlalchemy import Row, Table, Text, and_, case, cast, delete, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from fiml.core.errors import (
     ContextValueError,
+    CorruptRecordError,
     InvalidTTLError,
     QueryLimitExceededError,
     SessionArchivedError,
@@ -36,12 +42,14 @@ from fiml.core.errors import (
     StorageUnavailableError,
 )
 from fiml.sessions.backends.base import (
+    ExportedSessions,
     HistoryCounters,
     ListCursor,
     SessionChanges,
     WriteLimits,
 )
 from fiml.sessions.db import READ_ONLY_OPTION, QueryRow, SessionRecord, is_sqlite
+from fiml.sessions.metrics import SessionFacts, insert_missing_facts
 from fiml.sessions.models import (
     MAX_STATE_KEYS,
     STATE_SECTIONS,
@@ -53,24 +61,35 @@ from fiml.sessions.models import (
     session_from_store,
     utcnow,
 )
+from fiml.sessions.quarantine import (
+    QUARANTINE,
+    QuarantinedSession,
+    failure_reason,
+    list_quarantined,
+    record_quarantined,
+    release,
+)
 from fiml.sessions.schema import upgrade_schema
 
 __all__ = ["SqlBackend", "unavailable_as_error"]
 
-S = cast(Table, SessionRecord.__table__)
-Q = cast(Table, QueryRow.__table__)
+S = type_cast(Table, SessionRecord.__table__)
+Q = type_cast(Table, QueryRow.__table__)
 _SECTION_COLUMNS = {
     "context": "context",
     "preferences": "preferences",
     "intermediate_results": "intermediate_results",
     "metadata": "metadata",
 }
+_UNDECODABLE = (ValueError, KeyError, TypeError)
+"""What decoding a damaged row raises (pydantic's ValidationError is a ValueError)."""
 _SUMMARY_COLUMNS = [
     S.c.id,
     S.c.user_id,
     S.c.session_type,
-    S.c.assets,
-    S.c.tags,
+    # JSON as text, decoded row by row: one damaged row must not break a whole listing.
+    cast(S.c.assets, Text).label("assets"),
+    cast(S.c.tags, Text).label("tags"),
     S.c.created_at,
     S.c.expires_at,
     S.c.last_accessed_at,
@@ -78,6 +97,7 @@ _SUMMARY_COLUMNS = [
     S.c.archived_at,
     S.c.total_queries,
 ]
+_SUMMARY_NAMES = [column.name for column in _SUMMARY_COLUMNS]
 _QUERY_ROWS_PER_CALL = 5000
 
 
@@ -213,10 +233,52 @@ def _summary_fields(row: Any, now: datetime) -> dict[str, Any]:
     }
 
 
+_SUMMARY = TypeAdapter(SessionSummary)
+logger = logging.getLogger("fiml.sessions.sql")
+
+
+def _skipped(session_id: Any, exc: BaseException) -> None:
+    logger.warning(
+        "listing skips a corrupt session",
+        extra={
+            "event": "session.corrupt",
+            "session_id": str(session_id),
+            "reason": failure_reason(exc),
+        },
+    )
+
+
 def summaries_from_rows(rows: Iterable[Any], now: datetime) -> list[SessionSummary]:
     """Listing entries from ``sessions`` rows, or objects with the same attributes (no
-    history is read), validated in one pydantic-core call."""
-    return _SUMMARIES.validate_python([_summary_fields(row, now) for row in rows])
+    history is read), validated in one pydantic-core call; should that fail, row by row,
+    so that a damaged session is left out (and logged) instead of failing the listing."""
+    fields = [_summary_fields(row, now) for row in rows]
+    try:
+        return _SUMMARIES.validate_python(fields)
+    except ValueError:
+        pass
+    summaries = []
+    for entry in fields:
+        try:
+            summaries.append(_SUMMARY.validate_python(entry))
+        except ValueError as exc:
+            _skipped(entry["id"], exc)
+    return summaries
+
+
+def _decoded_listing_rows(rows: Iterable[Any]) -> list[SimpleNamespace]:
+    """Rows of ``_SUMMARY_COLUMNS`` with their JSON text decoded; damaged ones left out."""
+    decoded = []
+    for row in rows:
+        values = SimpleNamespace(**dict(zip(_SUMMARY_NAMES, row, strict=True)))
+        try:
+            values.assets = json.loads(values.assets)
+            values.tags = json.loads(values.tags) if values.tags else []
+        except _UNDECODABLE as exc:
+            _skipped(values.id, exc)
+            continue
+        decoded.append(values)
+    return decoded
 
 
 def check_writable(session_id: UUID, row: Any, now: datetime) -> None:
@@ -248,6 +310,53 @@ def new_expiry(
             raise InvalidTTLError("ttl_hours", round(remaining, 6), minimum=0, maximum=hours)
         return changes.expires_at
     return None
+
+
+@dataclass(slots=True)
+class ArchivedInPlace:
+    """What :meth:`SqlBackend.archive_in_place` did."""
+
+    archived: int = 0
+    metrics_recorded: int = 0
+    unreadable: dict[UUID, tuple[str | None, str]] = field(default_factory=dict)
+    """Sessions archived whose facts could not be decoded: id -> (user id, reason)."""
+
+
+_FACT_COLUMNS = (
+    S.c.id,
+    S.c.user_id,
+    S.c.session_type,
+    S.c.created_at,
+    S.c.expires_at,
+    S.c.last_accessed_at,
+    S.c.closed_at,
+    S.c.archived_at,
+    S.c.total_queries,
+    S.c.cache_hits,
+    # JSON as text, decoded row by row: one damaged row must not stop a whole batch.
+    cast(S.c.assets, Text).label("assets"),
+    cast(S.c.tags, Text).label("tags"),
+    cast(S.c.query_type_counts, Text).label("query_type_counts"),
+)
+
+
+def _facts_from_row(row: Any) -> SessionFacts:
+    return SessionFacts.build(
+        session_id=row.id,
+        user_id=row.user_id,
+        session_type=row.session_type,
+        created_at=row.created_at,
+        expires_at=row.expires_at,
+        last_accessed_at=row.last_accessed_at,
+        closed_at=row.closed_at,
+        archived_at=row.archived_at,
+        total_queries=row.total_queries,
+        cache_hits=row.cache_hits,
+        assets=json.loads(row.assets) if row.assets else [],
+        tags=json.loads(row.tags) if row.tags else [],
+        query_type_counts=json.loads(row.query_type_counts) if row.query_type_counts else {},
+        now=row.archived_at,
+    )
 
 
 class SqlBackend:
@@ -300,7 +409,14 @@ class SqlBackend:
                 await conn.execute(insert(Q), rows)
 
     async def load(self, session_id: UUID, *, recent_queries: int | None) -> Session | None:
-        """A session with its latest ``recent_queries`` queries (None: the whole history)."""
+        """A session with its latest ``recent_queries`` queries (None: the whole history);
+        a row that does not decode is a CorruptRecordError naming the session."""
+        try:
+            return await self._load(session_id, recent_queries=recent_queries)
+        except _UNDECODABLE as exc:
+            raise CorruptRecordError(self.name, session_id, failure_reason(exc)) from None
+
+    async def _load(self, session_id: UUID, *, recent_queries: int | None) -> Session | None:
         async with self._read() as conn:
             row = (await conn.execute(select(S).where(S.c.id == session_id))).first()
             if row is None:
@@ -323,9 +439,12 @@ class SqlBackend:
             .where(Q.c.session_id == session_id, Q.c.seq > offset, Q.c.seq <= offset + limit)
             .order_by(Q.c.seq)
         )
-        async with self._read() as conn:
-            rows = (await conn.execute(stmt)).all()
-        return queries_from_rows(rows)
+        try:
+            async with self._read() as conn:
+                rows = (await conn.execute(stmt)).all()
+            return queries_from_rows(rows)
+        except _UNDECODABLE as exc:
+            raise CorruptRecordError(self.name, session_id, failure_reason(exc)) from None
 
     async def apply(
         self, session_id: UUID, changes: SessionChanges, *, now: datetime, limits: WriteLimits
@@ -432,6 +551,7 @@ class SqlBackend:
         async with self._write() as conn:
             await conn.execute(delete(Q).where(Q.c.session_id == session_id))
             result = await conn.execute(delete(S).where(S.c.id == session_id))
+            await release(conn, [session_id])  # an operator's delete ends a quarantine
         return bool(result.rowcount)
 
     async def list_user(
@@ -456,14 +576,15 @@ class SqlBackend:
         stmt = stmt.order_by(S.c.created_at.desc(), S.c.id.desc()).limit(limit)
         async with self._read() as conn:
             rows = (await conn.execute(stmt)).all()
-        return summaries_from_rows(rows, utcnow())
+        return summaries_from_rows(_decoded_listing_rows(rows), utcnow())
 
-    async def expired_ids(self, *, now: datetime, limit: int) -> list[UUID]:
+    async def expired_ids(self, *, now: datetime, limit: int, skip: int = 0) -> list[UUID]:
         """Unarchived sessions past expiry, through the partial expiry index."""
         stmt = (
             select(S.c.id)
             .where(S.c.archived_at.is_(None), S.c.expires_at <= now)
-            .order_by(S.c.expires_at)
+            .order_by(S.c.expires_at, S.c.id)
+            .offset(skip)
             .limit(limit)
         )
         async with self._read() as conn:
@@ -489,14 +610,21 @@ class SqlBackend:
         async with self._read() as conn:
             return int((await conn.execute(stmt)).scalar_one())
 
-    async def export_sessions(self, session_ids: Sequence[UUID]) -> list[Session]:
-        """Sessions with their whole histories."""
-        sessions = []
+    async def export_sessions(self, session_ids: Sequence[UUID]) -> ExportedSessions:
+        """Sessions with their whole histories (SQL has no freeze: it archives in place)."""
+        export = ExportedSessions()
         for session_id in session_ids:
-            session = await self.load(session_id, recent_queries=None)
+            try:
+                session = await self.load(session_id, recent_queries=None)
+            except CorruptRecordError as exc:
+                export.unreadable[session_id] = exc.reason
+                continue
             if session is not None:
-                sessions.append(session)
-        return sessions
+                export.sessions.append(session)
+        return export
+
+    async def thaw(self, session_ids: Sequence[UUID]) -> None:
+        """Nothing to do: SQL exports freeze nothing."""
 
     async def remove_archived(self, session_ids: Sequence[UUID]) -> int:
         """Delete sessions by id (used when another backend holds the archive)."""
@@ -505,27 +633,55 @@ class SqlBackend:
             removed += await self.delete(session_id)
         return removed
 
-    async def archive_in_place(self, session_ids: Sequence[UUID], *, now: datetime) -> int:
-        """Mark expired sessions archived; each one is counted by exactly one caller."""
+    async def archive_in_place(
+        self,
+        session_ids: Sequence[UUID],
+        *,
+        now: datetime,
+        end_now: bool = False,
+        record_facts: bool = False,
+    ) -> ArchivedInPlace:
+        """Mark sessions archived, in one transaction with their analytics facts; each is
+        counted by exactly one caller. Only expired (or closed) sessions, unless ``end_now``
+        (``archive_session``), which also ends them now. A session whose facts cannot be
+        decoded is archived all the same and reported, so that the caller quarantines it.
+        """
+        outcome = ArchivedInPlace()
         if not session_ids:
-            return 0
-        stmt = (
-            update(S)
-            .where(S.c.id.in_(list(session_ids)), S.c.archived_at.is_(None), S.c.expires_at <= now)
-            .values(archived_at=now, version=S.c.version + 1)
-        )
+            return outcome
+        condition = and_(S.c.id.in_(list(session_ids)), S.c.archived_at.is_(None))
+        values: dict[str, Any] = {"archived_at": now, "version": S.c.version + 1}
+        if end_now:
+            values["expires_at"] = case((S.c.expires_at > now, now), else_=S.c.expires_at)
+        else:
+            condition = and_(condition, S.c.expires_at <= now)
+        stmt = update(S).where(condition).values(**values).returning(*_FACT_COLUMNS)
         async with self._write() as conn:
-            result = await conn.execute(stmt)
-        return int(result.rowcount)
+            rows = (await conn.execute(stmt)).all()
+            outcome.archived = len(rows)
+            if record_facts:
+                facts = []
+                for row in rows:
+                    try:
+                        facts.append(_facts_from_row(row))
+                    except _UNDECODABLE as exc:
+                        outcome.unreadable[row.id] = (row.user_id, failure_reason(exc))
+                outcome.metrics_recorded = await insert_missing_facts(conn, facts, recorded_at=now)
+            await release(conn, [row.id for row in rows if row.id not in outcome.unreadable])
+        return outcome
 
-    async def import_archived(self, sessions: Sequence[Session], *, archived_at: datetime) -> int:
+    async def import_archived(
+        self, sessions: Sequence[Session], *, archived_at: datetime, record_facts: bool = False
+    ) -> tuple[int, int]:
         """Copy sessions from the active tier into the archive; re-copying adds nothing.
 
-        Returns how many sessions this call inserted, so concurrent archivers of the same
-        sessions count each one once between them.
+        One transaction inserts the sessions, their queries and (with ``record_facts``) the
+        analytics facts of the new ones, and takes them out of the quarantine. Returns how
+        many sessions this call inserted, so concurrent archivers of the same sessions count
+        each one once between them, and how many sessions' facts it recorded.
         """
         if not sessions:
-            return 0
+            return 0, 0
         rows = []
         for session in sessions:
             values = _session_values(session)
@@ -535,6 +691,7 @@ class SqlBackend:
         # sends the rows in multi-row batches, where a ``.values(rows)`` statement would be
         # compiled anew, with a bind parameter per value, for every batch.
         stmt = self._insert(S).on_conflict_do_nothing().returning(S.c.id)
+        recorded = 0
         async with self._write() as conn:
             new_ids = set((await conn.execute(stmt, rows)).scalars())
             query_rows = [
@@ -545,10 +702,37 @@ class SqlBackend:
             ]
             for query_batch in _chunks(query_rows, _QUERY_ROWS_PER_CALL):
                 await conn.execute(insert(Q), list(query_batch))
-        return len(new_ids)
+            if record_facts:
+                facts = [
+                    SessionFacts.from_session(
+                        s.model_copy(update={"archived_at": s.archived_at or archived_at}),
+                        now=archived_at,
+                    )
+                    for s in sessions
+                    if s.id in new_ids
+                ]
+                recorded = await insert_missing_facts(conn, facts, recorded_at=archived_at)
+            await release(conn, [s.id for s in sessions])
+        return len(new_ids), recorded
+
+    async def quarantine(
+        self, failures: dict[UUID, tuple[str | None, str]], *, now: datetime
+    ) -> None:
+        """Record sessions archival could not move (id -> (user id, reason))."""
+        async with self._write() as conn:
+            await record_quarantined(conn, failures, now=now)
+
+    async def list_quarantined(
+        self, *, limit: int, user_id: str | None = None
+    ) -> list[QuarantinedSession]:
+        """The quarantined sessions, longest-failing first."""
+        async with self._read() as conn:
+            return await list_quarantined(conn, limit=limit, user_id=user_id)
 
     async def delete_archived_before(self, cutoff: datetime, *, batch_size: int = 1000) -> int:
-        """Delete archived sessions archived before ``cutoff``, in batches."""
+        """Delete archived sessions archived before ``cutoff``, in batches; quarantined
+        sessions are kept until an operator deletes them."""
+        quarantined = select(QUARANTINE.c.session_id)
         deleted = 0
         while True:
             async with self._write() as conn:
@@ -556,7 +740,11 @@ class SqlBackend:
                     (
                         await conn.execute(
                             select(S.c.id)
-                            .where(S.c.archived_at.is_not(None), S.c.archived_at < cutoff)
+                            .where(
+                                S.c.archived_at.is_not(None),
+                                S.c.archived_at < cutoff,
+                                S.c.id.not_in(quarantined),
+                            )
                             .limit(batch_size)
                         )
                     ).scalars()

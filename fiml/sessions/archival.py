@@ -1,0 +1,208 @@
+"""Archival: moving finished sessions into the archive without ever losing one.
+
+Three outcomes for each session a cleanup meets, counted in its :class:`CleanupReport`:
+
+- *archived*: it is in the archive (and, with analytics on, its facts were recorded in the
+  same transaction); only then is it removed from the active tier.
+- *failed*: the archive could not be reached (or refused every write, a full disk); the
+  session stays where it is, readable, and the next run tries it again. The run stops at
+  the first such failure: the sessions after it would fail the same way.
+- *quarantined*: the archive refused this session for a reason of its own (a value it
+  cannot hold), or its record does not decode. It stays where it is, is recorded in the
+  quarantine with the reason (:mod:`fiml.sessions.quarantine`), is tried again by every
+  run, and never stops the others.
+
+Nothing here deletes a session that is not safely in the archive, and no TTL does either.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from uuid import UUID
+
+from fiml.core.errors import (
+    CorruptRecordError,
+    FimlError,
+    StorageError,
+    StorageRefusedError,
+)
+from fiml.sessions.backends.base import SessionBackend
+from fiml.sessions.backends.sql import SqlBackend
+from fiml.sessions.models import Session
+from fiml.sessions.quarantine import failure_reason
+
+__all__ = ["Archiver", "CleanupReport"]
+
+logger = logging.getLogger("fiml.sessions.archival")
+
+
+@dataclass(frozen=True, slots=True)
+class CleanupReport:
+    """What one cleanup run (or one batch of it) did; see the module docstring."""
+
+    archived: int = 0
+    failed: int = 0
+    quarantined: int = 0
+    metrics_recorded: int = 0
+    error: str | None = None
+    """Why the ``failed`` sessions could not be archived (the first failure)."""
+
+    @property
+    def ok(self) -> bool:
+        """True when every session due was archived."""
+        return not (self.failed or self.quarantined)
+
+    def __add__(self, other: CleanupReport) -> CleanupReport:
+        return CleanupReport(
+            archived=self.archived + other.archived,
+            failed=self.failed + other.failed,
+            quarantined=self.quarantined + other.quarantined,
+            metrics_recorded=self.metrics_recorded + other.metrics_recorded,
+            error=self.error or other.error,
+        )
+
+
+class _Refused(Exception):
+    """The archive refused the sessions of one import for what they hold, not for an
+    outage: a database error that is no connection, disk or timeout fault."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+class Archiver:
+    """Archives sessions from the active tier into the archive tier (possibly the same)."""
+
+    def __init__(self, backend: SessionBackend, archive: SqlBackend, *, record_facts: bool):
+        self.backend = backend
+        self.archive = archive
+        self.record_facts = record_facts
+
+    @property
+    def tiered(self) -> bool:
+        """Whether sessions move between two stores (Redis -> SQL) or are archived in place."""
+        return self.backend is not self.archive
+
+    async def archive_due(self, ids: Sequence[UUID], *, now: datetime) -> CleanupReport:
+        """Archive due sessions: each archived, failed or quarantined (never raised for one
+        session's sake; an active tier that cannot be reached is raised)."""
+        if not self.tiered:
+            return await self._in_place(ids, now=now, end_now=False)
+        export = await self.backend.export_sessions(ids)
+        bad: dict[UUID, tuple[str | None, str]] = {
+            sid: (None, reason) for sid, reason in export.unreadable.items()
+        }
+        report = await self._move(export.sessions, bad, now=now)
+        return report + await self._quarantine(bad, now=now)
+
+    async def archive_now(self, session_id: UUID, *, now: datetime) -> bool:
+        """Archive one session now, ending it if it is still running; False if it was not
+        there to archive. A failure raises and leaves the session exactly as it was."""
+        if not self.tiered:
+            return (await self._in_place([session_id], now=now, end_now=True)).archived == 1
+        export = await self.backend.export_sessions([session_id])
+        try:
+            if session_id in export.unreadable:
+                raise CorruptRecordError(
+                    self.backend.name, session_id, export.unreadable[session_id]
+                )
+            if not export.sessions:
+                return False
+            session = export.sessions[0]
+            if session.expires_at > now:
+                session = session.model_copy(update={"expires_at": now})
+            try:
+                await self._import([session], now=now)
+            except _Refused as exc:
+                raise StorageRefusedError(self.archive.name, exc.reason) from exc
+        except BaseException:
+            # Only the export that froze the session may thaw it: another archiver's
+            # freeze (a cleanup moving it meanwhile) must stand.
+            await self.backend.thaw(sorted(export.frozen_here))
+            raise
+        await self.backend.remove_archived([session_id])
+        return True
+
+    async def _in_place(
+        self, ids: Sequence[UUID], *, now: datetime, end_now: bool
+    ) -> CleanupReport:
+        done = await self.archive.archive_in_place(
+            ids, now=now, end_now=end_now, record_facts=self.record_facts
+        )
+        report = CleanupReport(archived=done.archived, metrics_recorded=done.metrics_recorded)
+        if not done.unreadable:
+            return report
+        # Archived, but its facts do not decode: quarantined so that retention keeps it.
+        return report + replace(await self._quarantine(done.unreadable, now=now), quarantined=0)
+
+    async def _import(self, sessions: Sequence[Session], *, now: datetime) -> CleanupReport:
+        try:
+            archived, recorded = await self.archive.import_archived(
+                sessions, archived_at=now, record_facts=self.record_facts
+            )
+        except FimlError:  # StorageError: an outage, raised as it is
+            raise
+        except Exception as exc:  # the database refused what a session holds
+            raise _Refused(failure_reason(exc)) from exc
+        return CleanupReport(archived=archived, metrics_recorded=recorded)
+
+    async def _move(
+        self,
+        sessions: Sequence[Session],
+        bad: dict[UUID, tuple[str | None, str]],
+        *,
+        now: datetime,
+    ) -> CleanupReport:
+        """Import ``sessions`` into the archive, then remove them from the active tier.
+
+        A batch the archive refuses is imported again one session at a time, so that the
+        sessions it can hold are archived and the others are added to ``bad``.
+        """
+        if not sessions:
+            return CleanupReport()
+        try:
+            report = await self._import(sessions, now=now)
+            moved = list(sessions)
+        except StorageError as exc:
+            return self._failed(len(sessions), exc)
+        except _Refused:
+            report, moved = CleanupReport(), []
+            for position, session in enumerate(sessions):
+                try:
+                    report += await self._import([session], now=now)
+                except StorageError as outage:
+                    report += self._failed(len(sessions) - position, outage)
+                    break
+                except _Refused as refused:
+                    bad[session.id] = (session.user_id, refused.reason)
+                    continue
+                moved.append(session)
+        await self.backend.remove_archived([s.id for s in moved])
+        return report
+
+    def _failed(self, count: int, exc: BaseException) -> CleanupReport:
+        logger.error(
+            "archival failed: the archive cannot take writes",
+            extra={"event": "archival.failed", "sessions": count, "reason": str(exc)},
+        )
+        return CleanupReport(failed=count, error=str(exc))
+
+    async def _quarantine(
+        self, bad: dict[UUID, tuple[str | None, str]], *, now: datetime
+    ) -> CleanupReport:
+        if not bad:
+            return CleanupReport()
+        try:
+            await self.archive.quarantine(bad, now=now)
+        except StorageError as exc:  # not recorded: they count as failed, tried next run
+            return self._failed(len(bad), exc)
+        for sid, (_user, reason) in bad.items():
+            logger.warning(
+                "session quarantined: archival cannot move it",
+                extra={"event": "session.quarantined", "session_id": str(sid), "reason": reason},
+            )
+        return CleanupReport(quarantined=len(bad))
