@@ -16,9 +16,10 @@ import pytest
 import redis.asyncio as redis
 
 from fiml.core.config import Settings
+from fiml.core.errors import StorageUnavailableError
 from fiml.sessions import ALL_QUERIES, SessionStore
 from fiml.sessions.jobs import run_cleanup, run_metrics
-from fiml.sessions.models import SessionStatus
+from fiml.sessions.models import QueryRecord, SessionStatus
 from tests.conftest import require_postgres, settings_for
 from tests.reliability.archive_checks import (
     archive_reader,
@@ -30,6 +31,10 @@ from tests.reliability.archive_checks import (
 from tests.reliability.services import TcpProxy, wait_until
 
 QUERIES = 3
+
+
+def query_record() -> QueryRecord:
+    return QueryRecord(query_type="price", parameters={"symbol": "AAPL"})
 
 
 @pytest.fixture
@@ -129,3 +134,56 @@ async def test_postgres_cut_in_the_middle_of_cleanup_loses_and_doubles_nothing(
             await run_metrics(store)  # facts for the batches of the run that was cut
 
         await assert_archived_once(archive, raw, ids, queries=QUERIES)
+
+
+async def test_postgres_down_longer_than_the_grace_period_loses_nothing(
+    settings: Settings, raw: redis.Redis
+) -> None:
+    """Before, Redis's backstop TTL (expiry + grace) deleted sessions the archive never got."""
+    pg = await require_postgres()
+    grace_seconds = 1.0
+    short_grace = settings.model_copy(update={"session_archive_grace_hours": grace_seconds / 3600})
+    async with TcpProxy.in_front_of(pg) as proxy, archive_reader(pg) as archive:
+        through_proxy = short_grace.model_copy(update={"database_url": proxy.url_through(pg)})
+        async with SessionStore(through_proxy) as store:
+            ids = await due_sessions(store, 30, queries=QUERIES)
+            await proxy.cut()
+            # The outage outlasts the grace period three times over (the scenario's own
+            # duration, not a wait for something to happen).
+            await asyncio.sleep(3 * grace_seconds)
+            stats = await run_cleanup(store)
+            assert (stats.archived, stats.failed) == (0, 30)
+            await asyncio.sleep(grace_seconds)
+            assert await sessions_in_redis(raw) == set(ids)
+
+            await proxy.restore()
+            assert (await run_cleanup(store)).archived == 30
+        await assert_archived_once(archive, raw, ids, queries=QUERIES)
+
+
+@pytest.mark.parametrize("deployment", ["postgres", "redis+postgres"])
+async def test_a_failed_archive_session_leaves_the_session_as_it_was(
+    tmp_path: Path, raw: redis.Redis, deployment: str
+) -> None:
+    pg = await require_postgres()
+    settings = await settings_for(deployment, tmp_path)
+    async with TcpProxy.in_front_of(pg) as proxy:
+        through_proxy = settings.model_copy(update={"database_url": proxy.url_through(pg)})
+        async with SessionStore(through_proxy) as store:
+            session = await store.create_session(["AAPL"], "equity", user_id="u1")
+            await store.append_query(session.id, query_record())
+            [before] = (await snapshots(store, [session.id])).values()
+
+            await proxy.cut()
+            with pytest.raises(StorageUnavailableError):
+                await store.archive_session(session.id)
+            await proxy.restore()
+
+            [after] = (await snapshots(store, [session.id])).values()
+            assert without_volatile(after) == without_volatile(before)
+            assert after["status"] == SessionStatus.ACTIVE.value
+            await store.append_query(session.id, query_record())  # still takes writes
+            assert await store.archive_session(session.id)
+            archived = await store.get_session(session.id, history_limit=ALL_QUERIES)
+            assert archived is not None and archived.is_archived
+            assert archived.state.history.total_queries == 2
