@@ -60,7 +60,13 @@ from fiml.core.errors import (
     StorageUnavailableError,
 )
 from fiml.sessions.backends import redis_keys as rk
-from fiml.sessions.backends.base import HistoryCounters, ListCursor, SessionChanges, WriteLimits
+from fiml.sessions.backends.base import (
+    HistoryCounters,
+    ListCursor,
+    SessionChanges,
+    WriteLimits,
+    list_size_error,
+)
 from fiml.sessions.backends.redis_codec import (
     SummaryRow,
     apply_args,
@@ -315,6 +321,8 @@ class RedisBackend:
             )
         if code == "limit":
             return QueryLimitExceededError(session_id, limit=limits.max_queries)
+        if code == "list_size":
+            return list_size_error(str(detail[0]), int(detail[1]))
         if code == "state_keys":
             section = STATE_SECTIONS[int(detail[0]) - 1]
             return ContextValueError(
