@@ -36,6 +36,7 @@ from fiml.sessions.archival import Archiver, CleanupReport
 from fiml.sessions.backends import build_backends
 from fiml.sessions.backends.base import (
     HistoryCounters,
+    ListChange,
     ListCursor,
     SessionBackend,
     SessionChanges,
@@ -182,10 +183,8 @@ def changes_since_read(session: Session, *, strict: bool) -> SessionChanges:
     known = frozenset(base.query_ids) if base is not None else frozenset()
     changes.new_queries = [q for q in queries if q.id not in known]
     _section_changes(session, changes)
-    if base is None or session.assets != base.assets:
-        changes.assets = list(session.assets)
-    if base is None or session.tags != base.tags:
-        changes.tags = list(session.tags)
+    changes.assets = ListChange.between(base.assets if base else None, session.assets)
+    changes.tags = ListChange.between(base.tags if base else None, session.tags)
     if base is not None and session.expires_at > base.expires_at:
         changes.extend_by = session.expires_at - base.expires_at
     elif base is None or session.expires_at != base.expires_at:
@@ -357,10 +356,11 @@ class SessionStore:
         """Save what the caller changed on ``session`` since it was read.
 
         Only the changes are written: new queries are appended, changed or removed state
-        keys are merged into what is stored, so concurrent writers never lose each other's
-        work. With ``strict=True`` the write is refused with SessionConflictError if
-        anyone else wrote the session since it was read. Returns ``session``, re-based on
-        the stored version.
+        keys and the elements added to or removed from ``assets`` and ``tags``
+        (:class:`~fiml.sessions.backends.base.ListChange`) are merged into what is stored,
+        so concurrent writers never lose each other's work. With ``strict=True`` the write
+        is refused with SessionConflictError if anyone else wrote the session since it was
+        read. Returns ``session``, re-based on the stored version.
         """
         sid = parse_session_id(session_id)
         if session.id != sid:

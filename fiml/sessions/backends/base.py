@@ -17,16 +17,19 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 from uuid import UUID
 
-from fiml.core.errors import InvalidCursorError
-from fiml.sessions.models import QueryRecord, Session, SessionSummary
+from fiml.core.errors import InvalidCursorError, InvalidInputError
+from fiml.sessions.models import MAX_ASSETS, MAX_TAGS, QueryRecord, Session, SessionSummary
 
 __all__ = [
+    "LIST_SIZES",
     "ExportedSessions",
     "HistoryCounters",
+    "ListChange",
     "ListCursor",
     "SessionBackend",
     "SessionChanges",
     "WriteLimits",
+    "list_size_error",
 ]
 
 
@@ -38,19 +41,59 @@ class WriteLimits:
     max_ttl: timedelta
 
 
+@dataclass(frozen=True, slots=True)
+class ListChange:
+    """One writer's edit of a stored list (``assets``, ``tags``) relative to what it read.
+
+    The backend merges it into what is stored now, inside its atomic write: the stored
+    order is kept, ``removed`` elements are dropped, ``added`` ones are appended unless
+    already there. So an element's fate is decided by the last write that added or
+    removed it, and writers who did not touch it leave it alone. ``replace`` drops every
+    stored element first: the list is set whole (a session its caller built, no baseline).
+    """
+
+    added: list[str]
+    removed: list[str] = field(default_factory=list)
+    replace: bool = False
+
+    @classmethod
+    def between(cls, before: list[str] | None, after: list[str]) -> ListChange | None:
+        """The edit from ``before`` (None: nothing was read) to ``after``; None when no
+        element was added or removed (a new order alone is not an edit)."""
+        if before is None:
+            return cls(list(after), replace=True)
+        had, has = set(before), set(after)
+        added = [x for x in after if x not in had]
+        removed = [x for x in before if x not in has]
+        return cls(added, removed) if added or removed else None
+
+
+LIST_SIZES = {"assets": (1, MAX_ASSETS), "tags": (0, MAX_TAGS)}
+"""How many elements each list may hold once a write's :class:`ListChange` is merged."""
+
+
+def list_size_error(name: str, size: int) -> InvalidInputError:
+    """The refusal of a write after whose merge list ``name`` would hold ``size`` elements."""
+    low, high = LIST_SIZES[name]
+    return InvalidInputError(
+        name, size, f"must hold {low}-{high} after merging this write with concurrent ones"
+    )
+
+
 @dataclass(slots=True)
 class SessionChanges:
     """Everything one write does to a session, relative to what its writer read.
 
     ``set_keys``/``deleted_keys`` are per state section (``context``, ``preferences``,
     ``intermediate_results``, ``metadata``); other writers' keys are left alone.
+    ``assets``/``tags`` are merged the same way, element by element (:class:`ListChange`).
     """
 
     new_queries: list[QueryRecord] = field(default_factory=list)
     set_keys: dict[str, dict[str, Any]] = field(default_factory=dict)
     deleted_keys: dict[str, list[str]] = field(default_factory=dict)
-    assets: list[str] | None = None
-    tags: list[str] | None = None
+    assets: ListChange | None = None
+    tags: ListChange | None = None
     expires_at: datetime | None = None
     extend_by: timedelta | None = None
     close: bool = False

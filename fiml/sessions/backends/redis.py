@@ -72,6 +72,7 @@ from fiml.sessions.backends.base import (
     ListCursor,
     SessionChanges,
     WriteLimits,
+    list_size_error,
 )
 from fiml.sessions.backends.redis_codec import (
     SummaryRow,
@@ -379,6 +380,8 @@ class RedisBackend:
             )
         if code == "limit":
             return QueryLimitExceededError(session_id, limit=limits.max_queries)
+        if code == "list_size":
+            return list_size_error(str(detail[0]), int(detail[1]))
         if code == "state_keys":
             section = STATE_SECTIONS[int(detail[0]) - 1]
             return ContextValueError(

@@ -14,7 +14,7 @@ from uuid import UUID
 import pydantic_core
 
 from fiml.sessions.backends import redis_keys as rk
-from fiml.sessions.backends.base import SessionChanges, WriteLimits
+from fiml.sessions.backends.base import LIST_SIZES, SessionChanges, WriteLimits
 from fiml.sessions.models import (
     MAX_STATE_KEYS,
     STATE_SECTIONS,
@@ -151,10 +151,16 @@ def apply_args(changes: SessionChanges, now: datetime, limits: WriteLimits) -> l
     }
     if changes.expected_version is not None:
         header["expected_version"] = changes.expected_version
-    if changes.assets is not None:
-        header["assets"] = _dumps(changes.assets)
-    if changes.tags is not None:
-        header["tags"] = _dumps(changes.tags)
+    for name, change in (("assets", changes.assets), ("tags", changes.tags)):
+        if change is not None:
+            low, high = LIST_SIZES[name]
+            header[name] = {
+                "added": change.added,
+                "removed": change.removed,
+                "replace": change.replace,
+                "min": low,
+                "max": high,
+            }
     if changes.expires_at is not None:
         header["expires_at"] = str(to_micros(changes.expires_at))
     if changes.extend_by is not None:

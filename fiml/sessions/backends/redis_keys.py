@@ -185,8 +185,10 @@ APPLY = LuaScript(
     + """
 -- KEYS: the session's keys.
 -- ARGV[1]: the write as a JSON object: now, max_queries, max_ttl;
--- optionally expected_version, assets, tags (JSON text), expires_at, extend_by, close,
--- end_now (1); queries: one [id, cache_hit 0|1, query_type, timestamp] per new query;
+-- optionally expected_version, expires_at, extend_by, close, end_now (1);
+-- optionally assets, tags: {added, removed, replace, min, max}, an edit to merge into
+-- the stored list (base.ListChange) and the size the result must have;
+-- queries: one [id, cache_hit 0|1, query_type, timestamp] per new query;
 -- sections: per state section, how many key/JSON pairs to set and keys to delete
 -- (absent when the write changes no state: no section is read then).
 -- Times and durations are decimal strings of microseconds (exact, unlike JSON numbers).
@@ -243,6 +245,27 @@ for s = 1, 4 do
   p = p + 2 * nset + ndel
 end
 
+-- assets, tags: stored order kept, removals dropped, additions appended unless present.
+local lists = {}
+for _, name in ipairs({'assets', 'tags'}) do
+  local edit = w[name]
+  if edit then
+    local merged, present, removed = {}, {}, {}
+    for _, x in ipairs(edit.removed) do removed[x] = true end
+    if not edit.replace then
+      for _, x in ipairs(cjson.decode(redis.call('HGET', meta, name))) do
+        if not removed[x] then merged[#merged + 1] = x; present[x] = true end
+      end
+    end
+    for _, x in ipairs(edit.added) do
+      if not present[x] then merged[#merged + 1] = x; present[x] = true end
+    end
+    if #merged < edit.min or #merged > edit.max then return {'list_size', name, #merged} end
+    -- cjson encodes an empty table as an object
+    lists[#lists + 1] = name; lists[#lists + 1] = #merged > 0 and cjson.encode(merged) or '[]'
+  end
+end
+
 local max_ttl = tonumber(w.max_ttl)
 local new_expiry = nil
 if w.extend_by then
@@ -283,8 +306,7 @@ if first then
   fields[#fields + 1] = 'first_query_at'; fields[#fields + 1] = first
   fields[#fields + 1] = 'last_query_at'; fields[#fields + 1] = last
 end
-if w.assets then fields[#fields + 1] = 'assets'; fields[#fields + 1] = w.assets end
-if w.tags then fields[#fields + 1] = 'tags'; fields[#fields + 1] = w.tags end
+for _, item in ipairs(lists) do fields[#fields + 1] = item end
 if w.close then fields[#fields + 1] = 'closed_at'; fields[#fields + 1] = w.now end
 if new_expiry then
   fields[#fields + 1] = 'expires_at'; fields[#fields + 1] = decimal(new_expiry)

@@ -42,11 +42,14 @@ from fiml.core.errors import (
     StorageUnavailableError,
 )
 from fiml.sessions.backends.base import (
+    LIST_SIZES,
     ExportedSessions,
     HistoryCounters,
+    ListChange,
     ListCursor,
     SessionChanges,
     WriteLimits,
+    list_size_error,
 )
 from fiml.sessions.db import READ_ONLY_OPTION, QueryRow, SessionRecord, is_sqlite
 from fiml.sessions.metrics import SessionFacts, insert_missing_facts
@@ -359,6 +362,19 @@ def _facts_from_row(row: Any) -> SessionFacts:
     )
 
 
+def merged_list(name: str, stored: list[str], change: ListChange) -> list[str]:
+    """``change`` merged into the ``stored`` list (the rule is :class:`ListChange`'s);
+    InvalidInputError naming the list if the result breaks its size limits."""
+    removed = set(change.removed)
+    merged = [] if change.replace else [x for x in stored if x not in removed]
+    present = set(merged)
+    merged += [x for x in dict.fromkeys(change.added) if x not in present]
+    low, high = LIST_SIZES[name]
+    if not low <= len(merged) <= high:
+        raise list_size_error(name, len(merged))
+    return merged
+
+
 class SqlBackend:
     """Sessions in a SQL database; also the archive of every deployment."""
 
@@ -470,9 +486,9 @@ class SqlBackend:
             if expiry is not None:
                 values["expires_at"] = expiry
             if changes.assets is not None:
-                values["assets"] = changes.assets
+                values["assets"] = merged_list("assets", row.assets, changes.assets)
             if changes.tags is not None:
-                values["tags"] = changes.tags
+                values["tags"] = merged_list("tags", row.tags or [], changes.tags)
             if changes.close:
                 values["closed_at"] = now
             if changes.close or changes.end_now:
