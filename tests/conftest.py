@@ -164,6 +164,8 @@ async def raw() -> AsyncIterator[redis.Redis]:
 def _isolated_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Keep tests away from the user's real data directory and .env file."""
     monkeypatch.setenv("FIML_DATABASE_URL", sqlite_url(tmp_path / "default"))
+    # A test that unsets FIML_DATABASE_URL reaches the per-user default: keep it in tmp_path.
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data-home"))
     monkeypatch.delenv("FIML_REDIS_URL", raising=False)
     monkeypatch.chdir(tmp_path)
     yield
