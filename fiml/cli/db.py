@@ -18,6 +18,7 @@ from fiml.cli.render import key_value_table
 from fiml.cli.runtime import confirm, out_console, print_json, run, run_sync
 from fiml.core.config import Settings
 from fiml.sessions.backends import build_sql_backend
+from fiml.sessions.backends.redis_persistence import persistence_warning
 from fiml.sessions.schema import SchemaReport, drop_schema, upgrade_schema
 from fiml.sessions.schema import verify_schema as inspect_schema
 
@@ -89,9 +90,15 @@ def _report_json(database: str, report: SchemaReport) -> dict[str, Any]:
 
 @db_app.command("verify")
 def verify(as_json: JsonOption = False) -> None:
-    """Check the schema is complete and at the newest revision; exit 1 if not."""
+    """Check the schema is complete and at the newest revision; exit 1 if not.
+
+    Also warns (one line on stderr) when FIML_REDIS_URL's Redis would lose the active
+    sessions on a restart.
+    """
 
     async def work(settings: Settings) -> tuple[str, SchemaReport]:
+        if (warning := persistence_warning(settings)) is not None:
+            typer.echo(warning, err=True)
         async with _engine(settings) as engine:
             return shown_database(settings), await inspect_schema(engine)
 

@@ -18,6 +18,7 @@ from fiml.cli.failures import EXIT_FAILED, EXIT_INTERRUPTED, fail
 from fiml.cli.runtime import out_console, print_json, run_sync
 from fiml.core.config import Settings
 from fiml.core.errors import ConfigurationError, InvalidInputError
+from fiml.sessions.backends.redis_persistence import persistence_warning
 
 if TYPE_CHECKING:
     from fiml.mcp.auth import Role, TokenFile
@@ -55,13 +56,19 @@ def serve(
         bool, typer.Option("--offline", help="Serve synthetic quotes (FIML_MARKET_PROVIDER).")
     ] = False,
 ) -> None:
-    """Run the MCP server: stdio for one local user, or HTTP with bearer tokens."""
+    """Run the MCP server: stdio for one local user, or HTTP with bearer tokens.
+
+    Warns (one line on stderr) when FIML_REDIS_URL's Redis would lose the active sessions
+    on a restart.
+    """
 
     def work(settings: Settings) -> None:
         from fiml.mcp.server import run_server
 
         if offline:
             settings = settings.model_copy(update={"market_provider": "offline"})
+        if (warning := persistence_warning(settings)) is not None:
+            typer.echo(warning, err=True)  # stderr: stdout is the stdio transport
         try:
             run_server(
                 settings,

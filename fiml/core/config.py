@@ -13,7 +13,18 @@ from platformdirs import user_data_dir
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["Settings", "default_data_dir", "default_database_url"]
+__all__ = [
+    "DEFAULT_DATABASE_MAX_OVERFLOW",
+    "DEFAULT_DATABASE_POOL_SIZE",
+    "Settings",
+    "default_data_dir",
+    "default_database_url",
+]
+
+DEFAULT_DATABASE_POOL_SIZE = 5
+DEFAULT_DATABASE_MAX_OVERFLOW = 5
+"""At most 10 PostgreSQL connections a process, so nine processes fit under PostgreSQL's
+default ``max_connections`` of 100 with room left for psql, migrations and monitoring."""
 
 
 def default_data_dir() -> Path:
@@ -74,14 +85,26 @@ class Settings(BaseSettings):
         description="How long one Redis exchange (connect, send, all replies) may take before "
         "the call fails with a storage error.",
     )
-    database_pool_size: int = Field(default=10, gt=0)
+    database_pool_size: int = Field(
+        default=DEFAULT_DATABASE_POOL_SIZE,
+        gt=0,
+        description="PostgreSQL connections each process keeps open. Every process may hold "
+        "database_pool_size + database_max_overflow connections: keep processes x (pool + "
+        "overflow) plus some headroom at or below the server's max_connections.",
+    )
     database_timeout_seconds: float = Field(
         default=30,
         gt=0,
-        description="How long one database statement (or connecting, or waiting for "
-        "SQLite's write lock) may take before the call fails with a storage error.",
+        description="How long one database statement (or connecting, or waiting for a free "
+        "connection in the pool, or for a slot on a full PostgreSQL, or for SQLite's write "
+        "lock) may take before the call fails with a storage error.",
     )
-    database_max_overflow: int = Field(default=20, ge=0)
+    database_max_overflow: int = Field(
+        default=DEFAULT_DATABASE_MAX_OVERFLOW,
+        ge=0,
+        description="PostgreSQL connections a process may open beyond database_pool_size "
+        "under load (closed again when returned).",
+    )
 
     user: str | None = Field(
         default=None,

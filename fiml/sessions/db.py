@@ -18,7 +18,9 @@ Tables:
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -47,8 +49,12 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from fiml.core.config import DEFAULT_DATABASE_MAX_OVERFLOW, DEFAULT_DATABASE_POOL_SIZE
+
 __all__ = [
     "READ_ONLY_OPTION",
+    "TOO_MANY_CONNECTIONS",
+    "UNBOUNDED_WAIT_SECONDS",
     "Base",
     "QuarantineRow",
     "QueryRow",
@@ -267,11 +273,53 @@ def _json_text(value: Any) -> str:
     return pydantic_core.to_json(value, inf_nan_mode="constants").decode()
 
 
+UNBOUNDED_WAIT_SECONDS = 60
+"""How long an engine built without a timeout (migrations) waits for a pool connection
+or for a connection slot on a full PostgreSQL."""
+TOO_MANY_CONNECTIONS = "53300"
+"""PostgreSQL's SQLSTATE for a connection refused because every slot is taken."""
+_FIRST_RETRY_SECONDS = 0.05
+_LONGEST_RETRY_SECONDS = 1.0
+
+
+def _asyncpg_connector(url: str, timeout: float | None) -> Callable[[], Awaitable[Any]]:
+    """An ``async_creator`` that opens asyncpg connections for ``url``, retrying one that
+    PostgreSQL refuses for want of a free slot (SQLSTATE 53300) until ``timeout``.
+
+    Only connecting is retried: nothing was sent yet, so no statement can run twice. The
+    last refusal is raised as is; SQLAlchemy wraps it like any connection error.
+    """
+    import asyncpg  # type: ignore[import-untyped]  # asyncpg ships no type hints
+
+    parsed = make_url(url)
+    params: dict[str, Any] = parsed.translate_connect_args(username="user")
+    params.update(parsed.query)  # ssl=..., server settings: what the dialect passes on too
+    if timeout is not None:
+        params.update(command_timeout=timeout)
+    window = timeout if timeout is not None else UNBOUNDED_WAIT_SECONDS
+
+    async def connect() -> Any:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + window
+        pause = _FIRST_RETRY_SECONDS
+        while True:
+            left = deadline - loop.time()
+            try:
+                return await asyncpg.connect(**params, timeout=max(left, 0.001))
+            except asyncpg.PostgresError as exc:
+                if exc.sqlstate != TOO_MANY_CONNECTIONS or loop.time() + pause >= deadline:
+                    raise
+            await asyncio.sleep(pause)  # backoff: give other processes time to hang up
+            pause = min(pause * 2, _LONGEST_RETRY_SECONDS)
+
+    return connect
+
+
 def create_engine(
     url: str,
     *,
-    pool_size: int = 10,
-    max_overflow: int = 20,
+    pool_size: int = DEFAULT_DATABASE_POOL_SIZE,
+    max_overflow: int = DEFAULT_DATABASE_MAX_OVERFLOW,
     timeout: float | None = None,
     echo: bool = False,
 ) -> AsyncEngine:
@@ -280,33 +328,36 @@ def create_engine(
     SQLite gets WAL, a busy timeout, foreign keys, and ``BEGIN IMMEDIATE`` transactions so
     that a read-modify-write holds the write lock from its first read (other processes
     wait instead of overwriting); connections carrying the ``READ_ONLY_OPTION`` execution
-    option begin a plain snapshot transaction instead. PostgreSQL gets a pool that waits
-    for a free connection.
+    option begin a plain snapshot transaction instead. PostgreSQL gets a pool of at most
+    ``pool_size + max_overflow`` connections; a connection PostgreSQL refuses because all
+    its slots are taken is tried again with a backoff.
 
     ``timeout`` (seconds) bounds every PostgreSQL statement and connection attempt (the
-    statement is cancelled on the server) and SQLite's wait for its write lock; with None
-    statements may run as long as they need (migrations) and SQLite waits 30 s.
+    statement is cancelled on the server), the retries of a refused connection, the wait
+    for a free connection in the pool, and SQLite's wait for its write lock; with None
+    statements may run as long as they need (migrations), and SQLite waits 30 s for its
+    lock and every engine :data:`UNBOUNDED_WAIT_SECONDS` for a connection.
     """
+    pool_timeout = timeout if timeout is not None else UNBOUNDED_WAIT_SECONDS
     if make_url(url).get_backend_name() == "sqlite":
         _prepare_sqlite_file(url)
         engine = create_async_engine(  # sqlite3's timeout is its busy timeout
             url,
             echo=echo,
-            pool_timeout=60,
+            pool_timeout=pool_timeout,
             connect_args={"timeout": timeout or 30},
             json_serializer=_json_text,
         )
         _configure_sqlite(engine)
         return engine
-    connect_args = {} if timeout is None else {"command_timeout": timeout, "timeout": timeout}
     return create_async_engine(
         url,
         echo=echo,
         pool_size=pool_size,
         max_overflow=max_overflow,
-        pool_timeout=60,
+        pool_timeout=pool_timeout,
         pool_pre_ping=True,
-        connect_args=connect_args,
+        async_creator=_asyncpg_connector(url, timeout),
         json_serializer=_json_text,
     )
 

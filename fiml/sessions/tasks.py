@@ -19,13 +19,16 @@ settings from the environment when this module is imported; use
 from __future__ import annotations
 
 import asyncio
+import logging
 from datetime import timedelta
 from typing import Any
 
 from celery import Celery
+from celery.signals import worker_ready
 
 from fiml.core.config import Settings
 from fiml.sessions.analytics import SessionAnalytics
+from fiml.sessions.backends.redis_persistence import persistence_warning
 from fiml.sessions.joblock import RedisJobLock
 from fiml.sessions.jobs import (
     CLEANUP_JOB,
@@ -128,6 +131,19 @@ def _register_tasks(celery: Any, settings: Settings) -> None:
     register(METRICS_JOB, "Record analytics facts for archived sessions that have none.")
 
 
+def _warn_at_worker_start(celery: Any, settings: Settings) -> None:
+    """Log one warning when this app's worker starts on a Redis that would lose the active
+    sessions on a restart."""
+
+    def warn(sender: Any = None, **_: Any) -> None:
+        if getattr(sender, "app", None) is celery:  # the signal fires for every app
+            warning = persistence_warning(settings)
+            if warning is not None:
+                logging.getLogger(__name__).warning(warning)
+
+    worker_ready.connect(warn, weak=False)
+
+
 def create_celery_app(settings: Settings | None = None) -> Any:
     """A Celery app on the settings' broker with the session tasks and beat schedule."""
     settings = settings or Settings()
@@ -148,6 +164,7 @@ def create_celery_app(settings: Settings | None = None) -> Any:
         **build_beat_schedule(settings),
     }
     _register_tasks(celery, settings)
+    _warn_at_worker_start(celery, settings)
     return celery
 
 

@@ -113,6 +113,7 @@ async def test_cleanup_task_archives_five_expired_sessions(
 
     assert (stats["job"], stats["skipped"]) == (CLEANUP_JOB, False)
     assert (stats["archived"], stats["metrics_recorded"]) == (5, 5)
+    assert (stats["failed"], stats["quarantined"], stats["error"]) == (0, 0, None)
     assert await pg_store.archive.count_sessions(archived=True) == 5
     assert await pg_store.archive.count_sessions(archived=False) == 1
     assert await metric_rows(pg_store) == 5

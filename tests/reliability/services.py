@@ -12,7 +12,7 @@ import asyncio
 import shutil
 import signal
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 from urllib.parse import urlsplit, urlunsplit
@@ -57,13 +57,17 @@ class PrivateRedis:
     """A ``redis-server`` of this test's own, on a free port, to kill and start again.
 
     ``appendonly=True`` runs it with an append-only file fsynced on every write, so a
-    killed server comes back with every write it acknowledged.
+    killed server comes back with every write it acknowledged; ``extra_args`` are passed
+    on to ``redis-server`` (``--rename-command CONFIG ""``, say).
     """
 
-    def __init__(self, directory: Path, *, appendonly: bool = False) -> None:
+    def __init__(
+        self, directory: Path, *, appendonly: bool = False, extra_args: Sequence[str] = ()
+    ) -> None:
         self.binary = require_tool("redis-server")
         self.directory = directory
         self.appendonly = appendonly
+        self.extra_args = list(extra_args)
         self.port = free_port()
         self.process: asyncio.subprocess.Process | None = None
 
@@ -92,6 +96,7 @@ class PrivateRedis:
             *persistence,
             *("--daemonize", "no", "--dir", str(self.directory)),
             *("--logfile", str(self.directory / "redis.log")),
+            *self.extra_args,
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.DEVNULL,
         )

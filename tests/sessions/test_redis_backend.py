@@ -9,7 +9,6 @@ archival that survives a crash at any step.
 from __future__ import annotations
 
 import asyncio
-import sys
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -33,6 +32,7 @@ from fiml.sessions.db import QueryRow
 from fiml.sessions.models import Session, SessionStatus, SessionType, utcnow
 from tests.conftest import REDIS_URL, reset_redis, settings_for
 from tests.reliability.archive_checks import sessions_in_redis
+from tests.sessions.concurrent_writers import run_workers
 
 TWO_SECONDS = 2 / 3600
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -272,45 +272,6 @@ async def test_reading_is_one_snapshot_under_concurrent_tracking(store: SessionS
         assert len(history.queries) == history.total_queries == loaded.version - session.version
         totals.add(history.total_queries)
     assert len(totals) > 10  # the reads did interleave with the writes
-
-
-WORKER = """
-import asyncio, sys
-from fiml.core.config import Settings
-from fiml.sessions import QueryRecord, SessionStore
-
-async def main(mode, database_url, redis_url, session_id, writers, name):
-    async with SessionStore(Settings(database_url=database_url, redis_url=redis_url)) as store:
-        async def append(i):
-            q = QueryRecord(query_type=f"t{i % 2}", cache_hit=i % 3 == 0)
-            await store.append_query(session_id, q)
-        async def read_modify_write(i):
-            session = await store.get_session(session_id)
-            session.add_query(QueryRecord(query_type="price", cache_hit=i % 3 == 0))
-            session.state.update_context(f"{name}-{i}", i)
-            await store.update_session(session_id, session)
-        work = append if mode == "append" else read_modify_write
-        await asyncio.gather(*(work(i) for i in range(writers)))
-
-mode, db, rd, sid, writers, name = sys.argv[1:]
-asyncio.run(main(mode, db, rd, sid, int(writers), name))
-"""
-
-
-async def run_workers(
-    settings: Settings, mode: str, session_id: UUID, processes: int, writers: int
-) -> None:
-    """``processes`` OS processes with ``writers`` concurrent writers each, all at once."""
-    args = [mode, settings.database_url, str(settings.redis_url), str(session_id), str(writers)]
-    procs = [
-        await asyncio.create_subprocess_exec(
-            sys.executable, "-c", WORKER, *args, f"p{p}", stderr=asyncio.subprocess.PIPE
-        )
-        for p in range(processes)
-    ]
-    for proc in procs:
-        _, err = await proc.communicate()
-        assert proc.returncode == 0, err.decode()
 
 
 @pytest.mark.timeout(180)

@@ -4,9 +4,11 @@ Every write is one transaction that locks the session's row first (``SELECT ... 
 UPDATE`` on PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite), so concurrent writers in any number
 of processes queue instead of overwriting each other. Queries are rows of their own:
 tracking one is an insert plus an update of the session's counters, whatever the history's
-length. A database that cannot be reached, or that drops the connection, is a
-:class:`~fiml.core.errors.StorageUnavailableError` naming the dialect; every other database
-error passes unchanged.
+length. Database faults are storage errors naming the dialect (:func:`unavailable_as_error`):
+a database that cannot be reached, times out, has no free connection or fails a read is a
+:class:`~fiml.core.errors.StorageUnavailableError`; a full disk or a read-only database is
+a :class:`~fiml.core.errors.StorageRefusedError`; every other database error passes
+unchanged.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from pydantic import TypeAdapter
 from sqlalchemy import Row, Table, Text, and_, case, cast, delete, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from fiml.core.errors import (
@@ -39,6 +42,7 @@ from fiml.core.errors import (
     SessionConflictError,
     SessionExpiredError,
     SessionNotFoundError,
+    StorageRefusedError,
     StorageUnavailableError,
 )
 from fiml.sessions.backends.base import (
@@ -51,7 +55,13 @@ from fiml.sessions.backends.base import (
     WriteLimits,
     list_size_error,
 )
-from fiml.sessions.db import READ_ONLY_OPTION, QueryRow, SessionRecord, is_sqlite
+from fiml.sessions.db import (
+    READ_ONLY_OPTION,
+    TOO_MANY_CONNECTIONS,
+    QueryRow,
+    SessionRecord,
+    is_sqlite,
+)
 from fiml.sessions.metrics import SessionFacts, insert_missing_facts
 from fiml.sessions.models import (
     MAX_STATE_KEYS,
@@ -104,23 +114,61 @@ _SUMMARY_NAMES = [column.name for column in _SUMMARY_COLUMNS]
 _QUERY_ROWS_PER_CALL = 5000
 
 
-_SQLITE_BUSY = {"SQLITE_BUSY", "SQLITE_LOCKED"}
+# Faults of a database that is up but will not take the write: retrying cannot help.
+_REFUSED = {
+    "SQLITE_FULL": "the disk is full",
+    "SQLITE_READONLY": "the database file is read-only",
+    "53100": "the disk is full",
+    "25006": "the database is read-only (a read-only transaction, or a standby)",
+}
+# Faults that may clear on their own (a lock released, a disk remounted, a slot freed).
+_UNAVAILABLE = {
+    "SQLITE_BUSY": "the write lock was held past FIML_DATABASE_TIMEOUT_SECONDS",
+    "SQLITE_LOCKED": "the write lock was held past FIML_DATABASE_TIMEOUT_SECONDS",
+    "SQLITE_CANTOPEN": "the database file cannot be opened",
+    "SQLITE_IOERR": "the disk failed a read or a write",
+    TOO_MANY_CONNECTIONS: "every connection slot was taken (too many clients) for "
+    "FIML_DATABASE_TIMEOUT_SECONDS; see FIML_DATABASE_POOL_SIZE and FIML_DATABASE_MAX_OVERFLOW",
+}
+_NO_FREE_CONNECTION = (
+    "no free connection in the pool within FIML_DATABASE_TIMEOUT_SECONDS "
+    "(FIML_DATABASE_POOL_SIZE + FIML_DATABASE_MAX_OVERFLOW connections, all busy)"
+)
+
+
+def _fault_code(error: BaseException | None) -> str | None:
+    """SQLite's primary result code name (``SQLITE_IOERR`` for ``SQLITE_IOERR_WRITE``), or
+    PostgreSQL's SQLSTATE."""
+    name = getattr(error, "sqlite_errorname", None)
+    if isinstance(name, str):
+        return "_".join(name.split("_", 2)[:2])
+    sqlstate = getattr(error, "sqlstate", None)
+    return sqlstate if isinstance(sqlstate, str) else None
 
 
 @contextmanager
 def unavailable_as_error(backend: str) -> Iterator[None]:
-    """Connection failures, timeouts and SQLite's lock held too long become
-    StorageUnavailableError; other database errors pass."""
+    """Database faults become storage errors naming ``backend``; other database errors
+    (constraint violations, bad SQL: bugs) pass unchanged.
+
+    StorageUnavailableError: unreachable, dropped connection, timed out, no free pooled
+    connection, no free server slot, SQLite's lock held too long, a file that cannot be
+    opened, an I/O error. StorageRefusedError: a full disk, a read-only database.
+    """
     try:
         yield
     except DBAPIError as exc:
-        busy = getattr(exc.orig, "sqlite_errorname", None) in _SQLITE_BUSY
-        if not exc.connection_invalidated and not busy:
-            raise
-        reason = str(exc.orig) or type(exc.orig).__name__
-        if busy:  # another process held SQLite's write lock for the whole busy timeout
-            reason += " (the write lock was held past FIML_DATABASE_TIMEOUT_SECONDS)"
-        raise StorageUnavailableError(backend, reason) from exc
+        code = _fault_code(exc.orig)
+        detail = str(exc.orig) or type(exc.orig).__name__
+        if code in _REFUSED:
+            raise StorageRefusedError(backend, f"{_REFUSED[code]} ({detail})") from exc
+        if code in _UNAVAILABLE:
+            raise StorageUnavailableError(backend, f"{_UNAVAILABLE[code]} ({detail})") from exc
+        if exc.connection_invalidated:
+            raise StorageUnavailableError(backend, detail) from exc
+        raise
+    except PoolTimeoutError as exc:  # every pooled connection stayed checked out
+        raise StorageUnavailableError(backend, _NO_FREE_CONNECTION) from exc
     except TimeoutError as exc:  # a statement or a connection attempt past the timeout
         raise StorageUnavailableError(
             backend, "no reply within FIML_DATABASE_TIMEOUT_SECONDS"
