@@ -79,9 +79,11 @@ class RetentionStats(JobStats):
 
 
 class MetricsStats(JobStats):
-    """Archived sessions this run recorded analytics facts for."""
+    """Archived sessions this run recorded analytics facts for, and the archived records it
+    skipped because they cannot be read (each is logged with its session id)."""
 
     recorded: int = 0
+    skipped_records: int = 0
 
 
 def _elapsed(start: float) -> float:
@@ -104,9 +106,10 @@ async def run_cleanup(
     archived = await store.cleanup_expired_sessions(batch_size=batch_size)
     recorded = 0
     if store.settings.session_enable_analytics:
-        recorded = await _analytics_for(store, analytics).record_archived_metrics(
+        report = await _analytics_for(store, analytics).record_archived_metrics(
             archived_since=started, batch_size=batch_size
         )
+        recorded = report.recorded
     return CleanupStats(
         job=CLEANUP_JOB,
         started_at=started,
@@ -141,9 +144,13 @@ async def run_metrics(
         return MetricsStats(
             job=METRICS_JOB, started_at=started, skipped=True, reason="analytics is disabled"
         )
-    recorded = await _analytics_for(store, analytics).record_archived_metrics(batch_size=batch_size)
+    report = await _analytics_for(store, analytics).record_archived_metrics(batch_size=batch_size)
     return MetricsStats(
-        job=METRICS_JOB, started_at=started, duration_seconds=_elapsed(clock), recorded=recorded
+        job=METRICS_JOB,
+        started_at=started,
+        duration_seconds=_elapsed(clock),
+        recorded=report.recorded,
+        skipped_records=len(report.skipped),
     )
 
 
