@@ -2,7 +2,9 @@
 
 Rows are read a page at a time (keyset pagination on ``created_at, session_id``) with
 their assets, tags and query-type counts from the side tables, so an export never holds
-more than a page of database rows beyond the document it builds.
+more than a page of database rows beyond the document it builds. Each row is decoded on
+its own (:mod:`fiml.sessions.row_decoding`): a record that cannot be read is left out,
+logged, and listed in the JSON document's ``skipped``; the others are exported.
 """
 
 from __future__ import annotations
@@ -138,14 +140,9 @@ async def read_metric_rows_page(
         # Keys compared as stored, so a row with a damaged key is still passed over once.
         later = tuple_(created, sid) < after if newest_first else tuple_(created, sid) > after
         stmt = stmt.where(later)
-    order = (
-        (M.c.created_at.desc(), M.c.session_id.desc())
-        if newest_first
-        else (
-            M.c.created_at,
-            M.c.session_id,
-        )
-    )
+    order: list[Any] = [M.c.created_at, M.c.session_id]
+    if newest_first:
+        order = [column.desc() for column in order]
     rows = (await conn.execute(stmt.order_by(*order).limit(limit))).all()
     good: list[dict[str, Any]] = []
     skipped: list[SkippedRecord] = []
