@@ -310,7 +310,10 @@ def _labels(name: str, value: Any) -> list[str]:
 def _query_counts(value: Any) -> dict[str, int]:
     if not isinstance(value, dict):
         raise ValueError("query_type_counts is not an object")
-    return {_labels("query_type_counts", [k])[0]: _count(k, v) for k, v in value.items()}
+    return {
+        _labels("query_type_counts", [k])[0]: _count(f"query_type_counts[{k!r}]", v)
+        for k, v in value.items()
+    }
 
 
 def _archived_facts(row: dict[str, Any]) -> SessionFacts:
