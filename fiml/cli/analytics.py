@@ -19,7 +19,12 @@ from rich.table import Table
 from fiml.cli.render import span_of_seconds, stats_view
 from fiml.cli.runtime import open_store, out_console, print_json, progress_bar, run
 from fiml.core.config import Settings
-from fiml.sessions.analytics import SessionAnalytics, SessionStats, UserSessionSummary
+from fiml.sessions.analytics import (
+    RecentSession,
+    SessionAnalytics,
+    SessionStats,
+    UserSessionSummary,
+)
 
 __all__ = ["analytics_app"]
 
@@ -71,7 +76,7 @@ def stats(
 
 def _recent_table(summary: UserSessionSummary) -> Table:
     table = Table(title="Recent finished sessions", title_justify="left")
-    for column in ("session id", "type", "created", "duration", "queries", "completed"):
+    for column in ("session id", "type", "created", "duration", "queries", "ended"):
         table.add_column(column, no_wrap=column == "session id")
     for s in summary["recent_sessions"]:
         table.add_row(
@@ -80,9 +85,17 @@ def _recent_table(summary: UserSessionSummary) -> Table:
             s["created_at"][:19].replace("T", " "),
             span_of_seconds(s["duration_seconds"]),
             str(s["total_queries"]),
-            "yes" if s["completed"] else "abandoned",
+            _ending(s),
         )
+    if summary["skipped_records"]:
+        table.caption = f"{summary['skipped_records']} unreadable records left out (see the log)"
     return table
+
+
+def _ending(session: RecentSession) -> str:
+    if session["completed"]:
+        return "closed"
+    return "abandoned" if session["abandoned"] else "expired"
 
 
 @analytics_app.command("user")

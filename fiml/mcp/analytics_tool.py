@@ -55,13 +55,12 @@ class AnalyticsStats:
         stats = await self.analytics.get_session_stats(
             user_id=user_id, session_type=session_type, days=days
         )
+        # The filter is shown as the analytics echo it, so the labels are what was computed.
         return AnalyticsResult.model_validate(
             {
                 **stats,
-                "scope": "all" if user_id is None else "user",
-                "user_id": user_id,
-                "session_type": session_type,
-                "days": days,
+                "scope": "all" if stats["user_id"] is None else "user",
+                "days": stats["period_days"],
             }
         )
 

@@ -543,7 +543,9 @@ class AnalyticsResult(ResultModel):
     total_queries: int
     avg_duration_seconds: float
     avg_queries_per_session: float
-    abandonment_rate: float = Field(description="Share of finished sessions left to expire.")
+    abandonment_rate: float = Field(
+        description="Share of finished sessions left to expire after fewer than 2 queries."
+    )
     cache_hit_rate: float
     top_assets: list[AssetCount]
     query_type_distribution: dict[str, int]

@@ -127,8 +127,8 @@ class SessionTools:
     async def close_analysis_session(self, session_id: SessionIdArg) -> SessionDetails:
         """Mark a session finished: it becomes read-only and is archived by the next cleanup.
 
-        Closing says the analysis was completed; a session left to expire counts as
-        abandoned in analytics.
+        Closing says the analysis was completed; a session left to expire after fewer
+        than two queries counts as abandoned in analytics.
         """
         session = await owned_session(
             self.store, self.identity.current(), session_id, history_limit=0

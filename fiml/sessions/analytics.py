@@ -9,13 +9,17 @@ The window of a statistic is the sessions *created* in the last ``days`` days. A
 rates, rankings and distributions describe the finished (recorded) sessions of the window;
 ``active_sessions`` counts the sessions still running in the active tier, and
 ``total_sessions`` is the two together. A session that has ended but is not archived yet
-is in neither until the next cleanup records it.
+is in neither until the next cleanup records it. A session is abandoned as
+:data:`fiml.sessions.metrics.ABANDONED` defines it.
+
+Every argument is checked before anything is read or written; a bad one is an
+InvalidInputError naming it. A stored record that cannot be read is skipped and logged
+(:mod:`fiml.sessions.row_decoding`) and every other session is used as usual.
 """
 
 from __future__ import annotations
 
 import asyncio
-import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
@@ -29,6 +33,7 @@ from fiml.core.errors import InvalidInputError
 from fiml.sessions.analytics_export import (
     EXPORT_FORMATS,
     read_export_rows,
+    read_metric_rows_page,
     render_export,
     resolve_export_path,
     write_export,
@@ -36,20 +41,25 @@ from fiml.sessions.analytics_export import (
 from fiml.sessions.backends.sql import unavailable_as_error
 from fiml.sessions.db import READ_ONLY_OPTION
 from fiml.sessions.metrics import (
+    ABANDONED,
     MA,
     MQ,
     MT,
+    BackfillReport,
     MetricFilters,
     SessionFacts,
-    backfill_archived_metrics,
+    record_unrecorded_archived,
     replace_metrics,
 )
 from fiml.sessions.metrics import M as METRICS
 from fiml.sessions.models import Session, SessionType, utcnow
+from fiml.sessions.row_decoding import report_skipped
 from fiml.sessions.store import SessionStore, parse_session_type
 
 __all__ = [
     "AssetCount",
+    "BackfillReport",
+    "RecentSession",
     "SessionAnalytics",
     "SessionStats",
     "TagCount",
@@ -58,6 +68,8 @@ __all__ = [
 
 MAX_DAYS = 36_500
 MAX_TOP = 100
+MAX_BATCH = 10_000
+RECENT_SESSIONS = 10
 
 
 class AssetCount(TypedDict):
@@ -75,8 +87,12 @@ class TagCount(TypedDict):
 
 
 class SessionStats(TypedDict):
-    """What :meth:`SessionAnalytics.get_session_stats` returns."""
+    """What :meth:`SessionAnalytics.get_session_stats` returns: the figures, and the filter
+    they were computed for (``period_days``, ``user_id``, ``session_type``; None is all)."""
 
+    period_days: float
+    user_id: str | None
+    session_type: str | None
     total_sessions: int
     active_sessions: int
     archived_sessions: int
@@ -102,42 +118,87 @@ class RecentSession(TypedDict):
     duration_seconds: float
     total_queries: int
     completed: bool
+    abandoned: bool
 
 
 class UserSessionSummary(TypedDict):
-    """What :meth:`SessionAnalytics.get_user_session_summary` returns."""
+    """What :meth:`SessionAnalytics.get_user_session_summary` returns; ``skipped_records``
+    counts the recent sessions left out because their records could not be read."""
 
     user_id: str
     days: float
     stats: SessionStats
     recent_sessions: list[RecentSession]
+    skipped_records: int
 
 
 def _checked_days(days: Any) -> float:
-    if (
-        isinstance(days, bool)
-        or not isinstance(days, int | float)
-        or not math.isfinite(days)
-        or not 0 < days <= MAX_DAYS
-    ):
+    # Compared before any conversion: NaN fails every comparison, and an int too large
+    # for a float is still compared exactly.
+    if isinstance(days, bool) or not isinstance(days, int | float) or not 0 < days <= MAX_DAYS:
         raise InvalidInputError(
             "days", days, f"must be a number of days above 0, at most {MAX_DAYS}"
         )
     return float(days)
 
 
+def _storable_text(value: str) -> bool:
+    """Text both databases can hold: no NUL (PostgreSQL refuses it), valid UTF-8."""
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return "\x00" not in value
+
+
 def _checked_user(user_id: Any, *, required: bool = False) -> str | None:
     if user_id is None and not required:
         return None
-    if not isinstance(user_id, str) or not 0 < len(user_id) <= 255:
-        raise InvalidInputError("user_id", user_id, "must be a string of 1-255 characters")
+    if not isinstance(user_id, str) or not 0 < len(user_id) <= 255 or not _storable_text(user_id):
+        raise InvalidInputError(
+            "user_id", user_id, "must be a string of 1-255 characters, without NUL"
+        )
     return user_id
+
+
+def _checked_kind(session_type: Any) -> str | None:
+    return None if session_type is None else parse_session_type(session_type).value
 
 
 def _checked_top(top: Any) -> int:
     if isinstance(top, bool) or not isinstance(top, int) or not 1 <= top <= MAX_TOP:
         raise InvalidInputError("top", top, f"must be an integer from 1 to {MAX_TOP}")
     return top
+
+
+def _checked_batch(batch_size: Any) -> int:
+    if (
+        isinstance(batch_size, bool)
+        or not isinstance(batch_size, int)
+        or not 1 <= batch_size <= MAX_BATCH
+    ):
+        raise InvalidInputError(
+            "batch_size", batch_size, f"must be an integer from 1 to {MAX_BATCH}"
+        )
+    return batch_size
+
+
+def _checked_since(archived_since: Any) -> datetime | None:
+    if archived_since is None:
+        return None
+    if not isinstance(archived_since, datetime) or archived_since.utcoffset() is None:
+        raise InvalidInputError(
+            "archived_since", archived_since, "must be a timezone-aware datetime or None"
+        )
+    return archived_since
+
+
+def _filters(user_id: Any, session_type: Any, days: Any) -> MetricFilters:
+    return MetricFilters(
+        user_id=_checked_user(user_id),
+        session_type=_checked_kind(session_type),
+        days=_checked_days(days),
+    )
 
 
 def _ratio(part: float, whole: float) -> float:
@@ -152,6 +213,8 @@ class SessionAnalytics:
     """
 
     def __init__(self, store: SessionStore) -> None:
+        if not isinstance(store, SessionStore):
+            raise InvalidInputError("store", store, "must be a SessionStore")
         self.store = store
 
     @property
@@ -173,15 +236,20 @@ class SessionAnalytics:
 
     async def record_archived_metrics(
         self, *, archived_since: datetime | None = None, batch_size: int = 1000
-    ) -> int:
-        """Record every archived session that has no facts yet; returns how many.
+    ) -> BackfillReport:
+        """Record every archived session that has no facts yet.
 
-        With ``archived_since``, only sessions archived at or after it. Idempotent, and
-        safe to run concurrently: each session is counted by exactly one run.
+        With ``archived_since`` (timezone-aware), only sessions archived at or after it.
+        Idempotent, and safe to run concurrently: each session is counted by exactly one
+        run. The report says how many this run recorded (``recorded``) and which archived
+        records could not be read (``skipped``, each also logged with its session id);
+        those stay unrecorded, and the others are recorded all the same.
         """
+        since = _checked_since(archived_since)
+        batch = _checked_batch(batch_size)
         with unavailable_as_error(self.engine.dialect.name):
-            return await backfill_archived_metrics(
-                self.engine, now=utcnow(), archived_since=archived_since, batch_size=batch_size
+            return await record_unrecorded_archived(
+                self.engine, now=utcnow(), archived_since=since, batch_size=batch
             )
 
     async def get_session_stats(
@@ -195,14 +263,11 @@ class SessionAnalytics:
         """Statistics over the sessions created in the last ``days`` days.
 
         Filter by ``user_id`` and ``session_type``; ``top`` bounds the rankings
-        (``top_assets``, ``popular_tags``, most used first, ties by name). When the window
+        (``top_assets``, ``popular_tags``, most used first, ties by name). The result
+        echoes the filter (``period_days``, ``user_id``, ``session_type``). When the window
         holds no finished session the result carries a ``message`` saying so.
         """
-        filters = MetricFilters(
-            user_id=_checked_user(user_id),
-            session_type=None if session_type is None else parse_session_type(session_type).value,
-            days=_checked_days(days),
-        )
+        filters = _filters(user_id, session_type, days)
         top = _checked_top(top)
         now = utcnow()
         since = now - timedelta(days=filters.days)
@@ -216,31 +281,40 @@ class SessionAnalytics:
             return await _aggregate(conn, filters, since, active=active, top=top)
 
     async def get_user_session_summary(self, user_id: str, days: float = 30) -> UserSessionSummary:
-        """One user's statistics and their ten most recent finished sessions."""
+        """One user's statistics and their ten most recent finished sessions.
+
+        A recent session whose record cannot be read is left out (and logged); the next
+        older one takes its place, and ``skipped_records`` counts those left out.
+        """
         checked = cast(str, _checked_user(user_id, required=True))
-        stats = await self.get_session_stats(user_id=checked, days=days)
-        since = utcnow() - timedelta(days=float(days))
-        stmt = (
-            select(METRICS)
-            .where(METRICS.c.user_id == checked, METRICS.c.created_at >= since)
-            .order_by(METRICS.c.created_at.desc(), METRICS.c.session_id.desc())
-            .limit(10)
-        )
+        filters = _filters(checked, None, days)
+        stats = await self.get_session_stats(user_id=checked, days=filters.days)
+        since = utcnow() - timedelta(days=filters.days)
+        recent: list[RecentSession] = []
+        skipped = 0
         async with self._read() as conn:
-            rows = (await conn.execute(stmt)).all()
-        recent: list[RecentSession] = [
-            {
-                "session_id": str(r.session_id),
-                "session_type": r.session_type,
-                "created_at": r.created_at.isoformat(),
-                "ended_at": r.ended_at.isoformat(),
-                "duration_seconds": float(r.duration_seconds),
-                "total_queries": int(r.total_queries),
-                "completed": bool(r.completed),
-            }
-            for r in rows
-        ]
-        return {"user_id": checked, "days": float(days), "stats": stats, "recent_sessions": recent}
+            after = None
+            while len(recent) < RECENT_SESSIONS:
+                page = await read_metric_rows_page(
+                    conn,
+                    filters.conditions(since),
+                    after=after,
+                    limit=RECENT_SESSIONS - len(recent),
+                    newest_first=True,
+                )
+                report_skipped(page.skipped, doing="summarizing a user's sessions")
+                skipped += len(page.skipped)
+                recent.extend(cast(RecentSession, _recent(row)) for row in page.rows)
+                if page.after is None:
+                    break
+                after = page.after
+        return {
+            "user_id": checked,
+            "days": filters.days,
+            "stats": stats,
+            "recent_sessions": recent,
+            "skipped_records": skipped,
+        }
 
     async def export_session_metrics(
         self,
@@ -256,23 +330,22 @@ class SessionAnalytics:
 
         Returns the document; with ``path`` it is also written there. ``path`` is taken
         relative to ``directory`` (default: the working directory) and may not lead out
-        of it. Any format but ``json`` or ``csv`` is an InvalidInputError.
+        of it. Any format but ``json`` or ``csv`` is an InvalidInputError. Records that
+        cannot be read are left out and logged; the JSON document lists them (``skipped``).
         """
-        if format not in EXPORT_FORMATS:
+        if not isinstance(format, str) or format not in EXPORT_FORMATS:
             raise InvalidInputError("format", format, "must be 'json' or 'csv'")
+        filters = _filters(user_id, session_type, days)
+        if path is None and directory is not None:
+            raise InvalidInputError("directory", directory, "is only used with a path")
         target = (
             None if path is None else await asyncio.to_thread(resolve_export_path, path, directory)
         )
-        stats = await self.get_session_stats(user_id, session_type, days)
-        filters = MetricFilters(
-            user_id=user_id,
-            session_type=None if session_type is None else parse_session_type(session_type).value,
-            days=float(days),
-        )
+        stats = await self.get_session_stats(filters.user_id, filters.session_type, filters.days)
         since = utcnow() - timedelta(days=filters.days)
         async with self._read() as conn:
-            rows = await read_export_rows(conn, filters, since)
-        document = render_export(format, filters, stats, rows)
+            rows, skipped = await read_export_rows(conn, filters, since)
+        document = render_export(format, filters, stats, rows, skipped)
         if target is not None:
             await write_export(target, document)
         return document
@@ -288,6 +361,10 @@ class SessionAnalytics:
         with unavailable_as_error(dialect):
             async with self.engine.execution_options(**options).connect() as conn:
                 yield conn
+
+
+def _recent(row: dict[str, Any]) -> dict[str, Any]:
+    return {name: row[name] for name in RecentSession.__annotations__}
 
 
 def _by_name(conn: AsyncConnection, column: Any) -> Any:
@@ -326,7 +403,7 @@ async def _aggregate(
     conn: AsyncConnection, filters: MetricFilters, since: datetime, *, active: int, top: int
 ) -> SessionStats:
     where = filters.conditions(since)
-    abandoned = func.sum(case((METRICS.c.completed, 0), else_=1))
+    abandoned = func.sum(case((ABANDONED, 1), else_=0))
     summary = select(
         func.count(),
         func.coalesce(func.sum(METRICS.c.total_queries), 0),
@@ -339,6 +416,9 @@ async def _aggregate(
     assets = await _ranking(conn, MA, "asset", where, top)
     tags = await _ranking(conn, MT, "tag", where, top)
     stats: SessionStats = {
+        "period_days": filters.days,
+        "user_id": filters.user_id,
+        "session_type": filters.session_type,
         "total_sessions": finished + active,
         "active_sessions": active,
         "archived_sessions": finished,

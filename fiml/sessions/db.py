@@ -174,7 +174,8 @@ class SessionMetrics(Base):
     """Analytics facts about one finished session; recording it again replaces the row.
 
     ``completed`` is true when the session's user closed it, false when it expired
-    unclosed (abandoned). ``duration_seconds`` runs from creation to closing, or to the last
+    unclosed (abandoned if after fewer than two queries, see ``metrics.ABANDONED``).
+    ``duration_seconds`` runs from creation to closing, or to the last
     activity of an abandoned session.
     """
 

@@ -92,9 +92,11 @@ class RetentionStats(JobStats):
 
 
 class MetricsStats(JobStats):
-    """Archived sessions this run recorded analytics facts for."""
+    """Archived sessions this run recorded analytics facts for, and the archived records it
+    skipped because they cannot be read (each is logged with its session id)."""
 
     recorded: int = 0
+    skipped_records: int = 0
 
 
 def _elapsed(start: float) -> float:
@@ -151,9 +153,13 @@ async def run_metrics(
         return MetricsStats(
             job=METRICS_JOB, started_at=started, skipped=True, reason="analytics is disabled"
         )
-    recorded = await _analytics_for(store, analytics).record_archived_metrics(batch_size=batch_size)
+    report = await _analytics_for(store, analytics).record_archived_metrics(batch_size=batch_size)
     return MetricsStats(
-        job=METRICS_JOB, started_at=started, duration_seconds=_elapsed(clock), recorded=recorded
+        job=METRICS_JOB,
+        started_at=started,
+        duration_seconds=_elapsed(clock),
+        recorded=report.recorded,
+        skipped_records=len(report.skipped),
     )
 
 

@@ -10,6 +10,9 @@ counts as rows of the side tables. Two ways to write them:
   between them.
 
 Both lock sessions in id order, so concurrent writers of overlapping sets never deadlock.
+:func:`record_unrecorded_archived` records the archived sessions that have no facts yet,
+reading each archived record on its own so a damaged one is skipped and reported while the
+others are recorded. :data:`ABANDONED` is the one definition of an abandoned session.
 """
 
 from __future__ import annotations
@@ -33,14 +36,25 @@ from fiml.sessions.db import (
     SessionMetricTag,
     SessionRecord,
 )
-from fiml.sessions.models import Session
+from fiml.sessions.models import MAX_LABEL_CHARS, Session, SessionType
+from fiml.sessions.row_decoding import (
+    RowReader,
+    SkippedRecord,
+    as_stored,
+    report_skipped,
+    shown_id,
+)
 
 __all__ = [
+    "ABANDONED",
+    "ABANDONED_BELOW_QUERIES",
+    "BackfillReport",
     "MetricFilters",
     "SessionFacts",
     "add_missing_metrics",
     "backfill_archived_metrics",
     "insert_missing_facts",
+    "record_unrecorded_archived",
     "replace_metrics",
 ]
 
@@ -61,6 +75,15 @@ _FACT_COLUMNS = (
     "completed",
     "recorded_at",
 )
+
+
+ABANDONED_BELOW_QUERIES = 2
+ABANDONED: ColumnElement[bool] = and_(
+    M.c.completed.is_(False), M.c.total_queries < ABANDONED_BELOW_QUERIES
+)
+"""The one definition of an abandoned session: it expired without being closed, after
+fewer than two queries. A closed session is completed; one that expired after real work
+(two queries or more) is neither."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,53 +269,146 @@ async def add_missing_metrics(
         return await insert_missing_facts(conn, facts, recorded_at=recorded_at)
 
 
-_ARCHIVED_COLUMNS = (
-    S.c.id,
-    S.c.user_id,
-    S.c.session_type,
-    S.c.created_at,
-    S.c.expires_at,
-    S.c.last_accessed_at,
-    S.c.closed_at,
-    S.c.archived_at,
-    S.c.total_queries,
-    S.c.cache_hits,
-    S.c.assets,
-    S.c.tags,
-    S.c.query_type_counts,
-)
+_ARCHIVED_COLUMNS: dict[str, ColumnElement[Any]] = {
+    name: S.c[name]
+    for name in (
+        "id",
+        "user_id",
+        "session_type",
+        "created_at",
+        "expires_at",
+        "last_accessed_at",
+        "closed_at",
+        "archived_at",
+        "total_queries",
+        "cache_hits",
+        "assets",
+        "tags",
+        "query_type_counts",
+    )
+}
+_SESSION_TYPES = frozenset(t.value for t in SessionType)
+_MAX_COUNT = 2**31 - 1  # the metric tables' INTEGER columns on PostgreSQL
+
+
+@dataclass(frozen=True, slots=True)
+class BackfillReport:
+    """What one backfill did: sessions it recorded, and archived records it could not read.
+
+    Skipped records stay unrecorded, so every later backfill meets (and reports) them
+    again until they are repaired or deleted.
+    """
+
+    recorded: int = 0
+    skipped: tuple[SkippedRecord, ...] = ()
+
+
+def _count(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _MAX_COUNT:
+        raise ValueError(f"{name} is not a count")
+    return value
+
+
+def _labels(name: str, value: Any) -> list[str]:
+    if not isinstance(value, list) or not all(
+        isinstance(v, str) and 0 < len(v) <= MAX_LABEL_CHARS for v in value
+    ):
+        raise ValueError(f"{name} is not a list of labels")
+    return value
+
+
+def _query_counts(value: Any) -> dict[str, int]:
+    if not isinstance(value, dict):
+        raise ValueError("query_type_counts is not an object")
+    return {
+        _labels("query_type_counts", [k])[0]: _count(f"query_type_counts[{k!r}]", v)
+        for k, v in value.items()
+    }
+
+
+def _archived_facts(row: dict[str, Any]) -> SessionFacts:
+    """Facts from a decoded ``sessions`` row; a ValueError says what is damaged."""
+    for name in ("created_at", "expires_at", "last_accessed_at", "archived_at"):
+        if not isinstance(row[name], datetime):
+            raise ValueError(f"{name} is not a timestamp")
+    if row["closed_at"] is not None and not isinstance(row["closed_at"], datetime):
+        raise ValueError("closed_at is not a timestamp")
+    if row["session_type"] not in _SESSION_TYPES:
+        raise ValueError("session_type is not a session type")
+    user_id = row["user_id"]
+    if user_id is not None and (not isinstance(user_id, str) or not 0 < len(user_id) <= 255):
+        raise ValueError("user_id is not a user id")
+    if not isinstance(row["id"], UUID):
+        raise ValueError("id is not a UUID")
+    return SessionFacts.build(
+        session_id=row["id"],
+        user_id=user_id,
+        session_type=row["session_type"],
+        created_at=row["created_at"],
+        expires_at=row["expires_at"],
+        last_accessed_at=row["last_accessed_at"],
+        closed_at=row["closed_at"],
+        archived_at=row["archived_at"],
+        total_queries=_count("total_queries", row["total_queries"]),
+        cache_hits=_count("cache_hits", row["cache_hits"]),
+        assets=_labels("assets", row["assets"]),
+        tags=_labels("tags", row["tags"]),
+        query_type_counts=_query_counts(row["query_type_counts"]),
+        now=row["archived_at"],
+    )
 
 
 async def _unrecorded_archived(
-    engine: AsyncEngine, *, archived_since: datetime | None, limit: int
-) -> list[SessionFacts]:
+    engine: AsyncEngine, *, archived_since: datetime | None, after: Any, limit: int
+) -> tuple[list[SessionFacts], list[SkippedRecord], Any]:
+    """Up to ``limit`` archived sessions without facts, by id after ``after``: the facts of
+    those that can be read, the records of those that cannot, and the last id seen."""
+    read = RowReader(engine.dialect, _ARCHIVED_COLUMNS)
     recorded = exists().where(M.c.session_id == S.c.id)
     condition = and_(S.c.archived_at.is_not(None), ~recorded)
     if archived_since is not None:
         condition = and_(condition, S.c.archived_at >= archived_since)
-    stmt = select(*_ARCHIVED_COLUMNS).where(condition).order_by(S.c.id).limit(limit)
+    if after is not None:
+        # Compared as stored, so a row whose id is damaged is still passed over once.
+        condition = and_(condition, as_stored(S.c.id) > after)
+    stmt = select(*read.columns, as_stored(S.c.id)).where(condition).order_by(S.c.id).limit(limit)
     reader = engine.execution_options(**{READ_ONLY_OPTION: True})
     async with reader.connect() as conn:
         rows = (await conn.execute(stmt)).all()
-    return [
-        SessionFacts.build(
-            session_id=r.id,
-            user_id=r.user_id,
-            session_type=r.session_type,
-            created_at=r.created_at,
-            expires_at=r.expires_at,
-            last_accessed_at=r.last_accessed_at,
-            closed_at=r.closed_at,
-            archived_at=r.archived_at,
-            total_queries=r.total_queries,
-            cache_hits=r.cache_hits,
-            assets=r.assets or [],
-            tags=r.tags or [],
-            query_type_counts=r.query_type_counts or {},
-            now=r.archived_at,
+    facts: list[SessionFacts] = []
+    skipped: list[SkippedRecord] = []
+    for row in rows:
+        try:
+            facts.append(_archived_facts(read(row)))
+        except ValueError as exc:
+            skipped.append(SkippedRecord(shown_id(row[-1]), str(exc)))
+    return facts, skipped, rows[-1][-1] if rows else after
+
+
+async def record_unrecorded_archived(
+    engine: AsyncEngine,
+    *,
+    now: datetime,
+    archived_since: datetime | None = None,
+    batch_size: int = 1000,
+) -> BackfillReport:
+    """Record every archived session (archived at or after ``archived_since``) without facts.
+
+    A record that cannot be read is skipped, logged with its session id and listed in the
+    report; the others are recorded. Sessions another run records meanwhile are not counted
+    here, so concurrent backfills count each session once between them.
+    """
+    recorded, skipped, after = 0, [], None
+    while True:
+        facts, unreadable, after = await _unrecorded_archived(
+            engine, archived_since=archived_since, after=after, limit=batch_size
         )
-        for r in rows
-    ]
+        report_skipped(unreadable, doing="recording archived sessions")
+        skipped.extend(unreadable)
+        if facts:
+            recorded += await add_missing_metrics(engine, facts, recorded_at=now)
+        if len(facts) + len(unreadable) < batch_size:
+            return BackfillReport(recorded, tuple(skipped))
 
 
 async def backfill_archived_metrics(
@@ -302,16 +418,8 @@ async def backfill_archived_metrics(
     archived_since: datetime | None = None,
     batch_size: int = 1000,
 ) -> int:
-    """Record every archived session (archived at or after ``archived_since``) without facts.
-
-    Returns how many sessions this call recorded; sessions another run records meanwhile
-    are not counted here, so concurrent backfills count each session once between them.
-    """
-    recorded = 0
-    while True:
-        facts = await _unrecorded_archived(engine, archived_since=archived_since, limit=batch_size)
-        if not facts:
-            return recorded
-        recorded += await add_missing_metrics(engine, facts, recorded_at=now)
-        if len(facts) < batch_size:
-            return recorded
+    """How many sessions :func:`record_unrecorded_archived` recorded (skips are logged)."""
+    report = await record_unrecorded_archived(
+        engine, now=now, archived_since=archived_since, batch_size=batch_size
+    )
+    return report.recorded

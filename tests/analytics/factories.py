@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, closing
 from datetime import datetime, timedelta
 from pathlib import Path
+from uuid import UUID
 
+import asyncpg
 from sqlalchemy import func, select
+from sqlalchemy.engine import make_url
 
 from fiml.core.config import Settings
 from fiml.sessions.db import SessionMetrics
@@ -80,3 +84,50 @@ async def metric_rows(store: SessionStore) -> int:
     async with store.archive.engine.connect() as conn:
         stmt = select(func.count()).select_from(SessionMetrics)
         return int((await conn.execute(stmt)).scalar_one())
+
+
+METRIC_TABLES = (
+    "session_metric_assets",
+    "session_metric_tags",
+    "session_metric_query_types",
+    "session_metrics",
+)
+
+
+async def damage(store: SessionStore, statement: str) -> None:
+    """Run ``statement`` on the archive database with the plain driver, outside FIML, as a
+    hand edit or another program would (sqlite3 for SQLite, asyncpg for PostgreSQL)."""
+    url = make_url(store.settings.database_url)
+    if url.get_backend_name() == "sqlite":
+        with closing(sqlite3.connect(str(url.database), isolation_level=None)) as conn:
+            conn.execute(statement)
+        return
+    conn = await asyncpg.connect(url.set(drivername="postgresql").render_as_string(False))
+    try:
+        await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+def stored_id(store: SessionStore, session_id: UUID) -> str:
+    """``session_id`` as a SQL literal the way the archive database stores it."""
+    url = make_url(store.settings.database_url)
+    return f"'{session_id.hex}'" if url.get_backend_name() == "sqlite" else f"'{session_id}'"
+
+
+async def forget_metrics(store: SessionStore) -> None:
+    """Delete every recorded fact, as for sessions archived before analytics recorded them."""
+    for table in METRIC_TABLES:
+        await damage(store, f"DELETE FROM {table}")
+
+
+async def archived_unrecorded(store: SessionStore, count: int) -> list[UUID]:
+    """``count`` closed sessions of user ``u``, archived, with no facts recorded."""
+    ids = []
+    for n in range(count):
+        session = await store.create_session([f"S{n}"], "equity", user_id="u")
+        await store.close_session(session.id)
+        ids.append(session.id)
+    await store.cleanup_expired_sessions()
+    await forget_metrics(store)
+    return ids

@@ -5,14 +5,16 @@ from __future__ import annotations
 import csv
 import io
 import json
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from fiml.core.errors import InvalidInputError
 from fiml.sessions.analytics import SessionAnalytics
-from fiml.sessions.analytics_export import CSV_COLUMNS
-from fiml.sessions.models import Session
+from fiml.sessions.analytics_export import CSV_COLUMNS, read_metric_rows_page
+from fiml.sessions.metrics import MetricFilters
+from fiml.sessions.models import Session, utcnow
 from tests.analytics.test_stats import known_sessions
 
 
@@ -117,3 +119,25 @@ async def test_a_symlink_out_of_the_directory_is_refused(
     with pytest.raises(InvalidInputError):
         await recorded.export_session_metrics("json", path="link/m.json", directory=inside)
     assert list(outside.iterdir()) == []
+
+
+@pytest.mark.parametrize("newest_first", [False, True])
+async def test_pages_of_rows_cover_every_session_once_in_order(
+    recorded: SessionAnalytics, known: list[Session], newest_first: bool
+) -> None:
+    since = utcnow() - timedelta(days=60)
+    filters = MetricFilters(user_id=None, session_type=None, days=60)
+    seen: list[str] = []
+    after = None
+    async with recorded.engine.connect() as conn:
+        while True:
+            page = await read_metric_rows_page(
+                conn, filters.conditions(since), after=after, limit=1, newest_first=newest_first
+            )
+            seen.extend(r["session_id"] for r in page.rows)
+            if page.after is None:
+                break
+            after = page.after
+
+    oldest_first = [str(s.id) for s in sorted(known, key=lambda s: s.created_at)]
+    assert seen == (oldest_first[::-1] if newest_first else oldest_first)

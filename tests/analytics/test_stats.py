@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
+import json
 from datetime import timedelta
 
 import pytest
@@ -74,6 +77,9 @@ async def test_stats_over_the_known_sessions_are_exact(recorded: SessionAnalytic
     stats = await recorded.get_session_stats()
 
     assert stats == {
+        "period_days": 30.0,
+        "user_id": None,
+        "session_type": None,
         "total_sessions": 3,
         "active_sessions": 0,
         "archived_sessions": 3,
@@ -128,8 +134,20 @@ async def test_session_type_filter_is_exact(recorded: SessionAnalytics) -> None:
     assert stats["cache_hit_rate"] == 6 / 9
     assert stats["top_assets"] == [{"asset": "AAPL", "count": 2}, {"asset": "MSFT", "count": 1}]
     assert stats["session_type_breakdown"] == {"equity": 2}
-    both = await recorded.get_session_stats(user_id="alice", session_type=CRYPTO)
+    both = await recorded.get_session_stats(user_id="alice", session_type=CRYPTO, days=7)
     assert (both["archived_sessions"], both["total_queries"]) == (1, 1)
+
+
+async def test_stats_echo_their_filter(recorded: SessionAnalytics) -> None:
+    both = await recorded.get_session_stats(user_id="alice", session_type=" Crypto ", days=7)
+    everyone = await recorded.get_session_stats()
+
+    assert (both["period_days"], both["user_id"], both["session_type"]) == (7.0, "alice", "crypto")
+    assert (everyone["period_days"], everyone["user_id"], everyone["session_type"]) == (
+        30.0,
+        None,
+        None,
+    )
 
 
 async def test_window_is_sessions_created_within_days(recorded: SessionAnalytics) -> None:
@@ -152,6 +170,9 @@ async def test_no_data_gives_zeros_and_a_message(recorded: SessionAnalytics) -> 
     stats = await recorded.get_session_stats(days=1 / 24)
 
     assert stats == {
+        "period_days": 1 / 24,
+        "user_id": None,
+        "session_type": None,
         "total_sessions": 0,
         "active_sessions": 0,
         "archived_sessions": 0,
@@ -226,6 +247,8 @@ async def test_user_summary(recorded: SessionAnalytics) -> None:
         ("equity", 600.0, True),
         ("crypto", 300.0, False),
     ]
+    assert [r["abandoned"] for r in recent] == [False, True]
+    assert summary["skipped_records"] == 0
     older = await recorded.get_user_session_summary("alice", days=60)
     assert len(older["recent_sessions"]) == 3
 
@@ -309,3 +332,60 @@ async def test_end_to_end_through_the_store_and_cleanup(store: SessionStore) -> 
     assert stats["query_type_distribution"] == {"price": 3, "news": 1}
     assert stats["session_type_breakdown"] == {"equity": 2, "crypto": 1}
     assert stats["popular_tags"] == [{"tag": "x", "count": 1}]
+
+
+def _ended(*, closed: bool, queries: int) -> Session:
+    return finished_session(
+        user="dana",
+        kind=EQUITY,
+        assets=["AAPL"],
+        created_ago=timedelta(hours=2),
+        lasted=timedelta(minutes=10),
+        closed=closed,
+        queries={"price": (queries, 0)} if queries else None,
+    )
+
+
+async def test_abandoned_means_expired_unclosed_after_fewer_than_two_queries(
+    analytics: SessionAnalytics,
+) -> None:
+    """The original's definition: a session left to expire after real work (two queries
+    or more) was used, not abandoned; a closed session is completed whatever its queries."""
+    cases = [
+        (_ended(closed=False, queries=0), True),
+        (_ended(closed=False, queries=1), True),
+        (_ended(closed=False, queries=2), False),
+        (_ended(closed=False, queries=7), False),
+        (_ended(closed=True, queries=0), False),
+        (_ended(closed=True, queries=1), False),
+    ]
+    for session, _ in cases:
+        await analytics.record_session_metrics(session)
+
+    stats = await analytics.get_session_stats(user_id="dana")
+    summary = await analytics.get_user_session_summary("dana")
+    exported = json.loads(await analytics.export_session_metrics("json", user_id="dana"))
+    rows = csv.DictReader(io.StringIO(await analytics.export_session_metrics("csv")))
+
+    expected = {str(session.id): abandoned for session, abandoned in cases}
+    assert stats["abandonment_rate"] == 2 / 6
+    assert {r["session_id"]: r["abandoned"] for r in summary["recent_sessions"]} == expected
+    assert {s["session_id"]: s["abandoned"] for s in exported["sessions"]} == expected
+    assert {r["session_id"]: r["abandoned"] == "True" for r in rows} == expected
+
+
+async def test_sessions_used_only_through_the_five_spec_tools_are_not_all_abandoned(
+    store: SessionStore, analytics: SessionAnalytics
+) -> None:
+    """Without close-analysis-session every session expires; those with queries count as
+    used, as the original counted them."""
+    worked = _ended(closed=False, queries=3)
+    idle = _ended(closed=False, queries=0)
+    for session in (worked, idle):
+        await store.backend.insert(session)
+    await run_cleanup(store)
+
+    stats = await analytics.get_session_stats(user_id="dana")
+
+    assert (stats["archived_sessions"], stats["abandonment_rate"]) == (2, 0.5)
+    assert stats["total_queries"] == 3

@@ -25,7 +25,7 @@ def test_stats_over_every_user(recorded: Seeded) -> None:
     assert stats["active_sessions"] == 2
     assert stats["archived_sessions"] == 2
     assert stats["total_queries"] == 1
-    assert stats["abandonment_rate"] == 0.5  # the expired one was abandoned, the closed one not
+    assert stats["abandonment_rate"] == 0.5  # the expired one, without a query, was abandoned
     assert stats["query_type_distribution"] == {"search_by_coin": 1}
     assert stats["session_type_breakdown"] == {"crypto": 2}
     assert {a["asset"] for a in stats["top_assets"]} == {"BTC", "ETH"}
@@ -73,6 +73,7 @@ def test_one_users_summary(recorded: Seeded) -> None:
     }
     table = invoke("analytics", "user", "alice")
     assert recorded.closed in table.stdout and "abandoned" in table.stdout
+    assert "closed" in table.stdout
 
 
 def test_export_json_to_stdout(recorded: Seeded) -> None:
@@ -131,4 +132,4 @@ def test_export_onto_a_directory_is_one_line(recorded: Seeded, tmp_path: Path) -
 
     result = invoke("analytics", "export", "--output", "taken")
 
-    assert_one_line_error(result, 1, "Is a directory")
+    assert_one_line_error(result, 2, "invalid path 'taken': is a directory")
