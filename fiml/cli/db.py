@@ -75,7 +75,7 @@ def upgrade(
     ] = "head",
     as_json: JsonOption = False,
 ) -> None:
-    """Apply the migrations up to a revision (default: the newest)."""
+    """Apply the migrations up to a revision (default: the newest); how PostgreSQL is migrated."""
     _migrate(revision, as_json)
 
 
