@@ -17,6 +17,7 @@ import sys
 from sqlalchemy.engine import make_url
 
 from fiml.core.config import Settings
+from fiml.core.errors import ConfigurationError
 from fiml.sessions.db import create_engine
 from fiml.sessions.schema import drop_schema, upgrade_schema, verify_schema
 
@@ -66,6 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         print(f"cannot reach the database {shown}: {exc}", file=sys.stderr)
         return 1
+    except ConfigurationError as exc:  # a schema migrated by a newer FIML
+        print(exc, file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 """``fiml db create|upgrade|verify|drop``: the session schema, through the Alembic migrations.
 
 The database is ``FIML_DATABASE_URL`` (default: the embedded SQLite file). These are the
-same functions ``scripts/setup_session_db.py`` and ``SessionStore.initialize()`` use.
+same functions ``scripts/setup_session_db.py`` uses. ``fiml db upgrade`` is how a PostgreSQL
+database is migrated: every other process only checks its revision and refuses one that is
+behind, naming this command (unless FIML_DATABASE_AUTO_MIGRATE is set).
 """
 
 from __future__ import annotations
@@ -73,7 +75,7 @@ def upgrade(
     ] = "head",
     as_json: JsonOption = False,
 ) -> None:
-    """Apply the migrations up to a revision (default: the newest)."""
+    """Apply the migrations up to a revision (default: the newest); how PostgreSQL is migrated."""
     _migrate(revision, as_json)
 
 
@@ -116,7 +118,7 @@ def verify(as_json: JsonOption = False) -> None:
             (f"missing in {table}", ", ".join(columns))
             for table, columns in report.missing_columns.items()
         ]
-        rows.append(("result", "schema OK" if report.ok else "INCOMPLETE: run `fiml db create`"))
+        rows.append(("result", "schema OK" if report.ok else "INCOMPLETE: run `fiml db upgrade`"))
         out_console().print(key_value_table(rows, title="Session schema"))
     if not report.ok:
         raise typer.Exit(EXIT_FAILED)

@@ -48,6 +48,13 @@ class Settings(BaseSettings):
         default_factory=default_database_url,
         description="SQLAlchemy URL of the session database (SQLite or PostgreSQL).",
     )
+    database_auto_migrate: bool = Field(
+        default=False,
+        description="Let every process start migrate a PostgreSQL database to this FIML's "
+        "schema (serialized by an advisory lock). Off: production databases are migrated on "
+        "purpose with `fiml db upgrade`, and a process refuses a schema that is behind. The "
+        "embedded SQLite file always migrates itself.",
+    )
     redis_url: str | None = Field(
         default=None,
         description="Redis URL; when set, active sessions live in Redis and archives in the "

@@ -6,7 +6,10 @@ class or the attributes::
 
     FimlError
     ├── ConfigurationError
-    │   └── MissingDependencyError        (also an ImportError)
+    │   ├── MissingDependencyError        (also an ImportError)
+    │   └── SchemaRevisionError           .database, .current, .head
+    │       ├── SchemaOutdatedError       (behind, or no schema: run `fiml db upgrade`)
+    │       └── SchemaNewerError          (migrated by a newer FIML)
     ├── InvalidInputError                 .field, .value
     │   ├── InvalidSessionIdError
     │   ├── InvalidSessionTypeError
@@ -55,6 +58,9 @@ __all__ = [
     "PermissionDeniedError",
     "ProviderUnavailableError",
     "QueryLimitExceededError",
+    "SchemaNewerError",
+    "SchemaOutdatedError",
+    "SchemaRevisionError",
     "SessionArchivedError",
     "SessionClosedError",
     "SessionConflictError",
@@ -99,6 +105,47 @@ class MissingDependencyError(ConfigurationError, ImportError):
         super().__init__(
             f"the {package!r} package is required for this backend; "
             f"install it with: pip install 'fiml-sessions[{extra}]'"
+        )
+
+
+class SchemaRevisionError(ConfigurationError):
+    """The session database is not at the schema revision this FIML was built for; nothing
+    was changed. ``current`` is the database's revision (None: it holds no FIML schema),
+    ``head`` the newest one this FIML ships, ``database`` the URL (password hidden)."""
+
+    def __init__(self, database: str, current: str | None, head: str, message: str) -> None:
+        self.database = database
+        self.current = current
+        self.head = head
+        super().__init__(message)
+
+
+class SchemaOutdatedError(SchemaRevisionError):
+    """The database's schema is older than this FIML's, or absent: migrate it on purpose
+    with ``fiml db upgrade``."""
+
+    def __init__(self, database: str, current: str | None, head: str) -> None:
+        found = "holds no FIML schema" if current is None else f"is at schema revision {current}"
+        super().__init__(
+            database,
+            current,
+            head,
+            f"the session database {database} {found}, this FIML needs revision {head}: "
+            "migrate it with `fiml db upgrade`",
+        )
+
+
+class SchemaNewerError(SchemaRevisionError):
+    """The database was migrated past this FIML's newest revision (by a newer FIML)."""
+
+    def __init__(self, database: str, current: str, head: str) -> None:
+        super().__init__(
+            database,
+            current,
+            head,
+            f"the session database {database} is at schema revision {current}, which this "
+            f"FIML (newest revision {head}) does not know: a newer FIML migrated it; "
+            "upgrade FIML to use it",
         )
 
 

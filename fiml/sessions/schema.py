@@ -1,11 +1,14 @@
-"""Create, upgrade, verify and drop the session schema through Alembic migrations.
+"""Create, upgrade, check, verify and drop the session schema through Alembic migrations.
 
-``SessionStore.initialize()``, ``scripts/setup_session_db.py`` and ``fiml db`` all use
-these functions, so every database FIML touches is at the same migration head.
+Production databases are migrated on purpose (``fiml db upgrade``,
+``scripts/setup_session_db.py create``); ``SessionStore.initialize()`` only checks their
+revision with :func:`check_schema`, one query, and migrates the embedded SQLite file (or a
+database whose settings opt in) with :func:`upgrade_schema`.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from importlib.resources import files
 
@@ -14,14 +17,26 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import URL, Connection
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from fiml.core.errors import SchemaNewerError, SchemaOutdatedError
 from fiml.sessions.db import metadata
 
-__all__ = ["SchemaReport", "drop_schema", "head_revision", "upgrade_schema", "verify_schema"]
+__all__ = [
+    "SchemaReport",
+    "check_schema",
+    "current_revision",
+    "drop_schema",
+    "head_revision",
+    "upgrade_schema",
+    "verify_schema",
+]
 
 _ADVISORY_LOCK_KEY = 0x46494D4C  # "FIML": serializes concurrent upgrades on PostgreSQL
+_VERSION_TABLE = "alembic_version"
+_READ_REVISION = text("SELECT version_num FROM alembic_version")
 
 
 def alembic_config(connection: Connection | None = None) -> Config:
@@ -33,22 +48,85 @@ def alembic_config(connection: Connection | None = None) -> Config:
     return config
 
 
+@functools.cache
+def _scripts() -> ScriptDirectory:
+    return ScriptDirectory.from_config(alembic_config())
+
+
 def head_revision() -> str:
     """The newest migration shipped with this version of FIML."""
-    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    head = _scripts().get_current_head()
     if head is None:
         raise RuntimeError("no migrations are shipped with this package")
     return head
 
 
+@functools.cache
+def _known_revisions() -> frozenset[str]:
+    return frozenset(script.revision for script in _scripts().walk_revisions())
+
+
+def _shown(url: URL) -> str:
+    return url.render_as_string(hide_password=True)
+
+
+def _refuse_newer(url: URL, current: str | None) -> None:
+    """A revision this FIML does not ship can only come from a newer FIML (or a foreign
+    tool): migrating or using it could lose data, so it is refused either way."""
+    if current is not None and current not in _known_revisions():
+        raise SchemaNewerError(_shown(url), current, head_revision())
+
+
+def _has_version_table(connection: Connection) -> bool:
+    return inspect(connection).has_table(_VERSION_TABLE)
+
+
+async def current_revision(engine: AsyncEngine) -> str | None:
+    """The database's migration revision, or None when it holds no FIML schema.
+
+    One query when the schema exists; the catalog is asked only when that query fails.
+    """
+    async with engine.connect() as conn:
+        try:
+            versions = (await conn.execute(_READ_REVISION)).scalars().all()
+        except DBAPIError as exc:
+            if exc.connection_invalidated:
+                raise
+            await conn.rollback()
+            if await conn.run_sync(_has_version_table):
+                raise  # the table is there but cannot be read: not "no schema"
+            return None
+    # Alembic keeps one row per head; FIML's migrations are one line, so a database with
+    # several rows was branched by something else, and no revision of ours matches it.
+    return "+".join(sorted(versions)) if versions else None
+
+
+async def check_schema(engine: AsyncEngine) -> str:
+    """The database's revision if it is this FIML's newest; otherwise refuse, changing
+    nothing: SchemaOutdatedError (behind, or no schema) or SchemaNewerError (ahead)."""
+    current = await current_revision(engine)
+    head = head_revision()
+    if current == head:
+        return head
+    _refuse_newer(engine.url, current)
+    raise SchemaOutdatedError(_shown(engine.url), current, head)
+
+
 def _upgrade(connection: Connection, revision: str) -> None:
     if connection.dialect.name == "postgresql":
         connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _ADVISORY_LOCK_KEY})
+    current = MigrationContext.configure(connection).get_current_revision()
+    _refuse_newer(connection.engine.url, current)
+    if revision == "head" and current == head_revision():
+        return  # already there: spare every start of a SQLite process Alembic's machinery
     command.upgrade(alembic_config(connection), revision)
 
 
 async def upgrade_schema(engine: AsyncEngine, revision: str = "head") -> None:
-    """Bring the database to ``revision`` (creating every table on an empty database)."""
+    """Bring the database to ``revision`` (creating every table on an empty database).
+
+    Refuses (SchemaNewerError) a database migrated past this FIML's newest revision.
+    """
     async with engine.begin() as conn:
         await conn.run_sync(_upgrade, revision)
 

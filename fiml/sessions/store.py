@@ -244,7 +244,8 @@ class SessionStore:
         )
 
     async def initialize(self) -> None:
-        """Connect to the configured backends and create the schema if it is absent."""
+        """Connect to the configured backends; SQLite migrates its schema, PostgreSQL's must be
+        at head (SchemaOutdatedError / SchemaNewerError otherwise, see ``fiml db upgrade``)."""
         if self._initialized:
             return
         if self._backend is None or self._archive is None:

@@ -1,12 +1,20 @@
-"""``fiml db create|upgrade|verify|drop`` through the shipped Alembic migrations."""
+"""``fiml db create|upgrade|verify|drop`` through the shipped Alembic migrations, and the
+refusal of every other command on a PostgreSQL schema that is not at head."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
-from fiml.sessions.schema import head_revision
+import pytest
+from sqlalchemy import text
+
+from fiml.cli.failures import EXIT_BAD_INPUT
+from fiml.sessions.db import create_engine
+from fiml.sessions.schema import drop_schema, head_revision, upgrade_schema
 from tests.cli.conftest import assert_one_line_error, invoke, ok_json
+from tests.conftest import require_postgres
 
 
 def _verify() -> dict[str, object]:
@@ -103,3 +111,47 @@ def test_drop_goes_ahead_when_confirmed() -> None:
     assert result.exit_code == 0, result.output
     assert "every FIML table dropped" in result.stdout
     assert _verify()["ok"] is False
+
+
+async def _postgres_at(revision: str, *, stamp: str | None = None) -> str:
+    url = await require_postgres()
+    engine = create_engine(url)
+    try:
+        await drop_schema(engine)
+        await upgrade_schema(engine, revision)
+        if stamp is not None:  # as if a newer FIML had migrated it
+            async with engine.begin() as conn:
+                await conn.execute(
+                    text("UPDATE alembic_version SET version_num = :v"), {"v": stamp}
+                )
+    finally:
+        await engine.dispose()
+    return url
+
+
+def test_an_outdated_postgres_is_refused_in_one_line_until_fiml_db_upgrade(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("FIML_DATABASE_URL", asyncio.run(_postgres_at("0002")))
+
+    refused = invoke("sessions", "list", "--user", "x")
+
+    assert_one_line_error(refused, EXIT_BAD_INPUT, "revision 0002", "`fiml db upgrade`")
+    assert _verify()["current_revision"] == "0002"  # the refusal changed nothing
+    upgraded = ok_json("db", "upgrade")
+    assert upgraded["revision"] == head_revision()
+    listed = invoke("sessions", "list", "--user", "x")
+    assert listed.exit_code == 0, listed.output
+    assert _verify()["ok"] is True
+
+
+def test_upgrade_refuses_a_schema_of_a_newer_fiml_in_one_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("FIML_DATABASE_URL", asyncio.run(_postgres_at("head", stamp="9999")))
+
+    for command in (["db", "upgrade"], ["sessions", "list", "--user", "x"]):
+        refused = invoke(*command)
+        assert_one_line_error(refused, EXIT_BAD_INPUT, "revision 9999", head_revision())
+
+    assert _verify()["current_revision"] == "9999"

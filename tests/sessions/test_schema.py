@@ -1,4 +1,5 @@
-"""Alembic migrations produce exactly the schema the code defines, on SQLite and PostgreSQL."""
+"""Alembic migrations produce exactly the schema the code defines, on SQLite and PostgreSQL;
+a process migrates SQLite by itself and refuses a PostgreSQL schema that is not at head."""
 
 from __future__ import annotations
 
@@ -7,14 +8,32 @@ import subprocess
 import sys
 from pathlib import Path
 
+import asyncpg
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from sqlalchemy import event, text
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 
+from fiml.core.config import Settings
+from fiml.core.errors import (
+    ConfigurationError,
+    SchemaNewerError,
+    SchemaOutdatedError,
+    SchemaRevisionError,
+)
+from fiml.sessions import SessionStore
 from fiml.sessions.db import create_engine, metadata
-from fiml.sessions.schema import drop_schema, head_revision, upgrade_schema, verify_schema
-from tests.conftest import require_postgres, sqlite_url
+from fiml.sessions.schema import (
+    current_revision,
+    drop_schema,
+    head_revision,
+    upgrade_schema,
+    verify_schema,
+)
+from tests.conftest import require_postgres, require_redis, reset_redis, sqlite_url
+from tests.sessions.pg_roles import admin_dsn, plain_role
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -99,3 +118,177 @@ async def test_setup_script_create_verify_drop(kind: str, tmp_path: Path) -> Non
     dropped = _script("drop", "--yes", url=url)
     assert dropped.returncode == 0
     assert _script("verify", url=url).returncode == 1
+
+
+async def _database_at(url: str, revision: str | None) -> str:
+    """``url`` migrated from nothing to ``revision`` (None: left without a schema)."""
+    engine = create_engine(url)
+    try:
+        await drop_schema(engine)
+        if revision is not None:
+            await upgrade_schema(engine, revision)
+    finally:
+        await engine.dispose()
+    return url
+
+
+async def _schema_state(url: str) -> tuple[str | None, list[str]]:
+    """The database's revision and its missing tables."""
+    engine = create_engine(url)
+    try:
+        report = await verify_schema(engine)
+    finally:
+        await engine.dispose()
+    return report.current_revision, sorted(report.missing_tables)
+
+
+async def _stamp(url: str, revision: str) -> None:
+    """Pretend another FIML migrated the database to ``revision``."""
+    engine = create_engine(url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text("UPDATE alembic_version SET version_num = :v"), {"v": revision})
+    finally:
+        await engine.dispose()
+
+
+def _assert_one_line(error: SchemaRevisionError, *fragments: str) -> None:
+    message = str(error)
+    assert "\n" not in message
+    for fragment in fragments:
+        assert fragment in message, message
+
+
+ALL_TABLES = sorted(table.name for table in metadata.sorted_tables)
+
+
+@pytest.mark.parametrize("kind", ["postgres", "redis+postgres"])
+async def test_a_postgres_schema_behind_the_package_is_refused_and_left_as_it_was(
+    kind: str,
+) -> None:
+    url = await _database_at(await require_postgres(), "0002")
+    redis_url = None
+    if kind == "redis+postgres":
+        redis_url = require_redis()
+        await reset_redis(redis_url)
+    store = SessionStore(Settings(database_url=url, redis_url=redis_url))
+
+    with pytest.raises(SchemaOutdatedError) as refused:
+        await store.initialize()
+
+    assert isinstance(refused.value, ConfigurationError)
+    assert (refused.value.current, refused.value.head) == ("0002", head_revision())
+    assert "@127.0.0.1" in refused.value.database
+    _assert_one_line(refused.value, "revision 0002", head_revision(), "`fiml db upgrade`")
+    assert await _schema_state(url) == ("0002", ["session_quarantine"])
+
+
+async def test_a_postgres_database_without_the_schema_is_refused_and_left_empty() -> None:
+    url = await _database_at(await require_postgres(), None)
+
+    with pytest.raises(SchemaOutdatedError) as refused:
+        await SessionStore(Settings(database_url=url, redis_url=None)).initialize()
+
+    assert (refused.value.current, refused.value.head) == (None, head_revision())
+    _assert_one_line(refused.value, "holds no FIML schema", "`fiml db upgrade`")
+    assert await _schema_state(url) == (None, ALL_TABLES)
+
+
+@pytest.mark.parametrize("auto_migrate", [False, True])
+async def test_a_schema_migrated_by_a_newer_fiml_is_refused_naming_both_revisions(
+    auto_migrate: bool,
+) -> None:
+    url = await _database_at(await require_postgres(), "head")
+    await _stamp(url, "9999")
+    settings = Settings(database_url=url, redis_url=None, database_auto_migrate=auto_migrate)
+
+    with pytest.raises(SchemaNewerError) as refused:
+        await SessionStore(settings).initialize()
+    engine = create_engine(url)
+    try:
+        with pytest.raises(SchemaNewerError):  # what `fiml db upgrade` runs refuses it too
+            await upgrade_schema(engine)
+    finally:
+        await engine.dispose()
+
+    assert (refused.value.current, refused.value.head) == ("9999", head_revision())
+    _assert_one_line(refused.value, "revision 9999", f"newest revision {head_revision()}")
+    assert await _schema_state(url) == ("9999", [])
+
+
+async def test_auto_migrate_opts_postgres_in_to_migrating_at_start(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    url = await _database_at(await require_postgres(), "0002")
+    monkeypatch.setenv("FIML_DATABASE_AUTO_MIGRATE", "true")
+    settings = Settings(database_url=url, redis_url=None)
+    assert settings.database_auto_migrate is True
+
+    async with SessionStore(settings) as store:
+        await store.create_session(["AAPL"], "equity", user_id="u1")
+
+    assert await _schema_state(url) == (head_revision(), [])
+
+
+async def test_a_check_at_head_is_one_query_and_the_store_starts() -> None:
+    url = await _database_at(await require_postgres(), "head")
+    store = SessionStore(Settings(database_url=url, redis_url=None))
+    statements: list[str] = []
+
+    def record(*args: object) -> None:
+        statements.append(str(args[2]))
+
+    try:
+        # The engine exists once the store built its backends; count what initialize runs.
+        await store.initialize()
+        await store.shutdown()
+        event.listen(store.archive.engine.sync_engine, "before_cursor_execute", record)
+        await store.initialize()
+        await store.create_session(["AAPL"], "equity", user_id="u1")
+    finally:
+        await store.shutdown()
+
+    assert statements[0] == "SELECT version_num FROM alembic_version"
+    assert not any("alembic_version" in s or "pg_advisory" in s for s in statements[1:])
+
+
+async def test_a_version_table_that_cannot_be_read_is_not_taken_for_no_schema() -> None:
+    url = await _database_at(await require_postgres(), "head")
+    role_url = await plain_role(url, "noversion")
+    admin = await asyncpg.connect(admin_dsn(url))
+    try:
+        role = role_url.split("://", 1)[1].split("@", 1)[0]
+        await admin.execute(f'REVOKE ALL ON alembic_version FROM "{role}"')
+    finally:
+        await admin.close()
+    engine = create_engine(role_url)
+    try:
+        with pytest.raises(DBAPIError, match="permission denied"):
+            await current_revision(engine)
+    finally:
+        await engine.dispose()
+
+    with pytest.raises(DBAPIError, match="permission denied"):
+        await SessionStore(Settings(database_url=role_url, redis_url=None)).initialize()
+
+
+async def test_sqlite_migrates_itself_from_nothing_and_from_an_older_revision(
+    tmp_path: Path,
+) -> None:
+    fresh = sqlite_url(tmp_path / "fresh")
+    older = await _database_at(sqlite_url(tmp_path / "older"), "0001")
+    assert await _schema_state(older) == (
+        "0001",
+        [
+            "session_metric_assets",
+            "session_metric_query_types",
+            "session_metric_tags",
+            "session_metrics",
+            "session_quarantine",
+        ],
+    )
+
+    for url in (fresh, older):
+        async with SessionStore(Settings(database_url=url, redis_url=None)) as store:
+            await store.create_session(["AAPL"], "equity", user_id="u1")
+        assert await _schema_state(url) == (head_revision(), []), url

@@ -30,7 +30,7 @@ def build_sql_backend(settings: Settings) -> SqlBackend:
         max_overflow=settings.database_max_overflow,
         timeout=settings.database_timeout_seconds,
     )
-    return SqlBackend(engine)
+    return SqlBackend(engine, auto_migrate=settings.database_auto_migrate)
 
 
 def build_backends(settings: Settings) -> tuple[SessionBackend, SqlBackend]:

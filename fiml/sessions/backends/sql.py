@@ -82,7 +82,7 @@ from fiml.sessions.quarantine import (
     record_quarantined,
     release,
 )
-from fiml.sessions.schema import upgrade_schema
+from fiml.sessions.schema import check_schema, upgrade_schema
 
 __all__ = ["SqlBackend", "unavailable_as_error"]
 
@@ -426,10 +426,12 @@ def merged_list(name: str, stored: list[str], change: ListChange) -> list[str]:
 class SqlBackend:
     """Sessions in a SQL database; also the archive of every deployment."""
 
-    def __init__(self, engine: AsyncEngine, *, create_schema: bool = True) -> None:
+    def __init__(self, engine: AsyncEngine, *, auto_migrate: bool = False) -> None:
         self.engine = engine
         self.name = engine.dialect.name
-        self._create_schema = create_schema
+        # The embedded SQLite file has one user and no operator to run a migration step;
+        # any other database is migrated on purpose unless the settings opt in.
+        self._migrates = auto_migrate or is_sqlite(engine)
         self._reader = engine.execution_options(**{READ_ONLY_OPTION: True})
         # SQLite has one writer at a time anyway; queueing in-process writers here spares
         # them SQLite's sleep-and-retry busy handler. Other processes still wait on the
@@ -437,10 +439,14 @@ class SqlBackend:
         self._write_lock = asyncio.Lock() if is_sqlite(engine) else None
 
     async def initialize(self) -> None:
-        """Migrate the database to the newest schema (creating it if it is empty)."""
-        if self._create_schema:
-            with unavailable_as_error(self.name):
+        """SQLite (or ``auto_migrate``): migrate to the newest schema, creating it if absent.
+        Otherwise check the revision, one query, and refuse a schema that is absent or
+        behind (SchemaOutdatedError: run ``fiml db upgrade``) or ahead (SchemaNewerError)."""
+        with unavailable_as_error(self.name):
+            if self._migrates:
                 await upgrade_schema(self.engine)
+            else:
+                await check_schema(self.engine)
 
     async def close(self) -> None:
         """Dispose of the connection pool."""
