@@ -452,7 +452,7 @@ class SessionStore:
         changes = changes_since_read(session, strict=strict, now=now)
         counters = await self._apply(sid, changes, now=now)
         if changes.end_now:
-            session.expires_at = min(session.expires_at, now)  # what the backend stored
+            session.expires_at = now  # what the backend stored: the session ended now
         history = session.state.history
         history.total_queries = counters.total_queries
         history.cache_hits = counters.cache_hits
