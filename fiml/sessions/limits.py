@@ -36,6 +36,7 @@ __all__ = [
     "check_bool",
     "check_count",
     "check_hours",
+    "check_json",
     "check_label",
     "check_number",
     "check_query",
@@ -203,6 +204,51 @@ def checked_json(field: str, value: Any, limit: int) -> str:
     return encoded
 
 
+_INT64 = 2**63
+_ENTRY_BYTES = 6
+"""JSON's quotes, colon and comma around one entry of an object."""
+
+
+def _surely_fits(value: dict[Any, Any], limit: int) -> bool:
+    """True if ``value`` is a flat object of storable strings, bools, nulls, 64-bit integers
+    and finite floats whose JSON cannot exceed ``limit`` bytes; False when unsure.
+
+    Six bytes per character bound any character's JSON (``\u001f`` is the longest), so
+    the common small, flat query parameters are checked without being encoded.
+    """
+    budget = limit - 2
+    for key, item in value.items():
+        if type(key) is not str or not _storable(key):
+            return False
+        kind = type(item)
+        if kind is str:
+            if not _storable(item):
+                return False
+            size = len(item) + 2
+        elif item is None or kind is bool:
+            size = 5
+        elif kind is int:
+            if not -_INT64 <= item < _INT64:
+                return False
+            size = 20
+        elif kind is float:
+            if not math.isfinite(item):
+                return False
+            size = 24
+        else:
+            return False
+        budget -= 6 * (len(key) + size) + _ENTRY_BYTES
+        if budget < 0:
+            return False
+    return True
+
+
+def check_json(field: str, value: Any, limit: int) -> None:
+    """Raise as :func:`checked_json` would; flat, small objects are checked unencoded."""
+    if not (isinstance(value, dict) and _surely_fits(value, limit)):
+        checked_json(field, value, limit)
+
+
 def json_size(field: str, value: Any, limit: int) -> int:
     """The size in bytes of ``value`` as checked JSON (see :func:`checked_json`)."""
     return len(checked_json(field, value, limit).encode())
@@ -237,30 +283,36 @@ def check_query(query: Any) -> None:
     Reads the fields themselves rather than trusting the model: a field can be set
     behind pydantic's back (``query.__dict__[...]``, ``model_construct``) or edited in
     place (``query.parameters[...]``), and a value no tier can read back would leave the
-    session unreadable for good.
+    session unreadable for good. The common case (plain types, small flat parameters)
+    takes one type test per field.
     """
-
-    def get(name: str) -> Any:
-        return getattr(query, name, None)
-
-    if not isinstance(get("id"), UUID):
-        raise InvalidInputError("query.id", get("id"), "must be a UUID")
-    timestamp = get("timestamp")
+    query_id = getattr(query, "id", None)
+    if not isinstance(query_id, UUID):
+        raise InvalidInputError("query.id", query_id, "must be a UUID")
+    timestamp = getattr(query, "timestamp", None)
     if not isinstance(timestamp, datetime) or timestamp.utcoffset() is None:
         raise InvalidInputError("query.timestamp", timestamp, "must be a timezone-aware datetime")
-    check_text("query.query_type", get("query_type"), max_chars=MAX_LABEL_CHARS)
-    summary = get("result_summary")
+    query_type = getattr(query, "query_type", None)
+    if type(query_type) is not str or not 0 < len(query_type) <= MAX_LABEL_CHARS:
+        check_text("query.query_type", query_type, max_chars=MAX_LABEL_CHARS)
+    elif not _storable(query_type):
+        raise InvalidInputError("query.query_type", query_type, _UNREADABLE_TEXT)
+    summary = getattr(query, "result_summary", None)
     if summary is not None:
         check_text("query.result_summary", summary, max_chars=MAX_SUMMARY_CHARS, min_chars=0)
-    parameters = get("parameters")
+    parameters = getattr(query, "parameters", None)
     if not isinstance(parameters, dict):
         raise ContextValueError("query.parameters", parameters, "must be an object")
-    checked_json("query.parameters", parameters, MAX_PARAMETERS_BYTES)
-    elapsed = get("execution_time_ms")
-    if elapsed is not None:
+    if not _surely_fits(parameters, MAX_PARAMETERS_BYTES):
+        if not all(isinstance(key, str) for key in parameters):  # JSON would rename them
+            raise ContextValueError("query.parameters", parameters, "keys must be strings")
+        checked_json("query.parameters", parameters, MAX_PARAMETERS_BYTES)
+    elapsed = getattr(query, "execution_time_ms", None)
+    if elapsed is not None and not (type(elapsed) is float and 0 <= elapsed < math.inf):
         check_number("query.execution_time_ms", elapsed, minimum=0, maximum=math.inf)
-    if not isinstance(get("cache_hit"), bool):
-        raise InvalidInputError("query.cache_hit", get("cache_hit"), "must be true or false")
+    cache_hit = getattr(query, "cache_hit", None)
+    if type(cache_hit) is not bool:
+        raise InvalidInputError("query.cache_hit", cache_hit, "must be true or false")
 
 
 def check_bool(field: str, value: Any) -> bool:

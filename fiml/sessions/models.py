@@ -47,9 +47,9 @@ from fiml.sessions.limits import (
     MAX_STATE_VALUE_BYTES,
     MAX_SUMMARY_CHARS,
     MAX_TAGS,
+    check_json,
     check_text,
     check_user_id,
-    checked_json,
     checked_state_value,
     normalize_assets,
     normalize_tags,
@@ -149,7 +149,7 @@ class QueryRecord(BaseModel):
     @classmethod
     def _json_parameters(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
         if not _from_store(info):
-            checked_json("parameters", value, MAX_PARAMETERS_BYTES)
+            check_json("parameters", value, MAX_PARAMETERS_BYTES)
         return value
 
 

@@ -217,8 +217,9 @@ def _new_queries(session: Session, base: Baseline | None) -> list[QueryRecord]:
     for query in queries:
         if not isinstance(query, QueryRecord):
             raise InvalidInputError("query", query, "must be a QueryRecord")
-        if getattr(query, "id", None) not in known:
-            check_query(query)
+        query_id = getattr(query, "id", None)
+        if not isinstance(query_id, UUID) or query_id not in known:
+            check_query(query)  # raises for an id that is not a UUID
             new.append(query)
     return new
 
@@ -501,10 +502,13 @@ class SessionStore:
             }
         if not isinstance(remove_context, list | tuple):
             raise InvalidInputError("remove_context", remove_context, "must be a list of keys")
-        if remove_context:
-            changes.deleted_keys["context"] = [
-                check_state_key("remove_context", key) for key in remove_context
-            ]
+        removed = list(dict.fromkeys(check_state_key("remove_context", k) for k in remove_context))
+        if len(removed) > MAX_STATE_KEYS:  # no section holds more
+            raise ContextValueError(
+                "remove_context", len(removed), f"more than {MAX_STATE_KEYS} keys"
+            )
+        if removed:
+            changes.deleted_keys["context"] = removed
         if changes.is_empty():
             raise InvalidInputError("state", None, "nothing to update")
         return await self._apply(sid, changes)

@@ -62,6 +62,7 @@ BAD_QUERIES: dict[str, tuple[QueryRecord, str]] = {
     "parameters 150 deep": (query_with(parameters={"p": nested(150, "list")}), "parameters"),
     "parameters not JSON": (query_with(parameters={"p": {1, 2}}), "parameters"),
     "parameters not an object": (query_with(parameters=["p"]), "parameters"),
+    "parameters with a key not text": (query_with(parameters={1.5: "p"}), "parameters"),
     "negative time": (query_with(execution_time_ms=-1.0), "execution_time_ms"),
     "infinite time": (query_with(execution_time_ms=float("inf")), "execution_time_ms"),
     "cache_hit not a bool": (query_with(cache_hit="yes"), "cache_hit"),
@@ -209,6 +210,7 @@ async def test_update_state_refuses_past_a_limit(store: SessionStore, session: S
         ({"remove_context": 5}, "remove_context"),
         ({"remove_context": [5]}, "remove_context key"),
         ({"remove_context": [""]}, "remove_context key"),
+        ({"remove_context": [f"k{i}" for i in range(MAX_STATE_KEYS + 1)]}, "remove_context"),
     ):
         await assert_refused_and_unchanged(
             store, session, lambda a=arguments: store.update_state(session.id, **a), field
