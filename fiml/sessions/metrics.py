@@ -36,7 +36,8 @@ from fiml.sessions.db import (
     SessionMetricTag,
     SessionRecord,
 )
-from fiml.sessions.models import MAX_LABEL_CHARS, Session, SessionType
+from fiml.sessions.limits import MAX_LABEL_CHARS
+from fiml.sessions.models import Session, SessionType
 from fiml.sessions.row_decoding import (
     RowReader,
     SkippedRecord,

@@ -20,7 +20,6 @@ UTC), are left out of them. Decoded queries are remembered by their stored JSON 
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -39,6 +38,23 @@ from pydantic import (
 from pydantic_core import SchemaValidator
 
 from fiml.core.errors import ContextValueError, InvalidInputError
+from fiml.sessions.limits import (
+    MAX_ASSETS,
+    MAX_JSON_DEPTH,
+    MAX_LABEL_CHARS,
+    MAX_PARAMETERS_BYTES,
+    MAX_STATE_KEYS,
+    MAX_STATE_VALUE_BYTES,
+    MAX_SUMMARY_CHARS,
+    MAX_TAGS,
+    check_json,
+    check_text,
+    check_user_id,
+    checked_state_value,
+    normalize_assets,
+    normalize_tags,
+    to_json,
+)
 
 __all__ = [
     "MAX_ASSETS",
@@ -54,38 +70,19 @@ __all__ = [
     "SessionStatus",
     "SessionSummary",
     "SessionType",
+    "to_json",
     "utcnow",
 ]
 
-MAX_ASSETS = 50
-MAX_TAGS = 20
-MAX_LABEL_CHARS = 64
-MAX_STATE_KEYS = 200
-MAX_STATE_KEY_CHARS = 128
-MAX_STATE_VALUE_BYTES = 64 * 1024
-MAX_SUMMARY_CHARS = 2000
-MAX_PARAMETERS_BYTES = 16 * 1024
-MAX_JSON_DEPTH = 100
 STATE_SECTIONS = ("context", "preferences", "intermediate_results", "metadata")
 
 FROM_STORE: dict[str, Any] = {"from_store": True}
 """Validation context for data read back from storage (compared by identity): it was
 validated when written, so validators skip their costly re-checks."""
 
-_JSON_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-
 
 def _from_store(info: ValidationInfo) -> bool:
     return info.context is FROM_STORE
-
-
-def to_json(value: Any) -> str:
-    """Compact, strict JSON (no NaN, non-ASCII kept): how state values are stored and compared.
-
-    Raises TypeError, ValueError or RecursionError for a value JSON cannot hold;
-    :func:`json_size` turns those into an error that names the field.
-    """
-    return _JSON_ENCODER.encode(value)
 
 
 def utcnow() -> datetime:
@@ -95,103 +92,6 @@ def utcnow() -> datetime:
 
 def _aware(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def _json_depth(value: Any) -> int:
-    """How deeply lists and objects nest in ``value`` (0 for a scalar), without recursion."""
-    deepest = 0
-    pending: list[tuple[Any, int]] = [(value, 0)]
-    while pending:
-        item, depth = pending.pop()
-        if isinstance(item, dict):
-            children: Any = item.values()
-        elif isinstance(item, list | tuple):
-            children = item
-        else:
-            continue
-        deepest = max(deepest, depth + 1)
-        pending.extend((child, depth + 1) for child in children)
-    return deepest
-
-
-def _is_unicode(text: str) -> bool:
-    """False for text that UTF-8 cannot carry (lone surrogates); JSON stores refuse it."""
-    try:
-        text.encode()
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def _checked_json(field: str, value: Any, limit: int) -> tuple[str, int]:
-    """``value`` as :func:`to_json` text and its size in bytes; raise if impossible or too
-    big (see :func:`json_size`)."""
-    try:
-        encoded = to_json(value)
-    except (TypeError, ValueError, RecursionError) as exc:
-        raise ContextValueError(field, value, f"not JSON-serializable ({exc})") from None
-    try:
-        size = len(encoded.encode())
-    except UnicodeEncodeError:
-        raise ContextValueError(field, value, "not valid Unicode (a lone surrogate)") from None
-    if size > limit:
-        raise ContextValueError(field, value, f"{size} bytes of JSON, above the {limit} limit")
-    if len(encoded) > 2 * MAX_JSON_DEPTH:  # each level takes two brackets: short is shallow
-        depth = _json_depth(value)
-        if depth > MAX_JSON_DEPTH:
-            raise ContextValueError(
-                field, value, f"nested {depth} levels deep, above the {MAX_JSON_DEPTH} limit"
-            )
-    return encoded, size
-
-
-def json_size(field: str, value: Any, limit: int) -> int:
-    """Serialize ``value`` as strict JSON and return its size; raise if impossible or too big.
-
-    Values nested deeper than :data:`MAX_JSON_DEPTH` are refused too: every reader (the
-    MCP results wrap them a few levels deeper) must be able to serialize them again.
-    """
-    return _checked_json(field, value, limit)[1]
-
-
-def checked_state_value(section: str, key: Any, value: Any) -> Any:
-    """Validate one state entry and return a JSON copy of its value (nothing shared)."""
-    if (
-        not isinstance(key, str)
-        or not key
-        or len(key) > MAX_STATE_KEY_CHARS
-        or not _is_unicode(key)
-    ):
-        raise ContextValueError(
-            f"{section} key", key, f"must be a string of 1-{MAX_STATE_KEY_CHARS} characters"
-        )
-    encoded, _ = _checked_json(f"{section}[{key!r}]", value, MAX_STATE_VALUE_BYTES)
-    return json.loads(encoded)
-
-
-def _label(field: str, value: Any) -> str:
-    if not isinstance(value, str):
-        raise InvalidInputError(field, value, "must be a string")
-    text = value.strip()
-    if not text or len(text) > MAX_LABEL_CHARS or not text.isprintable():
-        raise InvalidInputError(field, value, f"must be 1-{MAX_LABEL_CHARS} printable characters")
-    return text
-
-
-def normalize_assets(assets: Any) -> list[str]:
-    """Validate asset symbols: a list of 1..MAX_ASSETS short strings, upper-cased, unique."""
-    if not isinstance(assets, list | tuple) or not assets or len(assets) > MAX_ASSETS:
-        raise InvalidInputError("assets", assets, f"must be a list of 1-{MAX_ASSETS} symbols")
-    return list(dict.fromkeys(_label("assets", a).upper() for a in assets))
-
-
-def normalize_tags(tags: Any) -> list[str]:
-    """Validate tags: a list of at most MAX_TAGS short strings, unique, order kept."""
-    if tags is None:
-        return []
-    if not isinstance(tags, list | tuple) or len(tags) > MAX_TAGS:
-        raise InvalidInputError("tags", tags, f"must be a list of at most {MAX_TAGS} tags")
-    return list(dict.fromkeys(_label("tags", t) for t in tags))
 
 
 class SessionType(StrEnum):
@@ -231,11 +131,25 @@ class QueryRecord(BaseModel):
     def _utc(cls, value: datetime, info: ValidationInfo) -> datetime:
         return value if _from_store(info) else _aware(value)  # stored times are UTC already
 
+    @field_validator("query_type")
+    @classmethod
+    def _query_type(cls, value: str, info: ValidationInfo) -> str:
+        if not _from_store(info):
+            check_text("query_type", value, max_chars=MAX_LABEL_CHARS)
+        return value
+
+    @field_validator("result_summary")
+    @classmethod
+    def _summary(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and not _from_store(info):
+            check_text("result_summary", value, max_chars=MAX_SUMMARY_CHARS, min_chars=0)
+        return value
+
     @field_validator("parameters")
     @classmethod
     def _json_parameters(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
         if not _from_store(info):
-            json_size("parameters", value, MAX_PARAMETERS_BYTES)
+            check_json("parameters", value, MAX_PARAMETERS_BYTES)
         return value
 
 
@@ -499,6 +413,7 @@ class Session(BaseModel):
     model_config = ConfigDict(validate_assignment=True)
     _baseline: Baseline | None = PrivateAttr(default=None)
     DEFAULT_TTL_HOURS: ClassVar[float] = 24
+    """The TTL of a session built without ``expires_at`` (the store uses its settings)."""
 
     id: UUID = Field(default_factory=uuid4)
     user_id: str | None = None
@@ -506,7 +421,7 @@ class Session(BaseModel):
     assets: list[str]
     tags: list[str] = Field(default_factory=list)
     created_at: datetime = Field(default_factory=utcnow)
-    expires_at: datetime
+    expires_at: datetime = Field(default_factory=lambda fields: _default_expiry(fields))
     last_accessed_at: datetime = Field(default_factory=utcnow)
     closed_at: datetime | None = None
     archived_at: datetime | None = None
@@ -519,6 +434,11 @@ class Session(BaseModel):
         if value is None or _from_store(info):  # stored times are UTC already
             return value
         return _aware(value)
+
+    @field_validator("user_id")
+    @classmethod
+    def _user_id(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return value if _from_store(info) else check_user_id(value)
 
     @field_validator("assets")
     @classmethod
@@ -624,6 +544,13 @@ class Session(BaseModel):
         private: dict[str, Any] = self.__pydantic_private__  # type: ignore[assignment]
         baseline: Baseline | None = private["_baseline"]
         return baseline
+
+
+def _default_expiry(fields: dict[str, Any]) -> datetime:
+    """``Session.DEFAULT_TTL_HOURS`` after the session's creation, as the original models
+    defaulted it (``created_at`` is missing here only if it failed its own validation)."""
+    created: datetime = fields.get("created_at") or utcnow()
+    return created + timedelta(hours=Session.DEFAULT_TTL_HOURS)
 
 
 _STORED_SESSION = stored_validator(Session)

@@ -12,9 +12,7 @@ and refuse writes until they are archived.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import math
 import weakref
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -25,10 +23,11 @@ from pydantic import BaseModel
 
 from fiml.core.config import Settings
 from fiml.core.errors import (
+    ContextValueError,
+    InvalidCursorError,
     InvalidInputError,
     InvalidSessionIdError,
     InvalidSessionTypeError,
-    InvalidTTLError,
     SessionArchivedError,
     SessionNotFoundError,
 )
@@ -43,18 +42,30 @@ from fiml.sessions.backends.base import (
     WriteLimits,
 )
 from fiml.sessions.backends.sql import SqlBackend
-from fiml.sessions.models import (
-    MAX_STATE_VALUE_BYTES,
-    STATE_SECTIONS,
-    QueryRecord,
-    Session,
-    SessionSummary,
-    SessionType,
+from fiml.sessions.limits import (
+    MAX_STATE_KEYS,
+    check_batch_size,
+    check_bool,
+    check_count,
+    check_hours,
+    check_number,
+    check_query,
+    check_state_key,
+    check_user_id,
     checked_state_value,
-    json_size,
     normalize_assets,
     normalize_tags,
     to_json,
+)
+from fiml.sessions.models import (
+    STATE_SECTIONS,
+    AnalysisHistory,
+    Baseline,
+    QueryRecord,
+    Session,
+    SessionState,
+    SessionSummary,
+    SessionType,
     utcnow,
 )
 from fiml.sessions.quarantine import QuarantinedSession
@@ -76,9 +87,13 @@ ALL_QUERIES = -1
 MAX_PAGE = 1000
 MAX_OFFSET = 2**31 - 1 - MAX_PAGE
 """History positions are 32-bit integers in SQL; no page can start past this."""
+MAX_HISTORY_LIMIT = 2**31 - 1
+"""The most queries ``get_session`` loads when asked for a number (SQL's LIMIT is 32-bit)."""
+MAX_RETENTION_DAYS = 36_500
+"""A hundred years: an older cut-off would fall before the first year a datetime can hold."""
+_MAX_VERSION = 2**63 - 1
 _ARCHIVE_CHUNK = 500
 """Sessions archived per concurrent chunk of a cleanup batch (tiered deployments)."""
-MAX_CLEANUP_BATCH = 10_000
 
 logger = logging.getLogger("fiml.sessions.store")
 
@@ -124,48 +139,73 @@ def parse_session_type(value: Any) -> SessionType:
     raise InvalidSessionTypeError(value, [t.value for t in SessionType])
 
 
-def _positive_hours(field: str, value: Any, maximum: float) -> float:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not math.isfinite(value)
-        or value <= 0
-        or value > maximum
-    ):
-        raise InvalidTTLError(field, value, minimum=0, maximum=maximum)
-    return float(value)
-
-
 def _page_limit(limit: Any) -> int:
-    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
-        raise InvalidInputError("limit", limit, f"must be an integer from 1 to {MAX_PAGE}")
-    return limit
+    return check_count("limit", limit, minimum=1, maximum=MAX_PAGE)
 
 
-def _changed_values(
-    section: str, current: dict[str, Any], before: dict[str, str]
-) -> dict[str, Any]:
+def _history_limit(value: Any) -> int | None:
+    """How many recent queries to load: a count, or None for :data:`ALL_QUERIES`."""
+    if not isinstance(value, bool) and isinstance(value, int) and value == ALL_QUERIES:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_HISTORY_LIMIT:
+        raise InvalidInputError(
+            "history_limit",
+            value,
+            f"must be an integer from 0 to {MAX_HISTORY_LIMIT}, or ALL_QUERIES ({ALL_QUERIES})",
+        )
+    return value
+
+
+def _list_cursor(cursor: Any) -> ListCursor | None:
+    if cursor is None or cursor == "":
+        return None
+    if not isinstance(cursor, str):
+        raise InvalidCursorError(cursor)
+    try:
+        position = ListCursor.decode(cursor)
+    except RecursionError:  # a cursor nesting JSON arrays thousands deep
+        raise InvalidCursorError(cursor) from None
+    if position.created_at.utcoffset() is None:  # cursors this store makes are in UTC
+        raise InvalidCursorError(cursor)
+    return position
+
+
+def _state_of(session: Session) -> SessionState:
+    """The session's state, checked to be one: its attributes can be replaced in place."""
+    state = session.state
+    if not isinstance(state, SessionState) or not isinstance(state.history, AnalysisHistory):
+        raise InvalidInputError("session.state", state, "must be a SessionState with a history")
+    return state
+
+
+def _changed_values(section: str, current: Any, before: dict[str, str]) -> dict[str, Any]:
     """The keys whose JSON differs from the baseline's, with JSON copies of their values.
 
-    Only those are checked against the limits: an unchanged value is what the store
-    already holds, so it was checked when it was written.
+    Only those are checked, key and value: an unchanged value is what the store already
+    holds, so it was checked when it was written. Anything else in the section (a key of
+    any type, a value edited in place) is checked as the store would write it.
     """
+    if not isinstance(current, dict):
+        raise ContextValueError(section, current, "must be an object of keys to values")
+    if len(current) > MAX_STATE_KEYS:
+        raise ContextValueError(section, len(current), f"holds more than {MAX_STATE_KEYS} keys")
     sets: dict[str, Any] = {}
     for key, value in current.items():
-        try:
-            encoded: str | None = to_json(value)
-        except (TypeError, ValueError, RecursionError):
-            encoded = None  # json_size below raises the error that names the field
-        if encoded is None or before.get(key) != encoded:
-            json_size(f"{section}[{key!r}]", value, MAX_STATE_VALUE_BYTES)
-            sets[key] = json.loads(cast(str, encoded))
+        if isinstance(key, str) and key in before:
+            try:
+                if to_json(value) == before[key]:
+                    continue
+            except (TypeError, ValueError, RecursionError):
+                pass  # checked_state_value below raises the error that names the field
+        sets[key] = checked_state_value(section, key, value)
     return sets
 
 
 def _section_changes(session: Session, changes: SessionChanges) -> None:
     base = session.baseline
+    state = _state_of(session)
     for section in STATE_SECTIONS:
-        current: dict[str, Any] = getattr(session.state, section)
+        current = getattr(state, section)
         before = base.sections[section] if base else {}
         sets = _changed_values(section, current, before)
         deletes = [k for k in before if k not in current]
@@ -175,22 +215,70 @@ def _section_changes(session: Session, changes: SessionChanges) -> None:
             changes.deleted_keys[section] = deletes
 
 
-def changes_since_read(session: Session, *, strict: bool) -> SessionChanges:
-    """What the caller changed on ``session`` since the store last handed it out."""
+def _new_queries(session: Session, base: Baseline | None) -> list[QueryRecord]:
+    """The queries the store has not seen with this session, each checked field by field."""
+    queries = _state_of(session).history.queries
+    if not isinstance(queries, list):
+        raise InvalidInputError("session.state.history.queries", queries, "must be a list")
+    known = frozenset(base.query_ids) if base is not None else frozenset()
+    new = []
+    for query in queries:
+        if not isinstance(query, QueryRecord):
+            raise InvalidInputError("query", query, "must be a QueryRecord")
+        query_id = getattr(query, "id", None)
+        if not isinstance(query_id, UUID) or query_id not in known:
+            check_query(query)  # raises for an id that is not a UUID
+            new.append(query)
+    return new
+
+
+def _expiry_changes(
+    session: Session, base: Baseline | None, changes: SessionChanges, now: datetime
+) -> None:
+    """A later expiry extends the session; one at or before ``now`` ends it now, as the
+    original store did (it is how callers end a session early); any other is set as is."""
+    expires_at = session.expires_at
+    if not isinstance(expires_at, datetime) or expires_at.utcoffset() is None:
+        raise InvalidInputError("expires_at", expires_at, "must be a timezone-aware datetime")
+    if base is not None and expires_at > base.expires_at:
+        changes.extend_by = expires_at - base.expires_at
+    elif base is None or expires_at != base.expires_at:
+        if expires_at <= now:
+            changes.end_now = True
+        else:
+            changes.expires_at = expires_at
+
+
+def _check_labels(session: Session) -> None:
+    """Normalize the session's assets and tags as they are now (edited in place or not)."""
+    assets = normalize_assets(session.assets)
+    if assets != session.assets:
+        session.assets = assets
+    tags = normalize_tags(session.tags)
+    if tags != session.tags:
+        session.tags = tags
+
+
+def changes_since_read(
+    session: Session, *, strict: bool, now: datetime | None = None
+) -> SessionChanges:
+    """What the caller changed on ``session`` since the store last handed it out, checked
+    against the limits: raises InvalidInputError (or ContextValueError) naming the field.
+
+    ``now`` is the time the write happens at (default: now), which decides whether a new
+    expiry ends the session.
+    """
     base = session.baseline
     changes = SessionChanges()
-    queries = session.state.history.queries
-    known = frozenset(base.query_ids) if base is not None else frozenset()
-    changes.new_queries = [q for q in queries if q.id not in known]
+    changes.new_queries = _new_queries(session, base)
     _section_changes(session, changes)
     changes.assets = ListChange.between(base.assets if base else None, session.assets)
     changes.tags = ListChange.between(base.tags if base else None, session.tags)
-    if base is not None and session.expires_at > base.expires_at:
-        changes.extend_by = session.expires_at - base.expires_at
-    elif base is None or session.expires_at != base.expires_at:
-        changes.expires_at = session.expires_at
+    _expiry_changes(session, base, changes, utcnow() if now is None else now)
     if strict:
-        changes.expected_version = session.version
+        changes.expected_version = check_count(
+            "session.version", session.version, minimum=0, maximum=_MAX_VERSION
+        )
     return changes
 
 
@@ -282,12 +370,11 @@ class SessionStore:
         """Open a session on ``assets``; it expires ``ttl_hours`` from now (fractions allowed)."""
         kind = parse_session_type(session_type)
         ttl = self.settings.session_default_ttl_hours if ttl_hours is None else ttl_hours
-        ttl = _positive_hours("ttl_hours", ttl, self.settings.session_max_ttl_hours)
-        if user_id is not None and (not isinstance(user_id, str) or not 0 < len(user_id) <= 255):
-            raise InvalidInputError("user_id", user_id, "must be a string of 1-255 characters")
+        ttl = check_hours("ttl_hours", ttl, maximum=self.settings.session_max_ttl_hours)
+        user = check_user_id(user_id)
         now = utcnow()
         session = Session(
-            user_id=user_id,
+            user_id=user,
             type=kind,
             assets=normalize_assets(list(assets) if isinstance(assets, tuple) else assets),
             tags=normalize_tags(list(tags) if isinstance(tags, tuple) else tags),
@@ -311,10 +398,8 @@ class SessionStore:
         sid = parse_session_id(session_id)
         if history_limit is None:
             recent: int | None = self.settings.session_recent_queries
-        elif history_limit == ALL_QUERIES:
-            recent = None
         else:
-            recent = history_limit if history_limit >= 0 else 0
+            recent = _history_limit(history_limit)
         session = await self.backend.load(sid, recent_queries=recent)
         if session is None and self._tiered:
             session = await self.archive.load(sid, recent_queries=recent)
@@ -326,8 +411,7 @@ class SessionStore:
         """A page of a session's queries, oldest first; ``next_offset`` continues it."""
         sid = parse_session_id(session_id)
         limit = _page_limit(limit)
-        if isinstance(offset, bool) or not isinstance(offset, int) or not 0 <= offset <= MAX_OFFSET:
-            raise InvalidInputError("offset", offset, f"must be an integer from 0 to {MAX_OFFSET}")
+        offset = check_count("offset", offset, minimum=0, maximum=MAX_OFFSET)
         session = await self.get_session(sid, history_limit=0)
         if session is None:
             raise SessionNotFoundError(sid)
@@ -343,9 +427,12 @@ class SessionStore:
             next_offset=end if end < total else None,
         )
 
-    async def _apply(self, session_id: UUID, changes: SessionChanges) -> HistoryCounters:
+    async def _apply(
+        self, session_id: UUID, changes: SessionChanges, *, now: datetime | None = None
+    ) -> HistoryCounters:
+        at = utcnow() if now is None else now
         try:
-            return await self.backend.apply(session_id, changes, now=utcnow(), limits=self.limits)
+            return await self.backend.apply(session_id, changes, now=at, limits=self.limits)
         except SessionNotFoundError:
             if self._tiered and await self.archive.load(session_id, recent_queries=0):
                 raise SessionArchivedError(session_id) from None
@@ -364,10 +451,17 @@ class SessionStore:
         read. Returns ``session``, re-based on the stored version.
         """
         sid = parse_session_id(session_id)
+        if not isinstance(session, Session):
+            raise InvalidInputError("session", session, "must be a Session")
         if session.id != sid:
             raise InvalidInputError("session", str(session.id), f"is not session {sid}")
-        changes = changes_since_read(session, strict=strict)
-        counters = await self._apply(sid, changes)
+        check_bool("strict", strict)
+        _check_labels(session)
+        now = utcnow()
+        changes = changes_since_read(session, strict=strict, now=now)
+        counters = await self._apply(sid, changes, now=now)
+        if changes.end_now:
+            session.expires_at = now  # what the backend stored: the session ended now
         history = session.state.history
         history.total_queries = counters.total_queries
         history.cache_hits = counters.cache_hits
@@ -384,6 +478,7 @@ class SessionStore:
         sid = parse_session_id(session_id)
         if not isinstance(query, QueryRecord):
             raise InvalidInputError("query", query, "must be a QueryRecord")
+        check_query(query)
         changes = SessionChanges(new_queries=[query])
         return await self._apply(sid, changes)
 
@@ -407,12 +502,21 @@ class SessionStore:
             if values is None:
                 continue
             if not isinstance(values, dict):
-                raise InvalidInputError(section, values, "must be an object of keys to values")
+                raise ContextValueError(section, values, "must be an object of keys to values")
+            if len(values) > MAX_STATE_KEYS:
+                raise ContextValueError(section, len(values), f"more than {MAX_STATE_KEYS} keys")
             changes.set_keys[section] = {
                 key: checked_state_value(section, key, value) for key, value in values.items()
             }
-        if remove_context:
-            changes.deleted_keys["context"] = [str(k) for k in remove_context]
+        if not isinstance(remove_context, list | tuple):
+            raise InvalidInputError("remove_context", remove_context, "must be a list of keys")
+        removed = list(dict.fromkeys(check_state_key("remove_context", k) for k in remove_context))
+        if len(removed) > MAX_STATE_KEYS:  # no section holds more
+            raise ContextValueError(
+                "remove_context", len(removed), f"more than {MAX_STATE_KEYS} keys"
+            )
+        if removed:
+            changes.deleted_keys["context"] = removed
         if changes.is_empty():
             raise InvalidInputError("state", None, "nothing to update")
         return await self._apply(sid, changes)
@@ -420,7 +524,7 @@ class SessionStore:
     async def extend_session(self, session_id: UUID | str, hours: float) -> Session:
         """Push expiry ``hours`` later; the result may not exceed the maximum TTL from now."""
         sid = parse_session_id(session_id)
-        hours = _positive_hours("hours", hours, self.settings.session_max_ttl_hours)
+        hours = check_hours("hours", hours, maximum=self.settings.session_max_ttl_hours)
         await self._apply(sid, SessionChanges(extend_by=timedelta(hours=hours)))
         return await self._reload(sid)
 
@@ -462,16 +566,16 @@ class SessionStore:
         cursor: str | None = None,
     ) -> SessionPage:
         """A page of a user's sessions, newest first; pass ``next_cursor`` for the next."""
-        if not isinstance(user_id, str) or not user_id:
-            raise InvalidInputError("user_id", user_id, "must be a non-empty string")
+        user = cast(str, check_user_id(user_id, optional=False))
+        check_bool("include_archived", include_archived)
         limit = _page_limit(limit)
-        position = ListCursor.decode(cursor) if cursor else None
+        position = _list_cursor(cursor)
         found = await self.backend.list_user(
-            user_id, include_archived=include_archived, limit=limit + 1, cursor=position
+            user, include_archived=include_archived, limit=limit + 1, cursor=position
         )
         if include_archived and self._tiered:
             archived = await self.archive.list_user(
-                user_id, include_archived=True, limit=limit + 1, cursor=position
+                user, include_archived=True, limit=limit + 1, cursor=position
             )
             found = sorted(
                 {s.id: s for s in [*found, *archived]}.values(),
@@ -532,14 +636,7 @@ class SessionStore:
         Idempotent and safe to run concurrently: each session is archived, and counted,
         exactly once across all runs. Nothing is removed that is not in the archive.
         """
-        if (
-            isinstance(batch_size, bool)
-            or not isinstance(batch_size, int)
-            or not 1 <= batch_size <= MAX_CLEANUP_BATCH
-        ):
-            raise InvalidInputError(
-                "batch_size", batch_size, f"must be an integer from 1 to {MAX_CLEANUP_BATCH}"
-            )
+        batch_size = check_batch_size(batch_size)
         report = CleanupReport()
         while True:
             now = utcnow()
@@ -577,8 +674,7 @@ class SessionStore:
     async def delete_old_archived_sessions(self, *, retention_days: float | None = None) -> int:
         """Delete archives older than the retention period; returns how many."""
         days = self.settings.session_retention_days if retention_days is None else retention_days
-        if isinstance(days, bool) or not isinstance(days, int | float) or days < 0:
-            raise InvalidInputError("retention_days", days, "must be a non-negative number")
+        days = check_number("retention_days", days, minimum=0, maximum=MAX_RETENTION_DAYS)
         return await self.archive.delete_archived_before(utcnow() - timedelta(days=days))
 
 

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from fiml.core.errors import ContextValueError
-from fiml.sessions.models import SessionState, json_size
+from fiml.sessions.limits import json_size
+from fiml.sessions.models import SessionState
 from tests.fuzz.harness import Harness, assert_valid_result, error_message
 from tests.fuzz.strategies import nested
 
