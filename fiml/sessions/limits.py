@@ -45,6 +45,7 @@ __all__ = [
     "check_text",
     "check_user_id",
     "checked_json",
+    "checked_labels",
     "checked_state_value",
     "json_size",
     "normalize_assets",
@@ -128,7 +129,7 @@ def normalize_assets(assets: Any) -> list[str]:
     """Validate asset symbols: a list of 1..MAX_ASSETS short strings, upper-cased, unique."""
     if not isinstance(assets, list | tuple) or not assets or len(assets) > MAX_ASSETS:
         raise InvalidInputError("assets", assets, f"must be a list of 1-{MAX_ASSETS} symbols")
-    return list(dict.fromkeys(check_label("assets", a).upper() for a in assets))
+    return checked_labels("assets", assets)
 
 
 def normalize_tags(tags: Any) -> list[str]:
@@ -137,7 +138,18 @@ def normalize_tags(tags: Any) -> list[str]:
         return []
     if not isinstance(tags, list | tuple) or len(tags) > MAX_TAGS:
         raise InvalidInputError("tags", tags, f"must be a list of at most {MAX_TAGS} tags")
-    return list(dict.fromkeys(check_label("tags", t) for t in tags))
+    return checked_labels("tags", tags)
+
+
+def checked_labels(field: str, labels: Any) -> list[str]:
+    """Each label of ``labels`` checked (assets upper-cased), duplicates dropped, order
+    kept; their count is not checked here. An edited session's lists are checked this way,
+    and their size after merging with concurrent writes by the backend (base.LIST_SIZES):
+    a stale copy may hold fewer or more elements than the merged result will."""
+    if not isinstance(labels, list | tuple):
+        raise InvalidInputError(field, labels, "must be a list of strings")
+    checked = (check_label(field, label) for label in labels)
+    return list(dict.fromkeys(c.upper() for c in checked) if field == "assets" else checked)
 
 
 def _json_depth(value: Any) -> int:

@@ -43,7 +43,9 @@ from fiml.sessions.backends.base import (
 )
 from fiml.sessions.backends.sql import SqlBackend
 from fiml.sessions.limits import (
+    MAX_ASSETS,
     MAX_STATE_KEYS,
+    MAX_TAGS,
     check_batch_size,
     check_bool,
     check_count,
@@ -52,6 +54,7 @@ from fiml.sessions.limits import (
     check_query,
     check_state_key,
     check_user_id,
+    checked_labels,
     checked_state_value,
     normalize_assets,
     normalize_tags,
@@ -249,13 +252,18 @@ def _expiry_changes(
             changes.expires_at = expires_at
 
 
-def _check_labels(session: Session) -> None:
-    """Normalize the session's assets and tags as they are now (edited in place or not)."""
-    assets = normalize_assets(session.assets)
-    if assets != session.assets:
+def _labels(session: Session) -> tuple[list[str], list[str]]:
+    """The session's assets and tags as they are now (edited in place or not), each label
+    checked and normalized; how many there may be is checked after the merge with
+    concurrent writes (a stale copy may hold fewer or more than the merged result)."""
+    return checked_labels("assets", session.assets), checked_labels("tags", session.tags)
+
+
+def _adopt_labels(session: Session, assets: list[str], tags: list[str]) -> None:
+    """After a write, the session holds its lists normalized as the store wrote them."""
+    if assets != session.assets and 1 <= len(assets) <= MAX_ASSETS:
         session.assets = assets
-    tags = normalize_tags(session.tags)
-    if tags != session.tags:
+    if tags != session.tags and len(tags) <= MAX_TAGS:
         session.tags = tags
 
 
@@ -272,8 +280,9 @@ def changes_since_read(
     changes = SessionChanges()
     changes.new_queries = _new_queries(session, base)
     _section_changes(session, changes)
-    changes.assets = ListChange.between(base.assets if base else None, session.assets)
-    changes.tags = ListChange.between(base.tags if base else None, session.tags)
+    assets, tags = _labels(session)
+    changes.assets = ListChange.between(base.assets if base else None, assets)
+    changes.tags = ListChange.between(base.tags if base else None, tags)
     _expiry_changes(session, base, changes, utcnow() if now is None else now)
     if strict:
         changes.expected_version = check_count(
@@ -456,10 +465,10 @@ class SessionStore:
         if session.id != sid:
             raise InvalidInputError("session", str(session.id), f"is not session {sid}")
         check_bool("strict", strict)
-        _check_labels(session)
         now = utcnow()
         changes = changes_since_read(session, strict=strict, now=now)
         counters = await self._apply(sid, changes, now=now)
+        _adopt_labels(session, *_labels(session))
         if changes.end_now:
             session.expires_at = now  # what the backend stored: the session ended now
         history = session.state.history

@@ -56,7 +56,7 @@ async def test_an_expiry_in_the_past_ends_the_session_now(
     assert stored.state.history.total_queries == 1
     with pytest.raises(SessionExpiredError):
         await store.update_state(session.id, context={"after": "the end"})
-    assert await store.cleanup_expired_sessions() == 1
+    assert (await store.cleanup_expired_sessions()).archived == 1
 
 
 async def test_an_earlier_future_expiry_is_kept(store: SessionStore) -> None:
