@@ -12,17 +12,15 @@ the gap:
 - ``MCPServer.call_tool``: the SDK's server side in process (argument validation,
   structured and text output);
 - plain JSON-RPC lines over the subprocess's stdin/stdout, without the SDK's client:
-  everything the server side adds (FIML's stdio transport, the SDK's JSON-RPC dispatch,
-  the pipes and the second process);
+  everything the server side adds (the SDK's stdio transport and JSON-RPC dispatch, the
+  pipes and the second process);
 - the SDK's stdio client, on the initialize handshake and on the 2026-07-28 protocol it
   negotiates by default.
 
-Reference rows, timed in the same interleaved run: the same plain JSON-RPC call against
-the same server on the SDK's own stdio transport (``MCPServer.run_stdio_async``, which
-FIML's replaces); a no-op round trip (``prompts/list``, which lists nothing) in plain
-JSON-RPC and through the SDK's stdio client, whose difference is the SDK client's fixed
-cost per call; the SDK's in-memory client; and the SDK client's check of a result
-against the tool's published output schema on its own
+Reference rows, timed in the same interleaved run: a no-op round trip (``prompts/list``,
+which lists nothing) in plain JSON-RPC and through the SDK's stdio client, whose
+difference is the SDK client's fixed cost per call; the SDK's in-memory client; and the
+SDK client's check of a result against the tool's published output schema on its own
 (``ClientSession.validate_tool_result``, jsonschema), next to the same check against
 pydantic's own schema of the result model (``$ref``s, ``anyOf``), which the tools
 published before. Every sample calls each layer once, in a new random order, so all
@@ -69,16 +67,7 @@ HANDSHAKE_VERSION = HANDSHAKE_PROTOCOL_VERSIONS[-1]
 Call = Callable[[], Awaitable[object]]
 
 SERVER = ["-m", "fiml.mcp"]
-"""``python -m fiml.mcp``: the server on FIML's stdio transport."""
-SDK_TRANSPORT_SERVER = [
-    "-c",
-    "import sys, fiml.mcp.server as s\n"
-    "async def sdk_stdio(server): await server.run_stdio_async()\n"
-    "s.run_stdio = sdk_stdio\n"
-    "from fiml.mcp.__main__ import main\n"
-    "sys.exit(main([]))",
-]
-"""The same server on the SDK's own stdio transport (what FIML's replaced), for comparison."""
+"""``python -m fiml.mcp``: the server on the SDK's stdio transport."""
 
 
 def _server_env(directory: Path) -> dict[str, str]:
@@ -244,9 +233,7 @@ class Measured:
     reference rows, by role."""
 
     layers: list[Layer]
-    sdk_transport: Layer
     raw_noop: Layer
-    sdk_transport_noop: Layer
     client_noop: Layer
     in_memory: Layer
     check: Layer
@@ -254,9 +241,7 @@ class Measured:
 
     def references(self) -> list[Layer]:
         return [
-            self.sdk_transport,
             self.raw_noop,
-            self.sdk_transport_noop,
             self.client_noop,
             self.in_memory,
             self.check,
@@ -282,9 +267,6 @@ async def run(samples: int, queries: int, errlog: TextIO) -> Measured:
             tools = SessionTools(store, identity)
             memory = await stack.enter_async_context(Client(server))
             raw = await stack.enter_async_context(RawStdio.start(directory, SERVER))
-            raw_sdk = await stack.enter_async_context(
-                RawStdio.start(directory, SDK_TRANSPORT_SERVER)
-            )
             legacy = await stack.enter_async_context(_sdk_stdio(directory, "legacy", errlog))
             stdio = await stack.enter_async_context(_sdk_stdio(directory, "auto", errlog))
             arguments = {"session_id": sid}
@@ -305,14 +287,8 @@ async def run(samples: int, queries: int, errlog: TextIO) -> Measured:
             async def raw_stdio() -> object:
                 return await raw.request("tools/call", call)
 
-            async def raw_sdk_transport() -> object:
-                return await raw_sdk.request("tools/call", call)
-
             async def raw_noop() -> object:
                 return await raw.request("prompts/list", {})
-
-            async def raw_sdk_transport_noop() -> object:
-                return await raw_sdk.request("prompts/list", {})
 
             async def client_noop() -> object:
                 return await stdio.list_prompts()
@@ -340,17 +316,7 @@ async def run(samples: int, queries: int, errlog: TextIO) -> Measured:
             ]
             measured = Measured(
                 layers=layers,
-                sdk_transport=Layer(
-                    "plain JSON-RPC over stdio, server on the SDK's stdio transport",
-                    raw_sdk_transport,
-                    [],
-                ),
                 raw_noop=Layer("no-op (prompts/list), plain JSON-RPC over stdio", raw_noop, []),
-                sdk_transport_noop=Layer(
-                    "no-op (prompts/list), plain JSON-RPC, server on the SDK's stdio transport",
-                    raw_sdk_transport_noop,
-                    [],
-                ),
                 client_noop=Layer(
                     f"no-op (prompts/list), SDK stdio client, {stdio.protocol_version}",
                     client_noop,
@@ -404,22 +370,20 @@ def _report(measured: Measured, samples: int, queries: int, quick: bool) -> str:
     server_added = raw - direct
     client_added = headline.p50() - raw
     client_fixed = measured.client_noop.p50() - measured.raw_noop.p50()
-    transport_saved = measured.sdk_transport.p50() - raw
-    noop_saved = measured.sdk_transport_noop.p50() - measured.raw_noop.p50()
     check_saved = measured.check_before.p50() - measured.check.p50()
     body += (
         f"\n\n`{TOOL}` on a session with {queries} tracked queries (20 recent ones returned),"
         f" SQLite store, {samples} interleaved samples per row."
         f"\n\nTarget (issue 4): the MCP layer adds <= {TARGET_MS:g} ms at p50 over the direct"
-        f" store call. Measured through the SDK's stdio client: **{added:+.3f} ms** ({verdict})."
-        f"\n\nSplit at p50: the server side (FIML's stdio transport, the SDK's dispatch, our"
+        f" store call. Measured through the SDK's stdio client: **{added:+.3f} ms** ({verdict});"
+        f" the call takes {headline.p50() / direct:.2f}x the direct store call (the floor),"
+        f" {raw / direct:.2f}x in plain JSON-RPC."
+        f"\n\nSplit at p50: the server side (the SDK's stdio transport and dispatch, our"
         f" tool code, the pipes) adds **{server_added:+.3f} ms** (plain JSON-RPC row); the SDK's"
         f" stdio client adds **{client_added:+.3f} ms** on its own side, of which"
         f" {client_fixed:.3f} ms is its fixed cost per call (no-op rows) and"
-        f" {measured.check.p50():.3f} ms its output-schema check."
-        f" FIML's stdio transport saves {transport_saved:.3f} ms per call here over the SDK's"
-        f" ({noop_saved:.3f} ms on the no-op); the flat output schema saves {check_saved:.3f} ms"
-        f" of the client's check."
+        f" {measured.check.p50():.3f} ms its output-schema check;"
+        f" the flat output schema saves {check_saved:.3f} ms of the client's check."
     )
     if quick:
         body += "\n\n(quick run: fewer samples)"
@@ -435,11 +399,10 @@ store call, and the SDK's server-side tool call (argument validation, structured
 output) about two tenths more. Over stdio the server side adds about a millisecond and a
 quarter more than in process: the SDK's JSON-RPC dispatch around the tool (request
 validation, middleware, the result serialized for the wire), the second process and the
-pipes. The rows are timed the way an agent uses a server: between two calls the server
-process sleeps while other work runs, so every call wakes a cold process. FIML's stdio
-transport reads and writes the pipes from the event loop; the SDK's own transport, which
-hands every line read and every write and flush to a worker thread, is slower by the
-amount the reference rows show. The target is missed on the client side alone: the SDK's
+pipes (the SDK's stdio transport hands every line read and every write and flush to a
+worker thread). The rows are timed the way an agent uses a server: between two calls the
+server process sleeps while other work runs, so every call wakes a cold process. The
+target is missed on the client side alone: the SDK's
 stdio client costs about half a millisecond per call even for a no-op, and it checks every
 structured result against the tool's output schema with jsonschema, about 0.7 ms for this
 result (20 queries of 7 fields) even with the flat schema the tools publish now (`$ref`s

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Sequence
 from typing import Annotated
 
 import typer
@@ -16,7 +18,7 @@ from fiml.cli.serve import serve, tokens_app
 from fiml.cli.sessions import sessions_app
 from fiml.core.config import Settings
 
-__all__ = ["app", "main"]
+__all__ = ["app", "main", "run_serve"]
 
 app = typer.Typer(
     name="fiml",
@@ -79,3 +81,18 @@ app.command("cleanup")(cleanup)
 def main() -> None:
     """Run the ``fiml`` command."""
     app()
+
+
+def run_serve(args: Sequence[str] | None = None, *, prog_name: str = "fiml serve") -> int:
+    """Run ``fiml serve ARGS`` under the name ``prog_name`` and return its exit code.
+
+    ``python -m fiml.mcp`` runs the server through this, so both spellings share one
+    command: the same options, help and defaults.
+    """
+    command = typer.main.get_group(app).commands["serve"]
+    try:
+        command.main(list(sys.argv[1:] if args is None else args), prog_name=prog_name)
+    except SystemExit as exit_:  # click ends every run so, success included
+        code = exit_.code
+        return code if isinstance(code, int) else int(code is not None)
+    return 0

@@ -1,9 +1,9 @@
 """``fiml serve`` (the MCP server) and ``fiml tokens add|list|revoke`` (its bearer tokens).
 
-``fiml serve`` runs :func:`fiml.mcp.server.run_server`, the same server as
-``python -m fiml.mcp``; token files are read and written with
-:class:`fiml.mcp.auth.TokenFile`, as ``python -m fiml.mcp --add-token`` does. The MCP SDK
-is imported only when these commands run, so the rest of the CLI starts quickly.
+``fiml serve`` runs :func:`fiml.mcp.server.run_server`; ``python -m fiml.mcp`` is this same
+command under another name (:func:`fiml.cli.app.run_serve`). Token files are read and
+written with :class:`fiml.mcp.auth.TokenFile`. The MCP SDK is imported only when these
+commands run, so the rest of the CLI starts quickly.
 """
 
 from __future__ import annotations

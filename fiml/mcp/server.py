@@ -4,8 +4,8 @@
 caller is) and holds no global state, so tests and embedders can build as many servers as
 they like. :func:`run_server` builds the dependencies from the settings and serves:
 
-- ``stdio`` (the default): one local user, ``FIML_USER`` or the OS user, over FIML's own
-  stdio transport (:mod:`fiml.mcp.stdio`);
+- ``stdio`` (the default): one local user, ``FIML_USER`` or the OS user, over the SDK's
+  stdio transport (``MCPServer.run_stdio_async``);
 - ``http``: streamable HTTP at ``/mcp`` with bearer tokens from a token file; with
   ``stateless=True`` no MCP session lives in the process, so several processes can share
   Redis and PostgreSQL behind a load balancer. Analysis sessions never depend on the
@@ -15,6 +15,7 @@ they like. :func:`run_server` builds the dependencies from the settings and serv
 from __future__ import annotations
 
 import functools
+import io
 import logging
 import sys
 from collections.abc import AsyncIterator
@@ -43,7 +44,6 @@ from fiml.mcp.auth import (
 from fiml.mcp.resources import SessionResources
 from fiml.mcp.search_tools import SearchTools
 from fiml.mcp.session_tools import SessionTools
-from fiml.mcp.stdio import run_stdio
 from fiml.sessions.analytics import SessionAnalytics
 from fiml.sessions.joblock import RedisJobLock
 from fiml.sessions.scheduler import JobScheduler
@@ -60,6 +60,7 @@ __all__ = [
     "open_market",
     "run_server",
     "serve",
+    "serve_stdio",
 ]
 
 MCP_PATH = "/mcp"
@@ -203,7 +204,7 @@ async def serve(
             public_url=f"http://{host}:{port}",
         )
         if transport == "stdio":
-            await run_stdio(server)
+            await serve_stdio(server)
             return
         import uvicorn
 
@@ -212,6 +213,23 @@ async def serve(
         )
         config = uvicorn.Config(app, host=host, port=port, log_level="info", lifespan="on")
         await uvicorn.Server(config).serve()
+
+
+async def serve_stdio(server: MCPServer) -> None:
+    """Serve ``server`` on the SDK's stdio transport until the client closes stdin.
+
+    While serving, the SDK points descriptor 1 at stderr and writes the protocol to a
+    private duplicate; on exit it points 1 back at the wire. A line a tool ``print()``-ed
+    into a block-buffered ``sys.stdout`` would be flushed after that, onto the wire, so
+    ``sys.stdout`` is made line-buffered first: each printed line reaches stderr at once.
+
+    The SDK's transport leaves a line that is no JSON-RPC message unanswered (it logs it
+    at debug level and reads on), so a client that sent one waits for its own timeout.
+    That is the SDK's to fix; FIML keeps no transport of its own around it.
+    """
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(line_buffering=True)
+    await server.run_stdio_async()
 
 
 def run_server(

@@ -3,7 +3,8 @@
 The ``shout`` tool writes its text every way a tool could reach stdout: ``print()``,
 ``sys.stdout`` unflushed, a raw write to descriptor 1, and a child process that inherits
 the descriptors. It also reads stdin, and has a child read it, as a careless tool might.
-None of this may reach (or take from) the protocol stream of :func:`fiml.mcp.stdio.run_stdio`.
+None of this may reach (or take from) the protocol stream of the SDK's stdio transport
+as ``python -m fiml.mcp`` serves it (:func:`fiml.mcp.server.serve_stdio`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import sys
 import anyio
 from mcp.server.mcpserver import MCPServer
 
-from fiml.mcp.stdio import run_stdio
+from fiml.mcp.server import serve_stdio
 
 server = MCPServer(name="noisy")
 
@@ -41,4 +42,4 @@ async def shout(text: str) -> str:
 
 
 if __name__ == "__main__":
-    anyio.run(run_stdio, server)
+    anyio.run(serve_stdio, server)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from fiml.mcp import HashedTokenVerifier, TokenFile, hash_token
-from fiml.mcp.__main__ import main
+from tests.cli.conftest import invoke
 from tests.fuzz.harness import Harness
 
 LIST_TOOLS = b'{"jsonrpc":"2.0","id":1,"method":"tools/list"}'
@@ -35,21 +35,20 @@ def spy(monkeypatch: pytest.MonkeyPatch) -> Iterator[CompareSpy]:
     yield recorder
 
 
-def issued(tmp_path: Path, capsys: pytest.CaptureFixture[str], *users: str) -> dict[str, str]:
-    """Tokens added through ``python -m fiml.mcp --add-token``, as printed for the operator."""
+def issued(tmp_path: Path, *users: str) -> dict[str, str]:
+    """Tokens added through ``fiml tokens add``, as printed for the operator."""
     path = tmp_path / "tokens.json"
     tokens = {}
     for user in users:
         role = ["--role", "admin"] if user == "root" else []
-        assert main(["--tokens", str(path), "--add-token", user, *role]) == 0
-        tokens[user] = capsys.readouterr().out.strip()
+        result = invoke("tokens", "add", user, *role, "--tokens", str(path))
+        assert result.exit_code == 0, result.output
+        tokens[user] = result.stdout.strip()
     return tokens
 
 
-def test_the_token_file_holds_no_token_nor_any_piece_of_one(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    tokens = issued(tmp_path, capsys, "alice", "bob", "root")
+def test_the_token_file_holds_no_token_nor_any_piece_of_one(tmp_path: Path) -> None:
+    tokens = issued(tmp_path, "alice", "bob", "root")
     stored = (tmp_path / "tokens.json").read_bytes()
 
     for token in tokens.values():
@@ -68,9 +67,9 @@ def test_the_token_file_holds_no_token_nor_any_piece_of_one(
 
 
 def test_a_lookup_compares_digests_in_constant_time_against_every_entry(
-    spy: CompareSpy, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    spy: CompareSpy, tmp_path: Path
 ) -> None:
-    tokens = issued(tmp_path, capsys, "alice", "bob", "carol", "dave", "root")
+    tokens = issued(tmp_path, "alice", "bob", "carol", "dave", "root")
     file = TokenFile.load(tmp_path / "tokens.json")
     first, last = tokens["alice"], tokens["root"]
     presented = {
@@ -106,9 +105,9 @@ def test_a_lookup_compares_digests_in_constant_time_against_every_entry(
 
 
 async def test_the_verifier_answers_through_the_constant_time_lookup(
-    spy: CompareSpy, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    spy: CompareSpy, tmp_path: Path
 ) -> None:
-    tokens = issued(tmp_path, capsys, "alice", "bob")
+    tokens = issued(tmp_path, "alice", "bob")
     verifier = HashedTokenVerifier(TokenFile.load(tmp_path / "tokens.json"))
 
     alice = await verifier.verify_token(tokens["alice"])
