@@ -82,7 +82,7 @@ class Settings(BaseSettings):
     redis_timeout_seconds: float = Field(
         default=5,
         gt=0,
-        description="How long connecting to Redis, or waiting for one reply, may take before "
+        description="How long one Redis exchange (connect, send, all replies) may take before "
         "the call fails with a storage error.",
     )
     database_pool_size: int = Field(
