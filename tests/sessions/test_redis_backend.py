@@ -17,17 +17,16 @@ from uuid import UUID
 
 import pytest
 import redis.asyncio as redis
-from redis.asyncio.connection import AbstractConnection
-from redis.asyncio.connection import SSLConnection as SSL
-from redis.exceptions import DataError, ResponseError
+from redis.asyncio import BlockingConnectionPool
+from redis.asyncio.connection import AbstractConnection, SSLConnection, UnixDomainSocketConnection
+from redis.exceptions import ResponseError
 from sqlalchemy import func, select
 
 from fiml.core.config import Settings
 from fiml.core.errors import SessionArchivedError, StorageUnavailableError
 from fiml.sessions import ALL_QUERIES, QueryRecord, SessionStore
 from fiml.sessions.backends import redis_keys as rk
-from fiml.sessions.backends.redis import RedisBackend
-from fiml.sessions.backends.redis_pool import WaitingConnectionPool, waiting_pool
+from fiml.sessions.backends.redis import RedisBackend, redis_client
 from fiml.sessions.db import QueryRow
 from fiml.sessions.models import Session, SessionStatus, SessionType, utcnow
 from tests.conftest import REDIS_URL, reset_redis, settings_for
@@ -481,8 +480,8 @@ async def test_two_hundred_concurrent_creates_wait_for_a_small_pool(tmp_path: Pa
         assert failures == []
         assert len(await store.list_user_sessions("u1", limit=1000)) == 200
         assert isinstance(store.backend, RedisBackend)
-        pool = store.backend.pool
-        assert isinstance(pool, WaitingConnectionPool) and pool.max_connections == 8
+        pool = store.backend.redis.connection_pool
+        assert isinstance(pool, BlockingConnectionPool) and pool.max_connections == 8
 
 
 async def test_scripts_flushed_from_redis_are_loaded_again(
@@ -497,24 +496,14 @@ async def test_scripts_flushed_from_redis_are_loaded_again(
     assert await store.backend.remove_archived([session.id]) == 1
 
 
-def test_commands_are_packed_exactly_as_redis_py_packs_them() -> None:
-    plain = redis.Connection()
-    for url in ("redis://127.0.0.1:6379/0", "rediss://127.0.0.1:6380/0"):
-        pool = waiting_pool(url, max_connections=2)
-        connection = pool.make_connection()
-        assert isinstance(connection, pool.connection_class)
-        for command in (
-            ("SET", "fiml:s:{x}:meta", "välue ✓"),
-            ("EVALSHA", "ab" * 20, 2, "k1", "k2", 1.5, -7, b"\x00raw"),
-            ("SCRIPT LOAD", "return 1"),
-            ("SET", "k", bytearray(b"view"), memoryview(b"mem")),
-        ):
-            assert b"".join(connection.pack_command(*command)) == b"".join(
-                plain.pack_command(*command)
-            )
-        with pytest.raises(DataError):
-            connection.pack_command("SET", "k", True)
-    assert issubclass(waiting_pool("rediss://h:1/0", max_connections=1).connection_class, SSL)
+def test_the_client_speaks_tls_or_a_unix_socket_as_its_url_says() -> None:
+    for url, connection_class in (
+        ("rediss://127.0.0.1:6380/0", SSLConnection),
+        ("unix:///run/redis.sock?db=0", UnixDomainSocketConnection),
+    ):
+        pool = redis_client(url, max_connections=3, timeout=1).connection_pool
+        assert isinstance(pool, BlockingConnectionPool)
+        assert issubclass(pool.connection_class, connection_class) and pool.max_connections == 3
 
 
 async def test_unreachable_redis_is_a_storage_error() -> None:

@@ -1,6 +1,7 @@
 """Redis backend for active sessions (redis-py asyncio); the archive is SQL.
 
-The keyspace and the Lua scripts live in :mod:`fiml.sessions.backends.redis_keys`. Every
+The keyspace lives in :mod:`fiml.sessions.backends.redis_keys`, the Lua scripts in
+``lua/*.lua`` beside it; every Redis command goes through redis-py's client. Every
 write to a session is one EVALSHA of a script that touches only that session's hash-tagged
 keys, so it is atomic and Redis Cluster-safe: it checks existence, frozen/closed/expired,
 the expected version, the query limit and the TTL before changing anything, then appends
@@ -46,9 +47,11 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 from uuid import UUID
 
-from redis.asyncio.connection import AbstractConnection
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from fiml.core.config import Settings
@@ -85,7 +88,6 @@ from fiml.sessions.backends.redis_codec import (
     summary_row,
     to_micros,
 )
-from fiml.sessions.backends.redis_pool import WaitingConnectionPool, waiting_pool
 from fiml.sessions.backends.sql import new_expiry, summaries_from_rows
 from fiml.sessions.models import (
     MAX_STATE_KEYS,
@@ -98,7 +100,7 @@ from fiml.sessions.models import (
 )
 from fiml.sessions.quarantine import failure_reason
 
-__all__ = ["RedisBackend"]
+__all__ = ["POOL_WAIT_SECONDS", "RedisBackend", "redis_client"]
 
 Command = tuple[Any, ...]
 _COUNT_BATCH = 1000
@@ -118,11 +120,9 @@ def _score_pairs(reply: list[Any]) -> list[tuple[str, int]]:
     return [(m, int(float(s))) for m, s in zip(reply[::2], reply[1::2], strict=True)]
 
 
-def _hash(reply: dict[str, str] | list[str]) -> dict[str, str]:
-    """A hash from HGETALL: a map in RESP3, a flat field/value list in RESP2."""
-    return reply if isinstance(reply, dict) else pairs(reply)
-
-
+_FAULTS = (RedisConnectionError, RedisTimeoutError, OSError)
+"""What redis-py raises when Redis cannot be reached or does not answer in time (a busy
+loading Redis, a full pool: ConnectionError subclasses); an error reply is none of these."""
 _UNDECODABLE = (ValueError, KeyError, TypeError, IndexError)
 """What decoding a damaged record raises (pydantic's ValidationError is a ValueError)."""
 _LEGACY_TTL_BATCH = 500
@@ -153,28 +153,69 @@ def _micros_or_none(value: str | None) -> int | None:
         return None
 
 
+POOL_WAIT_SECONDS = 60.0
+"""How long a call waits for a free connection when all of them are busy, before it fails."""
+
+
+def redis_client(
+    url: str, *, max_connections: int, timeout: float, pool_wait: float = POOL_WAIT_SECONDS
+) -> Redis:
+    """A redis-py client for ``url`` (``redis://``, ``rediss://`` or ``unix://``) replying
+    with decoded strings, on a blocking pool of up to ``max_connections``: a call that finds
+    them all busy waits (``pool_wait`` seconds at most) instead of failing, so a burst of
+    writers queues rather than errors. Connecting is bounded by ``timeout``
+    (``socket_connect_timeout``); :class:`RedisBackend` bounds each call as a whole by it.
+    redis-py's ``socket_timeout`` is off (redis-py 8 sets 5 s by default): with it, every
+    send runs in a task of its own (``asyncio.wait_for``), an event-loop turn more per
+    command (PING: 3 turns instead of 2, a MULTI/EXEC read 6 instead of 5), which took
+    22-34% more time per call in an interleaved run on a loaded two-core machine.
+
+    Commands are never retried (``Retry`` with no retries): a command whose reply was lost
+    may have run, and running a write again is not harmless (an extension applied twice, a
+    create that finds its own session and reports it taken). Nor is a health-check interval
+    set: its PING on a dead connection only fails without a retry. What keeps a connection
+    left over from before a Redis restart from failing a call is the pool's check before it
+    hands a connection out (``ensure_connection``): one the server closed, or that holds
+    unread data, is reconnected. redis-py skips that check when Redis's maintenance
+    notifications are on, which is its default on RESP3 (redis-py 8 speaks RESP3 unless
+    told otherwise), so the client speaks RESP2 (``protocol=2``; a ``protocol`` in the URL
+    overrides it, at that cost). A command that fails or is cancelled drops its connection,
+    so no late reply reaches a later call.
+    """
+    pool = BlockingConnectionPool.from_url(
+        url,
+        max_connections=max_connections,
+        timeout=pool_wait,
+        socket_connect_timeout=timeout,
+        socket_timeout=None,  # the backend bounds each call (see above)
+        retry=Retry(NoBackoff(), 0),
+        protocol=2,
+        decode_responses=True,
+    )
+    return Redis.from_pool(pool)
+
+
 class RedisBackend:
     """Active sessions in Redis; see the module docstring for the keyspace and its safety."""
 
     name = "redis"
 
-    def __init__(
-        self, pool: WaitingConnectionPool, *, archive_grace: timedelta, timeout: float
-    ) -> None:
-        self.pool = pool
+    def __init__(self, client: Redis, *, archive_grace: timedelta, timeout: float) -> None:
+        self.redis = client
         self._rescore_horizon = archive_grace / 2
         self._timeout = timeout
+        self._create = client.register_script(rk.CREATE)
+        self._apply = client.register_script(rk.APPLY)
+        self._read = client.register_script(rk.READ)
+        self._remove = client.register_script(rk.REMOVE)
 
     @classmethod
     def from_url(cls, url: str, *, settings: Settings) -> RedisBackend:
-        """A backend whose pool waits for a free connection (up to a minute) when all
-        ``settings.redis_max_connections`` are busy, instead of failing."""
+        """A backend on :func:`redis_client` with the settings' pool size and timeout."""
         timeout = settings.redis_timeout_seconds
-        pool = waiting_pool(
-            url, max_connections=settings.redis_max_connections, connect_timeout=timeout
-        )
+        client = redis_client(url, max_connections=settings.redis_max_connections, timeout=timeout)
         grace = timedelta(hours=settings.session_archive_grace_hours)
-        return cls(pool, archive_grace=grace, timeout=timeout)
+        return cls(client, archive_grace=grace, timeout=timeout)
 
     async def initialize(self) -> None:
         """Check that Redis answers, load the scripts, and make keys that earlier versions
@@ -206,96 +247,65 @@ class RedisBackend:
         await self._call("SET", rk.LAYOUT_MARKER, "1")
 
     async def close(self) -> None:
-        """Close the connection pool."""
-        await self.pool.aclose()
+        """Close the client and its connection pool."""
+        await self.redis.aclose()
 
     async def _load_scripts(self) -> None:
-        for reply in await self._exchange([("SCRIPT", "LOAD", s.source) for s in rk.SCRIPTS]):
-            if isinstance(reply, Exception):
-                raise reply
+        """Load every script ahead of its first call, which then needs no NOSCRIPT round
+        trip (each :class:`~redis.commands.core.AsyncScript` loads itself again after one)."""
+        scripts = (self._create, self._apply, self._read, self._remove)
+        await self._pipeline([("SCRIPT LOAD", script.script) for script in scripts])
+
+    def _unavailable(self, exc: Exception) -> StorageUnavailableError:
+        if isinstance(exc, RedisTimeoutError | TimeoutError):
+            return StorageUnavailableError("redis", f"no reply within {self._timeout:g} s")
+        return StorageUnavailableError("redis", str(exc) or type(exc).__name__)
 
     async def _call(self, *command: Any) -> Any:
-        """One command in one round trip, :meth:`_pipeline` for the hot path: a script
-        missing from Redis's cache is loaded and run again; an error reply is raised."""
-        reply = (await self._exchange((command,)))[0]
-        if isinstance(reply, NoScriptError):
-            await self._load_scripts()
-            reply = (await self._exchange((command,)))[0]
-        if isinstance(reply, Exception):
-            raise reply
-        return reply
+        """One command, its reply (an error reply is raised).
 
-    async def _pipeline(self, commands: Sequence[Command]) -> list[Any]:
-        """Commands in one round trip, their replies in order; scripts missing from
-        Redis's cache (NOSCRIPT) are loaded and their commands sent again. An error reply
-        is raised once every reply has been read."""
-        if not commands:
-            return []
-        replies = await self._exchange(commands)
-        missing = [i for i, r in enumerate(replies) if isinstance(r, NoScriptError)]
-        if missing:
-            await self._load_scripts()
-            again = await self._exchange([commands[i] for i in missing])
-            for i, reply in zip(missing, again, strict=True):
-                replies[i] = reply
-        for reply in replies:
-            if isinstance(reply, Exception):
-                raise reply
-        return replies
-
-    async def _exchange(self, commands: Sequence[Command]) -> list[Any]:
-        """Send ``commands`` on one pooled connection and read their replies (an error
-        reply is returned as its exception), all within the timeout.
-
-        This is the only path to Redis, and it is lean on purpose: redis-py's command and
-        pipeline layers start a task per send and arm a timer per reply; here one timeout
-        covers the whole exchange. A connection whose exchange did not complete (timeout,
-        network error, cancellation) is disconnected before it goes back to the pool, so
-        no later command can read a stale reply.
-        """
-        pool = self.pool
-        connection = await self._checkout()
+        Each call to Redis, here and below, is bounded as a whole by the timeout: past it,
+        the call is cancelled inside redis-py, which drops the connection it was using, so
+        the late reply reaches no one."""
         try:
             async with asyncio.timeout(self._timeout):
-                packed = (
-                    connection.pack_command(*commands[0])
-                    if len(commands) == 1
-                    else connection.pack_commands(commands)
-                )
-                await connection.send_packed_command(packed, check_health=False)
-                # The parser returns an error reply as its exception and handles server
-                # pushes; the connection's own read_response adds, per reply, a timeout
-                # this exchange already has and an error message built in advance.
-                parser: Any = connection._parser
-                replies: list[Any] = [await parser.read_response() for _ in commands]
-        except BaseException as exc:
-            await connection.disconnect(nowait=True)
-            await pool.release(connection)
-            if isinstance(exc, TimeoutError):
-                raise StorageUnavailableError(
-                    "redis", f"no reply within {self._timeout:g} s"
-                ) from exc
-            if isinstance(exc, RedisConnectionError | RedisTimeoutError | OSError):
-                raise StorageUnavailableError("redis", str(exc) or type(exc).__name__) from exc
-            raise
-        await pool.release(connection)
-        return replies
+                return await self.redis.execute_command(*command)  # type: ignore[no-untyped-call]
+        except _FAULTS as exc:
+            raise self._unavailable(exc) from exc
 
-    async def _checkout(self) -> AbstractConnection:
-        """A ready connection; waiting for one (a minute at most) or connecting to Redis
-        (within the timeout) may fail, as a storage error."""
+    async def _run(self, script: AsyncScript, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        """One script call, by EVALSHA (the script loads itself again after a NOSCRIPT)."""
         try:
-            return await self.pool.get_connection()
-        except TimeoutError as exc:
-            raise StorageUnavailableError(
-                "redis", f"could not connect within {self._timeout:g} s"
-            ) from exc
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-            raise StorageUnavailableError("redis", str(exc) or type(exc).__name__) from exc
+            async with asyncio.timeout(self._timeout):
+                return await script(keys=keys, args=args)
+        except _FAULTS as exc:
+            raise self._unavailable(exc) from exc
 
-    @staticmethod
-    def _script(script: rk.LuaScript, keys: Sequence[str], args: Sequence[Any]) -> Command:
-        return ("EVALSHA", script.sha, len(keys), *keys, *args)
+    async def _pipeline(
+        self,
+        commands: Sequence[Command],
+        scripts: Sequence[tuple[AsyncScript, Sequence[str], Sequence[Any]]] = (),
+        *,
+        transaction: bool = False,
+    ) -> list[Any]:
+        """``commands``, then the ``scripts`` calls, in one round trip, their replies in
+        order; in a MULTI/EXEC transaction if ``transaction``. With scripts, redis-py's
+        pipeline first asks Redis which of them are loaded (SCRIPT EXISTS, one more round
+        trip) and loads the missing. An error reply is raised once every reply is read."""
+        if not commands and not scripts:
+            return []
+        try:
+            async with (
+                asyncio.timeout(self._timeout),
+                self.redis.pipeline(transaction=transaction) as pipe,
+            ):
+                for command in commands:
+                    pipe.execute_command(*command)
+                for script, keys, args in scripts:
+                    await script(keys=keys, args=args, client=pipe)
+                return await pipe.execute()
+        except _FAULTS as exc:
+            raise self._unavailable(exc) from exc
 
     async def insert(self, session: Session) -> None:
         """Index the session first, then create its keys (see the module docstring)."""
@@ -306,9 +316,8 @@ class RedisBackend:
         if session.user_id is not None:
             created = to_micros(session.created_at)
             commands.append(("ZADD", rk.user_index(session.user_id), "NX", created, sid))
-        args = create_args(session)
-        commands.append(self._script(rk.CREATE, rk.session_keys(sid), args))
-        results = await self._pipeline(commands)
+        create = (self._create, rk.session_keys(sid), create_args(session))
+        results = await self._pipeline(commands, [create])
         if not results[-1]:
             raise InvalidInputError("session_id", sid, "a session with this id already exists")
 
@@ -316,16 +325,13 @@ class RedisBackend:
         """A session and its latest ``recent_queries`` queries: one transaction, one snapshot."""
         first = 0 if recent_queries is None else -recent_queries or None
         keys = rk.session_keys(session_id)
-        snapshot = (await self._pipeline(rk.read_transaction(keys, first)))[-1]
-        for reply in snapshot:
-            if isinstance(reply, Exception):  # EXEC returns a failed command's error
-                raise reply
+        snapshot = await self._pipeline(rk.read_transaction(keys, first), transaction=True)
         meta, *rest = snapshot
         if not meta:
             return None
         queries = rest.pop(0) if first is not None else []
         try:
-            return session_from_parts(session_id, _hash(meta), queries, [_hash(h) for h in rest])
+            return session_from_parts(session_id, meta, queries, rest)
         except _UNDECODABLE as exc:
             raise CorruptRecordError("redis", session_id, failure_reason(exc)) from None
 
@@ -349,7 +355,7 @@ class RedisBackend:
             )
         keys = rk.session_keys(session_id)
         args = apply_args(changes, now, limits)
-        result = await self._call(*self._script(rk.APPLY, keys, args))
+        result = await self._run(self._apply, keys, args)
         code = result[0]
         if code == "ok":
             return HistoryCounters(
@@ -400,7 +406,7 @@ class RedisBackend:
     async def remove_archived(self, session_ids: Sequence[UUID]) -> int:
         """Delete sessions' keys, then their index entries; returns how many were here."""
         removed = await self._pipeline(
-            [self._script(rk.REMOVE, rk.session_keys(sid), ()) for sid in session_ids]
+            (), [(self._remove, rk.session_keys(sid), ()) for sid in session_ids]
         )
         by_user: dict[str, list[str]] = {}
         for sid, (_existed, user) in zip(session_ids, removed, strict=True):
@@ -416,7 +422,7 @@ class RedisBackend:
         """Freeze the sessions (no more writes) and return them with their whole histories;
         one that does not decode is reported with the reason, and stays frozen."""
         replies = await self._pipeline(
-            [self._script(rk.READ, rk.session_keys(s), (0, "1")) for s in session_ids]
+            (), [(self._read, rk.session_keys(s), (0, "1")) for s in session_ids]
         )
         export = ExportedSessions()
         for sid, reply in zip(session_ids, replies, strict=True):

@@ -1,0 +1,131 @@
+-- KEYS: the session's keys.
+-- ARGV[1]: the write as a JSON object: now, max_queries, max_ttl;
+-- optionally expected_version, expires_at, extend_by, close, end_now (1);
+-- optionally assets, tags: {added, removed, replace, min, max}, an edit to merge into
+-- the stored list (base.ListChange) and the size the result must have;
+-- queries: one [id, cache_hit 0|1, query_type, timestamp] per new query;
+-- sections: per state section, how many key/JSON pairs to set and keys to delete
+-- (absent when the write changes no state: no section is read then).
+-- Times and durations are decimal strings of microseconds (exact, unlike JSON numbers).
+-- ARGV[2..]: each new query's JSON, then per state section its key/JSON pairs to set
+-- and its keys to delete.
+-- Returns {'ok', total_queries, cache_hits, version, expires_at, new queries added} or
+-- {error code, detail}.
+-- Every check (including each section's key count after the merge) runs before any write.
+local function decimal(x) return string.format('%.0f', x) end  -- exact, unlike tostring
+local meta = KEYS[1]
+local m = redis.call('HMGET', meta, 'version', 'expires_at', 'closed_at', 'frozen',
+  'total_queries', 'cache_hits', 'first_query_at', 'last_query_at', 'last_accessed_at')
+if not m[1] then return {'not_found'} end
+if m[3] then return {'closed'} end
+local w = cjson.decode(ARGV[1])
+local now = tonumber(w.now)
+local expires = tonumber(m[2])
+if expires <= now then return {'expired'} end
+-- Frozen only matters for a session still open: one being archived on purpose.
+if m[4] then return {'archived'} end
+local version = tonumber(m[1])
+if w.expected_version and w.expected_version ~= version then return {'conflict', version} end
+
+local queries = w.queries
+local fresh, seen = {}, {}
+for i, q in ipairs(queries) do
+  if not seen[q[1]] and redis.call('SISMEMBER', KEYS[3], q[1]) == 0 then
+    seen[q[1]] = true
+    fresh[#fresh + 1] = i
+  end
+end
+local total = tonumber(m[5]) + #fresh
+if #fresh > 0 and total > w.max_queries then return {'limit'} end
+
+local sections = w.sections or {0, 0, 0, 0, 0, 0, 0, 0}
+local p = 2 + #queries
+for s = 1, 4 do
+  local nset, ndel = sections[2 * s - 1], sections[2 * s]
+  if nset > 0 then  -- only a write that sets keys can grow a section past the limit
+    local size, counted = redis.call('HLEN', KEYS[3 + s]), {}
+    for j = p, p + 2 * nset - 1, 2 do
+      if not counted[ARGV[j]] and redis.call('HEXISTS', KEYS[3 + s], ARGV[j]) == 0 then
+        size = size + 1
+      end
+      counted[ARGV[j]] = true
+    end
+    for j = p + 2 * nset, p + 2 * nset + ndel - 1 do
+      if not counted[ARGV[j]] and redis.call('HEXISTS', KEYS[3 + s], ARGV[j]) == 1 then
+        size = size - 1
+      end
+      counted[ARGV[j]] = true
+    end
+    if size > w.max_state_keys then return {'state_keys', s, size} end
+  end
+  p = p + 2 * nset + ndel
+end
+
+-- assets, tags: stored order kept, removals dropped, additions appended unless present.
+local lists = {}
+for _, name in ipairs({'assets', 'tags'}) do
+  local edit = w[name]
+  if edit then
+    local merged, present, removed = {}, {}, {}
+    for _, x in ipairs(edit.removed) do removed[x] = true end
+    if not edit.replace then
+      for _, x in ipairs(cjson.decode(redis.call('HGET', meta, name))) do
+        if not removed[x] then merged[#merged + 1] = x; present[x] = true end
+      end
+    end
+    for _, x in ipairs(edit.added) do
+      if not present[x] then merged[#merged + 1] = x; present[x] = true end
+    end
+    if #merged < edit.min or #merged > edit.max then return {'list_size', name, #merged} end
+    -- cjson encodes an empty table as an object
+    lists[#lists + 1] = name; lists[#lists + 1] = #merged > 0 and cjson.encode(merged) or '[]'
+  end
+end
+
+local max_ttl = tonumber(w.max_ttl)
+local new_expiry = nil
+if w.extend_by then
+  new_expiry = expires + tonumber(w.extend_by)
+  if new_expiry - now > max_ttl then return {'ttl', m[2]} end
+elseif w.expires_at and tonumber(w.expires_at) ~= expires then
+  new_expiry = tonumber(w.expires_at)
+  if new_expiry <= now or new_expiry - now > max_ttl then return {'ttl', m[2]} end
+end
+if w.close or w.end_now then new_expiry = math.min(new_expiry or expires, now) end
+
+local hits, first, last = tonumber(m[6]), m[7], m[8]
+for _, i in ipairs(fresh) do
+  local q = queries[i]
+  redis.call('RPUSH', KEYS[2], ARGV[1 + i])
+  redis.call('SADD', KEYS[3], q[1])
+  redis.call('HINCRBY', meta, 'qt:' .. q[3], 1)
+  hits = hits + q[2]
+  local ts = q[4]
+  if not first or tonumber(ts) < tonumber(first) then first = ts end
+  if not last or tonumber(ts) > tonumber(last) then last = ts end
+end
+
+p = 2 + #queries
+for s = 1, 4 do
+  local nset, ndel = sections[2 * s - 1], sections[2 * s]
+  for j = p, p + 2 * nset - 1, 2 do redis.call('HSET', KEYS[3 + s], ARGV[j], ARGV[j + 1]) end
+  p = p + 2 * nset
+  if ndel > 0 then redis.call('HDEL', KEYS[3 + s], unpack(ARGV, p, p + ndel - 1)) end
+  p = p + ndel
+end
+
+local accessed = m[9]
+if tonumber(w.now) > tonumber(accessed) then accessed = w.now end
+local fields = {'version', version + 1, 'total_queries', total, 'cache_hits', hits,
+  'last_accessed_at', accessed}
+if first then
+  fields[#fields + 1] = 'first_query_at'; fields[#fields + 1] = first
+  fields[#fields + 1] = 'last_query_at'; fields[#fields + 1] = last
+end
+for _, item in ipairs(lists) do fields[#fields + 1] = item end
+if w.close then fields[#fields + 1] = 'closed_at'; fields[#fields + 1] = w.now end
+if new_expiry then
+  fields[#fields + 1] = 'expires_at'; fields[#fields + 1] = decimal(new_expiry)
+end
+redis.call('HSET', meta, unpack(fields))
+return {'ok', total, hits, version + 1, decimal(new_expiry or expires), #fresh}

@@ -1,0 +1,19 @@
+-- KEYS: the session's keys.  ARGV: n, n meta field/value items,
+-- nq, nq (query id, query JSON) pairs, then per state section: n, n key/JSON items.
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+local p = 1
+local n = tonumber(ARGV[p])
+redis.call('HSET', KEYS[1], unpack(ARGV, p + 1, p + n))
+p = p + n + 1
+local nq = tonumber(ARGV[p])
+for i = p + 1, p + 2 * nq, 2 do
+  redis.call('RPUSH', KEYS[2], ARGV[i + 1])
+  redis.call('SADD', KEYS[3], ARGV[i])
+end
+p = p + 2 * nq + 1
+for s = 4, 7 do
+  n = tonumber(ARGV[p])
+  for i = p + 1, p + n, 2 do redis.call('HSET', KEYS[s], ARGV[i], ARGV[i + 1]) end
+  p = p + n + 1
+end
+return 1
