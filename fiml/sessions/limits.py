@@ -148,8 +148,10 @@ def checked_labels(field: str, labels: Any) -> list[str]:
     a stale copy may hold fewer or more elements than the merged result will."""
     if not isinstance(labels, list | tuple):
         raise InvalidInputError(field, labels, "must be a list of strings")
-    checked = (check_label(field, label) for label in labels)
-    return list(dict.fromkeys(c.upper() for c in checked) if field == "assets" else checked)
+    checked = [check_label(field, label) for label in labels]
+    if field == "assets":
+        checked = [label.upper() for label in checked]
+    return list(dict.fromkeys(checked))
 
 
 def _json_depth(value: Any) -> int:
