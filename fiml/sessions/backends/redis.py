@@ -6,8 +6,8 @@ write to a session is one EVALSHA of a script that touches only that session's h
 keys, so it is atomic and Redis Cluster-safe: it checks existence, frozen/closed/expired,
 the expected version, the query limit and the TTL before changing anything, then appends
 the new queries (O(1) each: RPUSH, SADD, HINCRBY), merges state keys (HSET/HDEL) and bumps
-the version. Reading a session is one MULTI/EXEC transaction of plain reads, a
-consistent snapshot that loads only the recent queries asked for.
+the version. Reading a session is one run of the READ script, a consistent snapshot that
+loads only the recent queries asked for.
 :mod:`~fiml.sessions.backends.redis_codec` converts sessions to and from the hashes and
 the scripts' arguments.
 
@@ -322,16 +322,23 @@ class RedisBackend:
             raise InvalidInputError("session_id", sid, "a session with this id already exists")
 
     async def load(self, session_id: UUID, *, recent_queries: int | None) -> Session | None:
-        """A session and its latest ``recent_queries`` queries: one transaction, one snapshot."""
+        """A session and its latest ``recent_queries`` queries, read by one run of the READ
+        script: one snapshot, one round trip.
+
+        A MULTI/EXEC pipeline of the same plain reads costs Redis about a third of the
+        script's 20-25 µs, but redis-py's pipeline takes five event-loop turns where a
+        script call takes two: measured on this machine, 955 µs against 623 µs per read.
+        """
         first = 0 if recent_queries is None else -recent_queries or None
         keys = rk.session_keys(session_id)
-        snapshot = await self._pipeline(rk.read_transaction(keys, first), transaction=True)
-        meta, *rest = snapshot
-        if not meta:
+        reply = await self._run(self._read, keys, ("" if first is None else first, ""))
+        if not reply:
             return None
-        queries = rest.pop(0) if first is not None else []
+        meta, queries, *sections = reply
         try:
-            return session_from_parts(session_id, meta, queries, rest)
+            return session_from_parts(
+                session_id, pairs(meta), queries, [pairs(section) for section in sections]
+            )
         except _UNDECODABLE as exc:
             raise CorruptRecordError("redis", session_id, failure_reason(exc)) from None
 

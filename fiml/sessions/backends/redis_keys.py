@@ -50,7 +50,6 @@ __all__ = [
     "REMOVE",
     "SessionKeys",
     "meta_key",
-    "read_transaction",
     "session_keys",
     "user_index",
 ]
@@ -106,24 +105,6 @@ def session_keys(session_id: UUID | str) -> SessionKeys:
         intermediate_results=f"{base}:intermediate_results",
         metadata=f"{base}:metadata",
     )
-
-
-def read_transaction(keys: SessionKeys, first_query: int | None) -> list[tuple[str | int, ...]]:
-    """The commands that read one session as one snapshot: its meta hash, its queries from
-    index ``first_query`` on (none for None; negative counts from the newest) and its
-    state-section hashes, to be run as one MULTI/EXEC transaction, whose replies come in
-    this order. Plain reads in a transaction cost Redis a third of the same reads in a
-    script, which converts every value to Lua and back; a missing session reads as an
-    empty meta.
-    """
-    queries: list[tuple[str | int, ...]] = (
-        [] if first_query is None else [("LRANGE", keys.queries, first_query, -1)]
-    )
-    return [
-        ("HGETALL", keys.meta),
-        *queries,
-        *(("HGETALL", key) for key in keys.sections),
-    ]
 
 
 def meta_key(session_id: UUID | str) -> str:

@@ -1,4 +1,4 @@
--- Used by archival, which must freeze what it reads (plain reads use a MULTI/EXEC transaction).
+-- Every read of a session: one snapshot in one round trip; archival also freezes what it reads.
 -- KEYS: the session's keys.  ARGV: index of the first query to return ('' for none),
 -- freeze '1'|''.  Returns {meta, queries, context, preferences, intermediate_results,
 -- metadata}, hashes as flat field/value lists, or false if there is no such session.
