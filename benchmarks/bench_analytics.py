@@ -33,7 +33,7 @@ from fiml.sessions.analytics import SessionAnalytics
 from fiml.sessions.db import create_engine
 from fiml.sessions.metrics import SessionFacts, add_missing_metrics, replace_metrics
 from fiml.sessions.models import SessionType, utcnow
-from fiml.sessions.schema import drop_schema
+from fiml.sessions.schema import drop_schema, upgrade_schema
 from fiml.sessions.store import SessionStore
 
 PG_URL = os.environ.get(
@@ -88,6 +88,7 @@ async def _settings(deployment: str, directory: Path) -> Settings:
     await _ensure_pg_database()
     engine = create_engine(PG_URL)
     await drop_schema(engine)
+    await upgrade_schema(engine)  # production databases are migrated on purpose
     await engine.dispose()
     return Settings(database_url=PG_URL)
 

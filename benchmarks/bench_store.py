@@ -36,7 +36,7 @@ from fiml.core.config import Settings
 from fiml.sessions import QueryRecord, SessionStore, SessionType
 from fiml.sessions.db import create_engine
 from fiml.sessions.models import Session, utcnow
-from fiml.sessions.schema import drop_schema
+from fiml.sessions.schema import drop_schema, upgrade_schema
 
 PG_URL = os.environ.get(
     "FIML_BENCH_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/fiml_bench"
@@ -76,6 +76,7 @@ async def _reset(deployment: str, directory: Path) -> Settings:
     await _ensure_pg_database()
     engine = create_engine(PG_URL)
     await drop_schema(engine)
+    await upgrade_schema(engine)  # production databases are migrated on purpose
     await engine.dispose()
     if deployment == "postgres":
         return Settings(database_url=PG_URL)
