@@ -52,6 +52,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from fiml.core.config import Settings
@@ -289,11 +290,30 @@ class RedisBackend:
         transaction: bool = False,
     ) -> list[Any]:
         """``commands``, then the ``scripts`` calls, in one round trip, their replies in
-        order; in a MULTI/EXEC transaction if ``transaction``. With scripts, redis-py's
-        pipeline first asks Redis which of them are loaded (SCRIPT EXISTS, one more round
-        trip) and loads the missing. An error reply is raised once every reply is read."""
+        order; in a MULTI/EXEC transaction if ``transaction``. An error reply is raised
+        once every reply is read.
+
+        Scripts go as plain EVALSHA commands by their ``sha``: a script object in a
+        redis-py pipeline first asks Redis which scripts it holds (SCRIPT EXISTS, one more
+        round trip per call, which made a create take two). ``initialize`` loaded them;
+        should Redis have lost them (a restart, SCRIPT FLUSH), they are loaded and the
+        whole pipeline is sent once more, which is safe because every command sent along
+        with a script here is idempotent (index updates, reads) and a script that met
+        NOSCRIPT did not run.
+        """
         if not commands and not scripts:
             return []
+        calls = [*commands]
+        calls += [
+            ("EVALSHA", script.sha, len(keys), *keys, *args) for script, keys, args in scripts
+        ]
+        try:
+            return await self._send(calls, transaction=transaction)
+        except NoScriptError:
+            await self._load_scripts()
+            return await self._send(calls, transaction=transaction)
+
+    async def _send(self, commands: Sequence[Command], *, transaction: bool) -> list[Any]:
         try:
             async with (
                 asyncio.timeout(self._timeout),
@@ -301,8 +321,6 @@ class RedisBackend:
             ):
                 for command in commands:
                     pipe.execute_command(*command)
-                for script, keys, args in scripts:
-                    await script(keys=keys, args=args, client=pipe)
                 return await pipe.execute()
         except _FAULTS as exc:
             raise self._unavailable(exc) from exc
