@@ -172,7 +172,7 @@ async def _sdk_stdio(directory: Path, mode: str, errlog: TextIO) -> AsyncIterato
         command=sys.executable, args=SERVER, env=_server_env(directory), cwd=directory
     )
     transport = stdio_client(params, errlog=errlog)
-    async with Client(transport, mode=mode) as client:  # type: ignore[arg-type]
+    async with Client(transport, mode=mode) as client:
         yield client
 
 

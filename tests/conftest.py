@@ -10,6 +10,7 @@ import os
 import socket
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -114,7 +115,7 @@ def sqlite_url(directory: Path) -> str:
     return f"sqlite+aiosqlite:///{directory / 'sessions.db'}"
 
 
-async def settings_for(kind: str, tmp_path: Path, **overrides: object) -> Settings:
+async def settings_for(kind: str, tmp_path: Path, **overrides: Any) -> Settings:
     """Settings for one deployment, with its services emptied."""
     if kind == "sqlite":
         return Settings(database_url=sqlite_url(tmp_path), redis_url=None, **overrides)

@@ -290,7 +290,7 @@ def _asyncpg_connector(url: str, timeout: float | None) -> Callable[[], Awaitabl
     Only connecting is retried: nothing was sent yet, so no statement can run twice. The
     last refusal is raised as is; SQLAlchemy wraps it like any connection error.
     """
-    import asyncpg  # type: ignore[import-untyped]  # asyncpg ships no type hints
+    import asyncpg
 
     parsed = make_url(url)
     params: dict[str, Any] = parsed.translate_connect_args(username="user")

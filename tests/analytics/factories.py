@@ -99,14 +99,14 @@ async def damage(store: SessionStore, statement: str) -> None:
     hand edit or another program would (sqlite3 for SQLite, asyncpg for PostgreSQL)."""
     url = make_url(store.settings.database_url)
     if url.get_backend_name() == "sqlite":
-        with closing(sqlite3.connect(str(url.database), isolation_level=None)) as conn:
-            conn.execute(statement)
+        with closing(sqlite3.connect(str(url.database), isolation_level=None)) as sqlite_conn:
+            sqlite_conn.execute(statement)
         return
-    conn = await asyncpg.connect(url.set(drivername="postgresql").render_as_string(False))
+    pg_conn = await asyncpg.connect(url.set(drivername="postgresql").render_as_string(False))
     try:
-        await conn.execute(statement)
+        await pg_conn.execute(statement)
     finally:
-        await conn.close()
+        await pg_conn.close()
 
 
 def stored_id(store: SessionStore, session_id: UUID) -> str:

@@ -12,11 +12,11 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager, closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import jsonschema
@@ -39,6 +39,8 @@ from fiml.mcp.schemas import SessionInfo
 from fiml.sessions.db import metadata
 from fiml.sessions.store import SessionStore
 from tests.conftest import sqlite_url
+
+T = TypeVar("T")
 
 USERS = {"alice": "user", "bob": "user", "root": "admin"}
 """Who the harness serves; alice is the fuzzing user, bob owns the foreign session."""
@@ -131,7 +133,9 @@ async def serve(settings: Settings, *, market: MarketData | None = None) -> Asyn
     """Build the store, one server per user (in memory) and one HTTP app with tokens."""
     async with AsyncExitStack() as stack:
         store = await stack.enter_async_context(SessionStore(settings))
-        quotes = market or await stack.enter_async_context(MarketData.offline())
+        quotes = (
+            market if market is not None else await stack.enter_async_context(MarketData.offline())
+        )
         clients: dict[str, Client] = {}
         for user, role in USERS.items():
             identity = StaticIdentity(Identity(user, "admin" if role == "admin" else "user"))
@@ -197,7 +201,7 @@ class Harness:
     def call(self, tool: str, arguments: Mapping[str, Any], user: str = "alice") -> CallToolResult:
         """Call ``tool`` as ``user`` through the in-memory SDK client."""
         client = self.served.clients[user]
-        return self.portal.call(client.call_tool, tool, dict(arguments))
+        return self.run(client.call_tool, tool, dict(arguments))
 
     def read(self, uri: str, user: str = "alice") -> ReadResourceResult | MCPError:
         """Read a resource as ``user``; the MCP error if the server refused."""
@@ -234,7 +238,7 @@ class Harness:
         content = assert_valid_result(result, self.tools["update-session-context"])
         assert content["context"] == {"beat": self._beats}
 
-    def run(self, function: Any, *args: Any) -> Any:
+    def run(self, function: Callable[..., Awaitable[T]], *args: Any) -> T:
         """Run a coroutine function in the server's loop."""
         return self.portal.call(function, *args)
 
@@ -271,11 +275,13 @@ _validators: dict[str, jsonschema.protocols.Validator] = {}
 
 def _output_validator(tool: Tool) -> jsonschema.protocols.Validator:
     """The tool's outputSchema, checked and compiled once (``jsonschema.validate`` redoes both)."""
-    key = json.dumps(tool.output_schema, sort_keys=True)
+    schema = tool.output_schema
+    assert schema is not None, f"{tool.name} has no outputSchema"
+    key = json.dumps(schema, sort_keys=True)
     if key not in _validators:
-        cls = jsonschema.validators.validator_for(tool.output_schema)
-        cls.check_schema(tool.output_schema)
-        _validators[key] = cls(tool.output_schema)
+        cls = jsonschema.validators.validator_for(schema)
+        cls.check_schema(schema)
+        _validators[key] = cls(schema)
     return _validators[key]
 
 
@@ -283,7 +289,7 @@ def assert_valid_result(result: CallToolResult, tool: Tool) -> dict[str, Any]:
     """A successful result whose structuredContent matches the tool's outputSchema."""
     assert not result.is_error
     content = result.structured_content
-    assert content is not None and tool.output_schema is not None
+    assert isinstance(content, dict) and tool.output_schema is not None
     _output_validator(tool).validate(content)
     [block] = result.content
     assert isinstance(block, TextContent) and json.loads(block.text) == content

@@ -157,7 +157,7 @@ deep = st.tuples(
     st.one_of(st.integers(1, 40), st.sampled_from([99, 100, 101, 150, 240])),
     st.sampled_from(["list", "dict"]),
 ).map(lambda spec: nested(*spec))
-huge_lists = st.tuples(
+huge_lists: st.SearchStrategy[list[object]] = st.tuples(
     st.sampled_from([51, 1_000, 100_000]), st.sampled_from(["AAPL", 1, None, []])
 ).map(lambda spec: [spec[1]] * spec[0])
 json_values = st.recursive(

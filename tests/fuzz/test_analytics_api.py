@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from hypothesis import given
@@ -33,6 +33,8 @@ from fiml.sessions.store import SessionStore
 from tests.analytics.factories import finished_session
 from tests.conftest import STORE_KINDS, settings_for
 from tests.fuzz.strategies import FUZZ
+
+T = TypeVar("T")
 
 EDGES = [
     None,
@@ -104,8 +106,8 @@ class Arena:
     exports: Path
     sessions: list[Session]
 
-    def run(self, call: Awaitable[Any]) -> Any:
-        async def awaited() -> Any:
+    def run(self, call: Awaitable[T]) -> T:
+        async def awaited() -> T:
             return await call
 
         return self.runner.run(awaited())
@@ -263,7 +265,7 @@ def test_every_edge_value_in_every_argument(kind: str, tmp_path: Path) -> None:
     """Each edge value in each argument in turn, the others valid: the sweep a short
     random run may not reach."""
     with arena(kind, tmp_path) as a:
-        required = {
+        required: dict[str, dict[str, Any]] = {
             "get_user_session_summary": {"user_id": "alice"},
             "record_session_metrics": {"session": a.sessions[0]},
         }

@@ -14,10 +14,10 @@ and the fuzzing user's list of sessions exactly as they were, and a read changes
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 import pytest
@@ -42,6 +42,7 @@ from tests.fuzz.strategies import (
     weighted,
 )
 
+T = TypeVar("T")
 API_EXAMPLES = 5 * EXAMPLES
 USER = "fuzz"
 POOL = ("closed", "expired", "archived")
@@ -118,6 +119,7 @@ def _tampered_query(draw: st.DrawFn) -> Any:
 def queries(draw: st.DrawFn) -> Any:
     """Valid queries, queries changed behind the model's back, and things that are not."""
     kind = draw(st.sampled_from(["valid", "valid", "tampered", "constructed", "edited", "junk"]))
+    fields: dict[str, Any]
     if kind == "valid":
         fields = {
             "query_type": draw(st.sampled_from(["price", "news", "q" * 64])),
@@ -137,7 +139,8 @@ def queries(draw: st.DrawFn) -> Any:
         return QueryRecord.model_construct(**fields)
     if kind == "edited":
         query = QueryRecord(query_type="price")
-        query.parameters[draw(st.one_of(key_text, junk_keys))] = draw(wild)
+        key: Any = draw(st.one_of(key_text, junk_keys))  # an edit in place is not type-checked
+        query.parameters[key] = draw(wild)
         return query
     return draw(wild)
 
@@ -184,7 +187,7 @@ class Driver:
     store: SessionStore
     pool: dict[str, UUID] = field(default_factory=dict)
 
-    def run(self, function: Callable[..., Any], *args: Any) -> Any:
+    def run(self, function: Callable[..., Awaitable[T]], *args: Any) -> T:
         return self.portal.call(function, *args)
 
     def fresh(self) -> UUID:

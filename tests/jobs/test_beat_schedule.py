@@ -5,13 +5,14 @@ from __future__ import annotations
 import inspect
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from fiml.core.config import Settings
 from fiml.sessions import tasks
 from fiml.sessions.tasks import TASK_NAMES, build_beat_schedule, create_celery_app
 
 
-def settings(tmp_path: Path, **overrides: object) -> Settings:
+def settings(tmp_path: Path, **overrides: Any) -> Settings:
     return Settings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'x.db'}", **overrides)
 
 

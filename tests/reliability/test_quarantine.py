@@ -9,6 +9,7 @@ damaged.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import AsyncIterator
 from pathlib import Path
 from uuid import UUID
 
@@ -37,10 +38,10 @@ async def corrupt_history(raw: redis.Redis, session_id: UUID) -> None:
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> SessionStore:
+async def store(tmp_path: Path) -> AsyncIterator[SessionStore]:
     settings = await settings_for("redis+postgres", tmp_path)
     async with SessionStore(settings) as session_store:
-        yield session_store  # type: ignore[misc]
+        yield session_store
 
 
 async def test_two_poisoned_sessions_of_500_are_quarantined_and_none_is_lost(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import asyncpg
@@ -72,7 +73,7 @@ async def test_a_postgres_black_hole_fails_each_call_within_the_timeout(tmp_path
             session = await store.create_session(["AAPL"], "equity", user_id="u1")
             proxy.stalled = True
             loop = asyncio.get_running_loop()
-            calls = {
+            calls: dict[str, Callable[[], Awaitable[object]]] = {
                 "track": lambda: store.append_query(session.id, QueryRecord(query_type="price")),
                 "read": lambda: store.get_session(session.id),
                 "list": lambda: store.list_user_sessions("u1"),

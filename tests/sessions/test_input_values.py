@@ -10,6 +10,7 @@ write path, on every deployment, and the stored session is left exactly as it wa
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 import pytest
@@ -82,6 +83,11 @@ def state_edits(bad: str) -> dict[str, tuple[Callable[[Session], None], str]]:
     return edits
 
 
+def appending(query: QueryRecord) -> Callable[[Session], None]:
+    """An in-place edit appending ``query`` to a read session's history."""
+    return lambda s: s.state.history.queries.append(query)
+
+
 def label_edits(bad: str) -> dict[str, tuple[Callable[[Session], None], str]]:
     return {
         "asset": (lambda s: s.assets.append(f"MSFT{bad}"), "assets"),
@@ -118,7 +124,12 @@ async def test_create_session_refuses_it_in_every_field(store: SessionStore, bad
         ({"assets": [f"AAPL{bad}"]}, "assets"),
         ({"tags": [f"t{bad}"]}, "tags"),
     ):
-        call = {"assets": ["AAPL"], "session_type": "equity", "user_id": "u2", **arguments}
+        call: dict[str, Any] = {
+            "assets": ["AAPL"],
+            "session_type": "equity",
+            "user_id": "u2",
+            **arguments,
+        }
         with pytest.raises(InvalidInputError) as refused:
             await store.create_session(**call)
         assert refused.value.field == field
@@ -131,7 +142,7 @@ async def test_update_session_refuses_it_in_every_field(
 ) -> None:
     edits = {**label_edits(bad), **state_edits(bad)}
     for name, (query, field) in queries_with(bad).items():
-        edits[f"new query, {name}"] = (lambda s, q=query: s.state.history.queries.append(q), field)
+        edits[f"new query, {name}"] = (appending(query), field)
     for edit, field in edits.values():
         copy = await store.get_session(session.id)
         assert copy is not None
@@ -139,7 +150,7 @@ async def test_update_session_refuses_it_in_every_field(
         edit(copy)
 
         await assert_refused_and_unchanged(
-            store, session, lambda c=copy: store.update_session(c.id, c), field
+            store, session, partial(store.update_session, copy.id, copy), field
         )
 
 
@@ -149,7 +160,7 @@ async def test_append_query_refuses_it_in_every_field(
 ) -> None:
     for query, field in queries_with(bad).values():
         await assert_refused_and_unchanged(
-            store, session, lambda q=query: store.append_query(session.id, q), field
+            store, session, partial(store.append_query, session.id, query), field
         )
 
 
@@ -169,7 +180,7 @@ async def test_update_state_refuses_it_in_every_field(
         await assert_refused_and_unchanged(
             store,
             session,
-            lambda a=arguments: store.update_state(session.id, **a),
+            partial(store.update_state, session.id, **arguments),
             field,
             ContextValueError,
         )

@@ -10,8 +10,8 @@ import pytest
 from pydantic import BaseModel, ValidationError, model_validator
 
 from fiml.core.errors import ContextValueError, InvalidInputError
+from fiml.sessions.limits import MAX_PARAMETERS_BYTES
 from fiml.sessions.models import (
-    MAX_PARAMETERS_BYTES,
     MAX_STATE_KEYS,
     AnalysisHistory,
     DecodedQueries,
@@ -36,7 +36,7 @@ def make_session(**overrides: object) -> Session:
         "expires_at": now + timedelta(hours=1),
     }
     fields.update(overrides)
-    return Session(**fields)  # type: ignore[arg-type]
+    return Session(**fields)
 
 
 def test_history_counts_every_query() -> None:

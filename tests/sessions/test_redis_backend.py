@@ -12,7 +12,7 @@ import asyncio
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
 import pytest
@@ -161,7 +161,8 @@ async def test_keys_of_one_session_share_one_hash_tag(
     fresh.state.set_metadata("d", 4)
     await store.update_session(session.id, fresh)
 
-    keys = await raw.keys(f"fiml:s:*{session.id}*")
+    # decode_responses=True: str keys, though redis-py types them all as bytes | str
+    keys = cast(list[str], await raw.keys(f"fiml:s:*{session.id}*"))
     assert sorted(keys) == sorted(rk.session_keys(session.id))
     assert {hash_tag(k) for k in keys} == {str(session.id)}
     assert await raw.zscore(rk.user_index("u1"), str(session.id)) is not None

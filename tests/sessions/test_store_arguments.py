@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 import pytest
@@ -19,6 +20,16 @@ BAD_NUMBERS: list[Any] = [*NOT_NUMBERS, True, float("nan"), float("inf"), -float
 BAD_OPTIONAL_NUMBERS = [value for value in BAD_NUMBERS if value is not None]  # None: the default
 
 Call = Callable[[SessionStore, Session], Awaitable[object]]
+
+
+def by_name(method: str, *args: Any, **kwargs: Any) -> Call:
+    """``store.<method>(*args, **kwargs)``, the method picked by name to loop over several."""
+    return lambda st, s: getattr(st, method)(*args, **kwargs)
+
+
+def state_update(section: str, value: Any) -> Call:
+    """``store.update_state`` of the test session with ``value`` as its ``section``."""
+    return lambda st, s: st.update_state(s.id, **{section: value})
 
 
 def _calls() -> list[tuple[str, Any, Call]]:
@@ -39,9 +50,7 @@ def _calls() -> list[tuple[str, Any, Call]]:
     add("limit", [*NOT_INTEGERS, 0, 1001], lambda v: lambda st, s: st.get_history(s.id, limit=v))
     for bad_id in (None, 5, [1], "", "x" * 10_000, "\x00", b"\x00" * 16):
         for method in ("get_session", "close_session", "delete_session", "archive_session"):
-            calls.append(
-                ("session_id", bad_id, lambda st, s, m=method, b=bad_id: getattr(st, m)(b))
-            )
+            calls.append(("session_id", bad_id, by_name(method, bad_id)))
     add(
         "assets",
         [None, "AAPL", 5, [], [5], [None], {"AAPL": 1}],
@@ -82,7 +91,7 @@ def _calls() -> list[tuple[str, Any, Call]]:
         add(
             section,
             [5, "k", ["k"], {1: 1}, {"k": float("nan")}, {"k": object()}],
-            lambda v, sec=section: lambda st, s: st.update_state(s.id, **{sec: v}),
+            partial(state_update, section),
         )
     add(
         "remove_context",
@@ -91,21 +100,11 @@ def _calls() -> list[tuple[str, Any, Call]]:
     )
     add("hours", [*BAD_NUMBERS, 0, -1, 10**6], lambda v: lambda st, s: st.extend_session(s.id, v))
     for method in ("list_user_sessions", "list_user_sessions_page"):
-        add(
-            "user_id",
-            [None, 5, "", ["u1"], "u\x00"],
-            lambda v, m=method: lambda st, s: getattr(st, m)(v),
-        )
-        add(
-            "include_archived",
-            [None, 1, "yes"],
-            lambda v, m=method: lambda st, s: getattr(st, m)("u1", include_archived=v),
-        )
-        add(
-            "limit",
-            [*NOT_INTEGERS, 0, 1001],
-            lambda v, m=method: lambda st, s: getattr(st, m)("u1", limit=v),
-        )
+        add("user_id", [None, 5, "", ["u1"], "u\x00"], partial(by_name, method))
+        for value in [None, 1, "yes"]:
+            calls.append(("include_archived", value, by_name(method, "u1", include_archived=value)))
+        for value in [*NOT_INTEGERS, 0, 1001]:
+            calls.append(("limit", value, by_name(method, "u1", limit=value)))
     add(
         "cursor",
         [5, ["c"], b"c", "garbage!", "W1td", base64.urlsafe_b64encode(b"[" * 100_000).decode()],

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 import pytest
@@ -29,7 +30,7 @@ from fiml.sessions.limits import (
     MAX_TAGS,
 )
 from tests.fuzz.strategies import nested
-from tests.sessions.test_input_values import assert_refused_and_unchanged, snapshot
+from tests.sessions.test_input_values import appending, assert_refused_and_unchanged, snapshot
 
 Edit = Callable[[Session], None]
 
@@ -74,19 +75,20 @@ BAD_QUERIES: dict[str, tuple[QueryRecord, str]] = {
 def _section_edits() -> dict[str, tuple[Edit, str, type[InvalidInputError]]]:
     too_big = "x" * MAX_STATE_VALUE_BYTES
     edits: dict[str, tuple[Edit, str, type[InvalidInputError]]] = {}
-    for name, key in {
+    bad_keys: dict[str, Any] = {  # keys of any type: an in-place edit is not type-checked
         "empty key": "",
         "key one past": "k" * (MAX_STATE_KEY_CHARS + 1),
         "5,000-character key": "k" * 5000,
         "int key": 5,
         "None key": None,
         "tuple key": (1, 2),
-    }.items():
-        edits[name] = (
-            lambda s, k=key: s.state.context.__setitem__(k, 1),
-            "context key",
-            ContextValueError,
-        )
+    }
+    for name, key in bad_keys.items():
+
+        def set_key(session: Session, key: Any = key) -> None:
+            session.state.context[key] = 1
+
+        edits[name] = (set_key, "context key", ContextValueError)
     edits["value past 64 KiB"] = (
         lambda s: s.state.preferences.__setitem__("p", too_big),
         "preferences['p']",
@@ -162,7 +164,7 @@ async def test_update_session_refuses_in_place_edits_past_a_limit(
     edits = _section_edits()
     for name, (query, field) in BAD_QUERIES.items():
         edits[f"new query: {name}"] = (
-            lambda s, q=query: s.state.history.queries.append(q),
+            appending(query),
             field,
             InvalidInputError,
         )
@@ -173,7 +175,7 @@ async def test_update_session_refuses_in_place_edits_past_a_limit(
         edit(copy)
 
         await assert_refused_and_unchanged(
-            store, session, lambda c=copy: store.update_session(c.id, c), field, error
+            store, session, partial(store.update_session, copy.id, copy), field, error
         )
 
 
@@ -182,7 +184,7 @@ async def test_append_query_refuses_a_query_past_a_limit(
 ) -> None:
     for query, field in BAD_QUERIES.values():
         await assert_refused_and_unchanged(
-            store, session, lambda q=query: store.append_query(session.id, q), field
+            store, session, partial(store.append_query, session.id, query), field
         )
 
 
@@ -213,7 +215,7 @@ async def test_update_state_refuses_past_a_limit(store: SessionStore, session: S
         ({"remove_context": [f"k{i}" for i in range(MAX_STATE_KEYS + 1)]}, "remove_context"),
     ):
         await assert_refused_and_unchanged(
-            store, session, lambda a=arguments: store.update_state(session.id, **a), field
+            store, session, partial(store.update_state, session.id, **arguments), field
         )
 
 
