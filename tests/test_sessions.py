@@ -236,6 +236,9 @@ class TestSessionIntegration:
         assert retrieved.state.history.total_queries == 1
         assert retrieved.state.get_context("preference") == "detailed"
         assert retrieved.state.history.queries[0].result_summary == "AAPL: $175.43 (+2.3%)"
+        assert retrieved.assets == ["AAPL", "GOOGL"]
+        assert retrieved.type is SessionType.COMPARATIVE
+        assert retrieved.user_id == "analyst_001"
 
         # Multi-query workflow: the context accumulates across saves.
         retrieved.add_query(QueryRecord(query_type="price", parameters={"symbol": "GOOGL"}))

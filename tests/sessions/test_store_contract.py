@@ -55,33 +55,6 @@ def query(n: int, *, hit: bool = False, kind: str = "price") -> QueryRecord:
     )
 
 
-async def test_spec_usage_example_runs_as_written(store: SessionStore) -> None:
-    session_store = store
-    session = await session_store.create_session(
-        assets=["AAPL", "GOOGL"],
-        session_type=SessionType.COMPARATIVE,
-        user_id="analyst_001",
-        ttl_hours=24,
-    )
-    query = QueryRecord(
-        query_type="price",
-        parameters={"symbol": "AAPL"},
-        result_summary="AAPL: $175.43 (+2.3%)",
-    )
-    session.add_query(query)
-    session.state.update_context("preference", "detailed")
-    await session_store.update_session(session.id, session)
-    retrieved = await session_store.get_session(session.id)
-
-    assert retrieved is not None
-    assert retrieved.state.history.total_queries == 1
-    assert retrieved.state.get_context("preference") == "detailed"
-    assert retrieved.state.history.queries[0].result_summary == "AAPL: $175.43 (+2.3%)"
-    assert retrieved.assets == ["AAPL", "GOOGL"]
-    assert retrieved.type is SessionType.COMPARATIVE
-    assert retrieved.user_id == "analyst_001"
-
-
 async def test_created_session_round_trips(store: SessionStore) -> None:
     created = await store.create_session(
         ["aapl", "msft"], "equity", user_id="u1", ttl_hours=2, tags=["tech", "q3"]
