@@ -22,7 +22,7 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -120,11 +120,7 @@ async def run_cleanup(
         job=CLEANUP_JOB,
         started_at=started,
         duration_seconds=_elapsed(clock),
-        archived=report.archived,
-        failed=report.failed,
-        quarantined=report.quarantined,
-        metrics_recorded=report.metrics_recorded,
-        error=report.error,
+        **asdict(report),
     )
 
 

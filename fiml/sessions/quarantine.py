@@ -29,6 +29,7 @@ from fiml.sessions.db import QuarantineRow
 
 __all__ = [
     "QUARANTINE",
+    "UNDECODABLE",
     "QuarantinedSession",
     "count_quarantined",
     "failure_reason",
@@ -39,6 +40,9 @@ __all__ = [
 
 QUARANTINE = cast(Table, QuarantineRow.__table__)
 _MAX_REASON_CHARS = 500
+UNDECODABLE = (ValueError, KeyError, TypeError, IndexError)
+"""What decoding a damaged stored record raises, on any backend (pydantic's ValidationError
+and json's JSONDecodeError are ValueErrors)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +72,7 @@ def failure_reason(exc: BaseException) -> str:
         text = f"stored record does not decode ({where})"
     elif isinstance(exc, DBAPIError):
         text = f"the archive refused it: {str(exc.orig or exc).strip()}"
-    elif isinstance(exc, ValueError | KeyError | TypeError):
+    elif isinstance(exc, UNDECODABLE):
         text = f"stored record does not decode ({type(exc).__name__})"
     else:
         text = str(exc) or type(exc).__name__

@@ -99,7 +99,7 @@ from fiml.sessions.models import (
     queries_from_json,
     utcnow,
 )
-from fiml.sessions.quarantine import failure_reason
+from fiml.sessions.quarantine import UNDECODABLE, failure_reason
 
 __all__ = ["POOL_WAIT_SECONDS", "RedisBackend", "redis_client"]
 
@@ -124,8 +124,6 @@ def _score_pairs(reply: list[Any]) -> list[tuple[str, int]]:
 _FAULTS = (RedisConnectionError, RedisTimeoutError, OSError)
 """What redis-py raises when Redis cannot be reached or does not answer in time (a busy
 loading Redis, a full pool: ConnectionError subclasses); an error reply is none of these."""
-_UNDECODABLE = (ValueError, KeyError, TypeError, IndexError)
-"""What decoding a damaged record raises (pydantic's ValidationError is a ValueError)."""
 _LEGACY_TTL_BATCH = 500
 
 logger = logging.getLogger("fiml.sessions.redis")
@@ -357,7 +355,7 @@ class RedisBackend:
             return session_from_parts(
                 session_id, pairs(meta), queries, [pairs(section) for section in sections]
             )
-        except _UNDECODABLE as exc:
+        except UNDECODABLE as exc:
             raise CorruptRecordError("redis", session_id, failure_reason(exc)) from None
 
     async def load_history(self, session_id: UUID, *, offset: int, limit: int) -> list[QueryRecord]:
@@ -366,7 +364,7 @@ class RedisBackend:
         raw = await self._call("LRANGE", key, offset, offset + limit - 1)
         try:
             return queries_from_json(raw)
-        except _UNDECODABLE as exc:
+        except UNDECODABLE as exc:
             raise CorruptRecordError("redis", session_id, failure_reason(exc)) from None
 
     async def apply(
@@ -457,7 +455,7 @@ class RedisBackend:
                 export.frozen_here.add(sid)
             try:
                 export.sessions.append(_exported_session(sid, reply))
-            except _UNDECODABLE as exc:
+            except UNDECODABLE as exc:
                 export.unreadable[sid] = failure_reason(exc)
         return export
 
@@ -521,7 +519,7 @@ class RedisBackend:
                 continue
             try:
                 rows.append(summary_row(member, meta))
-            except _UNDECODABLE as exc:  # one damaged session never hides its owner's others
+            except UNDECODABLE as exc:  # one damaged session never hides its owner's others
                 logger.warning(
                     "listing skips a corrupt session",
                     extra={
@@ -602,13 +600,12 @@ class RedisBackend:
         those not yet due (capped, see above)."""
         now_us = to_micros(now)
         cap = to_micros(now + self._rescore_horizon)
-        gone = [
-            m for m, e in zip(members, expiries, strict=True) if e is None or _parsed_id(m) is None
-        ]
-        if any(_parsed_id(m) is None for m in gone):
+        bogus = [m for m in members if _parsed_id(m) is None]
+        gone = [m for m, e in zip(members, expiries, strict=True) if e is None] + bogus
+        if bogus:
             logger.warning(
-                "expiry index entry that is no session id dropped",
-                extra={"event": "index.corrupt", "count": len(gone)},
+                "expiry index entries that are no session id dropped",
+                extra={"event": "index.corrupt", "count": len(bogus)},
             )
         later = {
             m: min(expires_us, cap)

@@ -76,6 +76,7 @@ from fiml.sessions.models import (
 )
 from fiml.sessions.quarantine import (
     QUARANTINE,
+    UNDECODABLE,
     QuarantinedSession,
     failure_reason,
     list_quarantined,
@@ -94,8 +95,6 @@ _SECTION_COLUMNS = {
     "intermediate_results": "intermediate_results",
     "metadata": "metadata",
 }
-_UNDECODABLE = (ValueError, KeyError, TypeError)
-"""What decoding a damaged row raises (pydantic's ValidationError is a ValueError)."""
 _SUMMARY_COLUMNS = [
     S.c.id,
     S.c.user_id,
@@ -325,7 +324,7 @@ def _decoded_listing_rows(rows: Iterable[Any]) -> list[SimpleNamespace]:
         try:
             values.assets = json.loads(values.assets)
             values.tags = json.loads(values.tags) if values.tags else []
-        except _UNDECODABLE as exc:
+        except UNDECODABLE as exc:
             _skipped(values.id, exc)
             continue
         decoded.append(values)
@@ -483,7 +482,7 @@ class SqlBackend:
         a row that does not decode is a CorruptRecordError naming the session."""
         try:
             return await self._load(session_id, recent_queries=recent_queries)
-        except _UNDECODABLE as exc:
+        except UNDECODABLE as exc:
             raise CorruptRecordError(self.name, session_id, failure_reason(exc)) from None
 
     async def _load(self, session_id: UUID, *, recent_queries: int | None) -> Session | None:
@@ -513,7 +512,7 @@ class SqlBackend:
             async with self._read() as conn:
                 rows = (await conn.execute(stmt)).all()
             return queries_from_rows(rows)
-        except _UNDECODABLE as exc:
+        except UNDECODABLE as exc:
             raise CorruptRecordError(self.name, session_id, failure_reason(exc)) from None
 
     async def apply(
@@ -734,7 +733,7 @@ class SqlBackend:
                 for row in rows:
                     try:
                         facts.append(_facts_from_row(row))
-                    except _UNDECODABLE as exc:
+                    except UNDECODABLE as exc:
                         outcome.unreadable[row.id] = (row.user_id, failure_reason(exc))
                 outcome.metrics_recorded = await insert_missing_facts(conn, facts, recorded_at=now)
             await release(conn, [row.id for row in rows if row.id not in outcome.unreadable])
