@@ -14,9 +14,10 @@ from mcp.types import ToolAnnotations
 from pydantic import Field
 
 from fiml.core.errors import PermissionDeniedError
+from fiml.mcp.arguments import DaysArg, OptionalSessionTypeArg
 from fiml.mcp.auth import IdentityResolver
 from fiml.mcp.boundary import tool_boundary
-from fiml.mcp.schemas import AnalyticsResult, DaysArg, OptionalSessionTypeArg
+from fiml.mcp.schemas import AnalyticsResult
 from fiml.sessions.analytics import SessionAnalytics
 from fiml.sessions.models import SessionType
 from fiml.sessions.store import parse_session_type

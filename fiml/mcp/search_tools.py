@@ -11,15 +11,10 @@ from pydantic import Field
 
 from fiml.core.errors import InvalidInputError
 from fiml.market.service import MarketData, QuoteResult
+from fiml.mcp.arguments import OptionalSessionIdArg, RequestIdArg
 from fiml.mcp.auth import IdentityResolver
 from fiml.mcp.boundary import tool_boundary
-from fiml.mcp.schemas import (
-    OptionalSessionIdArg,
-    QuoteView,
-    RequestIdArg,
-    SearchResult,
-    SessionContext,
-)
+from fiml.mcp.schemas import QuoteView, SearchResult, SessionContext
 from fiml.mcp.tracking import DEFAULT_CONTEXT_QUERIES, check_request_id, track_query_in_session
 from fiml.sessions.store import SessionStore
 

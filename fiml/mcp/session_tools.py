@@ -9,27 +9,29 @@ from __future__ import annotations
 from mcp.server.mcpserver import MCPServer
 from mcp.types import ToolAnnotations
 
-from fiml.mcp.auth import IdentityResolver
-from fiml.mcp.boundary import tool_boundary
-from fiml.mcp.ownership import owned_session
-from fiml.mcp.schemas import (
+from fiml.mcp.arguments import (
     AssetsArg,
-    ContextUpdateResult,
     CursorArg,
-    HistoryResult,
     HoursArg,
     OffsetArg,
     PageLimitArg,
     RemoveKeysArg,
-    SessionDetails,
     SessionIdArg,
-    SessionInfo,
-    SessionList,
-    SessionListItem,
     SessionTypeArg,
     StateArg,
     TagsArg,
     TtlArg,
+)
+from fiml.mcp.auth import IdentityResolver
+from fiml.mcp.boundary import tool_boundary
+from fiml.mcp.ownership import owned_session
+from fiml.mcp.schemas import (
+    ContextUpdateResult,
+    HistoryResult,
+    SessionDetails,
+    SessionInfo,
+    SessionList,
+    SessionListItem,
 )
 from fiml.sessions.store import SessionStore
 

@@ -1,6 +1,6 @@
 """The tools' published output schemas: flat, and equivalent to pydantic's own.
 
-:func:`fiml.mcp.schemas.flat_json_schema` rewrites pydantic's schema so clients that
+:func:`fiml.mcp.flat_schema.flat_json_schema` rewrites pydantic's schema so clients that
 check every result (the SDK's client does, with jsonschema) do less work. Here: no
 ``$ref``/``anyOf`` is left, every real result passes the published schema, and the flat
 schema and pydantic's own accept and reject exactly the same values, real results and
@@ -22,7 +22,7 @@ from pydantic import BaseModel
 from referencing import Registry
 
 from fiml.mcp import schemas
-from fiml.mcp.schemas import flat_json_schema, pydantic_json_schema
+from fiml.mcp.flat_schema import flat_json_schema, pydantic_json_schema
 from tests.mcp.conftest import Connect, new_session, ok
 
 RESULT_MODELS: dict[str, type[BaseModel]] = {
@@ -150,6 +150,15 @@ async def test_flat_and_pydantic_schemas_accept_the_same_values(connect: Connect
                 assert flat.is_valid(candidate) == plain.is_valid(candidate), (name, candidate)
                 checked += 1
     assert checked > 1000
+
+
+def test_pydantic_json_schema_is_pydantic_own_and_leaves_the_flat_one_published() -> None:
+    assert {"$defs", "title"} <= set(pydantic_json_schema(schemas.SessionInfo))
+    for model in RESULT_MODELS.values():
+        assert "title" in pydantic_json_schema(model), model
+        flat = json.dumps(model.model_json_schema())
+        for keyword in ('"$ref"', '"$defs"', '"anyOf"', '"title"'):
+            assert keyword not in flat, (model, keyword)
 
 
 # flat_json_schema on hand-written schemas: each rule, and what must stay as it is.
