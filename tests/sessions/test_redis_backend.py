@@ -29,7 +29,7 @@ from fiml.sessions.backends import redis_keys as rk
 from fiml.sessions.backends.redis import RedisBackend, redis_client
 from fiml.sessions.db import QueryRow
 from fiml.sessions.models import Session, SessionStatus, SessionType, utcnow
-from tests.conftest import REDIS_URL, reset_redis, settings_for
+from tests.conftest import REDIS_URL, reset_redis, settings_for, sql_archive
 from tests.reliability.archive_checks import sessions_in_redis
 from tests.sessions.concurrent_writers import run_workers
 
@@ -113,7 +113,7 @@ def hash_tag(key: str) -> str:
 
 async def archived_query_counts(store: SessionStore) -> dict[UUID, int]:
     stmt = select(QUERY_ROWS.c.session_id, func.count()).group_by(QUERY_ROWS.c.session_id)
-    async with store.archive.engine.connect() as conn:
+    async with sql_archive(store).engine.connect() as conn:
         return {sid: n for sid, n in (await conn.execute(stmt)).all()}
 
 
@@ -139,7 +139,7 @@ async def assert_archived_exactly(
     store: SessionStore, raw: redis.Redis, ids: list[UUID], queries: int
 ) -> None:
     """Every session in PostgreSQL once with its whole history; nothing left in Redis."""
-    assert await store.archive.count_sessions(archived=True) == len(ids)
+    assert await sql_archive(store).count_sessions(archived=True) == len(ids)
     assert await archived_query_counts(store) == {sid: queries for sid in ids}
     assert await raw.keys("fiml:*") == [rk.LAYOUT_MARKER]
     for sid in ids:
@@ -340,7 +340,7 @@ async def test_a_failing_chunk_is_reported_and_the_next_cleanup_finishes(
     store: SessionStore, raw: redis.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ids = await expired_sessions(store, 600, queries=1)
-    archive = store.archive
+    archive = sql_archive(store)
     import_archived = archive.import_archived
     calls = 0
 
