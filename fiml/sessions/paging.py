@@ -50,10 +50,11 @@ class SessionPage(BaseModel):
     next_cursor: str | None = None
 
     @classmethod
-    def of(cls, found: list[SessionSummary], *, limit: int, now: datetime) -> SessionPage:
+    def of(cls, found: list[SessionSummary], *, limit: int, now: datetime | None) -> SessionPage:
         """The first ``limit`` of ``found`` (fetched one beyond, to know whether more
-        follow), whose expiry is judged as of ``now``, the store's time."""
-        page = _as_of(found[:limit], now)
+        follow), whose expiry is judged again as of ``now``, the store's time (None: as the
+        tier judged it, by the system clock)."""
+        page = found[:limit] if now is None else _as_of(found[:limit], now)
         more = len(found) > limit
         return cls(sessions=page, next_cursor=ListCursor.after(page[-1]).encode() if more else None)
 
@@ -94,9 +95,8 @@ def merged_listings(
 
 
 def _as_of(summaries: list[SessionSummary], now: datetime) -> list[SessionSummary]:
-    """Listing entries whose expiry is judged by the store's clock: a tier judges it by the
-    system's, which differs only for a store given a clock of its own (or by the moment
-    between the tier's reading and this one)."""
+    """Listing entries whose expiry is judged by the store's clock (a tier judges it by the
+    system's as it reads)."""
     judged = []
     for summary in summaries:
         expired = summary.expires_at <= now

@@ -270,7 +270,7 @@ class SessionStore(TieredStore):
                 user, include_archived=True, limit=limit + 1, cursor=position
             )
             found = merged_listings(found, archived)
-        return SessionPage.of(found, limit=limit, now=self.now())
+        return SessionPage.of(found, limit=limit, now=self._own_time())
 
     async def archive_session(self, session_id: UUID | str) -> bool:
         """Archive one session now, ending it if it is still running; False if it was
