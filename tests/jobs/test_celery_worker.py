@@ -24,6 +24,7 @@ from fiml.sessions.models import SessionType, utcnow
 from fiml.sessions.store import SessionStore
 from fiml.sessions.tasks import TASK_NAMES, create_celery_app
 from tests.analytics.factories import finished_session, metric_rows
+from tests.clock import MovableClock
 from tests.conftest import (
     POSTGRES_URL,
     require_postgres,
@@ -84,10 +85,10 @@ def worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
 
 @pytest.fixture
-async def pg_store(worker: Any, tmp_path: Path) -> AsyncIterator[SessionStore]:
-    """A store on the worker's (emptied) PostgreSQL database."""
+async def pg_store(worker: Any, tmp_path: Path, clock: MovableClock) -> AsyncIterator[SessionStore]:
+    """A store on the worker's (emptied) PostgreSQL database, on the ``clock`` fixture."""
     await reset_postgres(POSTGRES_URL)
-    store = SessionStore(Settings(database_url=POSTGRES_URL, redis_url=None))
+    store = SessionStore(Settings(database_url=POSTGRES_URL, redis_url=None), clock=clock)
     await store.initialize()
     try:
         yield store
@@ -102,18 +103,13 @@ async def run_task(client: Any, job: str) -> dict[str, Any]:
 
 
 async def test_cleanup_task_archives_five_expired_sessions(
-    worker: Any, pg_store: SessionStore
+    worker: Any, pg_store: SessionStore, clock: MovableClock
 ) -> None:
-    sessions = [
-        await pg_store.create_session(
-            [f"S{n}"], SessionType.EQUITY, user_id="u", ttl_hours=1 / 3600
-        )
-        for n in range(5)
-    ]
+    clock.move(-timedelta(hours=2))  # the worker's clock, the system's, finds these expired
+    for n in range(5):
+        await pg_store.create_session([f"S{n}"], SessionType.EQUITY, user_id="u", ttl_hours=1)
+    clock.move(timedelta(hours=2))
     await pg_store.create_session(["KEEP"], SessionType.EQUITY, user_id="u", ttl_hours=1)
-    async with asyncio.timeout(10):
-        while utcnow() <= max(s.expires_at for s in sessions):
-            await asyncio.sleep(0.05)
 
     stats = await run_task(worker, CLEANUP_JOB)
 
