@@ -27,11 +27,13 @@ from pathlib import Path
 from uuid import uuid4
 
 from harness import Timing, measure, table, write_section
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from fiml.core.config import Settings
 from fiml.sessions.analytics import SessionAnalytics
+from fiml.sessions.backends.sql import SqlBackend
 from fiml.sessions.db import create_engine
-from fiml.sessions.metrics import SessionFacts, add_missing_metrics, replace_metrics
+from fiml.sessions.metrics import SessionFacts, insert_missing_facts
 from fiml.sessions.models import SessionType, utcnow
 from fiml.sessions.schema import drop_schema, upgrade_schema
 from fiml.sessions.store import SessionStore
@@ -93,8 +95,14 @@ async def _settings(deployment: str, directory: Path) -> Settings:
     return Settings(database_url=PG_URL)
 
 
+def _engine(store: SessionStore) -> AsyncEngine:
+    """The archive's database, which every deployment keeps in SQL."""
+    assert isinstance(store.archive, SqlBackend)
+    return store.archive.engine
+
+
 async def _floor(store: SessionStore, samples: int) -> Timing:
-    engine = store.archive.engine
+    engine = _engine(store)
     async with engine.begin() as conn:
         await conn.exec_driver_sql("CREATE TABLE IF NOT EXISTS bench_floor (id TEXT, v TEXT)")
     async with engine.connect() as conn:
@@ -151,14 +159,15 @@ async def run(deployment: str, quick: bool) -> None:
                 start = time.perf_counter()
                 for chunk in range(seeded, size, 5_000):
                     batch = _facts(min(5_000, size - chunk), rng)
-                    await add_missing_metrics(store.archive.engine, batch, recorded_at=utcnow())
+                    async with _engine(store).begin() as conn:
+                        await insert_missing_facts(conn, batch, recorded_at=utcnow())
                 seed_rate = (size - seeded) / (time.perf_counter() - start) * 60
                 seeded = size
                 timings += await _stats_timings(analytics, size, samples, rng)
             finished = _facts(1, rng)[0]
 
             async def record(_i: int) -> None:
-                await replace_metrics(store.archive.engine, [finished], recorded_at=utcnow())
+                await store.archive.record_metrics([finished], recorded_at=utcnow())
 
             timings.append(await measure("record one session's facts", record, samples=samples))
         finally:
@@ -175,7 +184,7 @@ def _report(
         for t in [floor, *timings]
     ]
     body = table(rows, header)
-    body += f"\n\nBulk recording (add_missing_metrics): **{seed_rate:,.0f} sessions/min**.\n"
+    body += f"\n\nBulk recording (insert_missing_facts): **{seed_rate:,.0f} sessions/min**.\n"
     if quick:
         body += "\n(quick run: smaller data sets)\n"
     print(body)

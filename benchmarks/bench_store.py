@@ -34,6 +34,7 @@ from harness import WARMUP, Operation, Timing, measure, table, write_section
 
 from fiml.core.config import Settings
 from fiml.sessions import QueryRecord, SessionStore, SessionType
+from fiml.sessions.backends.sql import SqlBackend
 from fiml.sessions.db import create_engine
 from fiml.sessions.models import Session, utcnow
 from fiml.sessions.schema import drop_schema, upgrade_schema
@@ -191,8 +192,8 @@ async def _seed(store: SessionStore, count: int, *, user_prefix: str, ttl_hours:
 async def _analyze(store: SessionStore) -> None:
     """Refresh the planner's statistics after a bulk load, as autovacuum soon would: the
     figures are for a store in steady state, not one whose statistics say it is empty."""
-    if store.backend is store.archive:
-        async with store.archive.engine.begin() as conn:
+    if isinstance(store.backend, SqlBackend):  # the active tier is the SQL archive
+        async with store.backend.engine.begin() as conn:
             await conn.exec_driver_sql("ANALYZE sessions")
 
 

@@ -17,7 +17,9 @@ import pytest
 import redis.asyncio as redis
 
 from fiml.core.config import Settings
+from fiml.sessions.backends.sql import SqlBackend
 from fiml.sessions.store import SessionStore
+from tests.clock import MovableClock
 
 POSTGRES_URL = os.environ.get(
     "FIML_TEST_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/fiml_test"
@@ -110,6 +112,14 @@ async def reset_redis(url: str) -> None:
         await client.aclose()
 
 
+def sql_archive(store: SessionStore) -> SqlBackend:
+    """The store's archive tier as every deployment has it, the SQL backend, for tests that
+    look at (or cut) its database."""
+    archive = store.archive
+    assert isinstance(archive, SqlBackend)
+    return archive
+
+
 def sqlite_url(directory: Path) -> str:
     """A SQLite database file inside ``directory``."""
     return f"sqlite+aiosqlite:///{directory / 'sessions.db'}"
@@ -143,9 +153,15 @@ async def settings(store_kind: str, tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
-async def store(settings: Settings) -> AsyncIterator[SessionStore]:
-    """An initialized store on the deployment under test."""
-    session_store = SessionStore(settings)
+def clock() -> MovableClock:
+    """The clock of the store under test: the system's until the test moves it."""
+    return MovableClock()
+
+
+@pytest.fixture
+async def store(settings: Settings, clock: MovableClock) -> AsyncIterator[SessionStore]:
+    """An initialized store on the deployment under test, on the ``clock`` fixture."""
+    session_store = SessionStore(settings, clock=clock)
     await session_store.initialize()
     try:
         yield session_store

@@ -3,7 +3,9 @@
 Facts about a finished session (see :mod:`fiml.sessions.metrics`) are recorded when the
 cleanup job archives it, or by :meth:`SessionAnalytics.record_session_metrics`. Every
 statistic is an aggregate (``COUNT``/``SUM``/``AVG``/``GROUP BY``) over those facts, run in
-the database: nothing is computed by loading sessions into Python.
+the database (:mod:`fiml.sessions.metrics_stats`): nothing is computed by loading sessions
+into Python. Analytics reaches the facts only through the store's archive tier
+(:class:`~fiml.sessions.backends.base.ArchiveTier`), and takes "now" from the store's clock.
 
 The window of a statistic is the sessions *created* in the last ``days`` days. Averages,
 rates, rankings and distributions describe the finished (recorded) sessions of the window;
@@ -20,40 +22,22 @@ InvalidInputError naming it. A stored record that cannot be read is skipped and 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal, NotRequired, TypedDict, cast
 
-from sqlalchemy import ColumnElement, Table, case, desc, func, select
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
-
 from fiml.core.errors import InvalidInputError
 from fiml.sessions.analytics_export import (
     EXPORT_FORMATS,
-    read_export_rows,
-    read_metric_rows_page,
     render_export,
     resolve_export_path,
     write_export,
 )
-from fiml.sessions.backends.sql import unavailable_as_error
-from fiml.sessions.db import READ_ONLY_OPTION
-from fiml.sessions.metrics import (
-    ABANDONED,
-    MA,
-    MQ,
-    MT,
-    BackfillReport,
-    MetricFilters,
-    SessionFacts,
-    record_unrecorded_archived,
-    replace_metrics,
-)
-from fiml.sessions.metrics import M as METRICS
-from fiml.sessions.models import Session, SessionType, utcnow
-from fiml.sessions.row_decoding import report_skipped
+from fiml.sessions.backends.base import ArchiveTier
+from fiml.sessions.metrics import MetricFilters, SessionFacts
+from fiml.sessions.metrics_backfill import BackfillReport
+from fiml.sessions.metrics_stats import FinishedStats
+from fiml.sessions.models import Session, SessionType
 from fiml.sessions.store import SessionStore, parse_session_type
 
 __all__ = [
@@ -218,9 +202,9 @@ class SessionAnalytics:
         self.store = store
 
     @property
-    def engine(self) -> AsyncEngine:
-        """The archive database, where the metric tables live."""
-        return self.store.archive.engine
+    def archive(self) -> ArchiveTier:
+        """The archive tier, where the facts are recorded and aggregated."""
+        return self.store.archive
 
     async def record_session_metrics(self, session: Session) -> None:
         """Record (or re-record) a closed, expired or archived session; it counts once.
@@ -229,10 +213,9 @@ class SessionAnalytics:
         """
         if not isinstance(session, Session):
             raise InvalidInputError("session", session, "must be a Session")
-        now = utcnow()
+        now = self.store.now()
         facts = SessionFacts.from_session(session, now=now)
-        with unavailable_as_error(self.engine.dialect.name):
-            await replace_metrics(self.engine, [facts], recorded_at=now)
+        await self.archive.record_metrics([facts], recorded_at=now)
 
     async def record_archived_metrics(
         self, *, archived_since: datetime | None = None, batch_size: int = 1000
@@ -247,10 +230,9 @@ class SessionAnalytics:
         """
         since = _checked_since(archived_since)
         batch = _checked_batch(batch_size)
-        with unavailable_as_error(self.engine.dialect.name):
-            return await record_unrecorded_archived(
-                self.engine, now=utcnow(), archived_since=since, batch_size=batch
-            )
+        return await self.archive.record_unrecorded_archived(
+            now=self.store.now(), archived_since=since, batch_size=batch
+        )
 
     async def get_session_stats(
         self,
@@ -269,7 +251,7 @@ class SessionAnalytics:
         """
         filters = _filters(user_id, session_type, days)
         top = _checked_top(top)
-        now = utcnow()
+        now = self.store.now()
         since = now - timedelta(days=filters.days)
         active = await self.store.backend.count_active(
             now=now,
@@ -277,8 +259,8 @@ class SessionAnalytics:
             session_type=filters.session_type,
             created_since=since,
         )
-        async with self._read() as conn:
-            return await _aggregate(conn, filters, since, active=active, top=top)
+        finished = await self.archive.finished_stats(filters, since, top=top)
+        return _stats(filters, finished, active=active)
 
     async def get_user_session_summary(self, user_id: str, days: float = 30) -> UserSessionSummary:
         """One user's statistics and their ten most recent finished sessions.
@@ -289,31 +271,14 @@ class SessionAnalytics:
         checked = cast(str, _checked_user(user_id, required=True))
         filters = _filters(checked, None, days)
         stats = await self.get_session_stats(user_id=checked, days=filters.days)
-        since = utcnow() - timedelta(days=filters.days)
-        recent: list[RecentSession] = []
-        skipped = 0
-        async with self._read() as conn:
-            after = None
-            while len(recent) < RECENT_SESSIONS:
-                page = await read_metric_rows_page(
-                    conn,
-                    filters.conditions(since),
-                    after=after,
-                    limit=RECENT_SESSIONS - len(recent),
-                    newest_first=True,
-                )
-                report_skipped(page.skipped, doing="summarizing a user's sessions")
-                skipped += len(page.skipped)
-                recent.extend(cast(RecentSession, _recent(row)) for row in page.rows)
-                if page.after is None:
-                    break
-                after = page.after
+        since = self.store.now() - timedelta(days=filters.days)
+        recent = await self.archive.recent_finished(filters, since, limit=RECENT_SESSIONS)
         return {
             "user_id": checked,
             "days": filters.days,
             "stats": stats,
-            "recent_sessions": recent,
-            "skipped_records": skipped,
+            "recent_sessions": [cast(RecentSession, _recent(row)) for row in recent.rows],
+            "skipped_records": len(recent.skipped),
         }
 
     async def export_session_metrics(
@@ -342,101 +307,41 @@ class SessionAnalytics:
             None if path is None else await asyncio.to_thread(resolve_export_path, path, directory)
         )
         stats = await self.get_session_stats(filters.user_id, filters.session_type, filters.days)
-        since = utcnow() - timedelta(days=filters.days)
-        async with self._read() as conn:
-            rows, skipped = await read_export_rows(conn, filters, since)
-        document = render_export(format, filters, stats, rows, skipped)
+        now = self.store.now()
+        exported = await self.archive.export_rows(filters, now - timedelta(days=filters.days))
+        document = render_export(
+            format, filters, stats, exported.rows, exported.skipped, generated_at=now
+        )
         if target is not None:
             await write_export(target, document)
         return document
-
-    @asynccontextmanager
-    async def _read(self) -> AsyncIterator[AsyncConnection]:
-        """One snapshot for all the aggregates of a call, so they agree with each other;
-        an unreachable database is a StorageUnavailableError."""
-        dialect = self.engine.dialect.name
-        options: dict[str, Any] = {READ_ONLY_OPTION: True}
-        if dialect == "postgresql":
-            options["isolation_level"] = "REPEATABLE READ"
-        with unavailable_as_error(dialect):
-            async with self.engine.execution_options(**options).connect() as conn:
-                yield conn
 
 
 def _recent(row: dict[str, Any]) -> dict[str, Any]:
     return {name: row[name] for name in RecentSession.__annotations__}
 
 
-def _by_name(conn: AsyncConnection, column: Any) -> Any:
-    # Ties rank by byte order on both dialects, whatever PostgreSQL's default collation.
-    return column.collate("C") if conn.dialect.name == "postgresql" else column
-
-
-async def _ranking(
-    conn: AsyncConnection, table: Table, column: str, where: list[ColumnElement[bool]], top: int
-) -> list[tuple[str, int]]:
-    name = table.c[column]
-    count = func.count().label("n")
-    stmt = (
-        select(name, count)
-        .join(METRICS, METRICS.c.session_id == table.c.session_id)
-        .where(*where)
-        .group_by(name)
-        .order_by(desc(count), _by_name(conn, name))
-        .limit(top)
-    )
-    return [(str(k), int(n)) for k, n in (await conn.execute(stmt)).all()]
-
-
-async def _distribution(
-    conn: AsyncConnection, key: Any, amount: Any, where: list[ColumnElement[bool]], join: bool
-) -> dict[str, int]:
-    total = amount.label("n")
-    stmt = select(key, total)
-    if join:
-        stmt = stmt.join(METRICS, METRICS.c.session_id == MQ.c.session_id)
-    stmt = stmt.where(*where).group_by(key).order_by(desc(total), _by_name(conn, key))
-    return {str(k): int(n) for k, n in (await conn.execute(stmt)).all()}
-
-
-async def _aggregate(
-    conn: AsyncConnection, filters: MetricFilters, since: datetime, *, active: int, top: int
-) -> SessionStats:
-    where = filters.conditions(since)
-    abandoned = func.sum(case((ABANDONED, 1), else_=0))
-    summary = select(
-        func.count(),
-        func.coalesce(func.sum(METRICS.c.total_queries), 0),
-        func.avg(METRICS.c.duration_seconds),
-        func.coalesce(func.sum(METRICS.c.cache_hits), 0),
-        func.coalesce(abandoned, 0),
-    ).where(*where)
-    finished, queries, avg_duration, hits, dropped = (await conn.execute(summary)).one()
-    finished, queries, hits = int(finished), int(queries), int(hits)
-    assets = await _ranking(conn, MA, "asset", where, top)
-    tags = await _ranking(conn, MT, "tag", where, top)
+def _stats(filters: MetricFilters, finished: FinishedStats, *, active: int) -> SessionStats:
+    """The figures of a window: the finished sessions' aggregates and the running count."""
+    done, queries = finished.sessions, finished.queries
     stats: SessionStats = {
         "period_days": filters.days,
         "user_id": filters.user_id,
         "session_type": filters.session_type,
-        "total_sessions": finished + active,
+        "total_sessions": done + active,
         "active_sessions": active,
-        "archived_sessions": finished,
+        "archived_sessions": done,
         "total_queries": queries,
-        "avg_duration_seconds": float(avg_duration or 0.0),
-        "avg_queries_per_session": _ratio(queries, finished),
-        "abandonment_rate": _ratio(int(dropped), finished),
-        "top_assets": [{"asset": a, "count": n} for a, n in assets],
-        "query_type_distribution": await _distribution(
-            conn, MQ.c.query_type, func.sum(MQ.c.queries), where, join=True
-        ),
-        "session_type_breakdown": await _distribution(
-            conn, METRICS.c.session_type, func.count(), where, join=False
-        ),
-        "popular_tags": [{"tag": t, "count": n} for t, n in tags],
-        "cache_hit_rate": _ratio(hits, queries),
+        "avg_duration_seconds": finished.avg_duration_seconds,
+        "avg_queries_per_session": _ratio(queries, done),
+        "abandonment_rate": _ratio(finished.abandoned, done),
+        "top_assets": [{"asset": a, "count": n} for a, n in finished.top_assets],
+        "query_type_distribution": finished.query_types,
+        "session_type_breakdown": finished.session_types,
+        "popular_tags": [{"tag": t, "count": n} for t, n in finished.popular_tags],
+        "cache_hit_rate": _ratio(finished.cache_hits, queries),
     }
-    if finished == 0:
+    if done == 0:
         stats["message"] = (
             f"No sessions in the last {filters.days:g} days."
             if active == 0

@@ -17,8 +17,9 @@ Nothing here deletes a session that is not safely in the archive, and no TTL doe
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from uuid import UUID
@@ -29,14 +30,15 @@ from fiml.core.errors import (
     StorageError,
     StorageRefusedError,
 )
-from fiml.sessions.backends.base import SessionBackend
-from fiml.sessions.backends.sql import SqlBackend
+from fiml.sessions.backends.base import ActiveTier, ArchiveTier
 from fiml.sessions.models import Session
 from fiml.sessions.quarantine import failure_reason
 
 __all__ = ["Archiver", "CleanupReport"]
 
 logger = logging.getLogger("fiml.sessions.archival")
+_ARCHIVE_CHUNK = 500
+"""Sessions archived per concurrent chunk of a cleanup batch (tiered deployments)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +79,7 @@ class _Refused(Exception):
 class Archiver:
     """Archives sessions from the active tier into the archive tier (possibly the same)."""
 
-    def __init__(self, backend: SessionBackend, archive: SqlBackend, *, record_facts: bool):
+    def __init__(self, backend: ActiveTier, archive: ArchiveTier, *, record_facts: bool):
         self.backend = backend
         self.archive = archive
         self.record_facts = record_facts
@@ -85,7 +87,63 @@ class Archiver:
     @property
     def tiered(self) -> bool:
         """Whether sessions move between two stores (Redis -> SQL) or are archived in place."""
-        return self.backend is not self.archive
+        active: object = self.backend  # the same object as the archive on SQL alone
+        return active is not self.archive
+
+    async def cleanup(self, *, batch_size: int, clock: Callable[[], datetime]) -> CleanupReport:
+        """Archive every session due by ``clock`` (expired or closed), ``batch_size`` at a
+        time, and log what was archived, failed and quarantined.
+
+        The run stops at the first failed batch (the archive is unreachable: the sessions
+        after it would fail the same way); sessions failed or quarantined stay where they
+        are and are skipped by the rest of the run.
+        """
+        report = CleanupReport()
+        while True:
+            now = clock()
+            left_behind = report.failed + report.quarantined
+            ids = await self.backend.expired_ids(now=now, limit=batch_size, skip=left_behind)
+            if not ids:
+                break
+            report += await self._archive_batch(ids, now=now)
+            if report.failed or len(ids) < batch_size:
+                break
+        log = logger.info if report.ok else logger.warning
+        log(
+            "cleanup archived %d, failed %d, quarantined %d",
+            report.archived,
+            report.failed,
+            report.quarantined,
+            extra={
+                "event": "cleanup.done",
+                "archived": report.archived,
+                "failed": report.failed,
+                "quarantined": report.quarantined,
+            },
+        )
+        return report
+
+    async def _archive_batch(self, ids: Sequence[UUID], *, now: datetime) -> CleanupReport:
+        """Archive ``ids`` in concurrent chunks: while Redis or the database works on one
+        chunk, this process encodes or decodes another. The chunks are disjoint, and each
+        is archived crash-safely on its own; an active tier that fails is raised once all
+        are done.
+        """
+        if not self.tiered or len(ids) <= _ARCHIVE_CHUNK:
+            return await self.archive_due(ids, now=now)
+        results = await asyncio.gather(
+            *(
+                self.archive_due(ids[start : start + _ARCHIVE_CHUNK], now=now)
+                for start in range(0, len(ids), _ARCHIVE_CHUNK)
+            ),
+            return_exceptions=True,
+        )
+        report = CleanupReport()
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+            report += result
+        return report
 
     async def archive_due(self, ids: Sequence[UUID], *, now: datetime) -> CleanupReport:
         """Archive due sessions: each archived, failed or quarantined (never raised for one

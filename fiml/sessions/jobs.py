@@ -114,7 +114,7 @@ async def run_cleanup(
     ``session_enable_analytics`` is off); ``analytics`` is accepted for symmetry with the
     other jobs, the facts are written by the archiving transaction itself."""
     del analytics
-    started, clock = utcnow(), time.monotonic()
+    started, clock = store.now(), time.monotonic()
     report = await store.cleanup_expired_sessions(batch_size=batch_size)
     return CleanupStats(
         job=CLEANUP_JOB,
@@ -128,7 +128,7 @@ async def run_retention(
     store: SessionStore, *, retention_days: float | None = None
 ) -> RetentionStats:
     """Delete archives older than ``retention_days`` (default: ``session_retention_days``)."""
-    started, clock = utcnow(), time.monotonic()
+    started, clock = store.now(), time.monotonic()
     days = store.settings.session_retention_days if retention_days is None else retention_days
     deleted = await store.delete_old_archived_sessions(retention_days=days)
     return RetentionStats(
@@ -144,7 +144,7 @@ async def run_metrics(
     store: SessionStore, analytics: SessionAnalytics | None = None, *, batch_size: int = 1000
 ) -> MetricsStats:
     """Record facts for every archived session that has none; skipped if analytics is off."""
-    started, clock = utcnow(), time.monotonic()
+    started, clock = store.now(), time.monotonic()
     if not store.settings.session_enable_analytics:
         return MetricsStats(
             job=METRICS_JOB, started_at=started, skipped=True, reason="analytics is disabled"

@@ -17,7 +17,7 @@ from fiml.core.config import Settings
 from fiml.sessions.db import SessionMetrics
 from fiml.sessions.models import AnalysisHistory, Session, SessionState, SessionType, utcnow
 from fiml.sessions.store import SessionStore
-from tests.conftest import STORE_KINDS, settings_for
+from tests.conftest import STORE_KINDS, settings_for, sql_archive
 
 ANALYTICS_KINDS = STORE_KINDS
 """Deployments whose active tier the analytics can count today (SQL backends)."""
@@ -81,7 +81,7 @@ async def open_store(kind: str, tmp_path: Path, **overrides: object) -> AsyncIte
 
 async def metric_rows(store: SessionStore) -> int:
     """How many sessions have recorded facts."""
-    async with store.archive.engine.connect() as conn:
+    async with sql_archive(store).engine.connect() as conn:
         stmt = select(func.count()).select_from(SessionMetrics)
         return int((await conn.execute(stmt)).scalar_one())
 

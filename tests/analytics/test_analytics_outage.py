@@ -16,7 +16,7 @@ from fiml.core.errors import StorageUnavailableError
 from fiml.sessions import SessionStore
 from fiml.sessions.analytics import SessionAnalytics
 from fiml.sessions.models import Session, SessionType, utcnow
-from tests.conftest import require_postgres, settings_for
+from tests.conftest import require_postgres, settings_for, sql_archive
 from tests.reliability.services import TcpProxy
 
 
@@ -40,7 +40,7 @@ async def test_analytics_fail_as_a_storage_error_while_postgres_is_cut(tmp_path:
             assert (await analytics.get_session_stats(user_id="u1"))["total_sessions"] == 1
 
             await proxy.cut()
-            await store.archive.engine.dispose()  # no pooled connection survives the cut
+            await sql_archive(store).engine.dispose()  # no pooled connection survives the cut
             calls = [
                 analytics.get_session_stats(user_id="u1"),
                 analytics.get_user_session_summary("u1"),

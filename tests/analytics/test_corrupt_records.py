@@ -18,6 +18,7 @@ from fiml.sessions.analytics import SessionAnalytics
 from fiml.sessions.jobs import run_metrics
 from fiml.sessions.store import SessionStore
 from tests.analytics.factories import archived_unrecorded, damage, metric_rows, stored_id
+from tests.conftest import sql_archive
 
 DAMAGE = {
     "sqlite": [
@@ -40,7 +41,7 @@ DAMAGE = {
 
 
 def damage_for(store: SessionStore) -> list[str]:
-    return DAMAGE[store.archive.engine.dialect.name]
+    return DAMAGE[sql_archive(store).engine.dialect.name]
 
 
 async def test_corrupt_archived_rows_are_skipped_and_reported(

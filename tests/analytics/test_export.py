@@ -12,10 +12,12 @@ import pytest
 
 from fiml.core.errors import InvalidInputError
 from fiml.sessions.analytics import SessionAnalytics
-from fiml.sessions.analytics_export import CSV_COLUMNS, read_metric_rows_page
+from fiml.sessions.analytics_export import CSV_COLUMNS
 from fiml.sessions.metrics import MetricFilters
+from fiml.sessions.metrics_rows import read_metric_rows_page
 from fiml.sessions.models import Session, utcnow
 from tests.analytics.test_stats import known_sessions
+from tests.conftest import sql_archive
 
 
 @pytest.fixture
@@ -129,7 +131,7 @@ async def test_pages_of_rows_cover_every_session_once_in_order(
     filters = MetricFilters(user_id=None, session_type=None, days=60)
     seen: list[str] = []
     after = None
-    async with recorded.engine.connect() as conn:
+    async with sql_archive(recorded.store).engine.connect() as conn:
         while True:
             page = await read_metric_rows_page(
                 conn, filters.conditions(since), after=after, limit=1, newest_first=newest_first

@@ -31,7 +31,7 @@ from fiml.sessions.metrics import MA, MQ, MT, M
 from fiml.sessions.models import Session, SessionType
 from fiml.sessions.store import SessionStore
 from tests.analytics.factories import finished_session
-from tests.conftest import STORE_KINDS, settings_for
+from tests.conftest import STORE_KINDS, settings_for, sql_archive
 from tests.fuzz.strategies import FUZZ
 
 T = TypeVar("T")
@@ -114,7 +114,7 @@ class Arena:
 
     def metrics(self) -> list[Any]:
         async def read() -> list[Any]:
-            async with self.store.archive.engine.connect() as conn:
+            async with sql_archive(self.store).engine.connect() as conn:
                 rows: list[Any] = []
                 for table in (M, MA, MT, MQ):
                     rows.append(sorted(map(tuple, (await conn.execute(select(table))).all())))

@@ -24,7 +24,14 @@ from fiml.sessions.models import SessionType, utcnow
 from fiml.sessions.store import SessionStore
 from fiml.sessions.tasks import TASK_NAMES, create_celery_app
 from tests.analytics.factories import finished_session, metric_rows
-from tests.conftest import POSTGRES_URL, require_postgres, require_service, reset_postgres
+from tests.clock import MovableClock
+from tests.conftest import (
+    POSTGRES_URL,
+    require_postgres,
+    require_service,
+    reset_postgres,
+    sql_archive,
+)
 from tests.jobs.conftest import JOBS_REDIS_URL
 
 RESULT_TIMEOUT = 30
@@ -78,10 +85,10 @@ def worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
 
 @pytest.fixture
-async def pg_store(worker: Any, tmp_path: Path) -> AsyncIterator[SessionStore]:
-    """A store on the worker's (emptied) PostgreSQL database."""
+async def pg_store(worker: Any, tmp_path: Path, clock: MovableClock) -> AsyncIterator[SessionStore]:
+    """A store on the worker's (emptied) PostgreSQL database, on the ``clock`` fixture."""
     await reset_postgres(POSTGRES_URL)
-    store = SessionStore(Settings(database_url=POSTGRES_URL, redis_url=None))
+    store = SessionStore(Settings(database_url=POSTGRES_URL, redis_url=None), clock=clock)
     await store.initialize()
     try:
         yield store
@@ -96,26 +103,21 @@ async def run_task(client: Any, job: str) -> dict[str, Any]:
 
 
 async def test_cleanup_task_archives_five_expired_sessions(
-    worker: Any, pg_store: SessionStore
+    worker: Any, pg_store: SessionStore, clock: MovableClock
 ) -> None:
-    sessions = [
-        await pg_store.create_session(
-            [f"S{n}"], SessionType.EQUITY, user_id="u", ttl_hours=1 / 3600
-        )
-        for n in range(5)
-    ]
+    clock.move(-timedelta(hours=2))  # the worker's clock, the system's, finds these expired
+    for n in range(5):
+        await pg_store.create_session([f"S{n}"], SessionType.EQUITY, user_id="u", ttl_hours=1)
+    clock.move(timedelta(hours=2))
     await pg_store.create_session(["KEEP"], SessionType.EQUITY, user_id="u", ttl_hours=1)
-    async with asyncio.timeout(10):
-        while utcnow() <= max(s.expires_at for s in sessions):
-            await asyncio.sleep(0.05)
 
     stats = await run_task(worker, CLEANUP_JOB)
 
     assert (stats["job"], stats["skipped"]) == (CLEANUP_JOB, False)
     assert (stats["archived"], stats["metrics_recorded"]) == (5, 5)
     assert (stats["failed"], stats["quarantined"], stats["error"]) == (0, 0, None)
-    assert await pg_store.archive.count_sessions(archived=True) == 5
-    assert await pg_store.archive.count_sessions(archived=False) == 1
+    assert await sql_archive(pg_store).count_sessions(archived=True) == 5
+    assert await sql_archive(pg_store).count_sessions(archived=False) == 1
     assert await metric_rows(pg_store) == 5
     again = await run_task(worker, CLEANUP_JOB)
     assert (again["archived"], again["metrics_recorded"]) == (0, 0)
@@ -134,7 +136,7 @@ async def test_retention_task_deletes_old_archives_and_keeps_young_ones(
             )  # fmt: skip
             await pg_store.backend.insert(session)
             ages[days].append(session.id)
-    async with pg_store.archive.engine.begin() as conn:
+    async with sql_archive(pg_store).engine.begin() as conn:
         for days, ids in ages.items():
             await conn.execute(
                 update(SessionRecord)
@@ -145,7 +147,7 @@ async def test_retention_task_deletes_old_archives_and_keeps_young_ones(
     stats = await run_task(worker, RETENTION_JOB)
 
     assert (stats["job"], stats["deleted"], stats["retention_days"]) == (RETENTION_JOB, 4, 30.0)
-    assert await pg_store.archive.count_sessions(archived=True) == 4
+    assert await sql_archive(pg_store).count_sessions(archived=True) == 4
     for days, ids in ages.items():
         found = [await pg_store.get_session(i) is not None for i in ids]
         assert found == [days < 30] * 2, days
@@ -186,6 +188,6 @@ async def test_a_task_finding_the_lock_held_is_skipped(worker: Any, pg_store: Se
         await lock.close()
 
     assert (skipped["skipped"], skipped["archived"]) == (True, 0)
-    assert await pg_store.archive.count_sessions(archived=True) == 0
+    assert await sql_archive(pg_store).count_sessions(archived=True) == 0
     ran = await run_task(worker, CLEANUP_JOB)
     assert (ran["skipped"], ran["archived"]) == (False, 1)

@@ -25,6 +25,7 @@ from fiml.sessions.jobs import (
 from fiml.sessions.models import SessionType, utcnow
 from fiml.sessions.store import SessionStore
 from tests.analytics.factories import finished_session, metric_rows
+from tests.conftest import sql_archive
 
 
 async def add_expired(store: SessionStore, count: int, *, user: str = "u") -> list[UUID]:
@@ -57,7 +58,7 @@ async def archive_without_facts(store: SessionStore, expected: int) -> None:
 
 async def set_archived_at(store: SessionStore, ids: list[UUID], days_ago: float) -> None:
     stamp = utcnow() - timedelta(days=days_ago)
-    async with store.archive.engine.begin() as conn:
+    async with sql_archive(store).engine.begin() as conn:
         await conn.execute(
             update(SessionRecord).where(SessionRecord.id.in_(ids)).values(archived_at=stamp)
         )
@@ -91,7 +92,7 @@ async def test_cleanup_archives_and_records_each_session_once(store: SessionStor
         False,
     )
     assert (second.archived, second.metrics_recorded) == (0, 0)
-    assert await store.archive.count_sessions(archived=True) == 5
+    assert await sql_archive(store).count_sessions(archived=True) == 5
     still = await store.get_session(running.id)
     assert still is not None and not still.is_archived
     assert await metric_rows(store) == 5
@@ -158,7 +159,7 @@ async def test_concurrent_cleanups_archive_and_count_each_session_once(
 
     assert sum(r.archived for r in results) == 40
     assert sum(r.metrics_recorded for r in results) == 40
-    assert await store.archive.count_sessions(archived=True) == 40
+    assert await sql_archive(store).count_sessions(archived=True) == 40
     assert await metric_rows(store) == 40
 
 

@@ -13,6 +13,7 @@ from fiml.sessions.jobs import CLEANUP_JOB, CleanupStats, Job, JobStats, run_cle
 from fiml.sessions.models import SessionType, utcnow
 from fiml.sessions.scheduler import JobScheduler
 from fiml.sessions.store import SessionStore
+from tests.clock import MovableClock
 
 TICK = timedelta(milliseconds=100)
 
@@ -26,17 +27,17 @@ def counting_job(name: str, interval: timedelta, starts: list[float]) -> Job:
 
 
 async def test_cleanup_runs_on_its_interval_and_archives_what_expires(
-    store: SessionStore,
+    store: SessionStore, clock: MovableClock
 ) -> None:
-    session = await store.create_session(
-        ["AAPL"], SessionType.EQUITY, user_id="u", ttl_hours=0.3 / 3600
-    )
+    session = await store.create_session(["AAPL"], SessionType.EQUITY, user_id="u", ttl_hours=1)
     results: list[CleanupStats] = []
     archived = asyncio.Event()
 
     def seen(stats: JobStats) -> None:
         assert isinstance(stats, CleanupStats)
         results.append(stats)
+        if len(results) == 1:
+            clock.move(timedelta(hours=2))  # the session expires between the first runs
         if stats.archived:
             archived.set()
 

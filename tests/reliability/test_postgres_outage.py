@@ -9,6 +9,7 @@ once PostgreSQL is back, archives every one of them exactly once.
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +19,10 @@ import redis.asyncio as redis
 from fiml.core.config import Settings
 from fiml.core.errors import StorageUnavailableError
 from fiml.sessions import ALL_QUERIES, SessionStore
+from fiml.sessions.backends import redis_keys as rk
 from fiml.sessions.jobs import run_cleanup, run_metrics
 from fiml.sessions.models import QueryRecord, SessionStatus
+from tests.clock import MovableClock
 from tests.conftest import require_postgres, settings_for
 from tests.reliability.archive_checks import (
     archive_reader,
@@ -141,19 +144,20 @@ async def test_postgres_down_longer_than_the_grace_period_loses_nothing(
 ) -> None:
     """Before, Redis's backstop TTL (expiry + grace) deleted sessions the archive never got."""
     pg = await require_postgres()
-    grace_seconds = 1.0
-    short_grace = settings.model_copy(update={"session_archive_grace_hours": grace_seconds / 3600})
+    grace = timedelta(hours=settings.session_archive_grace_hours)
+    clock = MovableClock()
     async with TcpProxy.in_front_of(pg) as proxy, archive_reader(pg) as archive:
-        through_proxy = short_grace.model_copy(update={"database_url": proxy.url_through(pg)})
-        async with SessionStore(through_proxy) as store:
+        through_proxy = settings.model_copy(update={"database_url": proxy.url_through(pg)})
+        async with SessionStore(through_proxy, clock=clock) as store:
             ids = await due_sessions(store, 30, queries=QUERIES)
             await proxy.cut()
-            # The outage outlasts the grace period three times over (the scenario's own
-            # duration, not a wait for something to happen).
-            await asyncio.sleep(3 * grace_seconds)
+            clock.move(3 * grace)  # the outage outlasts the grace period three times over
             stats = await run_cleanup(store)
             assert (stats.archived, stats.failed) == (0, 30)
-            await asyncio.sleep(grace_seconds)
+            # Nor can Redis drop them on its own clock: no key of theirs carries a TTL
+            # (PTTL is -1 for a key without one, -2 for a key the session has not used).
+            ttls = [await raw.pttl(key) for sid in ids for key in rk.session_keys(sid)]
+            assert -1 in ttls and all(ttl < 0 for ttl in ttls)
             assert await sessions_in_redis(raw) == set(ids)
 
             await proxy.restore()

@@ -22,7 +22,7 @@ from fiml.sessions import ALL_QUERIES, SessionStore
 from fiml.sessions.backends import redis_keys as rk
 from fiml.sessions.jobs import run_retention
 from fiml.sessions.models import SessionStatus
-from tests.conftest import settings_for
+from tests.conftest import settings_for, sql_archive
 from tests.reliability.archive_checks import archived_count, due_sessions, sessions_in_redis
 
 QUERIES = 2
@@ -56,7 +56,7 @@ async def test_two_poisoned_sessions_of_500_are_quarantined_and_none_is_lost(
     assert (first.archived, first.failed, first.quarantined) == (498, 0, 2)
     assert first.metrics_recorded == 498
     assert await sessions_in_redis(raw) == {nul, broken}  # nothing lost: the two stay
-    archive = store.archive
+    archive = sql_archive(store)
     assert await archive.count_sessions(archived=True) == 498
 
     quarantined = {q.session_id: q for q in await store.list_quarantined()}
@@ -109,7 +109,7 @@ async def test_an_index_entry_that_is_no_session_id_is_dropped_not_fatal(
     assert await raw.exists(rk.meta_key("not-a-uuid"))  # not a session: not ours to delete
     await raw.delete(rk.meta_key("not-a-uuid"))
     assert await sessions_in_redis(raw) == set()
-    assert await store.archive.count_sessions(archived=True) == len(ids)
+    assert await sql_archive(store).count_sessions(archived=True) == len(ids)
 
 
 async def test_a_corrupt_meta_field_hides_only_its_session(
@@ -159,4 +159,4 @@ async def test_a_damaged_sqlite_row_is_archived_kept_past_retention_and_reported
         assert (await run_retention(store, retention_days=0)).deleted == 4
         with pytest.raises(CorruptRecordError):
             await store.get_session(ids[1])  # still there, for an operator to look at
-        assert await archived_count(store.archive.engine) == 1
+        assert await archived_count(sql_archive(store).engine) == 1

@@ -33,7 +33,7 @@ from sqlalchemy import event
 from fiml.core.config import Settings
 from fiml.core.errors import StorageRefusedError, StorageUnavailableError
 from fiml.sessions import ALL_QUERIES, QueryRecord, SessionStore
-from tests.conftest import POSTGRES_URL, settings_for, sqlite_url
+from tests.conftest import POSTGRES_URL, settings_for, sql_archive, sqlite_url
 from tests.sessions.pg_roles import admin_dsn, plain_role
 
 BIG_VALUE_CHARS = 60_000
@@ -77,7 +77,7 @@ async def test_a_full_sqlite_database_refuses_writes_and_keeps_its_data(tmp_path
     session_id, before = await new_session(settings)
     async with SessionStore(settings) as store:
 
-        @event.listens_for(store.archive.engine.sync_engine, "connect")
+        @event.listens_for(sql_archive(store).engine.sync_engine, "connect")
         def _no_room_to_grow(dbapi_connection: Any, _record: Any) -> None:
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA page_count")
@@ -85,7 +85,7 @@ async def test_a_full_sqlite_database_refuses_writes_and_keeps_its_data(tmp_path
             cursor.execute(f"PRAGMA max_page_count = {pages}")  # SQLITE_FULL past this
             cursor.close()
 
-        await store.archive.engine.dispose()  # reconnect with the limit
+        await sql_archive(store).engine.dispose()  # reconnect with the limit
         with pytest.raises(StorageRefusedError) as caught:
             await store.update_state(session_id, context={"big": big_value()})
         assert caught.value.backend == "sqlite"

@@ -19,7 +19,7 @@ from fiml.core.config import Settings
 from fiml.core.errors import StorageUnavailableError
 from fiml.sessions import ALL_QUERIES, QueryRecord, SessionStore
 from fiml.sessions.backends import build_sql_backend
-from tests.conftest import settings_for
+from tests.conftest import settings_for, sql_archive
 from tests.reliability.services import wait_until
 from tests.sessions.concurrent_writers import run_workers
 from tests.sessions.pg_roles import admin_dsn, plain_role
@@ -61,7 +61,7 @@ async def test_a_postgres_with_no_free_slot_fails_as_unavailable_after_the_timeo
     settings = Settings(database_url=one_slot_url, redis_url=None, database_timeout_seconds=0.5)
     async with SessionStore(settings) as store:
         session = await store.create_session(["AAPL"], "equity", user_id="u1")
-        await store.archive.engine.dispose()  # give the role's one slot back
+        await sql_archive(store).engine.dispose()  # give the role's one slot back
         holder = await asyncpg.connect(admin_dsn(one_slot_url))
         try:
             with pytest.raises(StorageUnavailableError) as caught:
@@ -91,7 +91,7 @@ async def test_a_refused_connection_is_tried_again_until_a_slot_frees(
 
     async with SessionStore(settings) as store:
         session = await store.create_session(["AAPL"], "equity", user_id="u1")
-        await store.archive.engine.dispose()
+        await sql_archive(store).engine.dispose()
         holder = await asyncpg.connect(admin_dsn(one_slot_url))
         monkeypatch.setattr(asyncpg, "connect", counting_connect)
         tracking = asyncio.create_task(

@@ -29,11 +29,12 @@ from fiml.sessions.backends import redis_keys as rk
 from fiml.sessions.backends.redis import RedisBackend, redis_client
 from fiml.sessions.db import QueryRow
 from fiml.sessions.models import Session, SessionStatus, SessionType, utcnow
-from tests.conftest import REDIS_URL, reset_redis, settings_for
+from tests.clock import MovableClock
+from tests.conftest import REDIS_URL, reset_redis, settings_for, sql_archive
 from tests.reliability.archive_checks import sessions_in_redis
 from tests.sessions.concurrent_writers import run_workers
 
-TWO_SECONDS = 2 / 3600
+HOUR = timedelta(hours=1)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 QUERY_ROWS = QueryRow.__table__
 
@@ -45,9 +46,9 @@ async def settings(tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
-async def store(settings: Settings) -> AsyncIterator[SessionStore]:
-    """A store whose active tier is Redis."""
-    async with SessionStore(settings) as session_store:
+async def store(settings: Settings, clock: MovableClock) -> AsyncIterator[SessionStore]:
+    """A store whose active tier is Redis, on the ``clock`` fixture."""
+    async with SessionStore(settings, clock=clock) as session_store:
         assert isinstance(session_store.backend, RedisBackend)
         yield session_store
 
@@ -113,25 +114,23 @@ def hash_tag(key: str) -> str:
 
 async def archived_query_counts(store: SessionStore) -> dict[UUID, int]:
     stmt = select(QUERY_ROWS.c.session_id, func.count()).group_by(QUERY_ROWS.c.session_id)
-    async with store.archive.engine.connect() as conn:
+    async with sql_archive(store).engine.connect() as conn:
         return {sid: n for sid, n in (await conn.execute(stmt)).all()}
 
 
-async def expired_sessions(store: SessionStore, n: int, queries: int) -> list[UUID]:
-    """``n`` sessions with ``queries`` queries each, waited on until they have expired."""
+async def expired_sessions(
+    store: SessionStore, clock: MovableClock, n: int, queries: int
+) -> list[UUID]:
+    """``n`` sessions with ``queries`` queries each, written two hours ago with an hour's
+    TTL (the store's clock moved back for them, then to the present again)."""
     ids = []
+    clock.move(-2 * HOUR)
     for i in range(n):
-        session = await store.create_session(
-            ["AAPL"], "equity", user_id=f"u{i % 3}", ttl_hours=TWO_SECONDS
-        )
+        session = await store.create_session(["AAPL"], "equity", user_id=f"u{i % 3}", ttl_hours=1)
         for j in range(queries):
             await store.append_query(session.id, query(j, hit=j == 0))
         ids.append(session.id)
-    last = await store.get_session(ids[-1], history_limit=0)
-    assert last is not None
-    async with asyncio.timeout(10):
-        while utcnow() < last.expires_at:
-            await asyncio.sleep(0.05)
+    clock.move(2 * HOUR)
     return ids
 
 
@@ -139,7 +138,7 @@ async def assert_archived_exactly(
     store: SessionStore, raw: redis.Redis, ids: list[UUID], queries: int
 ) -> None:
     """Every session in PostgreSQL once with its whole history; nothing left in Redis."""
-    assert await store.archive.count_sessions(archived=True) == len(ids)
+    assert await sql_archive(store).count_sessions(archived=True) == len(ids)
     assert await archived_query_counts(store) == {sid: queries for sid in ids}
     assert await raw.keys("fiml:*") == [rk.LAYOUT_MARKER]
     for sid in ids:
@@ -304,9 +303,9 @@ async def test_read_modify_write_across_processes_keeps_every_query_and_key(
 
 
 async def test_expired_sessions_move_to_postgres_with_their_history(
-    store: SessionStore, raw: redis.Redis
+    store: SessionStore, raw: redis.Redis, clock: MovableClock
 ) -> None:
-    ids = await expired_sessions(store, 20, queries=3)
+    ids = await expired_sessions(store, clock, 20, queries=3)
     for sid in ids:
         expired = await store.get_session(sid)
         assert expired is not None and expired.status is SessionStatus.EXPIRED
@@ -317,9 +316,9 @@ async def test_expired_sessions_move_to_postgres_with_their_history(
 
 
 async def test_two_stores_cleaning_up_at_once_archive_each_session_once(
-    store: SessionStore, raw: redis.Redis, settings: Settings
+    store: SessionStore, raw: redis.Redis, settings: Settings, clock: MovableClock
 ) -> None:
-    ids = await expired_sessions(store, 30, queries=2)
+    ids = await expired_sessions(store, clock, 30, queries=2)
     async with SessionStore(settings) as a, SessionStore(settings) as b:
         counts = await asyncio.gather(
             a.cleanup_expired_sessions(batch_size=7), b.cleanup_expired_sessions(batch_size=7)
@@ -329,18 +328,18 @@ async def test_two_stores_cleaning_up_at_once_archive_each_session_once(
 
 
 async def test_a_batch_of_many_chunks_archives_each_session_once(
-    store: SessionStore, raw: redis.Redis
+    store: SessionStore, raw: redis.Redis, clock: MovableClock
 ) -> None:
-    ids = await expired_sessions(store, 620, queries=1)  # three chunks of a 1000-id batch
+    ids = await expired_sessions(store, clock, 620, queries=1)  # three chunks of a 1000-id batch
     assert (await store.cleanup_expired_sessions()).archived == 620
     await assert_archived_exactly(store, raw, ids, queries=1)
 
 
 async def test_a_failing_chunk_is_reported_and_the_next_cleanup_finishes(
-    store: SessionStore, raw: redis.Redis, monkeypatch: pytest.MonkeyPatch
+    store: SessionStore, raw: redis.Redis, monkeypatch: pytest.MonkeyPatch, clock: MovableClock
 ) -> None:
-    ids = await expired_sessions(store, 600, queries=1)
-    archive = store.archive
+    ids = await expired_sessions(store, clock, 600, queries=1)
+    archive = sql_archive(store)
     import_archived = archive.import_archived
     calls = 0
 
@@ -367,9 +366,9 @@ async def test_a_failing_chunk_is_reported_and_the_next_cleanup_finishes(
 
 @pytest.mark.parametrize("crash_after", ["export", "import", "delete_keys"])
 async def test_a_crash_at_any_step_of_archival_loses_and_duplicates_nothing(
-    store: SessionStore, raw: redis.Redis, crash_after: str
+    store: SessionStore, raw: redis.Redis, crash_after: str, clock: MovableClock
 ) -> None:
-    ids = await expired_sessions(store, 6, queries=3)
+    ids = await expired_sessions(store, clock, 6, queries=3)
     backend = store.backend
     due = await backend.expired_ids(now=utcnow(), limit=100)
     assert sorted(due) == sorted(ids)
@@ -398,15 +397,13 @@ async def test_an_exported_session_refuses_writes(store: SessionStore) -> None:
 
 
 async def test_close_is_archived_at_once_and_extend_is_rescored(
-    store: SessionStore, raw: redis.Redis
+    store: SessionStore, raw: redis.Redis, clock: MovableClock
 ) -> None:
     closed = await store.create_session(["AAPL"], "equity", ttl_hours=48)
     await store.close_session(closed.id)
-    extended = await store.create_session(["MSFT"], "equity", ttl_hours=TWO_SECONDS)
+    extended = await store.create_session(["MSFT"], "equity", ttl_hours=1)
     extended = await store.extend_session(extended.id, 1)
-    async with asyncio.timeout(10):
-        while utcnow() < extended.created_at + timedelta(hours=TWO_SECONDS):
-            await asyncio.sleep(0.05)
+    clock.move(1.5 * HOUR)  # past its first expiry (its index entry), not its extended one
 
     assert (await store.cleanup_expired_sessions()).archived == 1
     archived = await store.get_session(closed.id)
@@ -448,21 +445,18 @@ async def test_ties_in_creation_time_list_exactly_like_sql(store: SessionStore) 
 
 
 async def test_sessions_whose_keys_vanished_leave_no_hole_in_listing_or_cleanup(
-    store: SessionStore, raw: redis.Redis
+    store: SessionStore, raw: redis.Redis, clock: MovableClock
 ) -> None:
     kept = [await store.create_session(["AAPL"], "equity", user_id="u1") for _ in range(3)]
     lost = [
-        await store.create_session(["AAPL"], "equity", user_id="u1", ttl_hours=TWO_SECONDS)
-        for _ in range(3)
+        await store.create_session(["AAPL"], "equity", user_id="u1", ttl_hours=1) for _ in range(3)
     ]
     await raw.unlink(*[k for s in lost for k in rk.session_keys(s.id)])
 
     page = await store.list_user_sessions_page("u1", limit=3)
     assert [s.id for s in page.sessions] == [s.id for s in reversed(kept)]
     assert await raw.zcard(rk.user_index("u1")) == 3
-    async with asyncio.timeout(10):
-        while utcnow() < lost[-1].expires_at:
-            await asyncio.sleep(0.05)
+    clock.move(2 * HOUR)  # the lost sessions are due, the kept ones (a day's TTL) are not
     assert (await store.cleanup_expired_sessions()).archived == 0
     assert await raw.zcard(rk.EXPIRY_INDEX) == 3
 

@@ -32,7 +32,7 @@ from fiml.sessions.schema import (
     upgrade_schema,
     verify_schema,
 )
-from tests.conftest import require_postgres, require_redis, reset_redis, sqlite_url
+from tests.conftest import require_postgres, require_redis, reset_redis, sql_archive, sqlite_url
 from tests.sessions.pg_roles import admin_dsn, plain_role
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -242,7 +242,7 @@ async def test_a_check_at_head_is_one_query_and_the_store_starts() -> None:
         # The engine exists once the store built its backends; count what initialize runs.
         await store.initialize()
         await store.shutdown()
-        event.listen(store.archive.engine.sync_engine, "before_cursor_execute", record)
+        event.listen(sql_archive(store).engine.sync_engine, "before_cursor_execute", record)
         await store.initialize()
         await store.create_session(["AAPL"], "equity", user_id="u1")
     finally:

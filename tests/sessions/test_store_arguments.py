@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
 import pytest
 
+from fiml.core.config import Settings
 from fiml.core.errors import FimlError, InvalidInputError
 from fiml.sessions import Session, SessionStore
 from tests.sessions.test_input_values import snapshot
@@ -151,3 +153,22 @@ async def test_history_limits_in_range_are_served(store: SessionStore, limit: in
     session = await store.create_session(["AAPL"], "equity", user_id="u1")
     loaded = await store.get_session(session.id, history_limit=limit)
     assert loaded is not None and loaded.id == session.id
+
+
+@pytest.mark.parametrize("bad_clock", [None, 42, "now", datetime(2024, 1, 1, tzinfo=UTC)])
+def test_a_clock_that_is_no_function_is_refused_by_name(bad_clock: Any) -> None:
+    with pytest.raises(InvalidInputError) as refused:
+        SessionStore(clock=bad_clock)
+    assert refused.value.field == "clock"
+
+
+@pytest.mark.parametrize("reading", [datetime(2024, 1, 1), "2024-01-01T00:00:00+00:00", None])
+async def test_a_clock_telling_no_aware_time_is_refused_by_name_and_writes_nothing(
+    settings: Settings, reading: Any
+) -> None:
+    async with SessionStore(settings, clock=lambda: reading) as store:
+        with pytest.raises(InvalidInputError) as refused:
+            await store.create_session(["AAPL"], "equity", user_id="u1")
+        assert refused.value.field == "clock"
+    async with SessionStore(settings) as honest:
+        assert await honest.list_user_sessions("u1") == []

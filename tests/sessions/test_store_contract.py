@@ -30,19 +30,11 @@ from fiml.core.errors import (
 from fiml.sessions import ALL_QUERIES, QueryRecord, SessionStore, SessionType
 from fiml.sessions.models import SessionStatus, utcnow
 from fiml.sessions.store import changes_since_read
+from tests.clock import MovableClock
 
-SHORT_TTL_HOURS = 0.5 / 3600  # half a second
-
-
-async def wait_until_expired(store: SessionStore, session_id: object) -> None:
-    """Poll (bounded) until the store reports the session expired."""
-    async with asyncio.timeout(10):
-        while True:
-            session = await store.get_session(session_id)  # type: ignore[arg-type]
-            assert session is not None
-            if session.is_expired:
-                return
-            await asyncio.sleep(0.05)
+AGO = timedelta(hours=2)
+"""How far back the clock is moved to create sessions that have expired by now (their TTL
+is an hour): the store and the session's own properties then agree once it is moved back."""
 
 
 def query(n: int, *, hit: bool = False, kind: str = "price") -> QueryRecord:
@@ -214,13 +206,14 @@ async def test_reading_loads_only_recent_history_unless_asked(store: SessionStor
     assert last.next_offset is None
 
 
-async def test_expired_session_stays_readable_until_archived(store: SessionStore) -> None:
-    session = await store.create_session(
-        ["AAPL"], "equity", user_id="u1", ttl_hours=SHORT_TTL_HOURS
-    )
+async def test_expired_session_stays_readable_until_archived(
+    store: SessionStore, clock: MovableClock
+) -> None:
+    clock.move(-AGO)
+    session = await store.create_session(["AAPL"], "equity", user_id="u1", ttl_hours=1)
     for i in range(3):
         await store.append_query(session.id, query(i))
-    await wait_until_expired(store, session.id)
+    clock.move(AGO)  # now: an hour past its TTL
 
     expired = await store.get_session(session.id)
     assert expired is not None
@@ -239,15 +232,37 @@ async def test_expired_session_stays_readable_until_archived(store: SessionStore
     assert (await store.cleanup_expired_sessions()).archived == 0
 
 
+async def test_the_stores_clock_says_when_a_session_expires(
+    store: SessionStore, clock: MovableClock
+) -> None:
+    session = await store.create_session(["AAPL"], "equity", user_id="u1", ttl_hours=1)
+    clock.move(timedelta(minutes=59))
+    await store.append_query(session.id, query(1))
+    assert (await store.cleanup_expired_sessions()).archived == 0
+    [running] = await store.list_user_sessions("u1")
+    assert running.status is SessionStatus.ACTIVE and not running.is_expired
+
+    clock.move(timedelta(minutes=2))  # a minute past its TTL, by the store's clock
+    with pytest.raises(SessionExpiredError):
+        await store.append_query(session.id, query(2))
+    [listed] = await store.list_user_sessions("u1")
+    assert listed.status is SessionStatus.EXPIRED and listed.is_expired
+    assert (await store.cleanup_expired_sessions()).archived == 1
+    archived = await store.get_session(session.id)
+    assert archived is not None and archived.status is SessionStatus.ARCHIVED
+    assert archived.state.history.total_queries == 1
+
+
 async def test_two_cleanups_at_once_archive_each_session_once(
-    store: SessionStore, settings: Settings
+    store: SessionStore, settings: Settings, clock: MovableClock
 ) -> None:
     ids = []
+    clock.move(-AGO)
     for i in range(12):
-        s = await store.create_session([f"A{i}"], "equity", user_id="u1", ttl_hours=SHORT_TTL_HOURS)
+        s = await store.create_session([f"A{i}"], "equity", user_id="u1", ttl_hours=1)
         await store.append_query(s.id, query(i))
         ids.append(s.id)
-    await wait_until_expired(store, ids[-1])
+    clock.move(AGO)  # now: every one an hour past its TTL, for both stores
 
     async with SessionStore(settings) as other:
         counts = await asyncio.gather(

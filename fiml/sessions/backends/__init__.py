@@ -1,4 +1,4 @@
-"""Storage backends, one module each, behind :class:`~fiml.sessions.backends.base.SessionBackend`.
+"""Storage backends, one module each, behind the tier Protocols of :mod:`.base`.
 
 :func:`build_backends` picks the deployment from the settings (shared design, section 3):
 SQLite or PostgreSQL alone, or Redis for active sessions with SQL as the archive.
@@ -12,11 +12,11 @@ from sqlalchemy.engine import make_url
 
 from fiml.core.config import Settings
 from fiml.core.errors import MissingDependencyError
-from fiml.sessions.backends.base import SessionBackend
+from fiml.sessions.backends.base import ActiveTier, ArchiveTier
 from fiml.sessions.backends.sql import SqlBackend
 from fiml.sessions.db import create_engine
 
-__all__ = ["SessionBackend", "SqlBackend", "build_backends", "build_sql_backend"]
+__all__ = ["ActiveTier", "ArchiveTier", "SqlBackend", "build_backends", "build_sql_backend"]
 
 
 def build_sql_backend(settings: Settings) -> SqlBackend:
@@ -33,8 +33,9 @@ def build_sql_backend(settings: Settings) -> SqlBackend:
     return SqlBackend(engine, auto_migrate=settings.database_auto_migrate)
 
 
-def build_backends(settings: Settings) -> tuple[SessionBackend, SqlBackend]:
-    """The active tier and the archive tier for these settings."""
+def build_backends(settings: Settings) -> tuple[ActiveTier, ArchiveTier]:
+    """The active tier and the archive tier for these settings (mypy checks here that
+    each backend satisfies its tier's Protocol)."""
     archive = build_sql_backend(settings)
     if not settings.redis_url:
         return archive, archive

@@ -1,9 +1,12 @@
-"""The contract between :class:`~fiml.sessions.store.SessionStore` and a storage backend.
+"""The contract between :class:`~fiml.sessions.store.SessionStore` and its two tiers.
 
-A backend keeps sessions where writes are atomic per session: every write checks that the
-session exists and is writable, applies only what changed, and bumps its version, in one
-transaction (SQL) or one script (Redis). Backends never validate user input; the store
-does that before calling them.
+The *active tier* (:class:`ActiveTier`: Redis, or the one SQL database) holds running
+sessions, where writes are atomic per session: every write checks that the session exists
+and is writable, applies only what changed, and bumps its version, in one transaction (SQL)
+or one script (Redis). The *archive tier* (:class:`ArchiveTier`: always SQL) holds finished
+sessions and their analytics facts; on SQL-only deployments it is the same object as the
+active tier. Each Protocol has only what the store, archival and analytics call. Backends
+never validate user input; the store does that before calling them.
 """
 
 from __future__ import annotations
@@ -14,19 +17,28 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from uuid import UUID
 
 from fiml.core.errors import InvalidCursorError, InvalidInputError
 from fiml.sessions.models import MAX_ASSETS, MAX_TAGS, QueryRecord, Session, SessionSummary
 
+if TYPE_CHECKING:  # the archive's types, which only its SQL implementation builds
+    from fiml.sessions.backends.sql import ArchivedInPlace
+    from fiml.sessions.metrics import MetricFilters, SessionFacts
+    from fiml.sessions.metrics_backfill import BackfillReport
+    from fiml.sessions.metrics_rows import RecordedRows
+    from fiml.sessions.metrics_stats import FinishedStats
+    from fiml.sessions.quarantine import QuarantinedSession
+
 __all__ = [
     "LIST_SIZES",
+    "ActiveTier",
+    "ArchiveTier",
     "ExportedSessions",
     "HistoryCounters",
     "ListChange",
     "ListCursor",
-    "SessionBackend",
     "SessionChanges",
     "WriteLimits",
     "list_size_error",
@@ -165,19 +177,16 @@ class ListCursor:
         return cls(summary.created_at, summary.id)
 
 
-class SessionBackend(Protocol):
-    """Storage for sessions; one implementation per module in this package."""
+class _Tier(Protocol):
+    """What every tier offers: its name (in errors), and connecting and closing."""
 
     name: str
 
     async def initialize(self) -> None:
-        """Connect, and create the schema if the backend has one and it is absent."""
+        """Connect, and create or check the schema if the tier has one."""
 
     async def close(self) -> None:
         """Release connections."""
-
-    async def insert(self, session: Session) -> None:
-        """Store a new session (with any queries it already holds)."""
 
     async def load(self, session_id: UUID, *, recent_queries: int | None) -> Session | None:
         """A session with its ``recent_queries`` latest queries (None: all), or None; its
@@ -185,15 +194,6 @@ class SessionBackend(Protocol):
 
     async def load_history(self, session_id: UUID, *, offset: int, limit: int) -> list[QueryRecord]:
         """Queries ``offset+1 .. offset+limit`` of a session's history, oldest first."""
-
-    async def apply(
-        self, session_id: UUID, changes: SessionChanges, *, now: datetime, limits: WriteLimits
-    ) -> HistoryCounters:
-        """Apply ``changes`` atomically, or raise and change nothing.
-
-        Raises SessionNotFoundError, SessionArchivedError, SessionClosedError,
-        SessionExpiredError, SessionConflictError, QueryLimitExceededError, InvalidTTLError.
-        """
 
     async def delete(self, session_id: UUID) -> bool:
         """Remove a session and its history; False if there was none."""
@@ -207,6 +207,22 @@ class SessionBackend(Protocol):
         cursor: ListCursor | None,
     ) -> list[SessionSummary]:
         """Up to ``limit`` of a user's sessions, newest first, after ``cursor``."""
+
+
+class ActiveTier(_Tier, Protocol):
+    """Where running sessions live and are written: Redis, or the one SQL database."""
+
+    async def insert(self, session: Session) -> None:
+        """Store a new session (with any queries it already holds)."""
+
+    async def apply(
+        self, session_id: UUID, changes: SessionChanges, *, now: datetime, limits: WriteLimits
+    ) -> HistoryCounters:
+        """Apply ``changes`` atomically, or raise and change nothing.
+
+        Raises SessionNotFoundError, SessionArchivedError, SessionClosedError,
+        SessionExpiredError, SessionConflictError, QueryLimitExceededError, InvalidTTLError.
+        """
 
     async def expired_ids(self, *, now: datetime, limit: int, skip: int = 0) -> list[UUID]:
         """Ids of up to ``limit`` unarchived sessions whose expiry is at or before ``now``,
@@ -231,4 +247,63 @@ class SessionBackend(Protocol):
         """Accept writes again on sessions an export froze whose archiving failed."""
 
     async def remove_archived(self, session_ids: Sequence[UUID]) -> int:
-        """Drop sessions that another backend has archived; returns how many were here."""
+        """Drop sessions that the archive tier now holds; returns how many were here."""
+
+
+class ArchiveTier(_Tier, Protocol):
+    """Where finished sessions and their analytics facts are kept: always SQL."""
+
+    async def archive_in_place(
+        self,
+        session_ids: Sequence[UUID],
+        *,
+        now: datetime,
+        end_now: bool = False,
+        record_facts: bool = False,
+    ) -> ArchivedInPlace:
+        """Mark due sessions archived where they are (the archive is the active tier),
+        with their facts in the same transaction; each is counted by exactly one caller."""
+
+    async def import_archived(
+        self, sessions: Sequence[Session], *, archived_at: datetime, record_facts: bool = False
+    ) -> tuple[int, int]:
+        """Copy sessions from the active tier; re-copying adds nothing. Returns how many
+        sessions this call inserted and how many sessions' facts it recorded."""
+
+    async def quarantine(
+        self, failures: dict[UUID, tuple[str | None, str]], *, now: datetime
+    ) -> None:
+        """Record sessions archival could not move (id -> (user id, reason))."""
+
+    async def list_quarantined(
+        self, *, limit: int, user_id: str | None = None
+    ) -> list[QuarantinedSession]:
+        """The quarantined sessions, longest-failing first."""
+
+    async def delete_archived_before(self, cutoff: datetime, *, batch_size: int = 1000) -> int:
+        """Delete sessions archived before ``cutoff`` (quarantined ones are kept)."""
+
+    async def record_metrics(self, facts: Sequence[SessionFacts], *, recorded_at: datetime) -> None:
+        """Record ``facts``, replacing whatever was recorded for the same sessions before."""
+
+    async def record_unrecorded_archived(
+        self, *, now: datetime, archived_since: datetime | None, batch_size: int
+    ) -> BackfillReport:
+        """Record every archived session (archived at or after ``archived_since``) that has
+        no facts yet; records that cannot be read are skipped and reported."""
+
+    async def finished_stats(
+        self, filters: MetricFilters, since: datetime, *, top: int
+    ) -> FinishedStats:
+        """Aggregates over the recorded sessions created at or after ``since``, read in one
+        snapshot so that they agree with each other."""
+
+    async def recent_finished(
+        self, filters: MetricFilters, since: datetime, *, limit: int
+    ) -> RecordedRows:
+        """The ``limit`` most recently created recorded sessions of the window (newest
+        first), and the records passed over because they cannot be read."""
+
+    async def export_rows(self, filters: MetricFilters, since: datetime) -> RecordedRows:
+        """Every recorded session of the window with its assets, tags and query-type
+        counts (oldest first), and the records left out because they cannot be read."""

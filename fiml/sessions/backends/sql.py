@@ -55,6 +55,7 @@ from fiml.sessions.backends.base import (
     WriteLimits,
     list_size_error,
 )
+from fiml.sessions.backends.sql_metrics import SqlMetrics
 from fiml.sessions.db import (
     READ_ONLY_OPTION,
     TOO_MANY_CONNECTIONS,
@@ -422,8 +423,9 @@ def merged_list(name: str, stored: list[str], change: ListChange) -> list[str]:
     return merged
 
 
-class SqlBackend:
-    """Sessions in a SQL database; also the archive of every deployment."""
+class SqlBackend(SqlMetrics):
+    """Sessions in a SQL database; also the archive of every deployment (its analytics
+    methods are :class:`~fiml.sessions.backends.sql_metrics.SqlMetrics`')."""
 
     def __init__(self, engine: AsyncEngine, *, auto_migrate: bool = False) -> None:
         self.engine = engine
