@@ -29,6 +29,8 @@ METRICS = cast(Table, SessionMetrics.__table__)
 CREATE_CONCURRENCY = 50
 EXPIRE_SECONDS_EACH = 0.01
 """Time allowed per session to set its expiry, on a busy machine."""
+KEYS = rk.RedisKeyspace()
+"""The keys of the tests' deployment (the default key prefix)."""
 
 
 def query(n: int) -> QueryRecord:
@@ -152,4 +154,4 @@ async def assert_archived_once(
     wrong: dict[UUID, Any] = {sid: row for sid, row in contents.items() if row != expected}
     assert wrong == {}
     assert await sessions_in_redis(raw) == set()
-    assert await raw.zcard(rk.EXPIRY_INDEX) == 0
+    assert await raw.zcard(KEYS.expiry_index) == 0
