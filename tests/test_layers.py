@@ -27,7 +27,7 @@ ALLOWED = {
 """Which layers each layer may import (``fiml`` itself, the version, is open to all)."""
 
 BACKEND_FAMILIES = {
-    "sql": ("sql",),
+    "sql": ("sql", "sql_metrics"),
     "redis": ("redis", "redis_codec", "redis_keys", "redis_persistence"),
 }
 """The implementation modules of each backend under ``fiml/sessions/backends``; ``base``
