@@ -7,7 +7,7 @@ the session, archives it with the cleanup job and reads the analytics::
     python examples/session_demo.py            # same as: fiml demo
 
 It uses the embedded SQLite file in your data directory, or FIML_DATABASE_URL when set.
-The workflow itself is :mod:`fiml.demo`; this script only runs it.
+The workflow itself is :mod:`fiml.cli.demo`; this script only runs it.
 """
 
 from __future__ import annotations

@@ -60,7 +60,9 @@ def demo(
     user: Annotated[str, typer.Option(help="Whose session the demo creates.")] = "demo_analyst",
 ) -> None:
     """Run the whole multi-query session workflow with synthetic quotes (no network)."""
-    from fiml.demo import run_demo  # imported here: fiml.demo builds on this package
+    # Imported when run: the demo tracks queries as the MCP tools do, which loads the MCP
+    # SDK, and the other commands start faster without it.
+    from fiml.cli.demo import run_demo
 
     console = out_console()
 

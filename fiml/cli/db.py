@@ -99,7 +99,7 @@ def verify(as_json: JsonOption = False) -> None:
     """
 
     async def work(settings: Settings) -> tuple[str, SchemaReport]:
-        if (warning := persistence_warning(settings)) is not None:
+        if (warning := await persistence_warning(settings)) is not None:
             typer.echo(warning, err=True)
         async with _engine(settings) as engine:
             return shown_database(settings), await inspect_schema(engine)

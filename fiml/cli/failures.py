@@ -73,6 +73,7 @@ _DATABASE_MODULES = (
 )
 _REDIS_MODULES = (
     "redis",
+    "fiml.core.redis_client",
     "fiml.sessions.backends.redis",
     "fiml.market.cache",
     "fiml.sessions.joblock",

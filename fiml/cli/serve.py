@@ -18,7 +18,6 @@ from fiml.cli.failures import EXIT_FAILED, EXIT_INTERRUPTED, fail
 from fiml.cli.runtime import out_console, print_json, run_sync
 from fiml.core.config import Settings
 from fiml.core.errors import ConfigurationError, InvalidInputError
-from fiml.sessions.backends.redis_persistence import persistence_warning
 
 if TYPE_CHECKING:
     from fiml.mcp.auth import Role, TokenFile
@@ -67,8 +66,6 @@ def serve(
 
         if offline:
             settings = settings.model_copy(update={"market_provider": "offline"})
-        if (warning := persistence_warning(settings)) is not None:
-            typer.echo(warning, err=True)  # stderr: stdout is the stdio transport
         try:
             run_server(
                 settings,
@@ -78,11 +75,16 @@ def serve(
                 stateless=stateless,
                 tokens_file=tokens,
                 jobs=jobs,
+                warn=_warn,
             )
         except KeyboardInterrupt:
             raise typer.Exit(EXIT_INTERRUPTED) from None
 
     run_sync(work)
+
+
+def _warn(line: str) -> None:
+    typer.echo(line, err=True)  # stderr: stdout is the stdio transport
 
 
 tokens_app = typer.Typer(

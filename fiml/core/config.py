@@ -16,6 +16,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 __all__ = [
     "DEFAULT_DATABASE_MAX_OVERFLOW",
     "DEFAULT_DATABASE_POOL_SIZE",
+    "DEFAULT_REDIS_KEY_PREFIX",
+    "DEFAULT_REDIS_TIMEOUT_SECONDS",
     "Settings",
     "default_data_dir",
     "default_database_url",
@@ -25,6 +27,8 @@ DEFAULT_DATABASE_POOL_SIZE = 5
 DEFAULT_DATABASE_MAX_OVERFLOW = 5
 """At most 10 PostgreSQL connections a process, so nine processes fit under PostgreSQL's
 default ``max_connections`` of 100 with room left for psql, migrations and monitoring."""
+DEFAULT_REDIS_KEY_PREFIX = "fiml"
+DEFAULT_REDIS_TIMEOUT_SECONDS = 5.0
 
 
 def default_data_dir() -> Path:
@@ -85,12 +89,38 @@ class Settings(BaseSettings):
         "before it is in the archive); cleanup re-checks an extended session's expiry index "
         "entry at most half of this after it was due.",
     )
-    redis_max_connections: int = Field(default=64, gt=0)
+    redis_key_prefix: str = Field(
+        default=DEFAULT_REDIS_KEY_PREFIX,
+        min_length=1,
+        pattern=r"^[^\s{}]+$",
+        description="First part of every Redis key FIML writes (sessions, their indexes, the "
+        "quote cache, job locks, the layout marker), so deployments sharing one Redis database "
+        "keep apart. No braces: a session's keys share the hash tag {<session id>}.",
+    )
+    redis_max_connections: int = Field(
+        default=64,
+        gt=0,
+        description="Connections in the process's one Redis pool; a call that finds them all "
+        "busy waits for one (60 s at most).",
+    )
     redis_timeout_seconds: float = Field(
-        default=5,
+        default=DEFAULT_REDIS_TIMEOUT_SECONDS,
         gt=0,
         description="How long one Redis exchange (connect, send, all replies) may take before "
         "the call fails with a storage error.",
+    )
+    redis_retries: int = Field(
+        default=0,
+        ge=0,
+        description="How often redis-py retries a command after a connection error or "
+        "timeout (its Retry, exponential backoff). Off by default: a command whose reply was "
+        "lost may have run, and a write run twice is not harmless (an extension applied twice).",
+    )
+    redis_health_check_interval_seconds: float = Field(
+        default=0,
+        ge=0,
+        description="redis-py's health check: PING a pooled connection idle this long before "
+        "using it (0: off; the pool already replaces connections the server closed).",
     )
     database_pool_size: int = Field(
         default=DEFAULT_DATABASE_POOL_SIZE,

@@ -19,6 +19,7 @@ from fiml.market.cache import (
     MemoryQuoteCache,
     QuoteCache,
     RedisQuoteCache,
+    quote_key_prefix,
 )
 from fiml.market.offline import OfflineProvider
 from fiml.market.pairs import DEFAULT_QUOTE_ASSET, CryptoPair, parse_crypto_pair
@@ -47,4 +48,5 @@ __all__ = [
     "normalize_market",
     "normalize_symbol",
     "parse_crypto_pair",
+    "quote_key_prefix",
 ]

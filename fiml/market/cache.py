@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from collections import OrderedDict
@@ -10,17 +11,30 @@ from typing import TYPE_CHECKING, Protocol
 
 from pydantic import ValidationError
 
+from fiml.core.config import DEFAULT_REDIS_KEY_PREFIX, DEFAULT_REDIS_TIMEOUT_SECONDS
 from fiml.core.errors import InvalidInputError, MissingDependencyError, StorageUnavailableError
 from fiml.market.base import Quote
-from fiml.sessions.backends.redis_keys import QUOTE_CACHE_PREFIX
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
-__all__ = ["DEFAULT_QUOTE_KEY_PREFIX", "MemoryQuoteCache", "QuoteCache", "RedisQuoteCache"]
+__all__ = [
+    "DEFAULT_QUOTE_KEY_PREFIX",
+    "MemoryQuoteCache",
+    "QuoteCache",
+    "RedisQuoteCache",
+    "quote_key_prefix",
+]
 
-DEFAULT_QUOTE_KEY_PREFIX = QUOTE_CACHE_PREFIX
-"""Prefix of every Redis key :class:`RedisQuoteCache` writes."""
+
+def quote_key_prefix(redis_key_prefix: str) -> str:
+    """Where quotes go under a deployment's Redis key prefix (``FIML_REDIS_KEY_PREFIX``):
+    ``<prefix>:quote:``, beside the session keys of ``fiml.sessions.backends.redis_keys``."""
+    return f"{redis_key_prefix}:quote:"
+
+
+DEFAULT_QUOTE_KEY_PREFIX = quote_key_prefix(DEFAULT_REDIS_KEY_PREFIX)
+"""Prefix of every Redis key :class:`RedisQuoteCache` writes, unless told another."""
 
 
 class QuoteCache(Protocol):
@@ -86,12 +100,17 @@ class RedisQuoteCache:
     """A cache in Redis, shared by every process using the same server and ``prefix``.
 
     Quotes are stored as JSON with ``SET ... EX``, so Redis expires them. The client belongs to
-    the caller, who closes it. A Redis failure raises
+    the caller, who closes it. A Redis failure, or no reply within ``timeout_seconds``, raises
     :class:`~fiml.core.errors.StorageUnavailableError`.
     """
 
     def __init__(
-        self, redis_client: Redis, ttl_seconds: float, prefix: str = DEFAULT_QUOTE_KEY_PREFIX
+        self,
+        redis_client: Redis,
+        ttl_seconds: float,
+        prefix: str = DEFAULT_QUOTE_KEY_PREFIX,
+        *,
+        timeout_seconds: float = DEFAULT_REDIS_TIMEOUT_SECONDS,
     ) -> None:
         try:
             from redis.exceptions import RedisError
@@ -102,13 +121,15 @@ class RedisQuoteCache:
         # Redis expiry is whole seconds; round up so a quote never lives shorter than asked.
         self._ttl = math.ceil(_positive_ttl(ttl_seconds))
         self._prefix = prefix
+        self._timeout = timeout_seconds
 
     async def get(self, key: str) -> Quote | None:
         """The quote under ``key``, or ``None`` if absent, expired or unreadable."""
         try:
-            raw = await self._redis.get(self._prefix + key)
-        except (self._redis_error, OSError) as exc:
-            raise StorageUnavailableError("redis", f"reading a cached quote failed: {exc}") from exc
+            async with asyncio.timeout(self._timeout):
+                raw = await self._redis.get(self._prefix + key)
+        except (self._redis_error, OSError, TimeoutError) as exc:
+            raise self._unavailable("reading a cached quote", exc) from exc
         if raw is None:
             return None
         try:
@@ -120,6 +141,11 @@ class RedisQuoteCache:
     async def set(self, key: str, quote: Quote) -> None:
         """Store ``quote`` as JSON under the prefixed ``key`` with the cache's TTL."""
         try:
-            await self._redis.set(self._prefix + key, quote.model_dump_json(), ex=self._ttl)
-        except (self._redis_error, OSError) as exc:
-            raise StorageUnavailableError("redis", f"caching a quote failed: {exc}") from exc
+            async with asyncio.timeout(self._timeout):
+                await self._redis.set(self._prefix + key, quote.model_dump_json(), ex=self._ttl)
+        except (self._redis_error, OSError, TimeoutError) as exc:
+            raise self._unavailable("caching a quote", exc) from exc
+
+    def _unavailable(self, doing: str, exc: Exception) -> StorageUnavailableError:
+        reason = str(exc) or f"no reply within {self._timeout:g} s"
+        return StorageUnavailableError("redis", f"{doing} failed: {reason}")

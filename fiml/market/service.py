@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Self
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from fiml.core.config import DEFAULT_REDIS_KEY_PREFIX, DEFAULT_REDIS_TIMEOUT_SECONDS
 from fiml.market.base import (
     DEFAULT_TIMEOUT_SECONDS,
     Quote,
@@ -17,7 +18,7 @@ from fiml.market.base import (
     normalize_symbol,
 )
 from fiml.market.binance import BinanceProvider
-from fiml.market.cache import MemoryQuoteCache, QuoteCache, RedisQuoteCache
+from fiml.market.cache import MemoryQuoteCache, QuoteCache, RedisQuoteCache, quote_key_prefix
 from fiml.market.offline import OfflineProvider
 from fiml.market.pairs import parse_crypto_pair
 from fiml.market.yahoo import YahooFinanceProvider
@@ -75,12 +76,21 @@ class MarketData:
         *,
         timeout: float = DEFAULT_TIMEOUT_SECONDS,
         cache_ttl_seconds: float = DEFAULT_CACHE_TTL_SECONDS,
+        redis_key_prefix: str = DEFAULT_REDIS_KEY_PREFIX,
+        redis_timeout_seconds: float = DEFAULT_REDIS_TIMEOUT_SECONDS,
     ) -> MarketData:
-        """Yahoo Finance for equities, Binance for crypto; cached in Redis if a client is given."""
+        """Yahoo Finance for equities, Binance for crypto; cached in Redis if a client is given
+        (under ``redis_key_prefix``, each call bounded by ``redis_timeout_seconds``: pass the
+        settings of the same names)."""
         cache: QuoteCache = (
             MemoryQuoteCache(cache_ttl_seconds)
             if redis_client is None
-            else RedisQuoteCache(redis_client, cache_ttl_seconds)
+            else RedisQuoteCache(
+                redis_client,
+                cache_ttl_seconds,
+                quote_key_prefix(redis_key_prefix),
+                timeout_seconds=redis_timeout_seconds,
+            )
         )
         return cls(YahooFinanceProvider(timeout=timeout), BinanceProvider(timeout=timeout), cache)
 

@@ -18,7 +18,7 @@ import functools
 import io
 import logging
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -30,7 +30,8 @@ from mcp.server.mcpserver import MCPServer
 
 from fiml import __version__
 from fiml.core.config import Settings
-from fiml.core.errors import ConfigurationError, MissingDependencyError
+from fiml.core.errors import ConfigurationError
+from fiml.core.redis_client import open_redis
 from fiml.market.service import MarketData
 from fiml.mcp.analytics_tool import AnalyticsStats, AnalyticsTool, StatsSource
 from fiml.mcp.auth import (
@@ -45,6 +46,8 @@ from fiml.mcp.resources import SessionResources
 from fiml.mcp.search_tools import SearchTools
 from fiml.mcp.session_tools import SessionTools
 from fiml.sessions.analytics import SessionAnalytics
+from fiml.sessions.backends import build_backends
+from fiml.sessions.backends.redis_persistence import persistence_warning
 from fiml.sessions.joblock import RedisJobLock
 from fiml.sessions.scheduler import JobScheduler
 from fiml.sessions.store import SessionStore
@@ -62,6 +65,8 @@ __all__ = [
     "serve",
     "serve_stdio",
 ]
+
+logger = logging.getLogger(__name__)
 
 MCP_PATH = "/mcp"
 """Where the HTTP transport serves MCP."""
@@ -110,49 +115,37 @@ def build_server(
     return server
 
 
-def _redis_client(url: str) -> Redis:
-    try:
-        from redis.asyncio import Redis
-    except ImportError as exc:  # pragma: no cover - depends on the installed extras
-        raise MissingDependencyError("redis", "redis") from exc
-    client: Redis = Redis.from_url(url)
-    return client
-
-
 @asynccontextmanager
-async def open_market(settings: Settings) -> AsyncIterator[MarketData]:
-    """The market-data service the settings ask for, closed (with its Redis client) after."""
+async def open_market(settings: Settings, redis: Redis | None = None) -> AsyncIterator[MarketData]:
+    """The market-data service the settings ask for, closed after; live quotes are cached in
+    ``redis`` (the process's one client, closed by whoever opened it) when given."""
     if settings.market_provider == "offline":
         async with MarketData.offline() as market:
             yield market
         return
-    redis = _redis_client(settings.redis_url) if settings.redis_url else None
-    try:
-        async with MarketData.live(redis) as market:
-            yield market
-    finally:
-        if redis is not None:
-            await redis.aclose()
+    async with MarketData.live(
+        redis,
+        redis_key_prefix=settings.redis_key_prefix,
+        redis_timeout_seconds=settings.redis_timeout_seconds,
+    ) as market:
+        yield market
 
 
 @asynccontextmanager
-async def background_jobs(store: SessionStore, *, enabled: bool) -> AsyncIterator[None]:
+async def background_jobs(
+    store: SessionStore, *, enabled: bool, redis: Redis | None = None
+) -> AsyncIterator[None]:
     """Run the session jobs (cleanup, retention, metrics) in process while the block runs.
 
-    With Redis configured, a Redis lock per job keeps several processes from repeating
-    each other's work (the jobs are idempotent anyway).
+    With ``redis`` (the process's one client), a Redis lock per job keeps several processes
+    from repeating each other's work (the jobs are idempotent anyway).
     """
     if not enabled:
         yield
         return
-    url = store.settings.redis_url
-    lock = RedisJobLock.from_url(url) if url else None
-    try:
-        async with JobScheduler.for_store(store, lock=lock):
-            yield
-    finally:
-        if lock is not None:
-            await lock.close()
+    lock = None if redis is None else RedisJobLock(redis, settings=store.settings)
+    async with JobScheduler.for_store(store, lock=lock):
+        yield
 
 
 def _http_auth(settings: Settings, tokens_file: Path | None) -> HashedTokenVerifier:
@@ -167,6 +160,19 @@ def _http_auth(settings: Settings, tokens_file: Path | None) -> HashedTokenVerif
     return HashedTokenVerifier(tokens)
 
 
+def _caller(
+    settings: Settings, transport: Transport, tokens_file: Path | None
+) -> tuple[IdentityResolver, HashedTokenVerifier | None]:
+    """Who each request comes from, and the HTTP transport's token check."""
+    if transport == "http":
+        return BearerTokenIdentity(), _http_auth(settings, tokens_file)
+    return StaticIdentity(local_identity(settings)), None
+
+
+def _log_warning(line: str) -> None:
+    logger.warning("%s", line)
+
+
 async def serve(
     settings: Settings,
     *,
@@ -176,43 +182,45 @@ async def serve(
     stateless: bool = False,
     tokens_file: Path | None = None,
     jobs: bool | None = None,
+    warn: Callable[[str], None] = _log_warning,
 ) -> None:
     """Serve MCP until cancelled (stdio: until the client closes the pipe).
 
     ``jobs``: run the session jobs in process; by default, when no Celery broker is set.
+    The process opens one Redis client (with ``settings.redis_url``) and lends it to the
+    session store, the quote cache and the job locks. Before serving, ``warn`` gets one
+    line when that Redis would lose the active sessions on a restart (default: logged).
     """
-    verifier: HashedTokenVerifier | None = None
-    identity: IdentityResolver
-    if transport == "http":
-        verifier = _http_auth(settings, tokens_file)
-        identity = BearerTokenIdentity()
-    elif transport == "stdio":
-        identity = StaticIdentity(local_identity(settings))
-    else:
+    if transport not in ("stdio", "http"):
         raise ConfigurationError(f"unknown transport {transport!r}; use 'stdio' or 'http'")
     run_jobs = settings.celery_broker_url is None if jobs is None else jobs
-    async with (
-        SessionStore(settings) as store,
-        open_market(settings) as market,
-        background_jobs(store, enabled=run_jobs),
-    ):
-        server = build_server(
-            store=store,
-            market=market,
-            identity=identity,
-            token_verifier=verifier,
-            public_url=f"http://{host}:{port}",
-        )
-        if transport == "stdio":
-            await serve_stdio(server)
-            return
-        import uvicorn
+    async with open_redis(settings.redis_url, settings) as redis:
+        if (warning := await persistence_warning(settings, redis)) is not None:
+            warn(warning)
+        identity, verifier = _caller(settings, transport, tokens_file)
+        backend, archive = build_backends(settings, redis=redis)
+        async with (
+            SessionStore(settings, backend=backend, archive=archive) as store,
+            open_market(settings, redis) as market,
+            background_jobs(store, enabled=run_jobs, redis=redis),
+        ):
+            server = build_server(
+                store=store,
+                market=market,
+                identity=identity,
+                token_verifier=verifier,
+                public_url=f"http://{host}:{port}",
+            )
+            if transport == "stdio":
+                await serve_stdio(server)
+                return
+            import uvicorn
 
-        app = server.streamable_http_app(
-            streamable_http_path=MCP_PATH, stateless_http=stateless, host=host
-        )
-        config = uvicorn.Config(app, host=host, port=port, log_level="info", lifespan="on")
-        await uvicorn.Server(config).serve()
+            app = server.streamable_http_app(
+                streamable_http_path=MCP_PATH, stateless_http=stateless, host=host
+            )
+            config = uvicorn.Config(app, host=host, port=port, log_level="info", lifespan="on")
+            await uvicorn.Server(config).serve()
 
 
 async def serve_stdio(server: MCPServer) -> None:
@@ -241,6 +249,7 @@ def run_server(
     stateless: bool = False,
     tokens_file: Path | None = None,
     jobs: bool | None = None,
+    warn: Callable[[str], None] = _log_warning,
 ) -> None:
     """Serve MCP in the foreground; logs go to stderr (stdout belongs to stdio MCP).
 
@@ -261,5 +270,6 @@ def run_server(
             stateless=stateless,
             tokens_file=tokens_file,
             jobs=jobs,
+            warn=warn,
         )
     )

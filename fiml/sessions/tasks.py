@@ -9,6 +9,9 @@ Tasks are plain synchronous functions: each builds a store from the settings, ru
 async job (:mod:`fiml.sessions.jobs`) with :func:`asyncio.run`, and returns the job's
 statistics as a JSON-ready dict. While a run holds the job's Redis lock, a concurrent run
 (a second beat scheduler, a manual trigger) returns ``{"skipped": true, ...}`` at once.
+A run opens one Redis client, which the store and the job lock share; it is the run's
+own, because a redis-py asyncio client belongs to the event loop it first ran in and each
+run has a loop of its own.
 
 The broker and result backend are ``celery_broker_url``, else ``redis_url``, else a Redis
 on localhost. The module-level :data:`app` and :data:`CELERY_BEAT_SCHEDULE` read the
@@ -27,7 +30,9 @@ from celery import Celery
 from celery.signals import worker_ready
 
 from fiml.core.config import Settings
+from fiml.core.redis_client import open_redis
 from fiml.sessions.analytics import SessionAnalytics
+from fiml.sessions.backends import build_backends
 from fiml.sessions.backends.redis_persistence import persistence_warning
 from fiml.sessions.joblock import RedisJobLock
 from fiml.sessions.jobs import (
@@ -95,17 +100,14 @@ def build_beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
 
 
 async def _run(settings: Settings, job_name: str) -> JobStats:
-    store = SessionStore(settings)
-    lock_url = _lock_url(settings)
-    lock = RedisJobLock.from_url(lock_url) if lock_url else None
-    try:
-        await store.initialize()
-        jobs = {job.name: job for job in session_jobs(store, SessionAnalytics(store))}
-        return await run_job(jobs[job_name], lock=lock)
-    finally:
-        if lock is not None:
-            await lock.close()
-        await store.shutdown()
+    async with open_redis(_lock_url(settings), settings) as redis:
+        # The lock's Redis is the sessions' Redis when there is one, else the broker's.
+        sessions_redis = redis if settings.redis_url else None
+        backend, archive = build_backends(settings, redis=sessions_redis)
+        lock = None if redis is None else RedisJobLock(redis, settings=settings)
+        async with SessionStore(settings, backend=backend, archive=archive) as store:
+            jobs = {job.name: job for job in session_jobs(store, SessionAnalytics(store))}
+            return await run_job(jobs[job_name], lock=lock)
 
 
 def execute_job(settings: Settings, job_name: str) -> dict[str, Any]:
@@ -137,7 +139,7 @@ def _warn_at_worker_start(celery: Any, settings: Settings) -> None:
 
     def warn(sender: Any = None, **_: Any) -> None:
         if getattr(sender, "app", None) is celery:  # the signal fires for every app
-            warning = persistence_warning(settings)
+            warning = asyncio.run(persistence_warning(settings))
             if warning is not None:
                 logging.getLogger(__name__).warning(warning)
 

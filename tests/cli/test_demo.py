@@ -11,8 +11,8 @@ from pathlib import Path
 
 from rich.console import Console
 
+from fiml.cli.demo import DEMO_USER, run_demo
 from fiml.core.config import Settings
-from fiml.demo import DEMO_USER, run_demo
 from fiml.sessions.models import SessionStatus
 from fiml.sessions.store import ALL_QUERIES, SessionStore
 from tests.conftest import sqlite_url

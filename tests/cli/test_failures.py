@@ -105,6 +105,8 @@ def test_a_sqlite_file_under_a_regular_file_is_named(
         ("FIML_DATABASE_URL", "mysql://db/x", "FIML_DATABASE_URL: database_url must be a sqlite"),
         ("FIML_SESSION_MAX_TTL_HOURS", "-1", "FIML_SESSION_MAX_TTL_HOURS: Input should be greater"),
         ("FIML_MARKET_PROVIDER", "psychic", "FIML_MARKET_PROVIDER"),
+        ("FIML_REDIS_KEY_PREFIX", "fiml{x}", "FIML_REDIS_KEY_PREFIX: String should match"),
+        ("FIML_REDIS_KEY_PREFIX", "", "FIML_REDIS_KEY_PREFIX: String should have at least 1"),
     ],
 )
 def test_bad_settings_are_one_line(

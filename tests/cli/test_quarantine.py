@@ -14,6 +14,9 @@ from fiml.sessions.store import SessionStore
 from tests.cli.conftest import TINY_TTL_HOURS, assert_one_line_error, invoke, ok_json, with_store
 from tests.conftest import settings_for
 
+KEYS = rk.RedisKeyspace()
+"""The keys of the tests' deployment (the default key prefix)."""
+
 
 @pytest.fixture
 def tiered(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
@@ -31,7 +34,7 @@ def tiered(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
         )
         raw = redis.Redis.from_url(str(settings.redis_url))
         try:
-            await raw.hset(rk.session_keys(bad.id).context, "note", '"a\\u0000b"')
+            await raw.hset(KEYS.session_keys(bad.id).context, "note", '"a\\u0000b"')
         finally:
             await raw.aclose()
         return str(bad.id)

@@ -17,6 +17,7 @@ import pytest
 from sqlalchemy import update
 
 from fiml.core.config import Settings
+from fiml.core.redis_client import redis_client
 from fiml.sessions.db import SessionRecord
 from fiml.sessions.joblock import RedisJobLock
 from fiml.sessions.jobs import CLEANUP_JOB, METRICS_JOB, RETENTION_JOB
@@ -179,13 +180,13 @@ async def test_a_task_finding_the_lock_held_is_skipped(worker: Any, pg_store: Se
             created_ago=timedelta(hours=1), lasted=timedelta(minutes=1), closed=False,
         )
     )  # fmt: skip
-    lock = RedisJobLock.from_url(JOBS_REDIS_URL)
+    client = redis_client(JOBS_REDIS_URL, Settings())
     try:
-        async with lock.hold(CLEANUP_JOB) as held:
+        async with RedisJobLock(client, settings=Settings()).hold(CLEANUP_JOB) as held:
             assert held
             skipped = await run_task(worker, CLEANUP_JOB)
     finally:
-        await lock.close()
+        await client.aclose()
 
     assert (skipped["skipped"], skipped["archived"]) == (True, 0)
     assert await sql_archive(pg_store).count_sessions(archived=True) == 0

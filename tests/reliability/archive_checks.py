@@ -25,6 +25,8 @@ SESSIONS = cast(Table, SessionRecord.__table__)
 QUERIES = cast(Table, QueryRow.__table__)
 METRICS = cast(Table, SessionMetrics.__table__)
 CREATE_CONCURRENCY = 50
+KEYS = rk.RedisKeyspace()
+"""The keys of the tests' deployment (the default key prefix)."""
 
 
 def query(n: int) -> QueryRecord:
@@ -146,4 +148,4 @@ async def assert_archived_once(
     wrong: dict[UUID, Any] = {sid: row for sid, row in contents.items() if row != expected}
     assert wrong == {}
     assert await sessions_in_redis(raw) == set()
-    assert await raw.zcard(rk.EXPIRY_INDEX) == 0
+    assert await raw.zcard(KEYS.expiry_index) == 0

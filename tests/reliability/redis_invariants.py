@@ -14,6 +14,9 @@ import redis.asyncio as redis
 
 from fiml.sessions.backends import redis_keys as rk
 
+KEYS = rk.RedisKeyspace()
+"""The keys of the tests' deployment (the default key prefix)."""
+
 REQUIRED_META = ("type", "assets", "created_at", "expires_at", "last_accessed_at", "version")
 
 
@@ -35,7 +38,7 @@ async def session_violations(raw: redis.Redis) -> list[str]:
     by_session: dict[str, set[str]] = {}
     for key in keys:
         by_session.setdefault(_tag(key), set()).add(key)
-    entries = await raw.zrange(rk.EXPIRY_INDEX, 0, -1, withscores=True)
+    entries = await raw.zrange(KEYS.expiry_index, 0, -1, withscores=True)
     expiry_index = dict(cast(list[tuple[str, float]], entries))
     problems: list[str] = []
     for sid, present in sorted(by_session.items()):
@@ -46,7 +49,7 @@ async def session_violations(raw: redis.Redis) -> list[str]:
 async def _one_session(
     raw: redis.Redis, sid: str, present: set[str], expiry_index: dict[str, float]
 ) -> list[str]:
-    keys = rk.session_keys(sid)
+    keys = KEYS.session_keys(sid)
     if keys.meta not in present:
         return [f"keys {sorted(present)} without a meta hash"]
     meta = cast(dict[str, str], await raw.hgetall(keys.meta))
@@ -60,7 +63,7 @@ async def _one_session(
         problems.append(f"expiry index entry {score} is missing or later than {expires_us}")
     user = meta.get("user_id")
     if user is not None:
-        created = await raw.zscore(rk.user_index(user), sid)
+        created = await raw.zscore(KEYS.user_index(user), sid)
         if created != int(meta["created_at"]):
             problems.append(f"user index entry {created} != created_at {meta['created_at']}")
     problems += await _history_problems(raw, keys, meta)

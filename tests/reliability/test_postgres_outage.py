@@ -19,12 +19,12 @@ import redis.asyncio as redis
 from fiml.core.config import Settings
 from fiml.core.errors import StorageUnavailableError
 from fiml.sessions import ALL_QUERIES, SessionStore
-from fiml.sessions.backends import redis_keys as rk
 from fiml.sessions.jobs import run_cleanup, run_metrics
 from fiml.sessions.models import QueryRecord, SessionStatus
 from tests.clock import MovableClock
 from tests.conftest import require_postgres, settings_for
 from tests.reliability.archive_checks import (
+    KEYS,
     archive_reader,
     archived_count,
     assert_archived_once,
@@ -156,7 +156,7 @@ async def test_postgres_down_longer_than_the_grace_period_loses_nothing(
             assert (stats.archived, stats.failed) == (0, 30)
             # Nor can Redis drop them on its own clock: no key of theirs carries a TTL
             # (PTTL is -1 for a key without one, -2 for a key the session has not used).
-            ttls = [await raw.pttl(key) for sid in ids for key in rk.session_keys(sid)]
+            ttls = [await raw.pttl(key) for sid in ids for key in KEYS.session_keys(sid)]
             assert -1 in ttls and all(ttl < 0 for ttl in ttls)
             assert await sessions_in_redis(raw) == set(ids)
 

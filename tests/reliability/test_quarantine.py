@@ -26,15 +26,17 @@ from tests.conftest import settings_for, sql_archive
 from tests.reliability.archive_checks import archived_count, due_sessions, sessions_in_redis
 
 QUERIES = 2
+KEYS = rk.RedisKeyspace()
+"""The keys of the tests' deployment (the default key prefix)."""
 
 
 async def plant_nul(raw: redis.Redis, session_id: UUID) -> None:
     """A context value holding NUL: Redis and SQLite keep it, PostgreSQL's JSONB cannot."""
-    await raw.hset(rk.session_keys(session_id).context, "note", '"before\\u0000after"')
+    await raw.hset(KEYS.session_keys(session_id).context, "note", '"before\\u0000after"')
 
 
 async def corrupt_history(raw: redis.Redis, session_id: UUID) -> None:
-    await raw.lset(rk.session_keys(session_id).queries, 0, "{not json")
+    await raw.lset(KEYS.session_keys(session_id).queries, 0, "{not json")
 
 
 @pytest.fixture
@@ -84,7 +86,7 @@ async def test_two_poisoned_sessions_of_500_are_quarantined_and_none_is_lost(
     assert {s.id for s in await store.list_user_sessions(light.user_id or "")} >= {broken}
 
     # Repaired, a quarantined session is archived by the next run and leaves the quarantine.
-    await raw.hset(rk.session_keys(nul).context, "note", '"repaired"')
+    await raw.hset(KEYS.session_keys(nul).context, "note", '"repaired"')
     third = await store.cleanup_expired_sessions()
     assert (third.archived, third.quarantined) == (1, 1)
     assert [q.session_id for q in await store.list_quarantined()] == [broken]
@@ -99,15 +101,15 @@ async def test_an_index_entry_that_is_no_session_id_is_dropped_not_fatal(
     store: SessionStore, raw: redis.Redis
 ) -> None:
     ids = await due_sessions(store, 30, queries=1)
-    await raw.zadd(rk.EXPIRY_INDEX, {"not-a-uuid": 1})
-    await raw.hset(rk.meta_key("not-a-uuid"), mapping={"expires_at": "1", "type": "equity"})
+    await raw.zadd(KEYS.expiry_index, {"not-a-uuid": 1})
+    await raw.hset(KEYS.meta_key("not-a-uuid"), mapping={"expires_at": "1", "type": "equity"})
 
     report = await store.cleanup_expired_sessions()
 
     assert (report.archived, report.failed, report.quarantined) == (30, 0, 0)
-    assert await raw.zscore(rk.EXPIRY_INDEX, "not-a-uuid") is None
-    assert await raw.exists(rk.meta_key("not-a-uuid"))  # not a session: not ours to delete
-    await raw.delete(rk.meta_key("not-a-uuid"))
+    assert await raw.zscore(KEYS.expiry_index, "not-a-uuid") is None
+    assert await raw.exists(KEYS.meta_key("not-a-uuid"))  # not a session: not ours to delete
+    await raw.delete(KEYS.meta_key("not-a-uuid"))
     assert await sessions_in_redis(raw) == set()
     assert await sql_archive(store).count_sessions(archived=True) == len(ids)
 
@@ -117,8 +119,8 @@ async def test_a_corrupt_meta_field_hides_only_its_session(
 ) -> None:
     ids = await due_sessions(store, 6, queries=1, users=1)
     broken = ids[2]
-    await raw.hset(rk.meta_key(broken), "assets", "[not json")
-    await raw.hset(rk.meta_key(ids[4]), "expires_at", "soon")
+    await raw.hset(KEYS.meta_key(broken), "assets", "[not json")
+    await raw.hset(KEYS.meta_key(ids[4]), "expires_at", "soon")
 
     listed = await store.list_user_sessions("u0")
     assert {s.id for s in listed} == set(ids) - {broken, ids[4]}

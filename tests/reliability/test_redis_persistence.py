@@ -21,6 +21,7 @@ import pytest
 from typer.testing import Result
 
 from fiml.core.config import Settings
+from fiml.core.redis_client import open_redis
 from fiml.sessions.backends.redis_persistence import persistence_warning
 from tests.cli.conftest import invoke
 from tests.conftest import require_redis, sqlite_url
@@ -46,8 +47,10 @@ def settings(redis_url: str, tmp_path: Path) -> Settings:
     return Settings(database_url=sqlite_url(tmp_path), redis_url=redis_url)
 
 
-def test_a_redis_without_persistence_gets_one_warning_naming_the_setting(tmp_path: Path) -> None:
-    warning = persistence_warning(settings(require_redis(), tmp_path))
+async def test_a_redis_without_persistence_gets_one_warning_naming_the_setting(
+    tmp_path: Path,
+) -> None:
+    warning = await persistence_warning(settings(require_redis(), tmp_path))
     assert warning is not None
     assert warning.startswith("warning: Redis at 127.0.0.1:6379/")
     assert 'appendonly no, save ""' in warning
@@ -56,22 +59,22 @@ def test_a_redis_without_persistence_gets_one_warning_naming_the_setting(tmp_pat
 
 
 async def test_an_append_only_redis_gets_no_warning(aof_redis: str, tmp_path: Path) -> None:
-    assert persistence_warning(settings(aof_redis, tmp_path)) is None
+    assert await persistence_warning(settings(aof_redis, tmp_path)) is None
 
 
 async def test_without_config_the_check_reads_info_persistence(tmp_path: Path) -> None:
     async with PrivateRedis(tmp_path, extra_args=["--rename-command", "CONFIG", ""]) as bare:
-        warning = persistence_warning(settings(bare.url, tmp_path))
+        warning = await persistence_warning(settings(bare.url, tmp_path))
     assert warning is not None and "INFO persistence: aof_enabled:0" in warning
     async with PrivateRedis(
         tmp_path, appendonly=True, extra_args=["--rename-command", "CONFIG", ""]
     ) as logged:
-        assert persistence_warning(settings(logged.url, tmp_path)) is None
+        assert await persistence_warning(settings(logged.url, tmp_path)) is None
 
 
-def test_a_redis_that_cannot_be_asked_is_said_to_be_unchecked(tmp_path: Path) -> None:
+async def test_a_redis_that_cannot_be_asked_is_said_to_be_unchecked(tmp_path: Path) -> None:
     url = f"redis://127.0.0.1:{free_port()}/0"
-    warning = persistence_warning(
+    warning = await persistence_warning(
         settings(url, tmp_path).model_copy(update={"redis_timeout_seconds": 1})
     )
     assert warning is not None
@@ -79,8 +82,18 @@ def test_a_redis_that_cannot_be_asked_is_said_to_be_unchecked(tmp_path: Path) ->
     assert "appendonly yes" in warning
 
 
-def test_no_redis_no_check(tmp_path: Path) -> None:
-    assert persistence_warning(Settings(database_url=sqlite_url(tmp_path), redis_url=None)) is None
+async def test_no_redis_no_check(tmp_path: Path) -> None:
+    no_redis = Settings(database_url=sqlite_url(tmp_path), redis_url=None)
+    assert await persistence_warning(no_redis) is None
+
+
+async def test_the_check_asks_the_client_it_is_lent_and_leaves_it_open(tmp_path: Path) -> None:
+    on_redis = settings(require_redis(), tmp_path)
+    async with open_redis(on_redis.redis_url, on_redis) as client:
+        assert client is not None
+        warning = await persistence_warning(on_redis, client)
+        assert warning is not None and "appendonly yes" in warning
+        assert await client.ping()  # still the process's client
 
 
 def cli(monkeypatch: pytest.MonkeyPatch, redis_url: str, *args: str) -> Result:

@@ -24,9 +24,10 @@ from sqlalchemy import func, select
 
 from fiml.core.config import Settings
 from fiml.core.errors import SessionArchivedError, StorageUnavailableError
+from fiml.core.redis_client import redis_pool
 from fiml.sessions import ALL_QUERIES, QueryRecord, SessionStore
 from fiml.sessions.backends import redis_keys as rk
-from fiml.sessions.backends.redis import RedisBackend, redis_client
+from fiml.sessions.backends.redis import RedisBackend
 from fiml.sessions.db import QueryRow
 from fiml.sessions.models import Session, SessionStatus, SessionType, utcnow
 from tests.clock import MovableClock
@@ -35,6 +36,8 @@ from tests.reliability.archive_checks import sessions_in_redis
 from tests.sessions.concurrent_writers import run_workers
 
 HOUR = timedelta(hours=1)
+KEYS = rk.RedisKeyspace()
+"""The keys of the tests' deployment (the default key prefix)."""
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 QUERY_ROWS = QueryRow.__table__
 
@@ -140,7 +143,7 @@ async def assert_archived_exactly(
     """Every session in PostgreSQL once with its whole history; nothing left in Redis."""
     assert await sql_archive(store).count_sessions(archived=True) == len(ids)
     assert await archived_query_counts(store) == {sid: queries for sid in ids}
-    assert await raw.keys("fiml:*") == [rk.LAYOUT_MARKER]
+    assert await raw.keys("fiml:*") == [KEYS.layout_marker]
     for sid in ids:
         session = await store.get_session(sid, history_limit=ALL_QUERIES)
         assert session is not None and session.status is SessionStatus.ARCHIVED
@@ -162,10 +165,10 @@ async def test_keys_of_one_session_share_one_hash_tag(
 
     # decode_responses=True: str keys, though redis-py types them all as bytes | str
     keys = cast(list[str], await raw.keys(f"fiml:s:*{session.id}*"))
-    assert sorted(keys) == sorted(rk.session_keys(session.id))
+    assert sorted(keys) == sorted(KEYS.session_keys(session.id))
     assert {hash_tag(k) for k in keys} == {str(session.id)}
-    assert await raw.zscore(rk.user_index("u1"), str(session.id)) is not None
-    assert await raw.zscore(rk.EXPIRY_INDEX, str(session.id)) is not None
+    assert await raw.zscore(KEYS.user_index("u1"), str(session.id)) is not None
+    assert await raw.zscore(KEYS.expiry_index, str(session.id)) is not None
 
 
 async def test_redis_never_expires_a_session_by_itself(
@@ -190,14 +193,14 @@ async def test_keys_an_older_version_wrote_with_a_ttl_are_made_persistent(
     async with SessionStore(settings) as store:
         session = await store.create_session(["AAPL"], "equity")
         await store.append_query(session.id, query(1))
-    keys = rk.session_keys(session.id)
+    keys = KEYS.session_keys(session.id)
     for key in (keys.meta, keys.queries, keys.qids):
         await raw.pexpire(key, 3_600_000)  # as the backstop TTL of earlier versions did
-    await raw.delete(rk.LAYOUT_MARKER)  # a Redis that only earlier versions have used
+    await raw.delete(KEYS.layout_marker)  # a Redis that only earlier versions have used
 
     async with SessionStore(settings) as store:
         assert {await raw.pttl(k) for k in (keys.meta, keys.queries, keys.qids)} == {-1}
-        assert await raw.exists(rk.LAYOUT_MARKER)
+        assert await raw.exists(KEYS.layout_marker)
         reread = await store.get_session(session.id)
         assert reread is not None and reread.state.history.total_queries == 1
 
@@ -243,7 +246,7 @@ async def test_a_read_hitting_a_damaged_key_raises_the_redis_error(
     store: SessionStore, raw: redis.Redis
 ) -> None:
     session = await store.create_session(["AAPL"], "equity")
-    keys = rk.session_keys(session.id)
+    keys = KEYS.session_keys(session.id)
     for damaged in (keys.context, keys.meta):
         await raw.delete(damaged)
         await raw.set(damaged, "not a hash")
@@ -377,7 +380,7 @@ async def test_a_crash_at_any_step_of_archival_loses_and_duplicates_nothing(
     if crash_after in ("import", "delete_keys"):
         copied, _ = await store.archive.import_archived(exported, archived_at=utcnow())
     if crash_after == "delete_keys":
-        await raw.unlink(*[k for sid in ids for k in rk.session_keys(sid)])
+        await raw.unlink(*[k for sid in ids for k in KEYS.session_keys(sid)])
 
     assert copied + (await store.cleanup_expired_sessions()).archived == 6
     for user in ("u0", "u1", "u2"):  # a listing drops user-index entries left by the crash
@@ -410,7 +413,7 @@ async def test_close_is_archived_at_once_and_extend_is_rescored(
     assert archived is not None and archived.status is SessionStatus.ARCHIVED
     still = await store.get_session(extended.id)
     assert still is not None and still.status is SessionStatus.ACTIVE
-    score = await raw.zscore(rk.EXPIRY_INDEX, str(extended.id))
+    score = await raw.zscore(KEYS.expiry_index, str(extended.id))
     assert score == (extended.expires_at - EPOCH) // timedelta(microseconds=1)
 
 
@@ -451,14 +454,14 @@ async def test_sessions_whose_keys_vanished_leave_no_hole_in_listing_or_cleanup(
     lost = [
         await store.create_session(["AAPL"], "equity", user_id="u1", ttl_hours=1) for _ in range(3)
     ]
-    await raw.unlink(*[k for s in lost for k in rk.session_keys(s.id)])
+    await raw.unlink(*[k for s in lost for k in KEYS.session_keys(s.id)])
 
     page = await store.list_user_sessions_page("u1", limit=3)
     assert [s.id for s in page.sessions] == [s.id for s in reversed(kept)]
-    assert await raw.zcard(rk.user_index("u1")) == 3
+    assert await raw.zcard(KEYS.user_index("u1")) == 3
     clock.move(2 * HOUR)  # the lost sessions are due, the kept ones (a day's TTL) are not
     assert (await store.cleanup_expired_sessions()).archived == 0
-    assert await raw.zcard(rk.EXPIRY_INDEX) == 3
+    assert await raw.zcard(KEYS.expiry_index) == 3
 
 
 @pytest.mark.timeout(60)
@@ -494,7 +497,7 @@ def test_the_client_speaks_tls_or_a_unix_socket_as_its_url_says() -> None:
         ("rediss://127.0.0.1:6380/0", SSLConnection),
         ("unix:///run/redis.sock?db=0", UnixDomainSocketConnection),
     ):
-        pool = redis_client(url, max_connections=3, timeout=1).connection_pool
+        pool = redis_pool(url, Settings(redis_max_connections=3, redis_timeout_seconds=1))
         assert isinstance(pool, BlockingConnectionPool)
         assert issubclass(pool.connection_class, connection_class) and pool.max_connections == 3
 

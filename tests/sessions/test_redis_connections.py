@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from datetime import timedelta
 from pathlib import Path
 from uuid import uuid4
 
@@ -15,8 +14,9 @@ import redis.asyncio as redis
 
 from fiml.core.config import Settings
 from fiml.core.errors import StorageUnavailableError
+from fiml.core.redis_client import redis_client
 from fiml.sessions import SessionStore
-from fiml.sessions.backends.redis import RedisBackend, redis_client
+from fiml.sessions.backends.redis import RedisBackend
 from tests.conftest import require_postgres, require_redis, reset_postgres
 from tests.reliability.archive_checks import query
 from tests.reliability.services import PrivateRedis, wait_until
@@ -27,10 +27,9 @@ LIST = "fiml:test:never-filled"
 
 
 def _backend(*, max_connections: int, timeout: float = 5, pool_wait: float = 60) -> RedisBackend:
-    client = redis_client(
-        require_redis(), max_connections=max_connections, timeout=timeout, pool_wait=pool_wait
-    )
-    return RedisBackend(client, archive_grace=timedelta(hours=1), timeout=timeout)
+    settings = Settings(redis_max_connections=max_connections, redis_timeout_seconds=timeout)
+    client = redis_client(require_redis(), settings, pool_wait=pool_wait)
+    return RedisBackend.on_client(client, settings=settings)
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ SQLite or PostgreSQL alone, or Redis for active sessions with SQL as the archive
 from __future__ import annotations
 
 import importlib.util
+from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import make_url
 
@@ -15,6 +16,9 @@ from fiml.core.errors import MissingDependencyError
 from fiml.sessions.backends.base import ActiveTier, ArchiveTier
 from fiml.sessions.backends.sql import SqlBackend
 from fiml.sessions.db import create_engine
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
 
 __all__ = ["ActiveTier", "ArchiveTier", "SqlBackend", "build_backends", "build_sql_backend"]
 
@@ -33,12 +37,17 @@ def build_sql_backend(settings: Settings) -> SqlBackend:
     return SqlBackend(engine, auto_migrate=settings.database_auto_migrate)
 
 
-def build_backends(settings: Settings) -> tuple[ActiveTier, ArchiveTier]:
+def build_backends(
+    settings: Settings, *, redis: Redis | None = None
+) -> tuple[ActiveTier, ArchiveTier]:
     """The active tier and the archive tier for these settings (mypy checks here that
-    each backend satisfies its tier's Protocol)."""
+    each backend satisfies its tier's Protocol); with ``settings.redis_url`` the active
+    tier runs on ``redis``, the process's one client, or on a client of its own."""
     archive = build_sql_backend(settings)
     if not settings.redis_url:
         return archive, archive
     from fiml.sessions.backends.redis import RedisBackend
 
+    if redis is not None:
+        return RedisBackend.on_client(redis, settings=settings), archive
     return RedisBackend.from_url(settings.redis_url, settings=settings), archive

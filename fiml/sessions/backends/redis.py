@@ -47,9 +47,7 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 from uuid import UUID
 
-from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
+from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError
@@ -69,6 +67,7 @@ from fiml.core.errors import (
     SessionNotFoundError,
     StorageUnavailableError,
 )
+from fiml.core.redis_client import redis_client
 from fiml.sessions.backends import redis_keys as rk
 from fiml.sessions.backends.base import (
     ExportedSessions,
@@ -101,7 +100,7 @@ from fiml.sessions.models import (
 )
 from fiml.sessions.quarantine import UNDECODABLE, failure_reason
 
-__all__ = ["POOL_WAIT_SECONDS", "RedisBackend", "redis_client"]
+__all__ = ["RedisBackend"]
 
 Command = tuple[Any, ...]
 _COUNT_BATCH = 1000
@@ -152,55 +151,16 @@ def _micros_or_none(value: str | None) -> int | None:
         return None
 
 
-POOL_WAIT_SECONDS = 60.0
-"""How long a call waits for a free connection when all of them are busy, before it fails."""
-
-
-def redis_client(
-    url: str, *, max_connections: int, timeout: float, pool_wait: float = POOL_WAIT_SECONDS
-) -> Redis:
-    """A redis-py client for ``url`` (``redis://``, ``rediss://`` or ``unix://``) replying
-    with decoded strings, on a blocking pool of up to ``max_connections``: a call that finds
-    them all busy waits (``pool_wait`` seconds at most) instead of failing, so a burst of
-    writers queues rather than errors. Connecting is bounded by ``timeout``
-    (``socket_connect_timeout``); :class:`RedisBackend` bounds each call as a whole by it.
-    redis-py's ``socket_timeout`` is off (redis-py 8 sets 5 s by default): with it, every
-    send runs in a task of its own (``asyncio.wait_for``), an event-loop turn more per
-    command (PING: 3 turns instead of 2, a MULTI/EXEC read 6 instead of 5), which took
-    22-34% more time per call in an interleaved run on a loaded two-core machine.
-
-    Commands are never retried (``Retry`` with no retries): a command whose reply was lost
-    may have run, and running a write again is not harmless (an extension applied twice, a
-    create that finds its own session and reports it taken). Nor is a health-check interval
-    set: its PING on a dead connection only fails without a retry. What keeps a connection
-    left over from before a Redis restart from failing a call is the pool's check before it
-    hands a connection out (``ensure_connection``): one the server closed, or that holds
-    unread data, is reconnected. redis-py skips that check when Redis's maintenance
-    notifications are on, which is its default on RESP3 (redis-py 8 speaks RESP3 unless
-    told otherwise), so the client speaks RESP2 (``protocol=2``; a ``protocol`` in the URL
-    overrides it, at that cost). A command that fails or is cancelled drops its connection,
-    so no late reply reaches a later call.
-    """
-    pool = BlockingConnectionPool.from_url(
-        url,
-        max_connections=max_connections,
-        timeout=pool_wait,
-        socket_connect_timeout=timeout,
-        socket_timeout=None,  # the backend bounds each call (see above)
-        retry=Retry(NoBackoff(), 0),
-        protocol=2,
-        decode_responses=True,
-    )
-    return Redis.from_pool(pool)
-
-
 class RedisBackend:
     """Active sessions in Redis; see the module docstring for the keyspace and its safety."""
 
     name = "redis"
 
-    def __init__(self, client: Redis, *, archive_grace: timedelta, timeout: float) -> None:
+    def __init__(
+        self, client: Redis, *, archive_grace: timedelta, timeout: float, keys: rk.RedisKeyspace
+    ) -> None:
         self.redis = client
+        self.keys = keys
         self._rescore_horizon = archive_grace / 2
         self._timeout = timeout
         self._create = client.register_script(rk.CREATE)
@@ -209,19 +169,25 @@ class RedisBackend:
         self._remove = client.register_script(rk.REMOVE)
 
     @classmethod
-    def from_url(cls, url: str, *, settings: Settings) -> RedisBackend:
-        """A backend on :func:`redis_client` with the settings' pool size and timeout."""
-        timeout = settings.redis_timeout_seconds
-        client = redis_client(url, max_connections=settings.redis_max_connections, timeout=timeout)
+    def on_client(cls, client: Redis, *, settings: Settings) -> RedisBackend:
+        """A backend on ``client`` (the process's one, see :func:`~fiml.core.redis_client.
+        open_redis`) with the settings' timeout, grace and key prefix; closing the backend
+        closes the client, and a client on a pool lent by ``open_redis`` leaves the pool open."""
         grace = timedelta(hours=settings.session_archive_grace_hours)
-        return cls(client, archive_grace=grace, timeout=timeout)
+        keys = rk.RedisKeyspace(settings.redis_key_prefix)
+        return cls(client, archive_grace=grace, timeout=settings.redis_timeout_seconds, keys=keys)
+
+    @classmethod
+    def from_url(cls, url: str, *, settings: Settings) -> RedisBackend:
+        """A backend on a :func:`~fiml.core.redis_client.redis_client` of its own."""
+        return cls.on_client(redis_client(url, settings), settings=settings)
 
     async def initialize(self) -> None:
         """Check that Redis answers, load the scripts, and make keys that earlier versions
         wrote with a TTL persistent (once per Redis database)."""
         await self._call("PING")
         await self._load_scripts()
-        if not await self._call("EXISTS", rk.LAYOUT_MARKER):
+        if not await self._call("EXISTS", self.keys.layout_marker):
             await self._persist_legacy_keys()
 
     async def _persist_legacy_keys(self) -> None:
@@ -230,23 +196,23 @@ class RedisBackend:
         start = 0
         while True:
             members = await self._call(
-                "ZRANGE", rk.EXPIRY_INDEX, start, start + _LEGACY_TTL_BATCH - 1
+                "ZRANGE", self.keys.expiry_index, start, start + _LEGACY_TTL_BATCH - 1
             )
             commands: list[Command] = [
                 ("PERSIST", key)
                 for member in members
                 if _parsed_id(member) is not None
-                for key in rk.session_keys(member)
+                for key in self.keys.session_keys(member)
             ]
             if commands:
                 await self._pipeline(commands)
             if len(members) < _LEGACY_TTL_BATCH:
                 break
             start += _LEGACY_TTL_BATCH
-        await self._call("SET", rk.LAYOUT_MARKER, "1")
+        await self._call("SET", self.keys.layout_marker, "1")
 
     async def close(self) -> None:
-        """Close the client and its connection pool."""
+        """Close the client, and its connection pool when the client owns it (``from_url``)."""
         await self.redis.aclose()
 
     async def _load_scripts(self) -> None:
@@ -327,12 +293,12 @@ class RedisBackend:
         """Index the session first, then create its keys (see the module docstring)."""
         sid = str(session.id)
         commands: list[Command] = [
-            ("ZADD", rk.EXPIRY_INDEX, "LT", to_micros(session.expires_at), sid)
+            ("ZADD", self.keys.expiry_index, "LT", to_micros(session.expires_at), sid)
         ]
         if session.user_id is not None:
             created = to_micros(session.created_at)
-            commands.append(("ZADD", rk.user_index(session.user_id), "NX", created, sid))
-        create = (self._create, rk.session_keys(sid), create_args(session))
+            commands.append(("ZADD", self.keys.user_index(session.user_id), "NX", created, sid))
+        create = (self._create, self.keys.session_keys(sid), create_args(session))
         results = await self._pipeline(commands, [create])
         if not results[-1]:
             raise InvalidInputError("session_id", sid, "a session with this id already exists")
@@ -346,7 +312,7 @@ class RedisBackend:
         script call takes two: measured on this machine, 955 µs against 623 µs per read.
         """
         first = 0 if recent_queries is None else -recent_queries or None
-        keys = rk.session_keys(session_id)
+        keys = self.keys.session_keys(session_id)
         reply = await self._run(self._read, keys, ("" if first is None else first, ""))
         if not reply:
             return None
@@ -360,7 +326,7 @@ class RedisBackend:
 
     async def load_history(self, session_id: UUID, *, offset: int, limit: int) -> list[QueryRecord]:
         """Queries ``offset+1 .. offset+limit``, oldest first (one LRANGE)."""
-        key = rk.session_keys(session_id).queries
+        key = self.keys.session_keys(session_id).queries
         raw = await self._call("LRANGE", key, offset, offset + limit - 1)
         try:
             return queries_from_json(raw)
@@ -374,9 +340,9 @@ class RedisBackend:
         earliest = earliest_expiry(changes, now)
         if earliest is not None:
             await self._call(
-                "ZADD", rk.EXPIRY_INDEX, "XX", "LT", to_micros(earliest), str(session_id)
+                "ZADD", self.keys.expiry_index, "XX", "LT", to_micros(earliest), str(session_id)
             )
-        keys = rk.session_keys(session_id)
+        keys = self.keys.session_keys(session_id)
         args = apply_args(changes, now, limits)
         result = await self._run(self._apply, keys, args)
         code = result[0]
@@ -429,14 +395,14 @@ class RedisBackend:
     async def remove_archived(self, session_ids: Sequence[UUID]) -> int:
         """Delete sessions' keys, then their index entries; returns how many were here."""
         removed = await self._pipeline(
-            (), [(self._remove, rk.session_keys(sid), ()) for sid in session_ids]
+            (), [(self._remove, self.keys.session_keys(sid), ()) for sid in session_ids]
         )
         by_user: dict[str, list[str]] = {}
         for sid, (_existed, user) in zip(session_ids, removed, strict=True):
             if user is not None:
                 by_user.setdefault(user, []).append(str(sid))
-        commands: list[Command] = [("ZREM", rk.EXPIRY_INDEX, *map(str, session_ids))]
-        commands += [("ZREM", rk.user_index(user), *ids) for user, ids in by_user.items()]
+        commands: list[Command] = [("ZREM", self.keys.expiry_index, *map(str, session_ids))]
+        commands += [("ZREM", self.keys.user_index(user), *ids) for user, ids in by_user.items()]
         if session_ids:
             await self._pipeline(commands)
         return sum(existed for existed, _user in removed)
@@ -445,7 +411,7 @@ class RedisBackend:
         """Freeze the sessions (no more writes) and return them with their whole histories;
         one that does not decode is reported with the reason, and stays frozen."""
         replies = await self._pipeline(
-            (), [(self._read, rk.session_keys(s), (0, "1")) for s in session_ids]
+            (), [(self._read, self.keys.session_keys(s), (0, "1")) for s in session_ids]
         )
         export = ExportedSessions()
         for sid, reply in zip(session_ids, replies, strict=True):
@@ -462,7 +428,9 @@ class RedisBackend:
     async def thaw(self, session_ids: Sequence[UUID]) -> None:
         """Let sessions frozen by a failed archiving take writes again."""
         if session_ids:
-            await self._pipeline([("HDEL", rk.meta_key(sid), "frozen") for sid in session_ids])
+            await self._pipeline(
+                [("HDEL", self.keys.meta_key(sid), "frozen") for sid in session_ids]
+            )
 
     async def list_user(
         self,
@@ -476,7 +444,7 @@ class RedisBackend:
 
         Redis holds no archived sessions, so ``include_archived`` changes nothing here.
         """
-        key = rk.user_index(user_id)
+        key = self.keys.user_index(user_id)
         after = None if cursor is None else (to_micros(cursor.created_at), str(cursor.session_id))
         rows: list[SummaryRow] = []
         exhausted = False
@@ -508,7 +476,7 @@ class RedisBackend:
     async def _summary_rows(self, key: str, members: list[str]) -> list[SummaryRow]:
         """Listing rows from the sessions' meta hashes; drops index entries of vanished ones."""
         fields = rk.META_FIELDS_FOR_SUMMARY
-        metas = await self._pipeline([("HMGET", rk.meta_key(m), *fields) for m in members])
+        metas = await self._pipeline([("HMGET", self.keys.meta_key(m), *fields) for m in members])
         found = dict(zip(members, metas, strict=True))
         gone = [member for member, meta in found.items() if not any(meta)]
         if gone:
@@ -546,16 +514,16 @@ class RedisBackend:
         """
         if user_id is not None:
             low = "-inf" if created_since is None else to_micros(created_since)
-            members = await self._call("ZRANGEBYSCORE", rk.user_index(user_id), low, "+inf")
+            members = await self._call("ZRANGEBYSCORE", self.keys.user_index(user_id), low, "+inf")
         else:
-            members = await self._call("ZRANGE", rk.EXPIRY_INDEX, 0, -1)
+            members = await self._call("ZRANGE", self.keys.expiry_index, 0, -1)
         now_us = to_micros(now)
         since_us = None if created_since is None else to_micros(created_since)
         count = 0
         for start in range(0, len(members), _COUNT_BATCH):
             batch = members[start : start + _COUNT_BATCH]
             metas = await self._pipeline(
-                [("HMGET", rk.meta_key(m), *_ACTIVE_FIELDS) for m in batch]
+                [("HMGET", self.keys.meta_key(m), *_ACTIVE_FIELDS) for m in batch]
             )
             for kind, created, expires, closed in metas:
                 expires_us, created_us = _micros_or_none(expires), _micros_or_none(created)
@@ -579,11 +547,19 @@ class RedisBackend:
         while len(due) < limit:
             wanted = limit - len(due)
             batch = await self._call(
-                "ZRANGEBYSCORE", rk.EXPIRY_INDEX, "-inf", now_us, "LIMIT", skip + len(due), wanted
+                "ZRANGEBYSCORE",
+                self.keys.expiry_index,
+                "-inf",
+                now_us,
+                "LIMIT",
+                skip + len(due),
+                wanted,
             )
             if not batch:
                 break
-            expiries = await self._pipeline([("HGET", rk.meta_key(m), "expires_at") for m in batch])
+            expiries = await self._pipeline(
+                [("HGET", self.keys.meta_key(m), "expires_at") for m in batch]
+            )
             for member, expires in zip(batch, expiries, strict=True):
                 sid, expires_us = _parsed_id(member), _micros_or_none(expires)
                 if sid is not None and expires is not None and (expires_us or 0) <= now_us:
@@ -616,8 +592,8 @@ class RedisBackend:
         }
         commands: list[Command] = []
         if gone:
-            commands.append(("ZREM", rk.EXPIRY_INDEX, *gone))
+            commands.append(("ZREM", self.keys.expiry_index, *gone))
         if later:
             items = [x for m, score in later.items() for x in (score, m)]
-            commands.append(("ZADD", rk.EXPIRY_INDEX, "XX", *items))
+            commands.append(("ZADD", self.keys.expiry_index, "XX", *items))
         await self._pipeline(commands)

@@ -1,19 +1,22 @@
 """The Redis keyspace of the session backend, and the Lua scripts (``lua/``) that act on it.
 
-Every key the backend touches is named here, so the whole layout reads at a glance::
+Every key FIML writes starts with the deployment's prefix (``FIML_REDIS_KEY_PREFIX``,
+``fiml`` by default, written ``<p>`` below). :class:`RedisKeyspace` names every key the
+sessions package touches, so the whole layout reads at a glance::
 
-    fiml:s:{<session id>}:meta                  hash: scalar fields, counters, version (below)
-    fiml:s:{<session id>}:queries               list: query JSON, oldest first
-    fiml:s:{<session id>}:qids                  set: tracked query ids (re-sends are no-ops)
-    fiml:s:{<session id>}:context               hash: key -> JSON value
-    fiml:s:{<session id>}:preferences           hash: key -> JSON value
-    fiml:s:{<session id>}:intermediate_results  hash: key -> JSON value
-    fiml:s:{<session id>}:metadata              hash: key -> JSON value
-    fiml:user:<user id>:sessions                sorted set: session id, score = created_at
-    fiml:expiry                                 sorted set: session id, score <= expires_at
-    fiml:quote:<provider key>                   string: cached quote JSON (market data)
-    fiml:job-lock:<job name>                    string: holder token of a running job
-    fiml:layout:no-ttl                          string: set once no session key has a TTL
+    <p>:s:{<session id>}:meta                  hash: scalar fields, counters, version (below)
+    <p>:s:{<session id>}:queries               list: query JSON, oldest first
+    <p>:s:{<session id>}:qids                  set: tracked query ids (re-sends are no-ops)
+    <p>:s:{<session id>}:context               hash: key -> JSON value
+    <p>:s:{<session id>}:preferences           hash: key -> JSON value
+    <p>:s:{<session id>}:intermediate_results  hash: key -> JSON value
+    <p>:s:{<session id>}:metadata              hash: key -> JSON value
+    <p>:user:<user id>:sessions                sorted set: session id, score = created_at
+    <p>:expiry                                 sorted set: session id, score <= expires_at
+    <p>:job-lock:<job name>                    string: holder token of a running job
+    <p>:layout:no-ttl                          string: set once no session key has a TTL
+    <p>:quote:<provider key>                   string: cached quote JSON, written by
+                                               fiml.market.cache (market data)
 
 The keys of one session share the hash tag ``{<session id>}``, so they live in one Redis
 Cluster slot and one script may touch them all. The two indexes are keys of their own and
@@ -37,31 +40,21 @@ from importlib import resources
 from typing import NamedTuple
 from uuid import UUID
 
+from fiml.core.config import DEFAULT_REDIS_KEY_PREFIX
+
 __all__ = [
     "APPLY",
     "CREATE",
-    "EXPIRY_INDEX",
-    "JOB_LOCK_PREFIX",
-    "LAYOUT_MARKER",
     "META_FIELDS_FOR_SUMMARY",
     "QUERY_TYPE_PREFIX",
-    "QUOTE_CACHE_PREFIX",
     "READ",
     "REMOVE",
+    "RedisKeyspace",
     "SessionKeys",
-    "meta_key",
-    "session_keys",
-    "user_index",
 ]
 
-PREFIX = "fiml"
-EXPIRY_INDEX = f"{PREFIX}:expiry"
-QUOTE_CACHE_PREFIX = f"{PREFIX}:quote:"
-JOB_LOCK_PREFIX = f"{PREFIX}:job-lock:"
-LAYOUT_MARKER = f"{PREFIX}:layout:no-ttl"
-"""Present once the keys of every session are persistent: earlier versions gave them a
-TTL, which ``RedisBackend.initialize`` removes once per database."""
 QUERY_TYPE_PREFIX = "qt:"
+"""Prefix of the meta hash's per-type query counts (a field, not a key)."""
 META_FIELDS_FOR_SUMMARY = (
     "user_id",
     "type",
@@ -93,28 +86,42 @@ class SessionKeys(NamedTuple):
         return (self.context, self.preferences, self.intermediate_results, self.metadata)
 
 
-def session_keys(session_id: UUID | str) -> SessionKeys:
-    """The hash-tagged keys of one session."""
-    base = f"{PREFIX}:s:{{{session_id}}}"
-    return SessionKeys(
-        meta=f"{base}:meta",
-        queries=f"{base}:queries",
-        qids=f"{base}:qids",
-        context=f"{base}:context",
-        preferences=f"{base}:preferences",
-        intermediate_results=f"{base}:intermediate_results",
-        metadata=f"{base}:metadata",
-    )
+class RedisKeyspace:
+    """The keys of one deployment, all under ``prefix`` (``settings.redis_key_prefix``)."""
 
+    __slots__ = ("expiry_index", "layout_marker", "prefix")
 
-def meta_key(session_id: UUID | str) -> str:
-    """The meta hash of one session (``session_keys(session_id).meta``)."""
-    return f"{PREFIX}:s:{{{session_id}}}:meta"
+    def __init__(self, prefix: str = DEFAULT_REDIS_KEY_PREFIX) -> None:
+        self.prefix = prefix
+        self.expiry_index = f"{prefix}:expiry"
+        self.layout_marker = f"{prefix}:layout:no-ttl"
+        """Present once the keys of every session are persistent: earlier versions gave
+        them a TTL, which ``RedisBackend.initialize`` removes once per database."""
 
+    def session_keys(self, session_id: UUID | str) -> SessionKeys:
+        """The hash-tagged keys of one session."""
+        base = f"{self.prefix}:s:{{{session_id}}}"
+        return SessionKeys(
+            meta=f"{base}:meta",
+            queries=f"{base}:queries",
+            qids=f"{base}:qids",
+            context=f"{base}:context",
+            preferences=f"{base}:preferences",
+            intermediate_results=f"{base}:intermediate_results",
+            metadata=f"{base}:metadata",
+        )
 
-def user_index(user_id: str) -> str:
-    """The sorted set of one user's sessions."""
-    return f"{PREFIX}:user:{user_id}:sessions"
+    def meta_key(self, session_id: UUID | str) -> str:
+        """The meta hash of one session (``session_keys(session_id).meta``)."""
+        return f"{self.prefix}:s:{{{session_id}}}:meta"
+
+    def user_index(self, user_id: str) -> str:
+        """The sorted set of one user's sessions."""
+        return f"{self.prefix}:user:{user_id}:sessions"
+
+    def job_lock(self, job_name: str) -> str:
+        """The lock of one background job (:class:`~fiml.sessions.joblock.RedisJobLock`)."""
+        return f"{self.prefix}:job-lock:{job_name}"
 
 
 def _lua(name: str) -> str:

@@ -14,12 +14,16 @@ is on but not the snapshot schedule, only whether a snapshot was taken since Red
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-import redis
-
 from fiml.core.config import Settings
+from fiml.core.redis_client import redis_client
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
 
 __all__ = ["Persistence", "persistence_warning", "read_persistence"]
 
@@ -37,13 +41,15 @@ class Persistence:
     """What was read, for the warning: ``appendonly no, save ""`` or the INFO fields."""
 
 
-def read_persistence(client: redis.Redis) -> Persistence:
+async def read_persistence(client: Redis) -> Persistence:
     """Ask a Redis how it persists; redis-py's errors pass when it cannot answer at all."""
+    from redis.exceptions import ResponseError
+
     try:
-        appendonly = str(client.config_get("appendonly").get("appendonly", ""))
-        save = str(client.config_get("save").get("save", ""))
-    except redis.ResponseError:  # CONFIG disabled or renamed: what INFO shows instead
-        info = client.info("persistence")
+        appendonly = str((await client.config_get("appendonly")).get("appendonly", ""))
+        save = str((await client.config_get("save")).get("save", ""))
+    except ResponseError:  # CONFIG disabled or renamed: what INFO shows instead
+        info = await client.info("persistence")
         aof = bool(int(info.get("aof_enabled", 0)))
         snapshotted = (
             int(info.get("rdb_saves", 0)) > 0 or int(info.get("rdb_last_bgsave_time_sec", -1)) >= 0
@@ -62,29 +68,38 @@ def _shown(url: str) -> str:
     return f"{parts.hostname or '127.0.0.1'}:{parts.port or 6379}{parts.path or '/0'}"
 
 
-def persistence_warning(settings: Settings) -> str | None:
+async def persistence_warning(settings: Settings, client: Redis | None = None) -> str | None:
     """The one warning line for the settings' Redis, or None when it persists its writes
-    (AOF or RDB on) or no Redis is configured."""
+    (AOF or RDB on) or no Redis is configured.
+
+    Asked on ``client``, the process's one client for ``settings.redis_url``; without one,
+    on a client opened for this check alone (a process that uses Redis for nothing else).
+    """
     if not settings.redis_url:
         return None
-    where = f"Redis at {_shown(settings.redis_url)}"
-    timeout = settings.redis_timeout_seconds
-    client = redis.Redis.from_url(
-        settings.redis_url,
-        decode_responses=True,
-        socket_timeout=timeout,
-        socket_connect_timeout=timeout,
-    )
+    if client is not None:
+        return await _warning(settings.redis_url, client, settings)
+    own = redis_client(settings.redis_url, settings)
     try:
-        found = read_persistence(client)
-    except redis.RedisError as exc:
-        reason = str(exc) or type(exc).__name__
+        return await _warning(settings.redis_url, own, settings)
+    finally:
+        await own.aclose()
+
+
+async def _warning(url: str, client: Redis, settings: Settings) -> str | None:
+    from redis.exceptions import RedisError
+
+    where = f"Redis at {_shown(url)}"
+    timeout = settings.redis_timeout_seconds
+    try:
+        async with asyncio.timeout(timeout):
+            found = await read_persistence(client)
+    except (RedisError, OSError, TimeoutError) as exc:
+        reason = str(exc) or f"no reply within {timeout:g} s"
         return (
             f"warning: could not check whether {where} persists its data ({reason}); "
             f"without `appendonly yes` {_LOST}"
         )
-    finally:
-        client.close()
     if found.aof or found.rdb:
         return None
     return f"warning: {where} has no persistence ({found.evidence}): {_LOST}; {ADVICE}"
