@@ -427,16 +427,16 @@ MULTI/EXEC transaction of plain reads (HGETALL of the meta hash, LRANGE of the r
 queries, HGETALL of the four state sections): about 7 us inside Redis (EXEC included),
 where the former read script took 22-29 us (a script converts every value to Lua and
 back: 9 us for the meta hash, 9 for 20 queries). Rebuilding the 20 `QueryRecord`s and the
-`Session` takes about 35 us in the client when its caches are warm and 50 us in this
-benchmark, where the floors run between samples. It uses validators built from the
-models' own schemas minus their Python field checks, which only user input needs, takes
-the session's baseline from the JSON text read instead of encoding the state again, and
-remembers decoded queries by their stored JSON text (`models.DecodedQueries`): a query
-read before comes back as a new record made from the remembered one, with its own
-`parameters`, instead of being parsed and validated again (20 records: 30 -> 17 us warm,
-33 -> 21 us here). Cleanup with nothing due is one ZRANGEBYSCORE. Archiving sends, per
-batch of sessions, one pipeline of expiry checks, one of freezing exports, one of
-deletions and one of index removals, and one `executemany` upsert to PostgreSQL.
+`Session` is plain pydantic validation (one `TypeAdapter(list[QueryRecord])` parse of the
+joined JSON texts, then `Session.model_validate`) under a context in which the field
+validators, which only user input needs, return stored values as they are; the session's
+baseline is taken from the JSON text read instead of encoding the state again. It costs
+about 115 us of CPU per read at best (on a loaded machine), twice what the former
+process-wide cache of decoded queries took for queries read before (56 us), and less
+than that cache took to read them the first time (159 us). Cleanup with nothing due is
+one ZRANGEBYSCORE. Archiving sends, per batch of sessions, one pipeline of expiry checks,
+one of freezing exports, one of deletions and one of index removals, and one
+`executemany` upsert to PostgreSQL.
 
 Across 35 full runs of this version over one morning (the Redis GET floor 0.07-0.15 ms,
 SET + GET 0.17-0.33 ms): get 0.74-1.06x SET + GET, median 0.88x, 32 of 35 at or under

@@ -1,54 +1,50 @@
 """The session data model: what an analysis session remembers.
 
 A :class:`Session` holds its :class:`SessionState` (context, preferences, intermediate
-results, metadata) and an :class:`AnalysisHistory` of :class:`QueryRecord` objects. The
-history's counters (``total_queries``, cache hits, per-type counts) always describe the
-whole history, even when only the most recent queries were loaded with the session.
+results, metadata) and an :class:`AnalysisHistory` of :class:`QueryRecord` objects
+(:mod:`fiml.sessions.history`, whose names are importable here too). The history's
+counters (``total_queries``, cache hits, per-type counts) always describe the whole
+history, even when only the most recent queries were loaded with the session.
 
 The store remembers what a session looked like when it was read (its *baseline*), so that
 ``update_session`` writes only what the caller changed and concurrent writers never
 overwrite each other.
 
-Data read back from storage was validated when it was written, so backends rebuild models
-through validators made for it (:data:`queries_from_json`, :func:`queries_from_rows`,
-:func:`session_from_store`): pydantic-core still parses and checks every type, but the
-models' Python field validators, which only re-check user input (JSON size and depth,
-asset and tag normalization, conversion of times to UTC: every backend stores them in
-UTC), are left out of them. Decoded queries are remembered by their stored JSON text
-(:class:`DecodedQueries`), so a session read again costs less than it was read first.
+Backends rebuild what they stored through :func:`session_from_store`,
+:func:`queries_from_json` and :func:`queries_from_rows`: plain pydantic validation under
+the :data:`FROM_STORE` context, in which the field validators (asset and tag
+normalization, user id and JSON checks, conversion of times to UTC) return stored values
+as they are, since they were checked when written.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, ClassVar, NamedTuple
 from uuid import UUID, uuid4
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    PrivateAttr,
-    ValidationInfo,
-    field_validator,
-)
-from pydantic_core import SchemaValidator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator
 
 from fiml.core.errors import ContextValueError, InvalidInputError
+from fiml.sessions.history import (
+    FROM_STORE,
+    AnalysisHistory,
+    QueryRecord,
+    as_utc,
+    from_store,
+    queries_from_json,
+    queries_from_rows,
+    utcnow,
+)
 from fiml.sessions.limits import (
     MAX_ASSETS,
     MAX_JSON_DEPTH,
-    MAX_LABEL_CHARS,
-    MAX_PARAMETERS_BYTES,
     MAX_STATE_KEYS,
     MAX_STATE_VALUE_BYTES,
     MAX_SUMMARY_CHARS,
     MAX_TAGS,
-    check_json,
-    check_text,
     check_user_id,
     checked_state_value,
     normalize_assets,
@@ -57,41 +53,30 @@ from fiml.sessions.limits import (
 )
 
 __all__ = [
+    "FROM_STORE",
     "MAX_ASSETS",
     "MAX_JSON_DEPTH",
     "MAX_STATE_KEYS",
     "MAX_STATE_VALUE_BYTES",
     "MAX_SUMMARY_CHARS",
     "MAX_TAGS",
+    "STATE_SECTIONS",
     "AnalysisHistory",
+    "Baseline",
     "QueryRecord",
     "Session",
     "SessionState",
     "SessionStatus",
     "SessionSummary",
     "SessionType",
+    "queries_from_json",
+    "queries_from_rows",
+    "session_from_store",
     "to_json",
     "utcnow",
 ]
 
 STATE_SECTIONS = ("context", "preferences", "intermediate_results", "metadata")
-
-FROM_STORE: dict[str, Any] = {"from_store": True}
-"""Validation context for data read back from storage (compared by identity): it was
-validated when written, so validators skip their costly re-checks."""
-
-
-def _from_store(info: ValidationInfo) -> bool:
-    return info.context is FROM_STORE
-
-
-def utcnow() -> datetime:
-    """The current time, timezone-aware, in UTC."""
-    return datetime.now(UTC)
-
-
-def _aware(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 class SessionType(StrEnum):
@@ -111,239 +96,6 @@ class SessionStatus(StrEnum):
     CLOSED = "closed"
     EXPIRED = "expired"
     ARCHIVED = "archived"
-
-
-class QueryRecord(BaseModel):
-    """One query an agent made inside a session."""
-
-    model_config = ConfigDict(validate_assignment=True)
-
-    id: UUID = Field(default_factory=uuid4)
-    timestamp: datetime = Field(default_factory=utcnow)
-    query_type: str = Field(min_length=1, max_length=MAX_LABEL_CHARS)
-    parameters: dict[str, Any] = Field(default_factory=dict)
-    result_summary: str | None = Field(default=None, max_length=MAX_SUMMARY_CHARS)
-    execution_time_ms: float | None = Field(default=None, ge=0, allow_inf_nan=False)
-    cache_hit: bool = False
-
-    @field_validator("timestamp")
-    @classmethod
-    def _utc(cls, value: datetime, info: ValidationInfo) -> datetime:
-        return value if _from_store(info) else _aware(value)  # stored times are UTC already
-
-    @field_validator("query_type")
-    @classmethod
-    def _query_type(cls, value: str, info: ValidationInfo) -> str:
-        if not _from_store(info):
-            check_text("query_type", value, max_chars=MAX_LABEL_CHARS)
-        return value
-
-    @field_validator("result_summary")
-    @classmethod
-    def _summary(cls, value: str | None, info: ValidationInfo) -> str | None:
-        if value is not None and not _from_store(info):
-            check_text("result_summary", value, max_chars=MAX_SUMMARY_CHARS, min_chars=0)
-        return value
-
-    @field_validator("parameters")
-    @classmethod
-    def _json_parameters(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
-        if not _from_store(info):
-            check_json("parameters", value, MAX_PARAMETERS_BYTES)
-        return value
-
-
-def _without_field_validators(schema: Any) -> Any:
-    """A field's core schema without the Python validators wrapped around its type."""
-    kind = schema["type"]
-    if kind in ("function-after", "function-before"):
-        return _without_field_validators(schema["schema"])
-    if kind == "default":
-        return {**schema, "schema": _without_field_validators(schema["schema"])}
-    return schema
-
-
-def stored_validator(model: type[BaseModel], *, many: bool = False) -> SchemaValidator:
-    """A validator of ``model`` (or of a list of them) for data a backend stored.
-
-    It is the model's own core schema with the fields' Python validators left out: every
-    one of them only re-checks user input and returns stored data unchanged (see
-    :data:`FROM_STORE`), and calling them cost about a quarter of rebuilding a query.
-    Types, constraints, defaults and the model's post-init still apply, and the instances
-    are of ``model`` itself. Callers still pass :data:`FROM_STORE`, so that should this
-    validator ever keep the Python validators, they would skip their checks as before.
-    """
-    schema = model.__pydantic_core_schema__
-    if schema["type"] != "model" or schema["schema"]["type"] != "model-fields":
-        raise TypeError(f"{model.__name__} has no plain model schema")
-    fields = schema["schema"]["fields"]
-    stripped: Any = {
-        **schema,
-        "schema": {
-            **schema["schema"],
-            "fields": {
-                name: {**field, "schema": _without_field_validators(field["schema"])}
-                for name, field in fields.items()
-            },
-        },
-    }
-    if many:
-        stripped = {"type": "list", "items_schema": stripped}
-    # pydantic-core builds a schema that names a complete model class from that class's
-    # own validator ("prebuilt"), validators included; so the class reads as incomplete
-    # while this one is built. Nothing else runs meanwhile: this happens at import.
-    model.__pydantic_complete__ = False
-    try:
-        return SchemaValidator(stripped)
-    finally:
-        model.__pydantic_complete__ = True
-
-
-_STORED_QUERIES = stored_validator(QueryRecord, many=True)
-_SCALARS = (str, int, float, bool, type(None))
-_new_object = object.__new__
-_set_attribute = object.__setattr__
-
-
-class DecodedQueries:
-    """Stored queries decoded from their JSON text, remembering recent decodings.
-
-    A stored query never changes, and an agent reads the same recent queries on every
-    tool call, so decoding is remembered by the exact JSON text: a text seen before gives
-    a *new* :class:`QueryRecord` made from the one decoded then, which costs about half
-    as much as parsing and validating the text again. Only what cannot be changed in
-    place is shared between the records handed out (the UUID, the datetime, strings,
-    numbers); each record gets its own ``parameters`` dict and field set, so no caller
-    can reach another's record or the remembered one.
-
-    Remembered are records whose every field came from the text (no default filled in)
-    and whose parameters are flat (scalar values, which a shallow copy separates), from
-    texts of at most ``max_chars`` characters; at most ``max_entries`` of them, the
-    oldest forgotten first. Safe to share between threads: each step is one dict
-    operation.
-    """
-
-    def __init__(self, *, max_entries: int = 4096, max_chars: int = 1024) -> None:
-        self.max_entries = max_entries
-        self.max_chars = max_chars
-        self._decoded: dict[str, QueryRecord] = {}
-        self._all_fields = frozenset(QueryRecord.model_fields)
-
-    def __len__(self) -> int:
-        return len(self._decoded)
-
-    def __contains__(self, text: object) -> bool:
-        """Whether the decoding of ``text`` is remembered."""
-        return text in self._decoded
-
-    def clear(self) -> None:
-        """Forget every remembered decoding."""
-        self._decoded.clear()
-
-    def __call__(self, items: Sequence[str]) -> list[QueryRecord]:
-        """The queries of ``items`` (JSON texts), in order, each a new record."""
-        if not items:
-            return []
-        known = self._decoded.get
-        found = [known(text) for text in items]
-        missing = [text for text, record in zip(items, found, strict=True) if record is None]
-        if not missing:
-            return [self._copy(record) for record in found]  # type: ignore[arg-type]
-        decoded: list[QueryRecord] = _STORED_QUERIES.validate_json(
-            f"[{','.join(missing)}]", context=FROM_STORE
-        )
-        fresh = iter(decoded)
-        queries = []
-        for text, record in zip(items, found, strict=True):
-            if record is not None:
-                queries.append(self._copy(record))
-                continue
-            new = next(fresh)
-            if self._keeps(text, new):
-                self._remember(text, new)
-                new = self._copy(new)
-            queries.append(new)
-        return queries
-
-    def _keeps(self, text: str, record: QueryRecord) -> bool:
-        return (
-            len(text) <= self.max_chars
-            and record.__pydantic_fields_set__ == self._all_fields
-            and all(type(value) in _SCALARS for value in record.parameters.values())
-        )
-
-    def _remember(self, text: str, record: QueryRecord) -> None:
-        decoded = self._decoded
-        while len(decoded) >= self.max_entries:
-            try:
-                del decoded[next(iter(decoded))]
-            except (KeyError, RuntimeError, StopIteration):  # another thread got there first
-                break
-        decoded[text] = record
-
-    @staticmethod
-    def _copy(record: QueryRecord) -> QueryRecord:
-        values = record.__dict__.copy()
-        values["parameters"] = values["parameters"].copy()
-        copy: QueryRecord = _new_object(QueryRecord)
-        _set_attribute(copy, "__dict__", values)
-        _set_attribute(copy, "__pydantic_fields_set__", set(record.__pydantic_fields_set__))
-        _set_attribute(copy, "__pydantic_extra__", None)
-        _set_attribute(copy, "__pydantic_private__", None)
-        return copy
-
-
-queries_from_json = DecodedQueries()
-"""Queries from the JSON documents a backend stored (see :class:`DecodedQueries`)."""
-
-
-def queries_from_rows(rows: Sequence[Any]) -> list[QueryRecord]:
-    """Queries from stored rows (objects with the fields as attributes)."""
-    queries: list[QueryRecord] = _STORED_QUERIES.validate_python(
-        rows, from_attributes=True, context=FROM_STORE
-    )
-    return queries
-
-
-class AnalysisHistory(BaseModel):
-    """The queries of a session and counters over all of them.
-
-    ``queries`` may hold only the most recent queries (see ``SessionStore.get_session``);
-    ``total_queries``, ``cache_hits`` and ``query_type_counts`` always cover the whole
-    history.
-    """
-
-    queries: list[QueryRecord] = Field(default_factory=list)
-    total_queries: int = Field(default=0, ge=0)
-    cache_hits: int = Field(default=0, ge=0)
-    query_type_counts: dict[str, int] = Field(default_factory=dict)
-    first_query_at: datetime | None = None
-    last_query_at: datetime | None = None
-
-    def add_query(self, query: QueryRecord) -> None:
-        """Append a query and update the counters."""
-        self.queries.append(query)
-        self.total_queries += 1
-        self.cache_hits += int(query.cache_hit)
-        counts = self.query_type_counts
-        counts[query.query_type] = counts.get(query.query_type, 0) + 1
-        if self.first_query_at is None or query.timestamp < self.first_query_at:
-            self.first_query_at = query.timestamp
-        if self.last_query_at is None or query.timestamp > self.last_query_at:
-            self.last_query_at = query.timestamp
-
-    def get_recent_queries(self, limit: int = 10) -> list[QueryRecord]:
-        """The ``limit`` most recent loaded queries, oldest first."""
-        return self.queries[-limit:] if limit > 0 else []
-
-    def get_query_types_summary(self) -> dict[str, int]:
-        """How many queries of each type the whole history holds."""
-        return dict(self.query_type_counts)
-
-    @property
-    def cache_hit_rate(self) -> float:
-        """Share of all queries served from cache (0.0 with no queries)."""
-        return self.cache_hits / self.total_queries if self.total_queries else 0.0
 
 
 class SessionState(BaseModel):
@@ -431,24 +183,24 @@ class Session(BaseModel):
     @field_validator("created_at", "expires_at", "last_accessed_at", "closed_at", "archived_at")
     @classmethod
     def _utc(cls, value: datetime | None, info: ValidationInfo) -> datetime | None:
-        if value is None or _from_store(info):  # stored times are UTC already
+        if value is None or from_store(info):  # every backend stores UTC
             return value
-        return _aware(value)
+        return as_utc(value)
 
     @field_validator("user_id")
     @classmethod
     def _user_id(cls, value: str | None, info: ValidationInfo) -> str | None:
-        return value if _from_store(info) else check_user_id(value)
+        return value if from_store(info) else check_user_id(value)
 
     @field_validator("assets")
     @classmethod
     def _assets(cls, value: list[str], info: ValidationInfo) -> list[str]:
-        return value if _from_store(info) else normalize_assets(value)
+        return value if from_store(info) else normalize_assets(value)
 
     @field_validator("tags")
     @classmethod
     def _tags(cls, value: list[str], info: ValidationInfo) -> list[str]:
-        return value if _from_store(info) else normalize_tags(value)
+        return value if from_store(info) else normalize_tags(value)
 
     @property
     def session_type(self) -> SessionType:
@@ -526,10 +278,7 @@ class Session(BaseModel):
             for name in STATE_SECTIONS:
                 values: dict[str, Any] = getattr(state, name)
                 sections[name] = {key: to_json(value) for key, value in values.items()}
-        # Straight into pydantic's store of private attributes: the same as assigning
-        # ``self._baseline``, without the generic attribute-setting path on every read.
-        private: dict[str, Any] = self.__pydantic_private__  # type: ignore[assignment]
-        private["_baseline"] = Baseline(
+        self._baseline = Baseline(
             self.version,
             tuple([q.id for q in state.history.queries]),  # hashed only on a write
             sections,
@@ -541,9 +290,7 @@ class Session(BaseModel):
     @property
     def baseline(self) -> Baseline | None:
         """What the session looked like when last read from or written to the store."""
-        private: dict[str, Any] = self.__pydantic_private__  # type: ignore[assignment]
-        baseline: Baseline | None = private["_baseline"]
-        return baseline
+        return self._baseline
 
 
 def _default_expiry(fields: dict[str, Any]) -> datetime:
@@ -553,21 +300,20 @@ def _default_expiry(fields: dict[str, Any]) -> datetime:
     return created + timedelta(hours=Session.DEFAULT_TTL_HOURS)
 
 
-_STORED_SESSION = stored_validator(Session)
-
-
 def session_from_store(
     fields: dict[str, Any],
     *,
     sections: dict[str, dict[str, str]] | None = None,
     baseline: bool = True,
 ) -> Session:
-    """A session from the fields (and nested state) a backend stored, skipping re-checks,
-    its baseline marked: it is what the store holds. ``sections`` are the state values as
-    the :func:`to_json` text the backend read, if it has them (see
-    :meth:`Session.mark_baseline`); ``baseline=False`` leaves the baseline unmarked, for a
-    copy nobody writes back through the store (archival)."""
-    session: Session = _STORED_SESSION.validate_python(fields, context=FROM_STORE)
+    """A session from the fields (and nested state) a backend stored, validated under
+    :data:`FROM_STORE`, its baseline marked: it is what the store holds.
+
+    ``sections`` are the state values as the :func:`to_json` text the backend read, if it
+    has them (see :meth:`Session.mark_baseline`); ``baseline=False`` leaves the baseline
+    unmarked, for a copy nobody writes back through the store (archival).
+    """
+    session = Session.model_validate(fields, context=FROM_STORE)
     if baseline:
         session.mark_baseline(sections)
     return session

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from uuid import uuid4
 
 import pytest
-from pydantic import BaseModel, ValidationError, model_validator
+from pydantic import ValidationError
 
 from fiml.core.errors import ContextValueError, InvalidInputError
 from fiml.sessions.limits import MAX_PARAMETERS_BYTES
 from fiml.sessions.models import (
     MAX_STATE_KEYS,
     AnalysisHistory,
-    DecodedQueries,
     QueryRecord,
     Session,
     SessionState,
@@ -22,8 +22,8 @@ from fiml.sessions.models import (
     SessionSummary,
     SessionType,
     queries_from_json,
+    queries_from_rows,
     session_from_store,
-    stored_validator,
     utcnow,
 )
 
@@ -171,8 +171,8 @@ def test_summary_from_session() -> None:
     assert not summary.is_expired and not summary.is_archived
 
 
-def test_stored_validators_rebuild_the_same_models_without_rechecking_input() -> None:
-    huge = {"blob": "x" * (MAX_PARAMETERS_BYTES + 1)}  # refused as input, never stored so
+def test_stored_data_is_read_as_written_without_rechecking_input() -> None:
+    huge = {"blob": "x" * (MAX_PARAMETERS_BYTES + 1)}  # refused as input, stored under other limits
     stored = json.dumps(
         {
             "id": str(uuid4()),
@@ -182,84 +182,55 @@ def test_stored_validators_rebuild_the_same_models_without_rechecking_input() ->
         }
     )
     with pytest.raises(ValidationError):
-        QueryRecord.model_validate_json(stored)  # the class's own validator still checks
+        QueryRecord.model_validate_json(stored)  # user input is still checked
 
-    # No context at all: the Python field validators are not part of these validators.
-    [loaded] = stored_validator(QueryRecord, many=True).validate_json(f"[{stored}]")
+    [loaded] = queries_from_json([stored])
     assert type(loaded) is QueryRecord and loaded.parameters == huge
     assert loaded.timestamp.tzinfo is None  # stored times are UTC already: not converted
-    assert QueryRecord.__pydantic_complete__
-
     record = QueryRecord(query_type="news", parameters={"symbol": "AAPL"}, cache_hit=True)
     assert queries_from_json([record.model_dump_json()]) == [record]
+    assert queries_from_json([]) == []
     with pytest.raises(ValidationError):  # types and constraints still apply
         queries_from_json(['{"query_type": ""}'])
+    assert queries_from_rows([SimpleNamespace(**dict(record))]) == [record]
 
     session = make_session(assets=["AAPL", "MSFT"], tags=["t"])
     fields = dict(session)
     fields["assets"] = ["not normalized", "not normalized"]
-    rebuilt = stored_validator(Session).validate_python(fields)
+    rebuilt = session_from_store(fields, baseline=False)
     assert type(rebuilt) is Session and rebuilt.assets == ["not normalized", "not normalized"]
-    assert rebuilt.baseline is None  # the post-init still sets up the private attributes
+    assert rebuilt.baseline is None
     session.mark_baseline()
     assert session_from_store(dict(session)) == session  # baselines included
 
 
-def test_decoded_queries_hand_out_new_records_each_read() -> None:
-    decode = DecodedQueries()
+def test_each_read_of_stored_queries_gets_records_of_its_own() -> None:
     records = [
-        QueryRecord(query_type="price", parameters={"symbol": "AAPL", "i": i}, cache_hit=i == 1)
-        for i in range(3)
+        QueryRecord(query_type="price", parameters={"symbol": "AAPL", "i": [i]}) for i in range(3)
     ]
     texts = [record.model_dump_json() for record in records]
-
-    first = decode(texts)
-    assert first == records and len(decode) == 3
+    first = queries_from_json(texts)
     for read in first:  # what a caller does to its copy
         read.parameters["symbol"] = "MSFT"
+        read.parameters["i"].append(-1)
         read.result_summary = "changed"
-    second = decode([text.encode().decode() for text in texts])  # equal text, new string
-    assert second == records and len(decode) == 3
+    second = queries_from_json(texts)
+    assert second == records
     for a, b in zip(first, second, strict=True):
         assert a is not b and a.parameters is not b.parameters
-    assert all(r.model_fields_set == set(QueryRecord.model_fields) for r in second)
-    assert second[0].model_dump_json() == texts[0]
-    with pytest.raises(ValidationError):  # a remembered record's copy still validates
+    with pytest.raises(ValidationError):  # a record read back still validates assignment
         second[0].query_type = ""
-    assert decode([texts[0], texts[2], texts[0]]) == [records[0], records[2], records[0]]
 
 
-def test_decoded_queries_remember_only_what_a_copy_cannot_share() -> None:
-    decode = DecodedQueries(max_entries=2, max_chars=400)
-    nested = QueryRecord(query_type="screen", parameters={"filters": {"pe": [1, 2]}})
-    long = QueryRecord(query_type="news", result_summary="x" * 400)
-    defaulted = '{"query_type":"price"}'  # a stored text missing fields gets defaults
-    first = decode([nested.model_dump_json(), long.model_dump_json(), defaulted])
-    assert first[:2] == [nested, long] and len(decode) == 0
-    first[0].parameters["filters"]["pe"].append(3)
-    assert decode([nested.model_dump_json()]) == [nested]
-    assert decode([defaulted])[0].id != first[2].id
-
-    flat = [QueryRecord(query_type="price", parameters={"i": i}) for i in range(3)]
-    texts = [record.model_dump_json() for record in flat]
-    decode(texts)
-    assert len(decode) == 2 and texts[0] not in decode  # the oldest forgotten first
-    assert texts[1] in decode and texts[2] in decode
-    decode.clear()
-    assert len(decode) == 0 and decode([]) == []
-
-    with pytest.raises(ValidationError):
-        decode([flat[0].model_dump_json(), '{"query_type": ""}'])
-    assert len(decode) == 0  # a failed read remembers nothing
-
-
-def test_stored_validator_refuses_a_model_it_cannot_strip() -> None:
-    class Checked(BaseModel):
-        value: int
-
-        @model_validator(mode="after")
-        def _check(self) -> Checked:
-            return self
-
-    with pytest.raises(TypeError, match="Checked"):
-        stored_validator(Checked)
+def test_baseline_is_a_private_attribute_of_each_session() -> None:
+    session = make_session(tags=["t"])
+    assert session.baseline is None
+    session.state.update_context("k", [1])
+    session.mark_baseline()
+    baseline = session.baseline
+    assert baseline is not None and baseline.version == session.version
+    assert baseline.sections["context"] == {"k": "[1]"}
+    session.tags.append("u")  # the caller's edits do not reach the baseline
+    assert baseline.tags == ["t"]
+    assert "baseline" not in session.model_dump() and "_baseline" not in session.model_dump()
+    assert Session.model_validate(session.model_dump()).baseline is None
