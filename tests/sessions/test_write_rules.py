@@ -26,13 +26,7 @@ from fiml.core.errors import (
     SessionExpiredError,
 )
 from fiml.sessions import QueryRecord, Session, SessionStore
-from fiml.sessions.backends.base import (
-    HistoryCounters,
-    ListChange,
-    SessionBackend,
-    SessionChanges,
-    WriteLimits,
-)
+from fiml.sessions.backends.base import HistoryCounters, ListChange, SessionChanges, WriteLimits
 from fiml.sessions.backends.fields import session_fields, values_of
 from fiml.sessions.backends.rules import PlannedWrite, StoredSession, plan_write
 from fiml.sessions.models import MAX_STATE_KEYS, MAX_TAGS, session_from_store, utcnow
@@ -319,9 +313,10 @@ def test_the_rules_decide_each_case_as_it_says() -> None:
             assert type(outcome) is case.refusal, f"{case.name}: {outcome!r}"
 
 
-async def _plant(backend: SessionBackend, session: Session) -> StoredSession:
-    """Store ``session``; what the backend then holds, as the rules see it. Redis holds no
-    archived session: there, an archived one is a session an archiver has frozen."""
+async def _plant(store: SessionStore, session: Session) -> StoredSession:
+    """Store ``session`` in the active tier; what it then holds, as the rules see it. Redis
+    holds no archived session: there, an archived one is a session an archiver froze."""
+    backend = store.backend
     await backend.insert(session)
     stored = _stored(session)
     if session.archived_at is not None and backend.name == "redis":
@@ -336,24 +331,24 @@ def _expected_session(session: Session, write: PlannedWrite) -> dict[str, Any]:
     return session_from_store(session_fields(values, queries), baseline=False).model_dump()
 
 
-async def _read_back(backend: SessionBackend, session: Session) -> dict[str, Any]:
-    stored = await backend.load(session.id, recent_queries=None)
+async def _read_back(store: SessionStore, session: Session) -> dict[str, Any]:
+    stored = await store.backend.load(session.id, recent_queries=None)
     assert stored is not None
     return stored.model_dump()
 
 
-async def _mismatch(backend: SessionBackend, case: Case, now: datetime) -> str | None:
-    """How the backend's outcome of ``case`` differs from the rules', if it does."""
+async def _mismatch(store: SessionStore, case: Case, now: datetime) -> str | None:
+    """How the active tier's outcome of ``case`` differs from the rules', if it does."""
     session, changes = _build(case, now)
-    stored = await _plant(backend, session)
+    stored = await _plant(store, session)
     expected = _planned(session, stored, changes, now)
-    before = await _read_back(backend, session)
+    before = await _read_back(store, session)
     actual: HistoryCounters | Exception
     try:
-        actual = await backend.apply(session.id, changes, now=now, limits=LIMITS)
+        actual = await store.backend.apply(session.id, changes, now=now, limits=LIMITS)
     except Exception as exc:
         actual = exc
-    after = await _read_back(backend, session)
+    after = await _read_back(store, session)
     if isinstance(expected, Exception):
         if (type(actual), str(actual)) != (type(expected), str(expected)):
             return f"the rules refuse with {expected!r}, the backend gives {actual!r}"
@@ -369,7 +364,7 @@ async def test_every_deployment_decides_each_write_as_the_rules_do(store: Sessio
     now = utcnow()
     mismatches = {}
     for case in CASES:
-        mismatch = await _mismatch(store.backend, case, now)
+        mismatch = await _mismatch(store, case, now)
         if mismatch is not None:
             mismatches[case.name] = mismatch
     assert not mismatches, f"{store.backend.name} differs from the rules: {mismatches}"

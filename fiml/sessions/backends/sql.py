@@ -30,7 +30,7 @@ from fiml.sessions.backends.base import (
 )
 from fiml.sessions.backends.fields import SUMMARY_FIELDS, values_of
 from fiml.sessions.backends.rules import StoredSession, plan_write
-from fiml.sessions.backends.sql_archive import SqlArchive
+from fiml.sessions.backends.sql_archive import ArchivedInPlace, SqlArchive
 from fiml.sessions.backends.sql_faults import unavailable_as_error
 from fiml.sessions.backends.sql_rows import Q, S, decoded, query_values, selected, session_from_row
 from fiml.sessions.backends.summaries import skip_corrupt, summaries_from_values
@@ -43,7 +43,7 @@ from fiml.sessions.models import (
 )
 from fiml.sessions.quarantine import UNDECODABLE, failure_reason, release
 
-__all__ = ["SqlBackend", "unavailable_as_error"]
+__all__ = ["ArchivedInPlace", "SqlBackend", "unavailable_as_error"]
 
 _LISTING_COLUMNS = selected(SUMMARY_FIELDS)
 
