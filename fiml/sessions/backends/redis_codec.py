@@ -1,22 +1,32 @@
-"""How a session maps onto its Redis hashes and onto the arguments of the Lua scripts.
+"""How a session maps onto its Redis hashes and onto the arguments of the CREATE script.
 
-The layout itself (key names, meta fields, script argument order) is documented in
-:mod:`fiml.sessions.backends.redis_keys`; this module only converts to and from it. Times
-are integer microseconds since the Unix epoch, so they round-trip exactly.
+The layout itself (key names, meta fields) is documented in
+:mod:`fiml.sessions.backends.redis_keys`; the meta hash holds the fields of
+:data:`~fiml.sessions.backends.fields.META_FIELDS`, each encoded by its kind, and this
+module converts to and from it. Times are integer microseconds since the Unix epoch, so
+they round-trip exactly. The APPLY script's protocol is in
+:mod:`~fiml.sessions.backends.redis_apply`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any, NamedTuple, cast
+from typing import Any, cast
 from uuid import UUID
 
 import pydantic_core
 
 from fiml.sessions.backends import redis_keys as rk
-from fiml.sessions.backends.base import LIST_SIZES, SessionChanges, WriteLimits
+from fiml.sessions.backends.fields import (
+    META_FIELDS,
+    SUMMARY_FIELDS,
+    Kind,
+    StoredField,
+    session_fields,
+    values_of,
+)
 from fiml.sessions.models import (
-    MAX_STATE_KEYS,
     STATE_SECTIONS,
     Session,
     queries_from_json,
@@ -25,40 +35,28 @@ from fiml.sessions.models import (
 )
 
 __all__ = [
-    "SummaryRow",
-    "apply_args",
+    "SUMMARY_META_NAMES",
     "create_args",
-    "earliest_expiry",
     "from_micros",
     "pairs",
     "session_from_parts",
-    "summary_row",
+    "stored_micros",
+    "summary_values",
     "to_micros",
 ]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
+MICROSECOND = timedelta(microseconds=1)
 
 
 def to_micros(value: datetime) -> int:
     """Microseconds since the Unix epoch, exactly."""
-    return (value - _EPOCH) // _MICROSECOND
+    return (value - _EPOCH) // MICROSECOND
 
 
 def from_micros(value: str | int) -> datetime:
     """An aware UTC datetime from microseconds since the Unix epoch."""
-    return _EPOCH + _MICROSECOND * int(value)
-
-
-def _optional_time(value: str | None) -> datetime | None:
-    return None if value is None else from_micros(value)
-
-
-def _micros_or_none(value: datetime | None) -> int | None:
-    return None if value is None else to_micros(value)
-
-
-_dumps = to_json
+    return _EPOCH + MICROSECOND * int(value)
 
 
 def pairs(flat: list[str]) -> dict[str, str]:
@@ -66,60 +64,71 @@ def pairs(flat: list[str]) -> dict[str, str]:
     return dict(zip(flat[::2], flat[1::2], strict=True))
 
 
-class SummaryRow(NamedTuple):
-    """The columns ``sql.summaries_from_rows`` reads, taken from a meta hash."""
-
-    id: str
-    user_id: str | None
-    session_type: str
-    assets: list[str]
-    tags: list[str]
-    created_at: datetime
-    expires_at: datetime
-    last_accessed_at: datetime
-    closed_at: datetime | None
-    archived_at: datetime | None
-    total_queries: int
+def stored_micros(value: str | None) -> int | None:
+    """A stored time in microseconds, None where it is absent or damaged."""
+    try:
+        return None if value is None else int(value)
+    except ValueError:
+        return None
 
 
-def summary_row(session_id: str, values: list[str | None]) -> SummaryRow:
-    """A listing row from the ``META_FIELDS_FOR_SUMMARY`` of a session's meta hash."""
-    user, kind, assets, tags, created, expires, accessed, closed, total = values
-    return SummaryRow(
-        id=session_id,
-        user_id=user,
-        session_type=cast(str, kind),
-        assets=pydantic_core.from_json(cast(str, assets)),
-        tags=pydantic_core.from_json(cast(str, tags)),
-        created_at=from_micros(cast(str, created)),
-        expires_at=from_micros(cast(str, expires)),
-        last_accessed_at=from_micros(cast(str, accessed)),
-        closed_at=_optional_time(closed),
-        archived_at=None,
-        total_queries=int(cast(str, total)),
-    )
+_ENCODE: dict[Kind, Callable[[Any], str | int]] = {
+    Kind.TEXT: str,
+    Kind.LABELS: to_json,
+    Kind.TIME: to_micros,
+    Kind.COUNT: int,
+}
+_DECODE: dict[Kind, Callable[[str], Any]] = {
+    Kind.TEXT: str,
+    Kind.LABELS: pydantic_core.from_json,
+    Kind.TIME: from_micros,
+    Kind.COUNT: int,
+}
+_SUMMARY_META = tuple(field for field in SUMMARY_FIELDS if field.meta_name is not None)
+SUMMARY_META_NAMES = tuple(cast(str, field.meta_name) for field in _SUMMARY_META)
+"""The meta fields a listing reads, in the order :func:`summary_values` takes them (HMGET)."""
+Decoding = tuple[tuple[str, str, Callable[[str], Any], bool], ...]
+
+
+def _decoding(fields: Iterable[StoredField]) -> Decoding:
+    """(name, meta field, decoder, optional) of each of ``fields``."""
+    return tuple((f.name, cast(str, f.meta_name), _DECODE[f.kind], f.optional) for f in fields)
+
+
+_META_DECODING = _decoding(META_FIELDS)
+_SUMMARY_DECODING = _decoding(_SUMMARY_META)
+_META_ENCODING = tuple((f.name, cast(str, f.meta_name), _ENCODE[f.kind]) for f in META_FIELDS)
+
+
+def _meta_values(meta: Mapping[str, str | None], decoding: Decoding) -> dict[str, Any]:
+    """Stored values by field name from meta fields; KeyError for a required one absent."""
+    values = {}
+    for name, meta_name, decode, optional in decoding:
+        raw = meta.get(meta_name)
+        if raw is None and not optional:
+            raise KeyError(meta_name)
+        values[name] = None if raw is None else decode(raw)
+    return values
+
+
+def summary_values(session_id: str, meta: list[str | None]) -> dict[str, Any]:
+    """A listing entry's values (``summaries.summaries_from_values``) from the
+    :data:`SUMMARY_META_NAMES` of a session's meta hash; Redis holds no archived session."""
+    values = _meta_values(dict(zip(SUMMARY_META_NAMES, meta, strict=True)), _SUMMARY_DECODING)
+    values.update(id=session_id, archived_at=None)
+    return values
 
 
 def _meta_items(session: Session) -> list[str | int]:
-    history = session.state.history
-    fields: dict[str, str | int | None] = {
-        "user_id": session.user_id,
-        "type": session.type.value,
-        "assets": _dumps(session.assets),
-        "tags": _dumps(session.tags),
-        "created_at": to_micros(session.created_at),
-        "expires_at": to_micros(session.expires_at),
-        "last_accessed_at": to_micros(session.last_accessed_at),
-        "closed_at": _micros_or_none(session.closed_at),
-        "version": session.version,
-        "total_queries": history.total_queries,
-        "cache_hits": history.cache_hits,
-        "first_query_at": _micros_or_none(history.first_query_at),
-        "last_query_at": _micros_or_none(history.last_query_at),
-    }
-    for query_type, count in history.query_type_counts.items():
-        fields[rk.QUERY_TYPE_PREFIX + query_type] = count
-    return [item for name, value in fields.items() if value is not None for item in (name, value)]
+    values = values_of(session)
+    items: list[str | int] = []
+    for name, meta_name, encode in _META_ENCODING:
+        value = values[name]
+        if value is not None:  # an absent field is None
+            items += [meta_name, encode(value)]
+    for query_type, count in values["query_type_counts"].items():
+        items += [rk.QUERY_TYPE_PREFIX + query_type, count]
+    return items
 
 
 def create_args(session: Session) -> list[str | int]:
@@ -133,67 +142,8 @@ def create_args(session: Session) -> list[str | int]:
         values: dict[str, Any] = getattr(session.state, section)
         args.append(2 * len(values))
         for key, value in values.items():
-            args += [key, _dumps(value)]
+            args += [key, to_json(value)]
     return args
-
-
-def apply_args(changes: SessionChanges, now: datetime, limits: WriteLimits) -> list[str | bytes]:
-    """ARGV of ``redis_keys.APPLY`` for one write: a JSON header, then the bulky values.
-
-    Few arguments keep the client's per-argument encoding cost low: the scalars and the
-    per-query fields travel in one JSON header, times as decimal strings (exact in Lua).
-    """
-    header: dict[str, Any] = {
-        "now": str(to_micros(now)),
-        "max_queries": limits.max_queries,
-        "max_state_keys": MAX_STATE_KEYS,
-        "max_ttl": str(limits.max_ttl // _MICROSECOND),
-    }
-    if changes.expected_version is not None:
-        header["expected_version"] = changes.expected_version
-    for name, change in (("assets", changes.assets), ("tags", changes.tags)):
-        if change is not None:
-            low, high = LIST_SIZES[name]
-            header[name] = {
-                "added": change.added,
-                "removed": change.removed,
-                "replace": change.replace,
-                "min": low,
-                "max": high,
-            }
-    if changes.expires_at is not None:
-        header["expires_at"] = str(to_micros(changes.expires_at))
-    if changes.extend_by is not None:
-        header["extend_by"] = str(changes.extend_by // _MICROSECOND)
-    if changes.close:
-        header["close"] = 1
-    if changes.end_now:
-        header["end_now"] = 1
-    queries = changes.new_queries
-    header["queries"] = [
-        [str(q.id), int(q.cache_hit), q.query_type, str(to_micros(q.timestamp))] for q in queries
-    ]
-    args: list[str | bytes] = ["", *(q.model_dump_json() for q in queries)]
-    counts: list[int] = []
-    for section in STATE_SECTIONS:
-        sets = changes.set_keys.get(section) or {}
-        deletes = changes.deleted_keys.get(section) or []
-        counts += [len(sets), len(deletes)]
-        for key, value in sets.items():
-            args += [key, _dumps(value)]
-        args += deletes
-    if any(counts):
-        header["sections"] = counts
-    args[0] = pydantic_core.to_json(header)  # plain data, several times faster than json
-    return args
-
-
-def earliest_expiry(changes: SessionChanges, now: datetime) -> datetime | None:
-    """The earliest expiry a write may set, if it may bring expiry forward at all."""
-    candidates = [changes.expires_at] if changes.expires_at is not None else []
-    if changes.close or changes.end_now:
-        candidates.append(now)
-    return min(candidates, default=None)
 
 
 def session_from_parts(
@@ -206,36 +156,18 @@ def session_from_parts(
 ) -> Session:
     """Rebuild a session from its meta hash, query JSON and state-section hashes (see
     ``models.session_from_store`` for ``baseline``)."""
+    values = _meta_values(meta, _META_DECODING)
     prefix = rk.QUERY_TYPE_PREFIX
     skip = len(prefix)
-    counts = {name[skip:]: int(count) for name, count in meta.items() if name.startswith(prefix)}
-    history = {
-        "queries": queries_from_json(queries),
-        "total_queries": int(meta["total_queries"]),
-        "cache_hits": int(meta["cache_hits"]),
-        "query_type_counts": counts,
-        "first_query_at": _optional_time(meta.get("first_query_at")),
-        "last_query_at": _optional_time(meta.get("last_query_at")),
+    values["id"] = session_id
+    values["query_type_counts"] = {
+        name[skip:]: int(count) for name, count in meta.items() if name.startswith(prefix)
     }
-    state: dict[str, Any] = {
-        name: {key: pydantic_core.from_json(raw) for key, raw in values.items()} if values else {}
-        for name, values in zip(STATE_SECTIONS, sections, strict=True)
-    }
-    state["history"] = history
+    raw_sections = dict(zip(STATE_SECTIONS, sections, strict=True))
+    for name, section in raw_sections.items():
+        values[name] = {key: pydantic_core.from_json(raw) for key, raw in section.items()}
     return session_from_store(
-        {
-            "id": session_id,
-            "user_id": meta.get("user_id"),
-            "type": meta["type"],
-            "assets": pydantic_core.from_json(meta["assets"]),
-            "tags": pydantic_core.from_json(meta["tags"]),
-            "created_at": from_micros(meta["created_at"]),
-            "expires_at": from_micros(meta["expires_at"]),
-            "last_accessed_at": from_micros(meta["last_accessed_at"]),
-            "closed_at": _optional_time(meta.get("closed_at")),
-            "version": int(meta["version"]),
-            "state": state,
-        },
-        sections=dict(zip(STATE_SECTIONS, sections, strict=True)),
+        session_fields(values, queries_from_json(queries)),
+        sections=raw_sections,
         baseline=baseline,
     )

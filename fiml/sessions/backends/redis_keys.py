@@ -24,12 +24,8 @@ are never touched by a script.
 
 Fields of the meta hash (times are integer microseconds since the Unix epoch, as decimal
 strings, so they round-trip exactly and compare exactly inside Lua, whose numbers are
-doubles, exact up to 2**53):
-
-``user_id`` (absent for no user), ``type``, ``assets`` and ``tags`` (JSON lists),
-``created_at``, ``expires_at``, ``last_accessed_at``, ``closed_at`` (absent while open),
-``first_query_at`` and ``last_query_at`` (absent before the first query), ``version``,
-``total_queries``, ``cache_hits``, ``qt:<query type>`` (one count per type), and
+doubles, exact up to 2**53): each field of ``fields.META_FIELDS`` under its ``meta_name``
+(an optional one absent while it is None), ``qt:<query type>`` (one count per type), and
 ``frozen`` (present once an archiver has exported the session: it refuses writes from then
 on, so nothing written after the copy can be lost when the keys are deleted).
 """
@@ -45,7 +41,6 @@ from fiml.core.config import DEFAULT_REDIS_KEY_PREFIX
 __all__ = [
     "APPLY",
     "CREATE",
-    "META_FIELDS_FOR_SUMMARY",
     "QUERY_TYPE_PREFIX",
     "READ",
     "REMOVE",
@@ -55,18 +50,6 @@ __all__ = [
 
 QUERY_TYPE_PREFIX = "qt:"
 """Prefix of the meta hash's per-type query counts (a field, not a key)."""
-META_FIELDS_FOR_SUMMARY = (
-    "user_id",
-    "type",
-    "assets",
-    "tags",
-    "created_at",
-    "expires_at",
-    "last_accessed_at",
-    "closed_at",
-    "total_queries",
-)
-"""The meta fields a listing reads, in this order (HMGET)."""
 
 
 class SessionKeys(NamedTuple):

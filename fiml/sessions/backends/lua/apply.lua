@@ -1,17 +1,24 @@
--- KEYS: the session's keys.
--- ARGV[1]: the write as a JSON object: now, max_queries, max_ttl;
--- optionally expected_version, expires_at, extend_by, close, end_now (1);
--- optionally assets, tags: {added, removed, replace, min, max}, an edit to merge into
--- the stored list (base.ListChange) and the size the result must have;
--- queries: one [id, cache_hit 0|1, query_type, timestamp] per new query;
--- sections: per state section, how many key/JSON pairs to set and keys to delete
--- (absent when the write changes no state: no section is read then).
--- Times and durations are decimal strings of microseconds (exact, unlike JSON numbers).
--- ARGV[2..]: each new query's JSON, then per state section its key/JSON pairs to set
--- and its keys to delete.
--- Returns {'ok', total_queries, cache_hits, version, expires_at, new queries added} or
--- {error code, detail}.
--- Every check (including each section's key count after the merge) runs before any write.
+-- APPLY: one write to a session, decided by the rules of fiml/sessions/backends/rules.py
+-- (the contract suite runs the same cases through both): every check, in the rules'
+-- order, runs before any change. fiml/sessions/backends/redis_apply.py builds the
+-- arguments and reads the reply.
+-- KEYS: meta, queries, qids, context, preferences, intermediate_results, metadata.
+-- ARGV[1]: the write's header, a JSON object; times and durations in it are decimal
+--   strings of microseconds (exact, unlike JSON numbers, which Lua reads as doubles):
+--   always: now, max_ttl (times), max_queries, max_state_keys (numbers), and queries: one
+--     [id, cache_hit 0|1, query_type, timestamp] per new query (maybe none);
+--   when set: expected_version (a number), expires_at, extend_by (times), close, end_now (1);
+--   when the write edits the list: assets, tags: {added, removed, replace, min, max}, the
+--     edit to merge into the stored list (base.ListChange) and the sizes the result must
+--     stay within;
+--   when the write changes state keys: sections: per state section, how many keys it sets
+--     and how many it deletes (eight numbers; absent, no section is read).
+-- ARGV[2..]: each new query's JSON, in order; then per state section its key/JSON pairs
+--   to set, then its keys to delete.
+-- Returns {'ok', total_queries, cache_hits, version, expires_at, new queries added} or a
+-- refusal: {'not_found'}, {'closed'}, {'expired'}, {'archived'}, {'conflict', version},
+-- {'limit'}, {'state_keys', section 1-4, keys after the merge}, {'list_size', list name,
+-- size after the merge}, {'ttl', stored expires_at}.
 local function decimal(x) return string.format('%.0f', x) end  -- exact, unlike tostring
 local meta = KEYS[1]
 local m = redis.call('HMGET', meta, 'version', 'expires_at', 'closed_at', 'frozen',
@@ -43,18 +50,13 @@ local p = 2 + #queries
 for s = 1, 4 do
   local nset, ndel = sections[2 * s - 1], sections[2 * s]
   if nset > 0 then  -- only a write that sets keys can grow a section past the limit
-    local size, counted = redis.call('HLEN', KEYS[3 + s]), {}
-    for j = p, p + 2 * nset - 1, 2 do
-      if not counted[ARGV[j]] and redis.call('HEXISTS', KEYS[3 + s], ARGV[j]) == 0 then
-        size = size + 1
-      end
-      counted[ARGV[j]] = true
-    end
-    for j = p + 2 * nset, p + 2 * nset + ndel - 1 do
-      if not counted[ARGV[j]] and redis.call('HEXISTS', KEYS[3 + s], ARGV[j]) == 1 then
-        size = size - 1
-      end
-      counted[ARGV[j]] = true
+    local hash, kept = KEYS[3 + s], {}  -- key -> whether the section holds it afterwards
+    for j = p, p + 2 * nset - 1, 2 do kept[ARGV[j]] = true end
+    for j = p + 2 * nset, p + 2 * nset + ndel - 1 do kept[ARGV[j]] = false end  -- HDEL runs last
+    local size = redis.call('HLEN', hash)
+    for key, stays in pairs(kept) do
+      local stored = redis.call('HEXISTS', hash, key) == 1
+      if stays and not stored then size = size + 1 elseif stored and not stays then size = size - 1 end
     end
     if size > w.max_state_keys then return {'state_keys', s, size} end
   end

@@ -1,0 +1,176 @@
+"""What the Redis backend reads: sessions, pages of history, listings and counts.
+
+A session is read by one run of the READ script, a consistent snapshot in one round trip;
+a listing walks the user's index and reads each session's meta hash, dropping index
+entries whose session is gone; a count checks candidates from an index on their meta
+hashes, in pipelined batches, never scanning the keyspace.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from fiml.core.errors import CorruptRecordError
+from fiml.sessions.backends.base import ListCursor
+from fiml.sessions.backends.fields import by_name
+from fiml.sessions.backends.redis_codec import (
+    SUMMARY_META_NAMES,
+    pairs,
+    session_from_parts,
+    stored_micros,
+    summary_values,
+    to_micros,
+)
+from fiml.sessions.backends.redis_commands import RedisCommands
+from fiml.sessions.backends.summaries import skip_corrupt, summaries_from_values
+from fiml.sessions.models import QueryRecord, Session, SessionSummary, queries_from_json, utcnow
+from fiml.sessions.quarantine import UNDECODABLE, failure_reason
+
+__all__ = ["RedisReads"]
+
+_COUNT_BATCH = 1000
+_ACTIVE_FIELDS = tuple(
+    by_name[name].meta_name for name in ("session_type", "created_at", "expires_at", "closed_at")
+)
+
+
+def _score_pairs(reply: list[Any]) -> list[tuple[str, int]]:
+    """(member, score) of a WITHSCORES reply: pairs in RESP3, one flat list in RESP2.
+    Scores are integer microseconds below 2**53, so the doubles hold them exactly."""
+    if reply and isinstance(reply[0], list):
+        return [(member, int(float(score))) for member, score in reply]
+    return [(m, int(float(s))) for m, s in zip(reply[::2], reply[1::2], strict=True)]
+
+
+class RedisReads(RedisCommands):
+    """The reads of :class:`~fiml.sessions.backends.redis.RedisBackend`."""
+
+    async def load(self, session_id: UUID, *, recent_queries: int | None) -> Session | None:
+        """A session and its latest ``recent_queries`` queries, read by one run of the READ
+        script: one snapshot, one round trip.
+
+        A MULTI/EXEC pipeline of the same plain reads costs Redis about a third of the
+        script's 20-25 µs, but redis-py's pipeline takes five event-loop turns where a
+        script call takes two: measured on this machine, 955 µs against 623 µs per read.
+        """
+        first = 0 if recent_queries is None else -recent_queries or None
+        keys = self.keys.session_keys(session_id)
+        reply = await self._run(self._read, keys, ("" if first is None else first, ""))
+        if not reply:
+            return None
+        meta, queries, *sections = reply
+        try:
+            return session_from_parts(
+                session_id, pairs(meta), queries, [pairs(section) for section in sections]
+            )
+        except UNDECODABLE as exc:
+            raise CorruptRecordError("redis", session_id, failure_reason(exc)) from None
+
+    async def load_history(self, session_id: UUID, *, offset: int, limit: int) -> list[QueryRecord]:
+        """Queries ``offset+1 .. offset+limit``, oldest first (one LRANGE)."""
+        key = self.keys.session_keys(session_id).queries
+        raw = await self._call("LRANGE", key, offset, offset + limit - 1)
+        try:
+            return queries_from_json(raw)
+        except UNDECODABLE as exc:
+            raise CorruptRecordError("redis", session_id, failure_reason(exc)) from None
+
+    async def list_user(
+        self,
+        user_id: str,
+        *,
+        include_archived: bool,
+        limit: int,
+        cursor: ListCursor | None,
+    ) -> list[SessionSummary]:
+        """A page of a user's sessions, newest first (ties: id descending), from the index.
+
+        Redis holds no archived sessions, so ``include_archived`` changes nothing here.
+        """
+        key = self.keys.user_index(user_id)
+        after = None if cursor is None else (to_micros(cursor.created_at), str(cursor.session_id))
+        rows: list[dict[str, Any]] = []
+        exhausted = False
+        while len(rows) < limit and not exhausted:
+            entries, exhausted = await self._index_after(key, after, limit - len(rows))
+            if not entries:
+                break
+            rows += await self._summary_rows(key, [member for member, _ in entries])
+            after = (entries[-1][1], entries[-1][0])
+        return summaries_from_values(rows, utcnow())
+
+    async def _index_after(
+        self, key: str, after: tuple[int, str] | None, count: int
+    ) -> tuple[list[tuple[str, int]], bool]:
+        """Up to ``count`` (member, score) entries strictly after ``after``, newest first
+        (equal scores come in member order, descending), and whether the index ran out."""
+        top = "+inf" if after is None else after[0]
+        offset = 0
+        while True:
+            reply = await self._call(
+                "ZREVRANGEBYSCORE", key, top, "-inf", "WITHSCORES", "LIMIT", offset, count
+            )
+            batch = _score_pairs(reply)
+            entries = [(m, s) for m, s in batch if after is None or (s, m) < after]
+            if entries or len(batch) < count:
+                return entries, len(batch) < count
+            offset += count
+
+    async def _summary_rows(self, key: str, members: list[str]) -> list[dict[str, Any]]:
+        """Listing rows from the sessions' meta hashes; drops index entries of vanished ones."""
+        metas = await self._pipeline(
+            [("HMGET", self.keys.meta_key(m), *SUMMARY_META_NAMES) for m in members]
+        )
+        found = dict(zip(members, metas, strict=True))
+        gone = [member for member, meta in found.items() if not any(meta)]
+        if gone:
+            await self._call("ZREM", key, *gone)
+        rows = []
+        for member, meta in found.items():
+            if not any(meta):
+                continue
+            try:
+                rows.append(summary_values(member, meta))
+            except UNDECODABLE as exc:  # one damaged session never hides its owner's others
+                skip_corrupt(member, exc)
+        return rows
+
+    async def count_active(
+        self,
+        *,
+        now: datetime,
+        user_id: str | None = None,
+        session_type: str | None = None,
+        created_since: datetime | None = None,
+    ) -> int:
+        """Running sessions matching the filters (for analytics).
+
+        Candidates come from the user's index (from ``created_since`` on) or, for all
+        users, from the expiry index; each is checked on its meta hash, in pipelined
+        batches, so the cost is the number of candidates, never a keyspace scan.
+        """
+        if user_id is not None:
+            low = "-inf" if created_since is None else to_micros(created_since)
+            members = await self._call("ZRANGEBYSCORE", self.keys.user_index(user_id), low, "+inf")
+        else:
+            members = await self._call("ZRANGE", self.keys.expiry_index, 0, -1)
+        now_us = to_micros(now)
+        since_us = None if created_since is None else to_micros(created_since)
+        count = 0
+        for start in range(0, len(members), _COUNT_BATCH):
+            batch = members[start : start + _COUNT_BATCH]
+            metas = await self._pipeline(
+                [("HMGET", self.keys.meta_key(m), *_ACTIVE_FIELDS) for m in batch]
+            )
+            for kind, created, expires, closed in metas:
+                expires_us, created_us = stored_micros(expires), stored_micros(created)
+                count += bool(
+                    expires_us is not None
+                    and expires_us > now_us
+                    and not closed
+                    and (session_type is None or kind == session_type)
+                    and (since_us is None or (created_us is not None and created_us >= since_us))
+                )
+        return count
