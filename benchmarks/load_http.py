@@ -1,20 +1,27 @@
 """Load over HTTP: stateless MCP servers on one Redis + PostgreSQL, many concurrent agents.
 
 Starts ``--servers`` ``python -m fiml.mcp --http --stateless`` processes (offline quotes)
-sharing one Redis database and one PostgreSQL database, then runs ``--clients`` concurrent
-agents for ``--duration`` seconds. Each agent opens an analysis session and tracks searches
-in it until the time is up, calling the servers in turn, as a round-robin load balancer
-would spread its calls.
+sharing one Redis database and one PostgreSQL database, then, at each level of
+``--clients``, runs that many concurrent agents for ``--duration`` seconds. Each agent opens
+an analysis session, then (once every agent has one) tracks searches in it until the time
+is up, calling the servers in turn, as a round-robin load balancer would spread its calls.
 The agents speak MCP's JSON-RPC over streamable HTTP with plain httpx (one POST per tool
-call, the answer read from the server-sent event), because the SDK's client costs about
+call, the answer a JSON body or a server-sent event), because the SDK's client costs about
 four times as much CPU per call, which on a small machine would be taken from the servers.
+
+Server CPU (user + system of the server processes) is counted over the tracking phase only
+and divided by the acknowledged tracked searches. The floor, measured at each level in the
+same run, is as many ``benchmarks/http_floor.py`` processes (a minimal Starlette JSON-RPC
+echo behind the same uvicorn) driven by the same clients the same way; the report gives
+the ratio of the two CPU figures.
 
 Afterwards every session is read back from the store and compared with what the servers
 acknowledged: the same query ids in the same order, and exact counters (total queries,
 cache hits, per-type counts). Any acknowledged query missing is a *lost* query; any failed
 call is an *unexpected error*. Both must be zero.
 
-    python benchmarks/load_http.py                      # 2 servers, 200 clients, 45 s
+    python benchmarks/load_http.py                      # 2 servers; 10, 100, 200 clients
+    python benchmarks/load_http.py --clients 200 --duration 45
     python benchmarks/load_http.py --write-results      # and record it in RESULTS.md
 
 The PostgreSQL database (default ``fiml_load``) is created if absent and emptied, and the
@@ -49,6 +56,7 @@ from fiml.sessions.store import ALL_QUERIES, SessionStore
 
 DEFAULT_DATABASE_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/fiml_load"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/10"
+FLOOR_SCRIPT = Path(__file__).with_name("http_floor.py")
 READY_LINE = b"Uvicorn running on"
 STARTUP_SECONDS = 60
 CALL_TIMEOUT_SECONDS = 60
@@ -75,6 +83,23 @@ class AgentRecord:
 
 
 @dataclass
+class FloorReport:
+    """The floor's calls at one level: the same clients against Starlette echo servers."""
+
+    calls: int
+    duration_s: float
+    server_cpu_s: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+
+    @property
+    def server_cpu_ms_per_call(self) -> float:
+        """Echo servers' CPU time per answered call."""
+        return 1000 * self.server_cpu_s / self.calls if self.calls else 0.0
+
+
+@dataclass
 class LoadReport:
     """The outcome of one run, verified against the store."""
 
@@ -91,10 +116,11 @@ class LoadReport:
     error_samples: list[str]
     server_cpu_s: float = 0.0
     load_average: float = 0.0
+    floor: FloorReport | None = None
 
     @property
     def throughput(self) -> float:
-        """Acknowledged tracked queries per second, over the whole run."""
+        """Acknowledged tracked queries per second, over the tracking phase."""
         return self.tracked / self.duration_s if self.duration_s else 0.0
 
     @property
@@ -102,20 +128,45 @@ class LoadReport:
         """Server CPU time (all servers, user + system) per acknowledged tracked query."""
         return 1000 * self.server_cpu_s / self.tracked if self.tracked else 0.0
 
-    def lines(self) -> list[str]:
-        """The report as Markdown lines."""
-        return [
-            "| servers | clients | duration s | sessions | tracked queries | tracked/s "
-            "| p50 ms | p99 ms | lost | counter mismatches | unexpected errors |",
-            "|---|---|---|---|---|---|---|---|---|---|---|",
-            f"| {self.servers} | {self.clients} | {self.duration_s:.1f} | {self.sessions} "
-            f"| {self.tracked:,} | {self.throughput:,.0f} | {self.p50_ms:.1f} | {self.p99_ms:.1f} "
-            f"| {self.lost} | {self.mismatched_sessions} | {self.errors} |",
-            "",
-            f"Server CPU per tracked query: {self.server_cpu_ms_per_query:.1f} ms "
-            f"(both servers, user + system); {os.cpu_count()} CPUs, load average "
-            f"{self.load_average:.2f} before the run (other work on the machine included).",
-        ]
+    def row(self) -> str:
+        """The run as a row of :data:`TABLE_HEADER`."""
+        floor = self.floor
+        floor_cells = "| | | | |"
+        if floor is not None:
+            ratio = self.server_cpu_ms_per_query / floor.server_cpu_ms_per_call
+            floor_cells = (
+                f"| {floor.calls / floor.duration_s:,.0f} | {floor.p50_ms:.1f} "
+                f"| {floor.server_cpu_ms_per_call:.2f} | {ratio:.1f}x |"
+            )
+        return (
+            f"| {self.clients} | {self.duration_s:.1f} | {self.tracked:,} "
+            f"| {self.throughput:,.0f} | {self.p50_ms:.1f} | {self.p99_ms:.1f} "
+            f"| {self.server_cpu_ms_per_query:.2f} {floor_cells} {self.lost} "
+            f"| {self.mismatched_sessions} | {self.errors} | {self.load_average:.1f} |"
+        )
+
+
+TABLE_HEADER = [
+    "| clients | s | tracked | tracked/s | p50 ms | p99 ms | server CPU ms/call "
+    "| floor calls/s | floor p50 ms | floor CPU ms/call | CPU ratio | lost "
+    "| counter mismatches | unexpected errors | load avg |",
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+]
+
+
+def report_lines(reports: Sequence[LoadReport]) -> list[str]:
+    """The runs of one invocation as a Markdown table and its legend."""
+    servers = reports[0].servers if reports else 0
+    return [
+        *TABLE_HEADER,
+        *(report.row() for report in reports),
+        "",
+        f"{servers} servers of each kind; {os.cpu_count()} CPUs shared with the clients, "
+        "Redis, PostgreSQL and other work (load average before each level). Server CPU: "
+        "user + system of all server processes over the tracking phase, per acknowledged "
+        "call. Floor: a minimal Starlette JSON-RPC echo (`benchmarks/http_floor.py`) behind "
+        "the same uvicorn, driven by the same clients; CPU ratio = MCP / floor.",
+    ]
 
 
 def free_port() -> int:
@@ -175,18 +226,47 @@ async def http_servers(
     count: int, *, database_url: str, redis_url: str, tokens: Path, workdir: Path
 ) -> AsyncIterator[list[RunningServer]]:
     """``count`` stateless HTTP servers on free ports, running until the block ends."""
+    command = ["-m", "fiml.mcp", "--http", "--stateless", "--host", "127.0.0.1"]
+    async with _processes(
+        count,
+        [*command, "--tokens", str(tokens)],
+        env=_server_env(database_url, redis_url),
+        workdir=workdir,
+        name="server",
+    ) as running:
+        yield running
+
+
+@asynccontextmanager
+async def floor_servers(count: int, *, workdir: Path) -> AsyncIterator[list[RunningServer]]:
+    """``count`` Starlette echo servers (``http_floor.py``) on free ports."""
+    async with _processes(
+        count,
+        [str(FLOOR_SCRIPT), "--host", "127.0.0.1"],
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        workdir=workdir,
+        name="floor",
+    ) as running:
+        yield running
+
+
+@asynccontextmanager
+async def _processes(
+    count: int, arguments: list[str], *, env: dict[str, str], workdir: Path, name: str
+) -> AsyncIterator[list[RunningServer]]:
+    """``count`` processes of ``python arguments --port P``, each on a free port."""
     processes: list[asyncio.subprocess.Process] = []
     running = []
     try:
         for n in range(count):
             port = free_port()
-            log = workdir / f"server{n}.log"
+            log = workdir / f"{name}{n}.log"
             with log.open("wb") as sink:
                 process = await asyncio.create_subprocess_exec(
                     sys.executable,
-                    *("-m", "fiml.mcp", "--http", "--stateless", "--host", "127.0.0.1"),
-                    *("--port", str(port), "--tokens", str(tokens)),
-                    env=_server_env(database_url, redis_url),
+                    *arguments,
+                    *("--port", str(port)),
+                    env=env,
                     cwd=workdir,
                     stdout=sink,
                     stderr=asyncio.subprocess.STDOUT,
@@ -256,10 +336,8 @@ def _search(n: int) -> tuple[str, dict[str, Any]]:
     return "search-by-symbol", {"symbol": SYMBOLS[n % len(SYMBOLS)]}
 
 
-async def run_agent(
-    record: AgentRecord, mcp: McpHttp, urls: Sequence[str], deadline: float
-) -> None:
-    """Open a session, then track searches in it, server after server, until ``deadline``."""
+async def open_session(record: AgentRecord, mcp: McpHttp, urls: Sequence[str]) -> None:
+    """Open the agent's analysis session on its first server."""
     try:
         created = await mcp.call(
             urls[0],
@@ -269,6 +347,16 @@ async def run_agent(
         record.session_id = str(created["session_id"])
     except Exception as exc:
         record.errors.append(f"create: {type(exc).__name__}: {exc}")
+
+
+async def run_agent(
+    record: AgentRecord, mcp: McpHttp, urls: Sequence[str], deadline: float, *, echo: bool = False
+) -> None:
+    """Track searches in the agent's session, server after server, until ``deadline``.
+
+    ``echo``: the servers are floor echoes; each answered call counts as acknowledged.
+    """
+    if record.session_id is None:
         return
     for n in range(MAX_CALLS_PER_CLIENT):
         if time.monotonic() >= deadline:
@@ -283,23 +371,43 @@ async def run_agent(
             record.errors.append(f"{tool}: {type(exc).__name__}: {exc}")
             continue
         record.latencies_ms.append((time.perf_counter() - started) * 1000)
+        if echo:
+            record.acked_ids.append(str(n))
+            continue
         tracked = result["session"]["recent_queries"][-1]
         record.acked_ids.append(str(tracked["id"]))
         record.acked_types[tracked["query_type"]] += 1
         record.acked_hits += bool(result["cache_hit"])
 
 
-async def drive(
-    urls: Sequence[str], tokens: dict[str, str], *, clients: int, duration: float
-) -> tuple[list[AgentRecord], float]:
-    """Run ``clients`` agents at once for ``duration`` seconds; their records, the wall time.
+@dataclass(frozen=True)
+class Phase:
+    """The tracking phase of a run: wall time and the servers' CPU time in it."""
 
-    Agent ``i`` starts on server ``i mod servers``, so sessions are opened on every server
-    and each session is written through all of them. Each agent has its own HTTP client,
-    as independent agents do (one shared httpx pool serializes hundreds of callers).
+    seconds: float
+    server_cpu_s: float
+
+
+async def drive(
+    servers: Sequence[RunningServer],
+    tokens: dict[str, str],
+    *,
+    clients: int,
+    duration: float,
+    echo: bool = False,
+) -> tuple[list[AgentRecord], Phase]:
+    """Run ``clients`` agents at once for ``duration`` seconds; their records, the phase.
+
+    Every agent opens its session first; the phase (and the servers' CPU count) starts
+    once all have one. Agent ``i`` starts on server ``i mod servers``, so sessions are
+    opened on every server and each session is written through all of them. Each agent
+    has its own HTTP client, as independent agents do (one shared httpx pool serializes
+    hundreds of callers). ``echo``: the servers are floor echoes; agents make the same
+    calls without a session.
     """
     users = list(tokens)
     records = [AgentRecord(user=users[i % len(users)]) for i in range(clients)]
+    urls = [server.url for server in servers]
     timeout = httpx.Timeout(CALL_TIMEOUT_SECONDS)
     limits = httpx.Limits(keepalive_expiry=KEEPALIVE_SECONDS)
     async with AsyncExitStack() as stack:
@@ -307,16 +415,23 @@ async def drive(
             await stack.enter_async_context(httpx.AsyncClient(timeout=timeout, limits=limits))
             for _ in records
         ]
-        began = time.monotonic()
-        deadline = began + duration
-        async with asyncio.timeout(duration + 2 * CALL_TIMEOUT_SECONDS):
-            await asyncio.gather(
-                *(
-                    run_agent(r, McpHttp(http, tokens[r.user]), _rotated(urls, i), deadline)
-                    for i, (r, http) in enumerate(zip(records, https, strict=True))
-                )
-            )
-        return records, time.monotonic() - began
+        agents = [
+            (r, McpHttp(http, tokens[r.user]), _rotated(urls, i))
+            for i, (r, http) in enumerate(zip(records, https, strict=True))
+        ]
+        async with asyncio.timeout(duration + 3 * CALL_TIMEOUT_SECONDS):
+            if echo:
+                for record, _, _ in agents:
+                    record.session_id = "echo"
+            else:
+                await asyncio.gather(*(open_session(r, m, u) for r, m, u in agents))
+            cpu_before = sum(server.cpu_seconds() for server in servers)
+            began = time.monotonic()
+            deadline = began + duration
+            await asyncio.gather(*(run_agent(r, m, u, deadline, echo=echo) for r, m, u in agents))
+            elapsed = time.monotonic() - began
+            cpu = sum(server.cpu_seconds() for server in servers) - cpu_before
+        return records, Phase(elapsed, cpu)
 
 
 def _rotated(urls: Sequence[str], start: int) -> list[str]:
@@ -351,7 +466,7 @@ def _percentile(values: list[float], fraction: float) -> float:
 
 
 async def report_for(
-    store: SessionStore, records: list[AgentRecord], *, servers: int, duration: float
+    store: SessionStore, records: list[AgentRecord], *, servers: int, phase: Phase
 ) -> LoadReport:
     """Check every agent's session against the store and summarize the run."""
     checks = [await verify(store, r) for r in records]
@@ -360,7 +475,7 @@ async def report_for(
     return LoadReport(
         servers=servers,
         clients=len(records),
-        duration_s=duration,
+        duration_s=phase.seconds,
         tracked=sum(len(r.acked_ids) for r in records),
         sessions=sum(r.session_id is not None for r in records),
         lost=sum(lost for lost, _ in checks),
@@ -369,6 +484,7 @@ async def report_for(
         p50_ms=statistics.median(latencies) if latencies else 0.0,
         p99_ms=_percentile(latencies, 0.99),
         error_samples=errors[:5],
+        server_cpu_s=phase.server_cpu_s,
     )
 
 
@@ -399,14 +515,26 @@ async def run_load(
         ) as running,
     ):
         load_average = os.getloadavg()[0]
-        cpu_before = sum(server.cpu_seconds() for server in running)
-        urls = [server.url for server in running]
-        records, elapsed = await drive(urls, tokens, clients=clients, duration=duration)
-        cpu = sum(server.cpu_seconds() for server in running) - cpu_before
-        report = await report_for(store, records, servers=servers, duration=elapsed)
-    report.server_cpu_s = cpu
+        records, phase = await drive(running, tokens, clients=clients, duration=duration)
+        report = await report_for(store, records, servers=servers, phase=phase)
     report.load_average = load_average
     return report
+
+
+async def run_floor(*, servers: int, clients: int, duration: float, workdir: Path) -> FloorReport:
+    """The same clients, the same way, against ``servers`` Starlette echo servers."""
+    tokens = {f"user{n}": "floor" for n in range(clients)}
+    async with floor_servers(servers, workdir=workdir) as running:
+        records, phase = await drive(running, tokens, clients=clients, duration=duration, echo=True)
+    latencies = [ms for r in records for ms in r.latencies_ms]
+    return FloorReport(
+        calls=sum(len(r.acked_ids) for r in records),
+        duration_s=phase.seconds,
+        server_cpu_s=phase.server_cpu_s,
+        p50_ms=statistics.median(latencies) if latencies else 0.0,
+        p99_ms=_percentile(latencies, 0.99),
+        errors=sum(len(r.errors) for r in records),
+    )
 
 
 async def prepare_services(database_url: str, redis_url: str) -> None:
@@ -440,40 +568,52 @@ async def prepare_services(database_url: str, redis_url: str) -> None:
         await client.aclose()
 
 
-async def main_async(args: argparse.Namespace) -> LoadReport:
-    await prepare_services(args.database_url, args.redis_url)
-    with tempfile.TemporaryDirectory(prefix="fiml-load-") as tmp:
-        return await run_load(
-            database_url=args.database_url,
-            redis_url=args.redis_url,
-            servers=args.servers,
-            clients=args.clients,
-            duration=args.duration,
-            users=args.users,
-            workdir=Path(tmp),
-        )
+async def main_async(args: argparse.Namespace) -> list[LoadReport]:
+    """One MCP run and one floor run per client level, services emptied before each."""
+    reports = []
+    for clients in args.clients:
+        await prepare_services(args.database_url, args.redis_url)
+        with tempfile.TemporaryDirectory(prefix="fiml-load-") as tmp:
+            report = await run_load(
+                database_url=args.database_url,
+                redis_url=args.redis_url,
+                servers=args.servers,
+                clients=clients,
+                duration=args.duration,
+                users=args.users,
+                workdir=Path(tmp),
+            )
+            report.floor = await run_floor(
+                servers=args.servers, clients=clients, duration=args.duration, workdir=Path(tmp)
+            )
+        print(report.row(), flush=True)
+        reports.append(report)
+    return reports
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--servers", type=int, default=2)
-    parser.add_argument("--clients", type=int, default=200)
-    parser.add_argument("--duration", type=float, default=45.0, help="seconds of load")
+    parser.add_argument(
+        "--clients", type=int, nargs="+", default=[10, 100, 200], help="client levels"
+    )
+    parser.add_argument("--duration", type=float, default=8.0, help="seconds per level")
     parser.add_argument("--users", type=int, default=5, help="token-file users")
     parser.add_argument("--database-url", default=DEFAULT_DATABASE_URL)
     parser.add_argument("--redis-url", default=DEFAULT_REDIS_URL)
     parser.add_argument("--write-results", action="store_true", help="record in RESULTS.md")
     args = parser.parse_args()
-    report = asyncio.run(main_async(args))
-    body = "\n".join(report.lines())
-    if report.error_samples:
-        body += "\n\nFirst errors:\n" + "\n".join(f"- {e}" for e in report.error_samples)
+    reports = asyncio.run(main_async(args))
+    body = "\n".join(report_lines(reports))
+    samples = [e for report in reports for e in report.error_samples][:5]
+    if samples:
+        body += "\n\nFirst errors:\n" + "\n".join(f"- {e}" for e in samples)
     print(body)
     if args.write_results:
         from harness import write_section
 
         write_section("load-http", "Load over HTTP (stateless servers, Redis + PostgreSQL)", body)
-    if report.lost or report.mismatched_sessions or report.errors:
+    if any(r.lost or r.mismatched_sessions or r.errors for r in reports):
         sys.exit(1)
 
 

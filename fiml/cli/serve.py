@@ -54,6 +54,15 @@ def serve(
     offline: Annotated[
         bool, typer.Option("--offline", help="Serve synthetic quotes (FIML_MARKET_PROVIDER).")
     ] = False,
+    sse: Annotated[
+        bool,
+        typer.Option(
+            "--sse", help="HTTP: answer each call as a server-sent event stream, not JSON."
+        ),
+    ] = False,
+    access_log: Annotated[
+        bool, typer.Option("--access-log", help="HTTP: log one line per request.")
+    ] = False,
 ) -> None:
     """Run the MCP server: stdio for one local user, or HTTP with bearer tokens.
 
@@ -76,6 +85,8 @@ def serve(
                 tokens_file=tokens,
                 jobs=jobs,
                 warn=_warn,
+                json_response=not sse,
+                access_log=access_log,
             )
         except KeyboardInterrupt:
             raise typer.Exit(EXIT_INTERRUPTED) from None

@@ -85,7 +85,7 @@ class RunningServer:
 
 @asynccontextmanager
 async def http_server(
-    tmp_path: Path, tokens_file: Path, *, stateless: bool = False
+    tmp_path: Path, tokens_file: Path, *, stateless: bool = False, access_log: bool = False
 ) -> AsyncIterator[RunningServer]:
     """Run ``python -m fiml.mcp --http`` on a free port until the block ends."""
     port = free_port()
@@ -93,6 +93,8 @@ async def http_server(
     command += ["--port", str(port), "--tokens", str(tokens_file)]
     if stateless:
         command.append("--stateless")
+    if access_log:
+        command.append("--access-log")
     log = bytearray()
     process = await anyio.open_process(
         command, env=server_env(tmp_path), cwd=str(tmp_path), stderr=subprocess.STDOUT

@@ -170,7 +170,7 @@ async def test_the_server_log_holds_no_token_and_no_context_value(
     secret = "confidential-thesis-7731"
     with anyio.fail_after(TIMEOUT):
         async with (
-            http_server(tmp_path, tmp_path / "tokens.json") as server,
+            http_server(tmp_path, tmp_path / "tokens.json", access_log=True) as server,
             http_client(server.url, tokens["alice"]) as alice,
         ):
             sid = await new_session(alice, "AAPL")
@@ -182,6 +182,6 @@ async def test_the_server_log_holds_no_token_and_no_context_value(
             await ok(alice, "search-by-symbol", symbol="AAPL", session_id=sid)
             log = bytes(server.log)
 
-    assert b"POST /mcp" in log  # the log was captured
+    assert b"POST /mcp" in log  # the log was captured, access lines included
     assert tokens["alice"].encode() not in log
     assert secret.encode() not in log
