@@ -4,10 +4,11 @@
     python benchmarks/bench_replies.py --save before.json   # keep the figures of this code
     python benchmarks/bench_replies.py --before before.json # and show them next to these
 
-A reply's size is its text block and its structured content as the SDK's transports send
-them (JSON with the protocol's field names), without the SDK's fixed envelope. Each tool is called with its default arguments through the SDK's
-in-memory client, on a SQLite store in a temporary directory with offline quotes, on a
-session holding 1, 10 and 100 queries (tracked searches, alternating symbols and coins).
+A reply's size is its text block and its structured content as the SDK's transports
+send them (JSON with the protocol's field names), without the SDK's fixed envelope.
+Each tool is called with its default arguments through the SDK's in-memory client, on
+a SQLite store in a temporary directory with offline quotes, on a session holding 1, 10
+and 100 queries (tracked searches, alternating symbols and coins).
 Bytes do not depend on the machine's load, so one call per row is enough; the run takes
 a few seconds. Results replace the ``replies`` section of benchmarks/RESULTS.md.
 """
@@ -139,7 +140,9 @@ def _report(sizes: Sizes, before: Sizes | None) -> str:
     lead = (
         "Bytes of each tool's `tools/call` result on the wire (text block and structured "
         "content together), on a session holding 1, 10 and 100 queries; "
-        "`python benchmarks/bench_replies.py`."
+        "`python benchmarks/bench_replies.py`. `list-sessions` lists the sessions the run "
+        "made so far (1, 3, 5), `get-session-info` its 20 latest queries, `get-session-history` "
+        "its first page of 50."
     )
     if before is not None:
         lead += " Before → after the compact replies of issue 15."

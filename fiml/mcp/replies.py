@@ -21,6 +21,7 @@ from mcp.types import CallToolResult, TextContent
 from pydantic import AfterValidator, BaseModel
 
 __all__ = [
+    "REPLY_BUDGET_BYTES",
     "Milliseconds",
     "Ratio",
     "Rounded2",
@@ -28,7 +29,6 @@ __all__ = [
     "crypto_decimals",
     "equity_decimals",
     "quoted_price",
-    "REPLY_BUDGET_BYTES",
     "reply",
     "reply_bytes",
 ]

@@ -230,12 +230,11 @@ class ContextUpdateResult(ResultModel):
 
 
 class QuoteView(Quote):
-    """A provider's quote, rounded to what the instrument quotes in.
+    """A provider's quote; synthetic is true for offline quotes.
 
-    ``synthetic`` is true for offline quotes. Prices and changes are rounded to the
-    instrument's tick (:func:`~fiml.mcp.replies.equity_decimals`,
-    :func:`~fiml.mcp.replies.crypto_decimals`), the change in percent to two decimals and
-    the time to the second, which is all providers report.
+    Prices and changes are rounded to the instrument's tick (a stock's cents, a coin's 8
+    significant digits), the change in percent to two decimals and the time to the
+    second, which is all providers report.
     """
 
     @classmethod

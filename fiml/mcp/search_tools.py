@@ -51,10 +51,10 @@ ContextArg = Annotated[
     str | None,
     Field(
         description="With a session_id: how much of the session to send back. 'none': the "
-        "query count; 'brief' (the default): also the assets, the context key names and the "
-        "previous query in one line; 'recent': the query count, the assets, the latest "
-        "queries (see recent_queries) and the context with its values.",
-        json_schema_extra={"enum": list(_DETAILS)},
+        "query count; 'brief' (the default): also the assets and the context key names; "
+        "'recent': the query count, the assets, the latest queries (see recent_queries) and "
+        "the context with its values.",
+        json_schema_extra={"enum": [*_DETAILS, None]},
     ),
 ]
 RecentCountArg = Annotated[
@@ -108,8 +108,8 @@ class SearchTools:
 
         With a session_id the query is recorded in that session (type, parameters, result
         summary, timing, cache hit) and the reply says how many queries the session holds;
-        by default also its assets, its context key names and the previous query, so you
-        can build on earlier queries (context='recent' for the latest queries and the
+        by default also its assets and its context key names, so you can build on earlier
+        queries (context='recent' for the latest queries and the
         context's values, context='none' for the count alone). Give a request_id to make a
         retry safe: the same request_id is recorded once.
         """
@@ -136,8 +136,8 @@ class SearchTools:
 
         With a session_id the query is recorded in that session (type, parameters, result
         summary, timing, cache hit) and the reply says how many queries the session holds;
-        by default also its assets, its context key names and the previous query, so you
-        can build on earlier queries (context='recent' for the latest queries and the
+        by default also its assets and its context key names, so you can build on earlier
+        queries (context='recent' for the latest queries and the
         context's values, context='none' for the count alone). Give a request_id to make a
         retry safe: the same request_id is recorded once.
         """
@@ -166,8 +166,8 @@ class SearchTools:
                 raise InvalidInputError(
                     "request_id", request_id, "needs a session_id: only tracked queries repeat"
                 )
-            result = await search()
-            return reply(_search_result(result), omit_null=True)
+            quote = await search()
+            return reply(_search_result(quote), omit_null=True)
         level, recalled = detail
         tracked = await track_query_in_session(
             self.store,
@@ -180,10 +180,10 @@ class SearchTools:
             request_id=request_id,
         )
         session = _session_reply(tracked.context, level)
-        result = _search_result(tracked.result, session, repeated=tracked.repeated)
+        answer = _search_result(tracked.result, session, repeated=tracked.repeated)
         if level == "recent":
-            return reply(result, omit_null=True)
-        return _within_budget(result, session)
+            return reply(answer, omit_null=True)
+        return _within_budget(answer, session)
 
 
 def _given(**values: str | None) -> dict[str, Any]:

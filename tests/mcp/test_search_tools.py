@@ -228,3 +228,30 @@ async def test_a_bad_request_id_is_refused_and_records_nothing(
 
     assert expected in message
     assert await snapshot(session_store, sid) == before
+
+
+@pytest.mark.parametrize(
+    ("arguments", "field"),
+    [
+        ({"context": "all"}, "context"),
+        ({"context": "brief", "recent_queries": 3}, "recent_queries"),
+        ({"context": "recent", "recent_queries": 0}, "recent_queries"),
+        ({"context": "recent", "recent_queries": 21}, "recent_queries"),
+        ({"context": "recent", "untracked": True}, "context"),
+        ({"recent_queries": 2, "untracked": True}, "recent_queries"),
+    ],
+)
+async def test_a_bad_context_is_refused_and_tracks_nothing(
+    connect: Connect, session_store: SessionStore, arguments: dict[str, Any], field: str
+) -> None:
+    async with connect("alice") as alice:
+        sid = await new_session(alice, "AAPL")
+        before = await snapshot(session_store, sid)
+        given = {k: v for k, v in arguments.items() if k != "untracked"}
+        if "untracked" not in arguments:
+            given["session_id"] = sid
+
+        message = await fails(alice, "search-by-symbol", symbol="AAPL", **given)
+
+    assert f"invalid {field}" in message
+    assert await snapshot(session_store, sid) == before
