@@ -10,13 +10,14 @@ from __future__ import annotations
 from typing import Annotated, Protocol
 
 from mcp.server.mcpserver import MCPServer
-from mcp.types import ToolAnnotations
+from mcp.types import CallToolResult, ToolAnnotations
 from pydantic import Field
 
 from fiml.core.errors import PermissionDeniedError
 from fiml.mcp.arguments import DaysArg, OptionalSessionTypeArg
 from fiml.mcp.auth import IdentityResolver
 from fiml.mcp.boundary import tool_boundary
+from fiml.mcp.replies import reply
 from fiml.mcp.schemas import AnalyticsResult
 from fiml.sessions.analytics import SessionAnalytics
 from fiml.sessions.models import SessionType
@@ -86,7 +87,7 @@ class AnalyticsTool:
         days: DaysArg = 30,
         user_id: UserArg = None,
         all_users: AllUsersArg = False,
-    ) -> AnalyticsResult:
+    ) -> Annotated[CallToolResult, AnalyticsResult]:
         """Usage figures over the sessions created in the last `days` days: counts,
         durations, abandonment, top assets and tags, query mix, cache hit rate.
 
@@ -99,4 +100,4 @@ class AnalyticsTool:
         target: str | None = None if all_users else (user_id or caller.user_id)
         if target != caller.user_id and not caller.is_admin:
             raise PermissionDeniedError("reading other users' analytics", "admin")
-        return await self.source(user_id=target, session_type=kind, days=days)
+        return reply(await self.source(user_id=target, session_type=kind, days=days))

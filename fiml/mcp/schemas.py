@@ -19,6 +19,15 @@ from pydantic import Field, TypeAdapter
 
 from fiml.market.base import Quote
 from fiml.mcp.flat_schema import ResultModel, pydantic_json_schema
+from fiml.mcp.replies import (
+    Milliseconds,
+    Ratio,
+    Rounded2,
+    Seconds,
+    crypto_decimals,
+    equity_decimals,
+    quoted_price,
+)
 from fiml.sessions.models import (
     QueryRecord,
     Session,
@@ -35,6 +44,7 @@ __all__ = [
     "HistoryResult",
     "QueryView",
     "QuoteView",
+    "RecentQuery",
     "ResultModel",
     "SearchResult",
     "SessionContext",
@@ -42,6 +52,7 @@ __all__ = [
     "SessionInfo",
     "SessionList",
     "SessionListItem",
+    "SessionReply",
     "SessionStats",
     "TagCount",
     "pydantic_json_schema",
@@ -55,8 +66,8 @@ class QueryView(ResultModel):
     timestamp: datetime
     query_type: str
     parameters: dict[str, Any]
-    result_summary: str | None
-    execution_time_ms: float | None
+    result_summary: str | None = None
+    execution_time_ms: Milliseconds | None = None
     cache_hit: bool
 
     @classmethod
@@ -79,9 +90,9 @@ class SessionDetails(ResultModel):
     created_at: datetime
     expires_at: datetime
     last_accessed_at: datetime
-    closed_at: datetime | None
-    archived_at: datetime | None
-    time_remaining_seconds: float = Field(description="Zero once the session has expired.")
+    closed_at: datetime | None = None
+    archived_at: datetime | None = None
+    time_remaining_seconds: Seconds = Field(description="Zero once the session has expired.")
 
     @classmethod
     def from_session(cls, session: Session) -> SessionDetails:
@@ -106,10 +117,10 @@ class SessionStats(ResultModel):
 
     total_queries: int
     cache_hits: int
-    cache_hit_rate: float
+    cache_hit_rate: Ratio
     query_types: dict[str, int]
-    first_query_at: datetime | None
-    last_query_at: datetime | None
+    first_query_at: datetime | None = None
+    last_query_at: datetime | None = None
 
     @classmethod
     def from_session(cls, session: Session) -> SessionStats:
@@ -182,7 +193,9 @@ class SessionList(ResultModel):
     """A page of the caller's sessions, newest first."""
 
     sessions: list[SessionListItem]
-    next_cursor: str | None = Field(description="Pass as cursor for the next page; null at end.")
+    next_cursor: str | None = Field(
+        default=None, description="Pass as cursor for the next page; absent at the end."
+    )
 
 
 class HistoryResult(ResultModel):
@@ -192,7 +205,9 @@ class HistoryResult(ResultModel):
     queries: list[QueryView]
     offset: int
     total_queries: int
-    next_offset: int | None = Field(description="Pass as offset for the next page; null at end.")
+    next_offset: int | None = Field(
+        default=None, description="Pass as offset for the next page; absent at the end."
+    )
 
     @classmethod
     def from_page(cls, page: HistoryPage) -> HistoryResult:
@@ -215,14 +230,29 @@ class ContextUpdateResult(ResultModel):
 
 
 class QuoteView(Quote):
-    """A quote, with a one-line summary; ``synthetic`` is true for offline quotes."""
+    """A provider's quote; synthetic is true for offline quotes.
 
-    summary_text: str = Field(description="The quote in one line, e.g. 'AAPL: $175.43 (+2.30%)'.")
+    Prices and changes are rounded to the instrument's tick (a stock's cents, a coin's 8
+    significant digits), the change in percent to two decimals and the time to the
+    second, which is all providers report.
+    """
 
     @classmethod
     def from_quote(cls, quote: Quote) -> QuoteView:
         """The view of a provider's quote."""
-        return cls(**quote.model_dump(), summary_text=quote.summary())
+        if quote.asset_class == "crypto":
+            decimals = crypto_decimals(quote.price)
+        else:
+            decimals = equity_decimals(quote.price)
+        values = quote.model_dump()
+        values.update(
+            price=round(quote.price, decimals),
+            change=quoted_price(quote.change, decimals),
+            change_percent=quoted_price(quote.change_percent, 2),
+            volume=quoted_price(quote.volume, 8),
+            as_of=quote.as_of.replace(microsecond=0),
+        )
+        return cls(**values)
 
 
 class SessionContext(ResultModel):
@@ -239,19 +269,57 @@ class SessionContext(ResultModel):
     context: dict[str, Any]
 
 
+class RecentQuery(ResultModel):
+    """A query as a tracked search recalls it: what was asked and what came back."""
+
+    timestamp: datetime
+    query_type: str
+    parameters: dict[str, Any]
+    result_summary: str | None = None
+    cache_hit: bool
+
+    @classmethod
+    def from_views(cls, views: Iterable[QueryView]) -> list[RecentQuery]:
+        """The recollections of full query views (their ids and timings left out)."""
+        return _RECENT_QUERIES.validate_python(list(views), from_attributes=True)
+
+
+_RECENT_QUERIES = TypeAdapter(list[RecentQuery])
+
+
+class SessionReply(ResultModel):
+    """The session part of a tracked search's reply; how much depends on ``context``."""
+
+    total_queries: int = Field(description="Queries recorded in the session, this one included.")
+    assets: list[str] | None = Field(default=None, description="The session's assets (brief).")
+    context_keys: list[str] | None = Field(
+        default=None,
+        description="Names of the session's context keys, when it has some (brief; the "
+        "first ones, when many); their values come with context='recent' or from "
+        "get-session-info.",
+    )
+    recent_queries: list[RecentQuery] | None = Field(
+        default=None, description="The latest queries, oldest first, ending with this one (recent)."
+    )
+    context: dict[str, Any] | None = Field(
+        default=None, description="The session's context keys and values (recent)."
+    )
+
+
 class SearchResult(ResultModel):
-    """A quote, where it came from, and, when tracked, the session's context."""
+    """A quote, where it came from, and, when tracked, the session's side of it."""
 
     quote: QuoteView
     cache_hit: bool
-    execution_time_ms: float
     tracked: bool = Field(description="True when the query was recorded in a session.")
-    repeated: bool = Field(
-        default=False,
+    repeated: bool | None = Field(
+        default=None,
         description="True when the session had already recorded this request_id: the query "
-        "counts once, as first recorded.",
+        "counts once, as first recorded. Absent otherwise.",
     )
-    session: SessionContext | None = None
+    session: SessionReply | None = Field(
+        default=None, description="With a session_id: the session, as much as context asks."
+    )
 
 
 class AssetCount(ResultModel):
@@ -277,19 +345,19 @@ class AnalyticsResult(ResultModel):
     """
 
     scope: Literal["user", "all"] = Field(description="One user's sessions, or every user's.")
-    user_id: str | None = Field(description="Whose sessions; null when scope is 'all'.")
-    session_type: SessionType | None
+    user_id: str | None = Field(default=None, description="Whose sessions; absent for 'all'.")
+    session_type: SessionType | None = None
     days: float
     total_sessions: int
     active_sessions: int
     archived_sessions: int = Field(description="Finished sessions: closed or expired, archived.")
     total_queries: int
-    avg_duration_seconds: float
-    avg_queries_per_session: float
-    abandonment_rate: float = Field(
+    avg_duration_seconds: Seconds
+    avg_queries_per_session: Rounded2
+    abandonment_rate: Ratio = Field(
         description="Share of finished sessions left to expire after fewer than 2 queries."
     )
-    cache_hit_rate: float
+    cache_hit_rate: Ratio
     top_assets: list[AssetCount]
     query_type_distribution: dict[str, int]
     session_type_breakdown: dict[str, int]

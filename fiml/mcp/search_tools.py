@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from mcp.server.mcpserver import MCPServer
-from mcp.types import ToolAnnotations
+from mcp.types import CallToolResult, ToolAnnotations
 from pydantic import Field
 
 from fiml.core.errors import InvalidInputError
@@ -14,11 +14,25 @@ from fiml.market.service import MarketData, QuoteResult
 from fiml.mcp.arguments import OptionalSessionIdArg, RequestIdArg
 from fiml.mcp.auth import IdentityResolver
 from fiml.mcp.boundary import tool_boundary
-from fiml.mcp.schemas import QuoteView, SearchResult, SessionContext
-from fiml.mcp.tracking import DEFAULT_CONTEXT_QUERIES, check_request_id, track_query_in_session
+from fiml.mcp.replies import REPLY_BUDGET_BYTES, reply, reply_bytes
+from fiml.mcp.schemas import (
+    QuoteView,
+    RecentQuery,
+    SearchResult,
+    SessionContext,
+    SessionReply,
+)
+from fiml.mcp.tracking import check_request_id, track_query_in_session
 from fiml.sessions.store import SessionStore
 
-__all__ = ["SearchTools"]
+__all__ = ["DEFAULT_RECENT", "MAX_RECENT", "SearchTools"]
+
+Detail = Literal["none", "brief", "recent"]
+_DETAILS: tuple[Detail, ...] = ("none", "brief", "recent")
+DEFAULT_RECENT = 5
+"""Queries a tracked search recalls with context='recent', unless told how many."""
+MAX_RECENT = 20
+"""The most queries a tracked search recalls; get-session-history pages through the rest."""
 
 SymbolArg = Annotated[str, Field(description="A ticker, e.g. 'AAPL', 'BRK-B' or 'VOD.L'.")]
 MarketArg = Annotated[
@@ -33,6 +47,26 @@ PairArg = Annotated[
     str | None,
     Field(description="The asset to price the coin in, e.g. 'USDT' (the default) or 'EUR'."),
 ]
+ContextArg = Annotated[
+    str | None,
+    Field(
+        description="With a session_id: how much of the session to send back. 'none': the "
+        "query count; 'brief' (the default): also the assets and the context key names; "
+        "'recent': the query count, the assets, the latest queries (see recent_queries) and "
+        "the context with its values.",
+        json_schema_extra={"enum": [*_DETAILS, None]},
+    ),
+]
+RecentCountArg = Annotated[
+    int | None,
+    Field(
+        description=f"With context='recent': how many of the latest queries to send back "
+        f"(1-{MAX_RECENT}, default {DEFAULT_RECENT}).",
+        json_schema_extra={"minimum": 1, "maximum": MAX_RECENT},
+    ),
+]
+Reply = Annotated[CallToolResult, SearchResult]
+"""A :class:`SearchResult`, sent compact (:func:`~fiml.mcp.replies.reply`)."""
 
 # Reads from a provider (open world); with a session_id it also records the query.
 _SEARCH = ToolAnnotations(
@@ -48,13 +82,10 @@ class SearchTools:
         store: SessionStore,
         market: MarketData,
         identity: IdentityResolver,
-        *,
-        context_queries: int = DEFAULT_CONTEXT_QUERIES,
     ) -> None:
         self.store = store
         self.market = market
         self.identity = identity
-        self.context_queries = context_queries
 
     def register(self, server: MCPServer) -> None:
         """Add both search tools to ``server``."""
@@ -70,13 +101,17 @@ class SearchTools:
         market: MarketArg = None,
         session_id: OptionalSessionIdArg = None,
         request_id: RequestIdArg = None,
-    ) -> SearchResult:
+        context: ContextArg = None,
+        recent_queries: RecentCountArg = None,
+    ) -> Reply:
         """The latest quote for an equity symbol.
 
         With a session_id the query is recorded in that session (type, parameters, result
-        summary, timing, cache hit) and the result carries the session's context: its
-        assets, recent queries and context keys, so you can build on earlier queries. Give
-        a request_id to make a retry safe: the same request_id is recorded once.
+        summary, timing, cache hit) and the reply says how many queries the session holds;
+        by default also its assets and its context key names, so you can build on earlier
+        queries (context='recent' for the latest queries and the
+        context's values, context='none' for the count alone). Give a request_id to make a
+        retry safe: the same request_id is recorded once.
         """
         parameters = _given(symbol=symbol, market=market)
         return await self._search(
@@ -85,6 +120,7 @@ class SearchTools:
             lambda: self.market.search_symbol(symbol, market=market),
             session_id,
             request_id,
+            _detail(context, recent_queries, session_id),
         )
 
     async def search_by_coin(
@@ -93,13 +129,17 @@ class SearchTools:
         pair: PairArg = None,
         session_id: OptionalSessionIdArg = None,
         request_id: RequestIdArg = None,
-    ) -> SearchResult:
+        context: ContextArg = None,
+        recent_queries: RecentCountArg = None,
+    ) -> Reply:
         """The latest quote for a cryptocurrency.
 
         With a session_id the query is recorded in that session (type, parameters, result
-        summary, timing, cache hit) and the result carries the session's context: its
-        assets, recent queries and context keys, so you can build on earlier queries. Give
-        a request_id to make a retry safe: the same request_id is recorded once.
+        summary, timing, cache hit) and the reply says how many queries the session holds;
+        by default also its assets and its context key names, so you can build on earlier
+        queries (context='recent' for the latest queries and the
+        context's values, context='none' for the count alone). Give a request_id to make a
+        retry safe: the same request_id is recorded once.
         """
         parameters = _given(symbol=symbol, pair=pair)
         return await self._search(
@@ -108,6 +148,7 @@ class SearchTools:
             lambda: self.market.search_coin(symbol, pair=pair),
             session_id,
             request_id,
+            _detail(context, recent_queries, session_id),
         )
 
     async def _search(
@@ -117,15 +158,17 @@ class SearchTools:
         search: Callable[[], Awaitable[QuoteResult]],
         session_id: str | None,
         request_id: str | None,
-    ) -> SearchResult:
+        detail: tuple[Detail, int],
+    ) -> CallToolResult:
         if session_id is None:
             if request_id is not None:
                 check_request_id(request_id)
                 raise InvalidInputError(
                     "request_id", request_id, "needs a session_id: only tracked queries repeat"
                 )
-            result = await search()
-            return _search_result(result, result.execution_time_ms)
+            quote = await search()
+            return reply(_search_result(quote), omit_null=True)
+        level, recalled = detail
         tracked = await track_query_in_session(
             self.store,
             session_id,
@@ -133,31 +176,90 @@ class SearchTools:
             query_type=query_type,
             parameters=parameters,
             search=search,
-            recent_queries=self.context_queries,
+            recent_queries=recalled,
             request_id=request_id,
         )
-        elapsed = tracked.query.execution_time_ms or 0.0
-        return _search_result(
-            tracked.result, elapsed, session=tracked.context, repeated=tracked.repeated
-        )
+        session = _session_reply(tracked.context, level)
+        answer = _search_result(tracked.result, session, repeated=tracked.repeated)
+        if level == "recent":
+            return reply(answer, omit_null=True)
+        return _within_budget(answer, session)
 
 
 def _given(**values: str | None) -> dict[str, Any]:
     return {key: value for key, value in values.items() if value is not None}
 
 
+def _detail(context: Any, recent_queries: Any, session_id: str | None) -> tuple[Detail, int]:
+    """How much of the session to send back, and how many queries that takes to load.
+
+    Brief and 'none' replies recall no query, but the store loads at least this one.
+    """
+    for name, value in (("context", context), ("recent_queries", recent_queries)):
+        if value is not None and session_id is None:
+            raise InvalidInputError(name, value, "needs a session_id: only tracked queries")
+    if context is None:
+        context = "brief"
+    if context not in _DETAILS:
+        raise InvalidInputError("context", context, f"must be one of {', '.join(_DETAILS)}")
+    if recent_queries is None:
+        return context, DEFAULT_RECENT if context == "recent" else 1
+    if context != "recent":
+        raise InvalidInputError("recent_queries", recent_queries, "needs context='recent'")
+    if (
+        isinstance(recent_queries, bool)
+        or not isinstance(recent_queries, int)
+        or not 1 <= recent_queries <= MAX_RECENT
+    ):
+        raise InvalidInputError(
+            "recent_queries", recent_queries, f"must be a whole number from 1 to {MAX_RECENT}"
+        )
+    return "recent", recent_queries
+
+
+def _session_reply(context: SessionContext, level: Detail) -> SessionReply:
+    if level == "none":
+        return SessionReply(total_queries=context.total_queries)
+    if level == "recent":
+        return SessionReply(
+            total_queries=context.total_queries,
+            assets=context.assets,
+            recent_queries=RecentQuery.from_views(context.recent_queries),
+            context=context.context,
+        )
+    return SessionReply(
+        total_queries=context.total_queries,
+        assets=context.assets,
+        context_keys=list(context.context) or None,
+    )
+
+
+def _within_budget(result: SearchResult, session: SessionReply) -> CallToolResult:
+    """The reply, with the last context keys, then the last assets, left out until it fits
+    in :data:`~fiml.mcp.replies.REPLY_BUDGET_BYTES` (a session's labels are the caller's,
+    up to 50 assets and 200 keys: the bound must not depend on them)."""
+    sent = reply(result, omit_null=True)
+    keys, assets = list(session.context_keys or ()), list(session.assets or ())
+    while reply_bytes(sent) > REPLY_BUDGET_BYTES and (keys or assets):
+        if keys:
+            keys.pop()
+        else:
+            assets.pop()
+        trimmed = session.model_copy(update={"context_keys": keys or None, "assets": assets})
+        sent = reply(result.model_copy(update={"session": trimmed}), omit_null=True)
+    return sent
+
+
 def _search_result(
     result: QuoteResult,
-    elapsed_ms: float,
+    session: SessionReply | None = None,
     *,
-    session: SessionContext | None = None,
     repeated: bool = False,
 ) -> SearchResult:
     return SearchResult(
         quote=QuoteView.from_quote(result.quote),
         cache_hit=result.cache_hit,
-        execution_time_ms=elapsed_ms,
         tracked=session is not None,
-        repeated=repeated,
+        repeated=True if repeated else None,
         session=session,
     )

@@ -6,8 +6,10 @@ only; another user's session is reported exactly like an unknown one.
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from mcp.server.mcpserver import MCPServer
-from mcp.types import ToolAnnotations
+from mcp.types import CallToolResult, ToolAnnotations
 
 from fiml.mcp.arguments import (
     AssetsArg,
@@ -25,6 +27,7 @@ from fiml.mcp.arguments import (
 from fiml.mcp.auth import IdentityResolver
 from fiml.mcp.boundary import tool_boundary
 from fiml.mcp.ownership import owned_session
+from fiml.mcp.replies import reply
 from fiml.mcp.schemas import (
     ContextUpdateResult,
     HistoryResult,
@@ -75,7 +78,7 @@ class SessionTools:
         session_type: SessionTypeArg,
         ttl_hours: TtlArg = None,
         tags: TagsArg = None,
-    ) -> SessionDetails:
+    ) -> Annotated[CallToolResult, SessionDetails]:
         """Open an analysis session on some assets and get its session_id.
 
         Pass the session_id to search-by-symbol / search-by-coin to have each query
@@ -89,23 +92,25 @@ class SessionTools:
             ttl_hours=ttl_hours,
             tags=tags,
         )
-        return SessionDetails.from_session(session)
+        return reply(SessionDetails.from_session(session))
 
-    async def get_session_info(self, session_id: SessionIdArg) -> SessionInfo:
+    async def get_session_info(
+        self, session_id: SessionIdArg
+    ) -> Annotated[CallToolResult, SessionInfo]:
         """A session's details, query statistics, recent queries and accumulated context.
 
         Expired and closed sessions stay readable (their status says so) until archived;
         archived sessions are readable too.
         """
         session = await owned_session(self.store, self.identity.current(), session_id)
-        return SessionInfo.from_session(session)
+        return reply(SessionInfo.from_session(session))
 
     async def list_sessions(
         self,
         include_archived: bool = False,
         limit: PageLimitArg = 20,
         cursor: CursorArg = None,
-    ) -> SessionList:
+    ) -> Annotated[CallToolResult, SessionList]:
         """List your sessions, newest first, a page at a time (follow next_cursor)."""
         page = await self.store.list_user_sessions_page(
             self.identity.current().user_id,
@@ -113,20 +118,26 @@ class SessionTools:
             limit=limit,
             cursor=cursor,
         )
-        return SessionList(
-            sessions=[SessionListItem.from_summary(s) for s in page.sessions],
-            next_cursor=page.next_cursor,
+        return reply(
+            SessionList(
+                sessions=[SessionListItem.from_summary(s) for s in page.sessions],
+                next_cursor=page.next_cursor,
+            )
         )
 
-    async def extend_session(self, session_id: SessionIdArg, hours: HoursArg) -> SessionDetails:
+    async def extend_session(
+        self, session_id: SessionIdArg, hours: HoursArg
+    ) -> Annotated[CallToolResult, SessionDetails]:
         """Push a session's expiry back by some hours (an expired session cannot be revived)."""
         session = await owned_session(
             self.store, self.identity.current(), session_id, history_limit=0
         )
         extended = await self.store.extend_session(session.id, hours)
-        return SessionDetails.from_session(extended)
+        return reply(SessionDetails.from_session(extended))
 
-    async def close_analysis_session(self, session_id: SessionIdArg) -> SessionDetails:
+    async def close_analysis_session(
+        self, session_id: SessionIdArg
+    ) -> Annotated[CallToolResult, SessionDetails]:
         """Mark a session finished: it becomes read-only and is archived by the next cleanup.
 
         Closing says the analysis was completed; a session left to expire after fewer
@@ -136,20 +147,20 @@ class SessionTools:
             self.store, self.identity.current(), session_id, history_limit=0
         )
         closed = await self.store.close_session(session.id)
-        return SessionDetails.from_session(closed)
+        return reply(SessionDetails.from_session(closed))
 
     async def get_session_history(
         self,
         session_id: SessionIdArg,
         offset: OffsetArg = 0,
         limit: PageLimitArg = 50,
-    ) -> HistoryResult:
+    ) -> Annotated[CallToolResult, HistoryResult]:
         """A page of a session's tracked queries, oldest first (follow next_offset)."""
         session = await owned_session(
             self.store, self.identity.current(), session_id, history_limit=0
         )
         page = await self.store.get_history(session.id, offset=offset, limit=limit)
-        return HistoryResult.from_page(page)
+        return reply(HistoryResult.from_page(page))
 
     async def update_session_context(
         self,
@@ -157,7 +168,7 @@ class SessionTools:
         context: StateArg = None,
         preferences: StateArg = None,
         remove_context: RemoveKeysArg = None,
-    ) -> ContextUpdateResult:
+    ) -> Annotated[CallToolResult, ContextUpdateResult]:
         """Set context and preference keys of a session (and remove context keys).
 
         Only the keys given change; keys set by other calls are kept. Use it to remember
@@ -175,8 +186,10 @@ class SessionTools:
         updated = await owned_session(
             self.store, self.identity.current(), session.id, history_limit=0
         )
-        return ContextUpdateResult(
-            session_id=updated.id,
-            context=dict(updated.state.context),
-            preferences=dict(updated.state.preferences),
+        return reply(
+            ContextUpdateResult(
+                session_id=updated.id,
+                context=dict(updated.state.context),
+                preferences=dict(updated.state.preferences),
+            )
         )

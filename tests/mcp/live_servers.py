@@ -151,7 +151,7 @@ async def run_workflow(client: Client) -> str:
     await ok(client, "update-session-context", session_id=sid, context={"goal": "compare"})
     await ok(client, "search-by-symbol", symbol="AAPL", session_id=sid)
     await ok(client, "search-by-symbol", symbol="GOOGL", session_id=sid)
-    third = await ok(client, "search-by-coin", symbol="BTC", session_id=sid)
+    third = await ok(client, "search-by-coin", symbol="BTC", session_id=sid, context="recent")
     assert third["session"]["total_queries"] == 3
     assert [q["parameters"]["symbol"] for q in third["session"]["recent_queries"]] == [
         "AAPL",
