@@ -3,15 +3,14 @@
 Results go to stdout (tables for people, ``--json`` for scripts); progress bars, prompts
 and errors go to stderr, so ``fiml ... --json | jq`` always sees clean JSON.
 
-The CLI's modules import at their top only what declaring the commands takes (typer, the
-standard library): the settings, the store and its backends, rich's renderables and the
-MCP SDK load inside the commands that use them, so that ``fiml --help`` and each command
-start without the rest (tests/cli/test_startup.py checks it).
+The CLI's modules import at their top only what declaring the commands takes (typer, a
+few standard modules): the settings, asyncio, the store and its backends, rich's
+renderables and the MCP SDK load inside the commands that use them, so that ``fiml
+--help`` and each command start without the rest (tests/cli/test_startup.py checks it).
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 from collections.abc import AsyncIterator, Callable, Coroutine
@@ -64,6 +63,8 @@ def print_json(data: Any) -> None:
 
 def run(work: Callable[[Settings], Coroutine[Any, Any, T]]) -> T:
     """Load the settings and run ``work(settings)`` to completion; failures become one line."""
+    import asyncio
+
     from fiml.core.config import Settings
 
     with reported_failures() as report:
