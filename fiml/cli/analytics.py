@@ -10,21 +10,17 @@ import csv
 import io
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Group
-from rich.table import Table
 
-from fiml.cli.render import span_of_seconds, stats_view
 from fiml.cli.runtime import open_store, out_console, print_json, progress_bar, run
-from fiml.core.config import Settings
-from fiml.sessions.analytics import (
-    RecentSession,
-    SessionAnalytics,
-    SessionStats,
-    UserSessionSummary,
-)
+
+if TYPE_CHECKING:  # the rest loads with the store, inside the commands (see runtime)
+    from rich.table import Table
+
+    from fiml.core.config import Settings
+    from fiml.sessions.analytics import RecentSession, SessionStats, UserSessionSummary
 
 __all__ = ["analytics_app"]
 
@@ -63,6 +59,8 @@ def stats(
     """Totals, averages, abandonment, top assets, query mix and cache hit rate."""
 
     async def work(settings: Settings) -> SessionStats:
+        from fiml.sessions.analytics import SessionAnalytics
+
         async with open_store(settings) as store:
             return await SessionAnalytics(store).get_session_stats(user, kind, days, top=top)
 
@@ -70,11 +68,17 @@ def stats(
     if as_json:
         print_json(result)
     else:
+        from fiml.cli.render import stats_view
+
         title = f"Session statistics ({_window(days, user, kind)})"
         out_console().print(stats_view(result, title=title))
 
 
 def _recent_table(summary: UserSessionSummary) -> Table:
+    from rich.table import Table
+
+    from fiml.cli.render import span_of_seconds
+
     table = Table(title="Recent finished sessions", title_justify="left")
     for column in ("session id", "type", "created", "duration", "queries", "ended"):
         table.add_column(column, no_wrap=column == "session id")
@@ -107,6 +111,8 @@ def user_summary(
     """One user's statistics and their ten most recent finished sessions."""
 
     async def work(settings: Settings) -> UserSessionSummary:
+        from fiml.sessions.analytics import SessionAnalytics
+
         async with open_store(settings) as store:
             return await SessionAnalytics(store).get_user_session_summary(user_id, days)
 
@@ -114,6 +120,10 @@ def user_summary(
     if as_json:
         print_json(summary)
         return
+    from rich.console import Group
+
+    from fiml.cli.render import stats_view
+
     title = f"Session statistics ({_window(days, user_id, None)})"
     out_console().print(Group(stats_view(summary["stats"], title=title), _recent_table(summary)))
 
@@ -140,6 +150,8 @@ def export(
     target = None if output is None else output.expanduser().absolute()
 
     async def work(settings: Settings) -> str:
+        from fiml.sessions.analytics import SessionAnalytics
+
         async with open_store(settings) as store:
             with progress_bar(enabled=target is not None and not as_json) as bar:
                 task = bar.add_task(f"exporting {format}", total=1)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -16,7 +16,9 @@ from fiml.cli.failures import show_tracebacks
 from fiml.cli.runtime import out_console, run
 from fiml.cli.serve import serve, tokens_app
 from fiml.cli.sessions import sessions_app
-from fiml.core.config import Settings
+
+if TYPE_CHECKING:
+    from fiml.core.config import Settings
 
 __all__ = ["app", "main", "run_serve"]
 

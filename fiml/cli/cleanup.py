@@ -10,20 +10,20 @@ scheduler or a Celery worker archives and counts each session once.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from fiml.cli.failures import EXIT_FAILED, EXIT_UNAVAILABLE, fail
-from fiml.cli.render import job_results_table
 from fiml.cli.runtime import open_store, out_console, print_json, progress_bar, run
-from fiml.core.config import Settings
-from fiml.sessions.analytics import SessionAnalytics
-from fiml.sessions.jobs import CleanupStats, JobStats, run_cleanup, run_metrics, run_retention
+
+if TYPE_CHECKING:  # the rest loads with the store, inside the command (see runtime)
+    from fiml.core.config import Settings
+    from fiml.sessions.jobs import CleanupStats, JobStats
 
 __all__ = ["cleanup"]
 
-Step = tuple[str, Callable[[], Awaitable[JobStats]]]
+Step = tuple[str, "Callable[[], Awaitable[JobStats]]"]
 
 
 def cleanup(
@@ -42,6 +42,9 @@ def cleanup(
     """Archive expired and closed sessions, apply retention, and record analytics."""
 
     async def work(settings: Settings) -> list[JobStats]:
+        from fiml.sessions.analytics import SessionAnalytics
+        from fiml.sessions.jobs import run_cleanup, run_metrics, run_retention
+
         async with open_store(settings) as store:
             analytics = SessionAnalytics(store)
             steps: list[Step] = [
@@ -66,6 +69,9 @@ def cleanup(
             return results
 
     results = run(work)
+    from fiml.cli.render import job_results_table
+    from fiml.sessions.jobs import CleanupStats
+
     if as_json:
         print_json([r.model_dump(mode="json") for r in results])
     else:

@@ -10,19 +10,18 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from fiml.cli.failures import EXIT_FAILED, shown_database
-from fiml.cli.render import key_value_table
 from fiml.cli.runtime import confirm, out_console, print_json, run, run_sync
-from fiml.core.config import Settings
-from fiml.sessions.backends import build_sql_backend
-from fiml.sessions.backends.redis_persistence import persistence_warning
-from fiml.sessions.schema import SchemaReport, drop_schema, upgrade_schema
-from fiml.sessions.schema import verify_schema as inspect_schema
+
+if TYPE_CHECKING:  # SQLAlchemy and Alembic load inside the commands (see runtime)
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+    from fiml.core.config import Settings
+    from fiml.sessions.schema import SchemaReport
 
 __all__ = ["db_app"]
 
@@ -37,6 +36,8 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts
 
 @asynccontextmanager
 async def _engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
+    from fiml.sessions.backends import build_sql_backend
+
     engine = build_sql_backend(settings).engine  # says which extra a missing driver needs
     try:
         yield engine
@@ -53,6 +54,9 @@ def _done(as_json: bool, data: dict[str, Any], message: str) -> None:
 
 def _migrate(revision: str, as_json: bool) -> None:
     async def work(settings: Settings) -> dict[str, Any]:
+        from fiml.sessions.schema import upgrade_schema
+        from fiml.sessions.schema import verify_schema as inspect_schema
+
         async with _engine(settings) as engine:
             await upgrade_schema(engine, revision)
             report = await inspect_schema(engine)
@@ -99,6 +103,9 @@ def verify(as_json: JsonOption = False) -> None:
     """
 
     async def work(settings: Settings) -> tuple[str, SchemaReport]:
+        from fiml.sessions.backends.redis_persistence import persistence_warning
+        from fiml.sessions.schema import verify_schema as inspect_schema
+
         if (warning := await persistence_warning(settings)) is not None:
             typer.echo(warning, err=True)
         async with _engine(settings) as engine:
@@ -108,6 +115,8 @@ def verify(as_json: JsonOption = False) -> None:
     if as_json:
         print_json(_report_json(database, report))
     else:
+        from fiml.cli.render import key_value_table
+
         rows: list[tuple[str, Any]] = [
             ("database", database),
             ("revision", report.current_revision or "none"),
@@ -139,6 +148,8 @@ def drop(
             raise typer.Exit(EXIT_FAILED)
 
     async def work(settings: Settings) -> str:
+        from fiml.sessions.schema import drop_schema
+
         async with _engine(settings) as engine:
             await drop_schema(engine)
         return shown_database(settings)

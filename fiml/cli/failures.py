@@ -18,15 +18,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
 import typer
-from pydantic import ValidationError
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError
-from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
-from fiml.core.config import Settings
 from fiml.core.errors import (
     AuthError,
     ConfigurationError,
@@ -34,6 +30,11 @@ from fiml.core.errors import (
     InvalidInputError,
     StorageUnavailableError,
 )
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
+    from fiml.core.config import Settings
 
 __all__ = [
     "EXIT_BAD_INPUT",
@@ -100,6 +101,9 @@ def shown_database(settings: Settings | None) -> str:
     """The session database, named for people: ``PostgreSQL at <url>`` or ``SQLite file <path>``."""
     if settings is None:
         return "the session database"
+    from sqlalchemy.engine import make_url  # settings are loaded: the command uses storage
+    from sqlalchemy.exc import ArgumentError
+
     try:
         url = make_url(settings.database_url)
     except ArgumentError:
@@ -171,6 +175,12 @@ def describe_failure(exc: BaseException, settings: Settings | None) -> Failure |
         return Failure(str(exc), EXIT_BAD_INPUT)
     if isinstance(exc, FimlError):
         return Failure(str(exc), EXIT_FAILED)
+    # The libraries' error types are imported on a failure, once our own kinds are ruled
+    # out, so that no command loads SQLAlchemy only to be able to name its errors.
+    from pydantic import ValidationError
+    from sqlalchemy.exc import DBAPIError
+    from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+
     if isinstance(exc, ValidationError) and exc.title == "Settings":
         return _settings_failure(exc)
     redis_errors = _redis_error_types()

@@ -2,24 +2,31 @@
 
 Results go to stdout (tables for people, ``--json`` for scripts); progress bars, prompts
 and errors go to stderr, so ``fiml ... --json | jq`` always sees clean JSON.
+
+The CLI's modules import at their top only what declaring the commands takes (typer, a
+few standard modules): the settings, asyncio, the store and its backends, rich's
+renderables and the MCP SDK load inside the commands that use them, so that ``fiml
+--help`` and each command start without the rest (tests/cli/test_startup.py checks it).
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
 
 from fiml.cli.failures import reported_failures
-from fiml.core.config import Settings
-from fiml.sessions.store import SessionStore
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from fiml.core.config import Settings
+    from fiml.sessions.store import SessionStore
 
 __all__ = [
     "confirm",
@@ -37,11 +44,15 @@ T = TypeVar("T")
 
 def out_console() -> Console:
     """The console for results (stdout)."""
+    from rich.console import Console
+
     return Console(highlight=False)
 
 
 def err_console() -> Console:
     """The console for progress and notes (stderr)."""
+    from rich.console import Console
+
     return Console(stderr=True, highlight=False)
 
 
@@ -52,6 +63,10 @@ def print_json(data: Any) -> None:
 
 def run(work: Callable[[Settings], Coroutine[Any, Any, T]]) -> T:
     """Load the settings and run ``work(settings)`` to completion; failures become one line."""
+    import asyncio
+
+    from fiml.core.config import Settings
+
     with reported_failures() as report:
         report.settings = Settings()
         return asyncio.run(work(report.settings))
@@ -59,6 +74,8 @@ def run(work: Callable[[Settings], Coroutine[Any, Any, T]]) -> T:
 
 def run_sync(work: Callable[[Settings], T]) -> T:
     """Like :func:`run` for work that needs no event loop (token files, the server)."""
+    from fiml.core.config import Settings
+
     with reported_failures() as report:
         report.settings = Settings()
         return work(report.settings)
@@ -67,6 +84,8 @@ def run_sync(work: Callable[[Settings], T]) -> T:
 @asynccontextmanager
 async def open_store(settings: Settings) -> AsyncIterator[SessionStore]:
     """An initialized store for the settings, shut down when the block ends."""
+    from fiml.sessions.store import SessionStore
+
     store = SessionStore(settings)
     try:
         await store.initialize()
@@ -77,6 +96,8 @@ async def open_store(settings: Settings) -> AsyncIterator[SessionStore]:
 
 def progress_bar(*, enabled: bool = True) -> Progress:
     """A progress bar on stderr; hidden when stderr is not a terminal or output is JSON."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
+
     console = err_console()
     return Progress(
         SpinnerColumn(),

@@ -12,14 +12,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.table import Table
 
 from fiml.cli.failures import EXIT_FAILED, EXIT_INTERRUPTED, fail
 from fiml.cli.runtime import out_console, print_json, run_sync
-from fiml.core.config import Settings
 from fiml.core.errors import ConfigurationError, InvalidInputError
 
 if TYPE_CHECKING:
+    from fiml.core.config import Settings
     from fiml.mcp.auth import Role, TokenFile
 
 __all__ = ["serve", "tokens_app"]
@@ -162,6 +161,8 @@ def list_tokens(tokens: TokensOption = None, as_json: JsonOption = False) -> Non
     if as_json:
         print_json(entries)
         return
+    from rich.table import Table
+
     table = Table(title=f"Tokens in {path}", title_justify="left")
     for column in ("user", "role", "sha256"):
         table.add_column(column)

@@ -8,26 +8,27 @@ act on any session: whoever runs ``fiml`` on the machine administers the store.
 from __future__ import annotations
 
 import shlex
-from dataclasses import asdict
-from typing import Annotated, Any
-from uuid import UUID
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from pydantic import BaseModel
 
 from fiml.cli.failures import EXIT_BAD_INPUT, EXIT_FAILED, fail
-from fiml.cli.render import quarantine_table, session_details, sessions_table, span, when
 from fiml.cli.runtime import confirm, open_store, out_console, print_json, progress_bar, run
-from fiml.core.config import Settings
 from fiml.core.errors import (
     CorruptRecordError,
     InvalidInputError,
     SessionError,
     SessionNotFoundError,
 )
-from fiml.sessions.models import Session, SessionSummary
-from fiml.sessions.quarantine import QuarantinedSession
-from fiml.sessions.store import MAX_PAGE, SessionPage, SessionStore, parse_session_id
+
+if TYPE_CHECKING:  # the rest loads with the store, inside the commands (see runtime)
+    from uuid import UUID
+
+    from fiml.core.config import Settings
+    from fiml.sessions.models import Session
+    from fiml.sessions.quarantine import QuarantinedSession
+    from fiml.sessions.store import SessionPage, SessionStore
 
 __all__ = ["ArchiveOutcome", "sessions_app"]
 
@@ -49,6 +50,8 @@ def _local_user(settings: Settings) -> str:
 
 
 def _summary_json(session: Session) -> dict[str, Any]:
+    from fiml.sessions.models import SessionSummary
+
     return SessionSummary.from_session(session).model_dump(mode="json")
 
 
@@ -78,6 +81,8 @@ def list_sessions(
         return owner, page
 
     owner, page = run(work)
+    from fiml.cli.render import sessions_table
+
     if as_json:
         print_json({"user_id": owner, **page.model_dump(mode="json")})
         return
@@ -114,6 +119,8 @@ def show(
     if as_json:
         print_json({**session.to_dict(), "status": session.status.value})
     else:
+        from fiml.cli.render import session_details
+
         out_console().print(session_details(session))
 
 
@@ -137,6 +144,8 @@ def extend(
             return await store.extend_session(session_id, hours)
 
     session = run(work)
+    from fiml.cli.render import span, when
+
     remaining = span(session.time_remaining)
     _changed(session, as_json, f"{session.id} expires {when(session.expires_at)} (in {remaining})")
 
@@ -153,7 +162,8 @@ def close(session_id: SessionIdArg, as_json: JsonOption = False) -> None:
     _changed(session, as_json, f"{session.id} is {session.status.value}")
 
 
-class ArchiveOutcome(BaseModel):
+@dataclass(frozen=True, slots=True)
+class ArchiveOutcome:
     """What archiving one session did: archived now, archived before, or an error."""
 
     session_id: str
@@ -162,6 +172,8 @@ class ArchiveOutcome(BaseModel):
 
 
 async def _unarchived_ids(store: SessionStore, user_id: str) -> list[UUID]:
+    from fiml.sessions.store import MAX_PAGE
+
     ids: list[UUID] = []
     cursor: str | None = None
     while True:
@@ -190,7 +202,7 @@ async def _archive_all(
 
 def _print_outcomes(outcomes: list[ArchiveOutcome], as_json: bool) -> None:
     if as_json:
-        print_json([o.model_dump() for o in outcomes])
+        print_json([asdict(o) for o in outcomes])
         return
     for o in outcomes:
         result = o.error or ("archived" if o.archived else "was already archived")
@@ -214,6 +226,8 @@ def archive(
         raise fail("name the sessions to archive, or pass --user USER", EXIT_BAD_INPUT)
 
     async def work(settings: Settings) -> list[ArchiveOutcome]:
+        from fiml.sessions.store import parse_session_id
+
         ids = [parse_session_id(s) for s in session_ids or []]  # all checked before any change
         async with open_store(settings) as store:
             if user is not None:
@@ -284,10 +298,14 @@ def quarantined(
     if not found:
         typer.echo("no quarantined sessions")
         return
+    from fiml.cli.render import quarantine_table
+
     out_console().print(quarantine_table(found))
 
 
 def _session_id(value: str) -> UUID:
+    from fiml.sessions.store import parse_session_id
+
     try:
         return parse_session_id(value)
     except InvalidInputError as exc:

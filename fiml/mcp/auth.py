@@ -19,13 +19,16 @@ import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol, get_args
+from typing import TYPE_CHECKING, Any, Literal, Protocol, get_args
 
-from mcp.server.auth.middleware.auth_context import get_access_token
-from mcp.server.auth.provider import AccessToken, TokenVerifier
-
-from fiml.core.config import Settings
 from fiml.core.errors import AuthenticationError, ConfigurationError
+
+# The MCP SDK loads when a token is verified, not with this module: ``fiml sessions`` asks
+# local_identity who the local user is, and starts without the SDK.
+if TYPE_CHECKING:
+    from mcp.server.auth.provider import AccessToken
+
+    from fiml.core.config import Settings
 
 __all__ = [
     "BearerTokenIdentity",
@@ -85,6 +88,8 @@ class BearerTokenIdentity:
 
     def current(self) -> Identity:
         """The verified token's user and role; AuthenticationError without one."""
+        from mcp.server.auth.middleware.auth_context import get_access_token
+
         token = get_access_token()
         if token is None or token.subject is None:
             raise AuthenticationError("no valid bearer token was presented")
@@ -198,14 +203,16 @@ class TokenFile:
         return found
 
 
-class HashedTokenVerifier(TokenVerifier):
-    """The SDK's token verifier over a :class:`TokenFile`."""
+class HashedTokenVerifier:
+    """The SDK's token verifier (its ``TokenVerifier`` Protocol) over a :class:`TokenFile`."""
 
     def __init__(self, tokens: TokenFile) -> None:
         self.tokens = tokens
 
     async def verify_token(self, token: str) -> AccessToken | None:
         """An access token naming the user and role, or None for an unknown token."""
+        from mcp.server.auth.provider import AccessToken
+
         entry = self.tokens.match(token)
         if entry is None:
             return None

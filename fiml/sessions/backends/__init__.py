@@ -9,22 +9,28 @@ from __future__ import annotations
 import importlib.util
 from typing import TYPE_CHECKING
 
-from sqlalchemy.engine import make_url
-
 from fiml.core.config import Settings
 from fiml.core.errors import MissingDependencyError
+from fiml.core.lazy import lazy_exports
 from fiml.sessions.backends.base import ActiveTier, ArchiveTier
-from fiml.sessions.backends.sql import SqlBackend
-from fiml.sessions.db import create_engine
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
+
+    from fiml.sessions.backends.sql import SqlBackend
 
 __all__ = ["ActiveTier", "ArchiveTier", "SqlBackend", "build_backends", "build_sql_backend"]
 
 
 def build_sql_backend(settings: Settings) -> SqlBackend:
     """The SQL backend for ``settings.database_url``."""
+    # Imported when a SQL backend is built, not with this package: every module of the
+    # backends package runs this file first, and SQLAlchemy is most of a command's start.
+    from sqlalchemy.engine import make_url
+
+    from fiml.sessions.backends.sql import SqlBackend
+    from fiml.sessions.db import create_engine
+
     driver = make_url(settings.database_url).get_driver_name()
     if driver == "asyncpg" and importlib.util.find_spec("asyncpg") is None:
         raise MissingDependencyError("asyncpg", "postgres")
@@ -51,3 +57,7 @@ def build_backends(
     if redis is not None:
         return RedisBackend.on_client(redis, settings=settings), archive
     return RedisBackend.from_url(settings.redis_url, settings=settings), archive
+
+
+if not TYPE_CHECKING:  # SqlBackend is re-exported on first use, for the reason above
+    __getattr__, __dir__ = lazy_exports(__name__, {"SqlBackend": "fiml.sessions.backends.sql"})
