@@ -40,6 +40,7 @@ from fiml.sessions.models import Session
 __all__ = [
     "ABANDONED",
     "ABANDONED_BELOW_QUERIES",
+    "FACT_SOURCES",
     "MetricFilters",
     "SessionFacts",
     "insert_missing_facts",
@@ -51,6 +52,23 @@ MA = cast(Table, SessionMetricAsset.__table__)
 MT = cast(Table, SessionMetricTag.__table__)
 MQ = cast(Table, SessionMetricQueryType.__table__)
 _BATCH = 500
+FACT_SOURCES = (
+    "id",
+    "user_id",
+    "session_type",
+    "created_at",
+    "expires_at",
+    "last_accessed_at",
+    "closed_at",
+    "archived_at",
+    "total_queries",
+    "cache_hits",
+    "assets",
+    "tags",
+    "query_type_counts",
+)
+"""The stored session fields a session's facts are computed from (the archive reads only
+these when it records facts)."""
 _FACT_COLUMNS = (
     "user_id",
     "session_type",

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from fiml.sessions.db import SessionRecord
 from fiml.sessions.limits import MAX_LABEL_CHARS
-from fiml.sessions.metrics import M, SessionFacts, insert_missing_facts
+from fiml.sessions.metrics import FACT_SOURCES, M, SessionFacts, insert_missing_facts
 from fiml.sessions.models import SessionType
 from fiml.sessions.row_decoding import (
     RowReader,
@@ -37,24 +37,7 @@ Connections = Callable[[], AbstractAsyncContextManager[AsyncConnection]]
 """Opens a connection to the archive (a transaction, for writes) and closes it after."""
 
 S = cast(Table, SessionRecord.__table__)
-_ARCHIVED_COLUMNS: dict[str, ColumnElement[Any]] = {
-    name: S.c[name]
-    for name in (
-        "id",
-        "user_id",
-        "session_type",
-        "created_at",
-        "expires_at",
-        "last_accessed_at",
-        "closed_at",
-        "archived_at",
-        "total_queries",
-        "cache_hits",
-        "assets",
-        "tags",
-        "query_type_counts",
-    )
-}
+_ARCHIVED_COLUMNS: dict[str, ColumnElement[Any]] = {name: S.c[name] for name in FACT_SOURCES}
 _SESSION_TYPES = frozenset(t.value for t in SessionType)
 _MAX_COUNT = 2**31 - 1  # the metric tables' INTEGER columns on PostgreSQL
 

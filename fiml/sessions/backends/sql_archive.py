@@ -26,7 +26,7 @@ from fiml.sessions.backends.fields import by_name, values_of
 from fiml.sessions.backends.sql_faults import unavailable_as_error
 from fiml.sessions.backends.sql_rows import Q, S, decoded, query_values, selected
 from fiml.sessions.db import READ_ONLY_OPTION, is_sqlite
-from fiml.sessions.metrics import SessionFacts, insert_missing_facts
+from fiml.sessions.metrics import FACT_SOURCES, SessionFacts, insert_missing_facts
 from fiml.sessions.models import Session
 from fiml.sessions.quarantine import (
     QUARANTINE,
@@ -42,24 +42,7 @@ from fiml.sessions.schema import check_schema, upgrade_schema
 __all__ = ["ArchivedInPlace", "SqlArchive"]
 
 _QUERY_ROWS_PER_CALL = 5000
-_FACT_FIELDS = tuple(
-    by_name[name]
-    for name in (
-        "id",
-        "user_id",
-        "session_type",
-        "created_at",
-        "expires_at",
-        "last_accessed_at",
-        "closed_at",
-        "archived_at",
-        "total_queries",
-        "cache_hits",
-        "assets",
-        "tags",
-        "query_type_counts",
-    )
-)
+_FACT_FIELDS = tuple(by_name[name] for name in FACT_SOURCES)
 """What ``SessionFacts.build`` takes of a session archived in place."""
 _FACT_COLUMNS = selected(_FACT_FIELDS)
 
