@@ -112,11 +112,19 @@ async def test_stop_lets_a_run_finish_then_cancels_after_the_grace_period() -> N
         finished.append("slow")
         return JobStats(job="slow", started_at=utcnow())
 
+    stop_called = asyncio.Event()
+
+    async def stop_politely() -> None:
+        stop_called.set()
+        await polite.stop()
+
     polite = JobScheduler([Job("slow", TICK, slow)], grace_seconds=5)
     await polite.start()
     await asyncio.wait_for(started.wait(), 5)
-    stopping = asyncio.create_task(polite.stop())
-    await asyncio.sleep(0)
+    stopping = asyncio.create_task(stop_politely())
+    # This test wakes only once stop() has suspended, waiting for the run: the run is
+    # released after the stop was requested.
+    await asyncio.wait_for(stop_called.wait(), 5)
     finish.set()
     await asyncio.wait_for(stopping, 5)
     assert finished == ["slow"]

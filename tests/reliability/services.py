@@ -143,8 +143,9 @@ class TcpProxy:
     def __init__(self, target_host: str, target_port: int, *, delay: float = 0.0) -> None:
         self.target = (target_host, target_port)
         self.delay = delay
-        self.stalled = False
         self.port = free_port()
+        self._flowing = asyncio.Event()
+        self._flowing.set()
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -154,6 +155,18 @@ class TcpProxy:
         """A proxy for the host and port of a database URL."""
         parts = urlsplit(url)
         return cls(parts.hostname or "127.0.0.1", parts.port or 5432, delay=delay)
+
+    @property
+    def stalled(self) -> bool:
+        """True while nothing is passed on (set it to stall or to let traffic flow again)."""
+        return not self._flowing.is_set()
+
+    @stalled.setter
+    def stalled(self, value: bool) -> None:
+        if value:
+            self._flowing.clear()
+        else:
+            self._flowing.set()
 
     def url_through(self, url: str) -> str:
         """``url`` with its host and port replaced by the proxy's."""
@@ -189,10 +202,13 @@ class TcpProxy:
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._writers.add(writer)
-        while self.stalled and not writer.is_closing():
-            await asyncio.sleep(0.01)
-        if writer.is_closing():
-            return
+        # A connection accepted while stalled waits for traffic to flow; :meth:`cut` cancels
+        # the wait along with the pipes.
+        accepting = asyncio.current_task()
+        if accepting is not None:
+            self._tasks.add(accepting)
+            accepting.add_done_callback(self._tasks.discard)
+        await self._flowing.wait()
         try:
             upstream_reader, upstream_writer = await asyncio.open_connection(*self.target)
         except OSError:
@@ -209,8 +225,7 @@ class TcpProxy:
             while chunk := await source.read(65536):
                 if self.delay:
                     await asyncio.sleep(self.delay)
-                while self.stalled:
-                    await asyncio.sleep(0.01)
+                await self._flowing.wait()
                 sink.write(chunk)
                 await sink.drain()
         except (ConnectionError, OSError):
