@@ -413,32 +413,31 @@ round trips by design (the user's index, then the sessions' meta hashes: the ind
 keys of their own, outside any session's hash slot, so one script cannot read both on Redis
 Cluster); against one GET it lands at 2.3-2.5x.
 
-**Where the time goes.** Every command goes through one lean exchange
-(`RedisBackend._exchange`): a connection from a pool that waits only when all are busy,
-the commands packed by hiredis and written at once, the replies read straight from the
-parser under one timeout. redis-py's own path, which the floors use, starts a task per
-send and arms a timer per reply, and its `BlockingConnectionPool` takes a condition and a
-timer per checkout. Tracking a query is one EVALSHA whatever the history (history 0 and
-10,000 cost the same): the APPLY script takes 25-27 us inside Redis by its command
-statistics (the call itself 4-5 us, reading the meta fields 3, decoding the JSON header 3,
-the append and the counters the rest), and building and serializing the validated
-`QueryRecord` a few more in the client. Reading a session with 20 recent queries is one
-MULTI/EXEC transaction of plain reads (HGETALL of the meta hash, LRANGE of the recent
-queries, HGETALL of the four state sections): about 7 us inside Redis (EXEC included),
-where the former read script took 22-29 us (a script converts every value to Lua and
-back: 9 us for the meta hash, 9 for 20 queries). Rebuilding the 20 `QueryRecord`s and the
-`Session` is plain pydantic validation (one `TypeAdapter(list[QueryRecord])` parse of the
-joined JSON texts, then `Session.model_validate`) under a context in which the field
-validators, which only user input needs, return stored values as they are; the session's
-baseline is taken from the JSON text read instead of encoding the state again. It costs
-about 115 us of CPU per read at best (on a loaded machine), twice what the former
-process-wide cache of decoded queries took for queries read before (56 us), and less
-than that cache took to read them the first time (159 us). Cleanup with nothing due is
-one ZRANGEBYSCORE. Archiving sends, per batch of sessions, one pipeline of expiry checks,
-one of freezing exports, one of deletions and one of index removals, and one
-`executemany` upsert to PostgreSQL.
+**Where the time goes.** Every command goes through redis-py's own client on its
+`BlockingConnectionPool` (the process's one, `fiml.core.redis_client`), each call bounded
+by one `asyncio.timeout` (`FIML_REDIS_TIMEOUT_SECONDS`). Tracking a query is one EVALSHA
+whatever the history (history 0 and 10,000 cost the same): the APPLY script, whose rules
+are `fiml.sessions.backends.rules`, plus building and serializing the validated
+`QueryRecord` in the client. Reading a session with 20 recent queries is one EVALSHA of the
+READ script (a consistent snapshot of the meta hash, the recent queries and the four state
+sections). Rebuilding the 20 `QueryRecord`s and the `Session` is plain pydantic validation
+(one `TypeAdapter(list[QueryRecord])` parse of the joined JSON texts, then
+`Session.model_validate`) under a context in which the field validators, which only user
+input needs, return stored values as they are; the session's baseline is taken from the JSON
+text read instead of encoding the state again: about 110 us of CPU per read on a loaded
+machine. A pipeline costs redis-py five event-loop turns against two for one command, which
+is most of what create (a pipeline of index updates and the CREATE script) and listing (a
+range, then a pipeline of HMGET) pay over the floor. Cleanup with nothing due is one
+ZRANGEBYSCORE. Archiving sends, per batch of sessions, one pipeline of expiry checks, one of
+freezing exports, one of deletions and one of index removals, and one `executemany` upsert
+to PostgreSQL.
 
-Across 35 full runs of this version over one morning (the Redis GET floor 0.07-0.15 ms,
+**History: earlier versions, not this one.** The figures below were measured on versions
+that had their own command path over redis-py's internals (the "lean exchange", removed in
+issue 14) and a process-wide cache of decoded queries (also removed); this version's
+figures are the table above and benchmarks/RESULTS.md's issue 14 sections.
+
+Across 35 full runs of the lean-exchange version over one morning (the Redis GET floor 0.07-0.15 ms,
 SET + GET 0.17-0.33 ms): get 0.74-1.06x SET + GET, median 0.88x, 32 of 35 at or under
 1.0x; track 0.85-1.17x at history 0 (median 0.93x, 31 of 35) and 0.84-1.03x at 10,000
 (median 0.89x, 32 of 35); list 1.10-1.57x, flat from 100 to 100,000 stored sessions;
