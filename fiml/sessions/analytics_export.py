@@ -26,6 +26,8 @@ from fiml.sessions.row_decoding import SkippedRecord
 __all__ = [
     "CSV_COLUMNS",
     "EXPORT_FORMATS",
+    "FORMULA_TRIGGERS",
+    "neutralized",
     "render_export",
     "resolve_export_path",
     "write_export",
@@ -49,14 +51,25 @@ CSV_COLUMNS = (
 )
 
 
+FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+"""First characters that make a spreadsheet read a cell as a formula (OWASP, CSV injection)."""
+
+
+def neutralized(text: str) -> str:
+    """``text`` as a spreadsheet shows it literally: a cell that would start a formula gets a
+    leading ``'`` (OWASP's advice), which spreadsheets hide and never evaluate."""
+    return "'" + text if text.startswith(FORMULA_TRIGGERS) else text
+
+
 def _csv_cell(value: Any) -> Any:
+    # Lists are joined first: it is the cell's first character that a spreadsheet judges.
     if isinstance(value, list):
-        return ";".join(value)
-    if isinstance(value, dict):
-        return ";".join(f"{k}:{v}" for k, v in value.items())
-    if value is None:
+        value = ";".join(value)
+    elif isinstance(value, dict):
+        value = ";".join(f"{k}:{v}" for k, v in value.items())
+    elif value is None:
         return ""
-    return value
+    return neutralized(value) if isinstance(value, str) else value
 
 
 def render_export(
@@ -71,7 +84,9 @@ def render_export(
     """The export document: JSON with the stats, the sessions and the records skipped for
     being unreadable, or CSV of the sessions (skipped records are only logged).
 
-    In CSV, lists are joined with ``;`` and query types are written ``type:count``.
+    In CSV, lists are joined with ``;`` and query types are written ``type:count``; a text
+    cell that a spreadsheet would read as a formula is :func:`neutralized`. JSON is written
+    as stored.
     """
     if format == "json":
         document = {
@@ -88,7 +103,8 @@ def render_export(
         return json.dumps(document, indent=2)
     if format == "csv":
         buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
+        # RFC 4180 line ends: with CR in the terminator, a cell holding a CR is quoted too.
+        writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\r\n")
         writer.writeheader()
         for row in rows:
             writer.writerow({k: _csv_cell(row[k]) for k in CSV_COLUMNS})

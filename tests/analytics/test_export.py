@@ -12,10 +12,11 @@ import pytest
 
 from fiml.core.errors import InvalidInputError
 from fiml.sessions.analytics import SessionAnalytics
-from fiml.sessions.analytics_export import CSV_COLUMNS
+from fiml.sessions.analytics_export import CSV_COLUMNS, FORMULA_TRIGGERS, neutralized
 from fiml.sessions.metrics import MetricFilters
 from fiml.sessions.metrics_rows import read_metric_rows_page
-from fiml.sessions.models import Session, utcnow
+from fiml.sessions.models import Session, SessionType, utcnow
+from tests.analytics.factories import finished_session
 from tests.analytics.test_stats import known_sessions
 from tests.conftest import sql_archive
 
@@ -92,7 +93,7 @@ async def test_export_writes_inside_the_directory(
         "csv", path="exports/metrics.csv", directory=tmp_path
     )
 
-    assert (tmp_path / "exports" / "metrics.csv").read_text(encoding="utf-8") == document
+    assert (tmp_path / "exports" / "metrics.csv").read_bytes() == document.encode()
     assert len(document.splitlines()) == 4
 
 
@@ -143,3 +144,44 @@ async def test_pages_of_rows_cover_every_session_once_in_order(
 
     oldest_first = [str(s.id) for s in sorted(known, key=lambda s: s.created_at)]
     assert seen == (oldest_first[::-1] if newest_first else oldest_first)
+
+
+FORMULAS = ["=1+1", "+SUM(A1)", "-2+3", "@cmd", "\tTAB", "\rCR"]
+
+
+async def test_csv_cells_that_would_start_a_formula_are_neutralized(
+    analytics: SessionAnalytics,
+) -> None:
+    # OWASP's CSV injection list: a cell starting with = + - @ tab or CR is a formula to a
+    # spreadsheet. User ids and tags are the caller's text; both reach the export.
+    for i, formula in enumerate(FORMULAS):
+        session = finished_session(
+            user=formula,
+            kind=SessionType.EQUITY,
+            assets=["AAPL"],
+            tags=[formula, "safe"],
+            created_ago=timedelta(hours=2, minutes=i),
+            lasted=timedelta(minutes=10),
+            closed=True,
+        )
+        await analytics.record_session_metrics(session)
+
+    rows = list(csv.DictReader(io.StringIO(await analytics.export_session_metrics("csv"))))
+
+    assert sorted(r["user_id"] for r in rows) == sorted("'" + f for f in FORMULAS)
+    # Tags are stored stripped, so a leading tab or CR never reaches a tag's cell.
+    tags = sorted(f"'{f};safe" if f.strip() == f else f"{f.strip()};safe" for f in FORMULAS)
+    assert sorted(r["tags"] for r in rows) == tags
+    for row in rows:
+        for cell in row.values():
+            assert not cell.startswith(FORMULA_TRIGGERS), row
+    document = json.loads(await analytics.export_session_metrics("json"))
+    assert sorted(s["user_id"] for s in document["sessions"]) == sorted(FORMULAS)
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [("=A1", "'=A1"), ("plain", "plain"), ("a=b", "a=b"), ("", ""), ("'=x", "'=x")],
+)
+def test_neutralized_prefixes_only_formula_starts(text: str, shown: str) -> None:
+    assert neutralized(text) == shown
