@@ -17,6 +17,7 @@ import hmac
 import json
 import os
 import secrets
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, get_args
@@ -39,6 +40,7 @@ __all__ = [
     "StaticIdentity",
     "TokenEntry",
     "TokenFile",
+    "TokenSource",
     "hash_token",
     "local_identity",
 ]
@@ -177,12 +179,17 @@ class TokenFile:
     def save(self, path: Path) -> None:
         """Write the file (owner read/write only), replacing it atomically."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
         body = json.dumps({"tokens": [e.to_json() for e in self.entries]}, indent=2)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(body + "\n")
-        os.replace(tmp, path)
+        # mkstemp: a name of its own (two writers never share a temporary file), mode 0600.
+        # Running servers see the new file whole, never a half-written one.
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(body + "\n")
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
 
     def add_token(self, user_id: str, role: Role = "user") -> str:
         """Create a new random token for ``user_id``; returns it (only its hash is kept)."""
@@ -191,6 +198,10 @@ class TokenFile:
         token = secrets.token_urlsafe(32)
         self.entries.append(TokenEntry(_checked_user(user_id), role, hash_token(token)))
         return token
+
+    def current(self) -> TokenFile:
+        """Itself: a file read once is its own :class:`TokenSource`."""
+        return self
 
     def match(self, token: str) -> TokenEntry | None:
         """The entry whose hash matches ``token``, compared in constant time, or None."""
@@ -203,17 +214,26 @@ class TokenFile:
         return found
 
 
-class HashedTokenVerifier:
-    """The SDK's token verifier (its ``TokenVerifier`` Protocol) over a :class:`TokenFile`."""
+class TokenSource(Protocol):
+    """Where a verifier finds the tokens in force: a :class:`TokenFile` read once, or a file
+    followed live (:class:`fiml.mcp.token_watch.WatchedTokenFile`)."""
 
-    def __init__(self, tokens: TokenFile) -> None:
+    def current(self) -> TokenFile:
+        """The tokens in force now."""
+        ...
+
+
+class HashedTokenVerifier:
+    """The SDK's token verifier (its ``TokenVerifier`` Protocol) over a :class:`TokenSource`."""
+
+    def __init__(self, tokens: TokenSource) -> None:
         self.tokens = tokens
 
     async def verify_token(self, token: str) -> AccessToken | None:
         """An access token naming the user and role, or None for an unknown token."""
         from mcp.server.auth.provider import AccessToken
 
-        entry = self.tokens.match(token)
+        entry = self.tokens.current().match(token)
         if entry is None:
             return None
         return AccessToken(

@@ -40,12 +40,12 @@ from fiml.mcp.auth import (
     HashedTokenVerifier,
     IdentityResolver,
     StaticIdentity,
-    TokenFile,
     local_identity,
 )
 from fiml.mcp.resources import SessionResources
 from fiml.mcp.search_tools import SearchTools
 from fiml.mcp.session_tools import SessionTools
+from fiml.mcp.token_watch import WatchedTokenFile
 from fiml.sessions.analytics import SessionAnalytics
 from fiml.sessions.backends import build_backends
 from fiml.sessions.backends.redis_persistence import persistence_warning
@@ -158,10 +158,7 @@ def _http_auth(settings: Settings, tokens_file: Path | None) -> HashedTokenVerif
         raise ConfigurationError(
             "the HTTP transport needs a token file: pass --tokens or set FIML_MCP_TOKENS_FILE"
         )
-    tokens = TokenFile.load(path)
-    if not tokens.entries:
-        raise ConfigurationError(f"token file {path} holds no tokens; add one first")
-    return HashedTokenVerifier(tokens)
+    return HashedTokenVerifier(WatchedTokenFile.load(path))
 
 
 def _caller(
