@@ -153,6 +153,62 @@ class Settings(BaseSettings):
         description="JSON file of SHA-256 hashes of the MCP server's bearer tokens, each mapped "
         "to a user and a role; required for the HTTP transport.",
     )
+    oauth_issuer: str | None = Field(
+        default=None,
+        description="OAuth 2.1 authorization server (the team's identity provider) whose JWT "
+        "access tokens the HTTP transport accepts, besides the token file; its `iss`.",
+    )
+    oauth_audience: str | None = Field(
+        default=None,
+        description="The `aud` an access token must carry for this server (required with "
+        "oauth_issuer); usually the resource URL or an API identifier the provider gives.",
+    )
+    oauth_jwks_url: str | None = Field(
+        default=None,
+        description="Where the provider publishes its signing keys (JWKS); fetched when a "
+        "token names a key not seen yet, at most once per oauth_jwks_refresh_seconds.",
+    )
+    oauth_jwks_file: Path | None = Field(
+        default=None,
+        description="A JWKS file instead of oauth_jwks_url (offline deployments, tests); "
+        "re-read when it changes.",
+    )
+    oauth_jwks_refresh_seconds: float = Field(
+        default=60,
+        gt=0,
+        description="Least time between two fetches of oauth_jwks_url, so tokens naming "
+        "unknown keys cannot make the server hammer the provider.",
+    )
+    oauth_scopes: list[str] = Field(
+        default=["fiml"],
+        description="Scopes every access token must hold (403 insufficient_scope otherwise); "
+        "published in the protected-resource metadata.",
+    )
+    oauth_user_claim: str = Field(
+        default="sub",
+        min_length=1,
+        description="The access-token claim that names the user.",
+    )
+    oauth_admin_claim: str = Field(
+        default="roles",
+        min_length=1,
+        description="The claim (a list, or a space-separated string) whose values give roles.",
+    )
+    oauth_admin_value: str = Field(
+        default="fiml-admin",
+        min_length=1,
+        description="The value of oauth_admin_claim that makes the caller an admin.",
+    )
+    oauth_algorithms: list[str] = Field(
+        default=["RS256", "ES256"],
+        description="Signature algorithms accepted (never `none`, never an HMAC with a public "
+        "key).",
+    )
+    oauth_resource_url: str | None = Field(
+        default=None,
+        description="This server's public MCP URL, the resource of RFC 9728's metadata "
+        "(default: http://HOST:PORT/mcp of `fiml serve --http`).",
+    )
     market_provider: Literal["live", "offline"] = Field(
         default="live",
         description="Where quotes come from: live providers, or synthetic offline quotes for "

@@ -18,6 +18,7 @@ import json
 import os
 import secrets
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, get_args
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from fiml.core.config import Settings
 
 __all__ = [
+    "ROLE_CLAIM",
     "BearerTokenIdentity",
     "HashedTokenVerifier",
     "Identity",
@@ -49,7 +51,8 @@ Role = Literal["user", "admin"]
 """What a caller may do: ``admin`` may also read analytics across users."""
 
 _ROLES: tuple[str, ...] = get_args(Role)
-_ROLE_CLAIM = "fiml_role"
+ROLE_CLAIM = "fiml_role"
+"""Where an access token's claims carry the caller's role, whichever verifier made it."""
 _MAX_USER_CHARS = 255
 
 
@@ -95,7 +98,7 @@ class BearerTokenIdentity:
         token = get_access_token()
         if token is None or token.subject is None:
             raise AuthenticationError("no valid bearer token was presented")
-        role = (token.claims or {}).get(_ROLE_CLAIM, "user")
+        role = (token.claims or {}).get(ROLE_CLAIM, "user")
         return Identity(user_id=token.subject, role="admin" if role == "admin" else "user")
 
 
@@ -226,8 +229,11 @@ class TokenSource(Protocol):
 class HashedTokenVerifier:
     """The SDK's token verifier (its ``TokenVerifier`` Protocol) over a :class:`TokenSource`."""
 
-    def __init__(self, tokens: TokenSource) -> None:
+    def __init__(self, tokens: TokenSource, *, scopes: Sequence[str] = ()) -> None:
         self.tokens = tokens
+        self.scopes = list(scopes)
+        """What a file token may do where scopes are required (the OAuth settings'
+        scopes): everything, since whoever holds one was given it by the operator."""
 
     async def verify_token(self, token: str) -> AccessToken | None:
         """An access token naming the user and role, or None for an unknown token."""
@@ -239,7 +245,7 @@ class HashedTokenVerifier:
         return AccessToken(
             token=token,
             client_id=entry.user_id,
-            scopes=[],
+            scopes=list(self.scopes),
             subject=entry.user_id,
-            claims={_ROLE_CLAIM: entry.role},
+            claims={ROLE_CLAIM: entry.role},
         )

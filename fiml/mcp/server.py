@@ -42,6 +42,7 @@ from fiml.mcp.auth import (
     StaticIdentity,
     local_identity,
 )
+from fiml.mcp.oauth import CombinedVerifier, JwtVerifier, OAuthConfig
 from fiml.mcp.resources import SessionResources
 from fiml.mcp.search_tools import SearchTools
 from fiml.mcp.session_tools import SessionTools
@@ -92,6 +93,8 @@ def build_server(
     stats: StatsSource | None = None,
     token_verifier: TokenVerifier | None = None,
     public_url: str = "http://127.0.0.1:8000",
+    oauth: OAuthConfig | None = None,
+    resource_url: str | None = None,
 ) -> MCPServer:
     """An MCP server with every FIML tool and the session resource.
 
@@ -99,11 +102,11 @@ def build_server(
     says who each request comes from; with ``token_verifier`` the HTTP transport demands
     a valid bearer token on every request (``identity`` is then usually
     :class:`~fiml.mcp.auth.BearerTokenIdentity`). ``stats`` computes analytics; by
-    default :class:`~fiml.sessions.analytics.SessionAnalytics` on ``store``.
+    default :class:`~fiml.sessions.analytics.SessionAnalytics` on ``store``. With ``oauth``
+    the server is an OAuth 2.1 resource server for ``resource_url`` (default: ``public_url``
+    and :data:`MCP_PATH`).
     """
-    auth = None
-    if token_verifier is not None:
-        auth = AuthSettings(issuer_url=public_url, resource_server_url=None)
+    auth = _auth_settings(token_verifier, public_url, oauth, resource_url)
     server: MCPServer = MCPServer(
         name="fiml",
         title="FIML market data with analysis sessions",
@@ -152,22 +155,46 @@ async def background_jobs(
         yield
 
 
-def _http_auth(settings: Settings, tokens_file: Path | None) -> HashedTokenVerifier:
+def _http_auth(settings: Settings, tokens_file: Path | None) -> CombinedVerifier:
     path = tokens_file or settings.mcp_tokens_file
-    if path is None:
+    oauth = OAuthConfig.from_settings(settings)
+    if path is None and oauth is None:
         raise ConfigurationError(
-            "the HTTP transport needs a token file: pass --tokens or set FIML_MCP_TOKENS_FILE"
+            "the HTTP transport needs a token file (pass --tokens or set FIML_MCP_TOKENS_FILE) "
+            "or an identity provider (FIML_OAUTH_ISSUER)"
         )
-    return HashedTokenVerifier(WatchedTokenFile.load(path))
+    scopes = () if oauth is None else oauth.scopes
+    tokens = (
+        None if path is None else HashedTokenVerifier(WatchedTokenFile.load(path), scopes=scopes)
+    )
+    return CombinedVerifier(tokens, None if oauth is None else JwtVerifier(oauth))
 
 
 def _caller(
     settings: Settings, transport: Transport, tokens_file: Path | None
-) -> tuple[IdentityResolver, HashedTokenVerifier | None]:
+) -> tuple[IdentityResolver, CombinedVerifier | None]:
     """Who each request comes from, and the HTTP transport's token check."""
     if transport == "http":
         return BearerTokenIdentity(), _http_auth(settings, tokens_file)
     return StaticIdentity(local_identity(settings)), None
+
+
+def _auth_settings(
+    verifier: TokenVerifier | None, public_url: str, oauth: OAuthConfig | None, resource: str | None
+) -> AuthSettings | None:
+    """The SDK's auth settings: with an identity provider, a resource server that publishes
+    RFC 9728 metadata and requires the configured scopes (the audience is checked by
+    :class:`~fiml.mcp.oauth.JwtVerifier`, so the SDK's resource-indicator check is off)."""
+    if verifier is None:
+        return None
+    if oauth is None:
+        return AuthSettings(issuer_url=public_url, resource_server_url=None)
+    return AuthSettings(
+        issuer_url=oauth.issuer,
+        resource_server_url=resource or f"{public_url}{MCP_PATH}",
+        required_scopes=list(oauth.scopes),
+        validate_token_resource=False,
+    )
 
 
 def _log_warning(line: str) -> None:
@@ -214,6 +241,8 @@ async def serve(
                 identity=identity,
                 token_verifier=verifier,
                 public_url=f"http://{host}:{port}",
+                oauth=OAuthConfig.from_settings(settings) if verifier is not None else None,
+                resource_url=settings.oauth_resource_url,
             )
             if transport == "stdio":
                 await serve_stdio(server)

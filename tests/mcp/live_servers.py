@@ -85,9 +85,15 @@ class RunningServer:
 
 @asynccontextmanager
 async def http_server(
-    tmp_path: Path, tokens_file: Path, *, stateless: bool = False, access_log: bool = False
+    tmp_path: Path,
+    tokens_file: Path,
+    *,
+    stateless: bool = False,
+    access_log: bool = False,
+    env: dict[str, str] | None = None,
 ) -> AsyncIterator[RunningServer]:
-    """Run ``python -m fiml.mcp --http`` on a free port until the block ends."""
+    """Run ``python -m fiml.mcp --http`` on a free port until the block ends (``env``: more
+    variables for the server)."""
     port = free_port()
     command = [sys.executable, "-m", "fiml.mcp", "--http", "--host", "127.0.0.1"]
     command += ["--port", str(port), "--tokens", str(tokens_file)]
@@ -97,7 +103,10 @@ async def http_server(
         command.append("--access-log")
     log = bytearray()
     process = await anyio.open_process(
-        command, env=server_env(tmp_path), cwd=str(tmp_path), stderr=subprocess.STDOUT
+        command,
+        env=server_env(tmp_path, **(env or {})),
+        cwd=str(tmp_path),
+        stderr=subprocess.STDOUT,
     )
     async with process, anyio.create_task_group() as tasks:
         ready = anyio.Event()

@@ -128,7 +128,7 @@ async def test_an_absolute_path_inside_the_directory_is_allowed(
         "csv", path=str(inside / "deep" / "m.csv"), directory=inside
     )
 
-    assert (inside / "deep" / "m.csv").read_text(encoding="utf-8") == document
+    assert (inside / "deep" / "m.csv").read_bytes() == document.encode()
     assert untouched(outside)
 
 
