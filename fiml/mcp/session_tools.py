@@ -42,10 +42,11 @@ from fiml.sessions.store import SessionStore
 
 __all__ = ["INFO_MAX_QUERIES", "INFO_RECENT_QUERIES", "SessionTools"]
 
-INFO_RECENT_QUERIES = 5
-"""The latest queries get-session-info sends unless told how many: each one is about 300
-bytes the client parses and checks against the output schema on every call, and the
-stats already cover the whole history."""
+INFO_RECENT_QUERIES = 1
+"""How many of the latest queries get-session-info sends unless told: the stats already
+cover the whole history, and each query sent is about 600 bytes (text and structured
+content) that the client parses and checks against the output schema on every call, a
+good part of the call's cost over stdio (benchmarks/RESULTS.md, ``mcp-stdio-ratio``)."""
 INFO_MAX_QUERIES = 20
 """The most queries get-session-info sends; get-session-history pages through the rest."""
 

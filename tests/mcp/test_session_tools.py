@@ -57,7 +57,7 @@ async def test_info_shows_details_stats_recent_queries_and_context(connect: Conn
         await ok(alice, "search-by-symbol", symbol="AAPL", session_id=sid)
         await ok(alice, "update-session-context", session_id=sid, context={"focus": "margins"})
 
-        info = await ok(alice, "get-session-info", session_id=sid)
+        info = await ok(alice, "get-session-info", session_id=sid, recent_queries=3)
 
     assert info["session"]["session_id"] == sid
     assert info["session"]["assets"] == ["AAPL", "MSFT"]
