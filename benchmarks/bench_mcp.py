@@ -2,6 +2,7 @@
 
     python benchmarks/bench_mcp.py
     python benchmarks/bench_mcp.py --quick
+    python benchmarks/bench_mcp.py --before ../checkout-of-main
 
 The headline pair (issue 4): the tool called through the SDK's real stdio client against
 a ``python -m fiml.mcp`` subprocess, and the direct ``store.get_session`` on the same
@@ -26,6 +27,12 @@ pydantic's own schema of the result model (``$ref``s, ``anyOf``), which the tool
 published before. Every sample calls each layer once, in a new random order, so all
 layers share the machine's load alike. Results replace the ``mcp`` section of
 benchmarks/RESULTS.md.
+
+The stdio ratio (issue 15): ``get-session-info`` through the SDK's stdio client over the
+same client's no-op request, both p50 of this run. With ``--before DIR`` (a checkout of the
+code to compare with) a second pair of SDK stdio clients talks to a server started from that
+checkout, timed in the same interleaved samples; the ratios of both replace the
+``mcp-stdio-ratio`` section.
 """
 
 from __future__ import annotations
@@ -41,7 +48,7 @@ import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -62,6 +69,8 @@ USER = "bench-analyst"
 TOOL = "get-session-info"
 TARGET_MS = 1.0
 """What the MCP layer may add to the direct store call at p50 (issue 4)."""
+TARGET_RATIO = 2.5
+"""``get-session-info`` over the same stdio client's no-op request, at p50 (issue 15)."""
 HANDSHAKE_VERSION = HANDSHAKE_PROTOCOL_VERSIONS[-1]
 
 Call = Callable[[], Awaitable[object]]
@@ -70,8 +79,12 @@ SERVER = ["-m", "fiml.mcp"]
 """``python -m fiml.mcp``: the server on the SDK's stdio transport."""
 
 
-def _server_env(directory: Path) -> dict[str, str]:
+def _server_env(directory: Path, source: Path | None = None) -> dict[str, str]:
+    """The server's environment; ``source``: the checkout it runs from (default: the one
+    on the caller's path)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("FIML_")}
+    if source is not None:
+        env["PYTHONPATH"] = str(source)
     env.update(
         FIML_DATABASE_URL=f"sqlite+aiosqlite:///{directory / 'bench.db'}",
         FIML_MARKET_PROVIDER="offline",
@@ -93,6 +106,13 @@ def _schema_check(schema: dict[str, Any], content: Any) -> Call:
             raise RuntimeError("the result does not match the schema")
 
     return check
+
+
+def _reply_bytes(result: Any) -> int:
+    """A tool result's size: its text blocks and its structured content, as compact JSON."""
+    text = sum(len(block.text.encode()) for block in result.content if block.type == "text")
+    structured = json.dumps(result.structured_content, separators=(",", ":")).encode()
+    return text + len(structured)
 
 
 def _checked(result: Any) -> Any:
@@ -167,9 +187,11 @@ class RawStdio:
 
 
 @asynccontextmanager
-async def _sdk_stdio(directory: Path, mode: str, errlog: TextIO) -> AsyncIterator[Client]:
+async def _sdk_stdio(
+    directory: Path, mode: str, errlog: TextIO, source: Path | None = None
+) -> AsyncIterator[Client]:
     params = StdioServerParameters(
-        command=sys.executable, args=SERVER, env=_server_env(directory), cwd=directory
+        command=sys.executable, args=SERVER, env=_server_env(directory, source), cwd=directory
     )
     transport = stdio_client(params, errlog=errlog)
     async with Client(transport, mode=mode) as client:
@@ -238,6 +260,12 @@ class Measured:
     in_memory: Layer
     check: Layer
     check_before: Layer
+    before_call: Layer | None = None
+    before_noop: Layer | None = None
+    """``get-session-info`` and the no-op through an SDK stdio client of a server started
+    from the ``--before`` checkout."""
+    reply_bytes: dict[str, int] = field(default_factory=dict)
+    """The size of the reply of each stdio ``get-session-info`` layer, by layer name."""
 
     def references(self) -> list[Layer]:
         return [
@@ -248,9 +276,15 @@ class Measured:
             self.check_before,
         ]
 
+    def compared(self) -> list[Layer]:
+        return [layer for layer in (self.before_call, self.before_noop) if layer is not None]
 
-async def run(samples: int, queries: int, errlog: TextIO) -> Measured:
-    """Time every layer; ``errlog`` takes the stdio servers' logs."""
+
+async def run(
+    samples: int, queries: int, errlog: TextIO, before_source: Path | None = None
+) -> Measured:
+    """Time every layer; ``errlog`` takes the stdio servers' logs; ``before_source``: a checkout
+    whose server is timed too, through its own SDK stdio client."""
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
         settings = Settings(
@@ -334,7 +368,24 @@ async def run(samples: int, queries: int, errlog: TextIO) -> Measured:
                     [],
                 ),
             )
-            everything = [*layers, *measured.references()]
+            if before_source is not None:
+                old = await stack.enter_async_context(
+                    _sdk_stdio(directory, "auto", errlog, before_source)
+                )
+
+                async def old_call() -> object:
+                    return _checked(await old.call_tool(TOOL, arguments))
+
+                async def old_noop() -> object:
+                    return await old.list_prompts()
+
+                measured.before_call = Layer(f"{TOOL}, SDK stdio client (before)", old_call, [])
+                measured.before_noop = Layer("no-op, SDK stdio client (before)", old_noop, [])
+                measured.reply_bytes[measured.before_call.name] = _reply_bytes(
+                    _checked(await old.call_tool(TOOL, arguments))
+                )
+            measured.reply_bytes[layers[-1].name] = _reply_bytes(sample)
+            everything = [*layers, *measured.references(), *measured.compared()]
             await _interleaved(everything, samples, warmup=max(20, samples // 20))
     return measured
 
@@ -372,7 +423,8 @@ def _report(measured: Measured, samples: int, queries: int, quick: bool) -> str:
     client_fixed = measured.client_noop.p50() - measured.raw_noop.p50()
     check_saved = measured.check_before.p50() - measured.check.p50()
     body += (
-        f"\n\n`{TOOL}` on a session with {queries} tracked queries (20 recent ones returned),"
+        f"\n\n`{TOOL}` on a session with {queries} tracked queries (called with its default"
+        " arguments),"
         f" SQLite store, {samples} interleaved samples per row."
         f"\n\nTarget (issue 4): the MCP layer adds <= {TARGET_MS:g} ms at p50 over the direct"
         f" store call. Measured through the SDK's stdio client: **{added:+.3f} ms** ({verdict});"
@@ -392,9 +444,35 @@ def _report(measured: Measured, samples: int, queries: int, quick: bool) -> str:
     return body
 
 
+def _ratio_report(measured: Measured, samples: int, queries: int) -> str:
+    """The ``mcp-stdio-ratio`` section: the call over the same client's no-op, per server."""
+    pairs = [("after (this checkout)", measured.layers[-1], measured.client_noop)]
+    if measured.before_call is not None and measured.before_noop is not None:
+        pairs.insert(0, ("before", measured.before_call, measured.before_noop))
+    rows = [
+        [
+            label,
+            f"{measured.reply_bytes[call.name]:,}",
+            f"{call.p50():.3f}",
+            f"{noop.p50():.3f}",
+            f"{call.p50() / noop.p50():.2f}x",
+            "met" if call.p50() / noop.p50() <= TARGET_RATIO else "missed",
+        ]
+        for label, call, noop in pairs
+    ]
+    header = ["server", "reply bytes", f"{TOOL} p50 ms", "no-op p50 ms", "ratio", "target"]
+    return (
+        f"`{TOOL}` through the SDK's stdio client (protocol "
+        f"{measured.client_noop.name.rsplit(' ', 1)[-1]}) over the same client's no-op request "
+        f"(`prompts/list`), p50 of {samples} interleaved samples, on a session with {queries} "
+        f"tracked queries, default arguments; reply bytes: the result's JSON (text and "
+        f"structured content). Target (issue 15): <= {TARGET_RATIO:g}x.\n\n" + table(rows, header)
+    )
+
+
 NOTES = """\
 **Where the time goes.** Our own code is a small part: the tool code (ownership check,
-building `SessionInfo` with the 20 recent queries) adds about a tenth of a millisecond to the
+building `SessionInfo` with its recent queries) adds about a tenth of a millisecond to the
 store call, and the SDK's server-side tool call (argument validation, structured and text
 output) about two tenths more. Over stdio the server side adds about a millisecond and a
 quarter more than in process: the SDK's JSON-RPC dispatch around the tool (request
@@ -404,8 +482,8 @@ worker thread). The rows are timed the way an agent uses a server: between two c
 server process sleeps while other work runs, so every call wakes a cold process. The
 target is missed on the client side alone: the SDK's
 stdio client costs about half a millisecond per call even for a no-op, and it checks every
-structured result against the tool's output schema with jsonschema, about 0.7 ms for this
-result (20 queries of 7 fields) even with the flat schema the tools publish now (`$ref`s
+structured result against the tool's output schema with jsonschema (about 0.7 ms for a
+result of 20 queries of 7 fields) even with the flat schema the tools publish now (`$ref`s
 inlined, nullable fields as type lists, no `title`s; the same check against pydantic's own
 schema, published before, takes about 1.1 ms). Together that exceeds the 1 ms budget before
 the server does any work."""
@@ -416,13 +494,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer samples")
     parser.add_argument("--queries", type=int, default=30, help="tracked queries in the session")
+    parser.add_argument("--before", type=Path, help="a checkout of the code to compare with")
     args = parser.parse_args()
     samples = 100 if args.quick else 500
+    before = None if args.before is None else args.before.resolve()
     with open(os.devnull, "w") as devnull:
-        measured = asyncio.run(run(samples, args.queries, devnull))
+        measured = asyncio.run(run(samples, args.queries, devnull, before))
     body = _report(measured, samples, args.queries, args.quick)
     print(body)
     write_section("mcp", "MCP get-session-info: stdio client vs direct store call", body)
+    ratio = _ratio_report(measured, samples, args.queries)
+    print(ratio)
+    write_section("mcp-stdio-ratio", "MCP stdio: get-session-info over the no-op (issue 15)", ratio)
 
 
 if __name__ == "__main__":

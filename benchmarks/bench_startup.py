@@ -7,11 +7,18 @@ Times, from spawn to exit, ``fiml --help`` and ``fiml sessions list`` (on a SQLi
 a temporary data directory, created before the timed runs), and ``fiml serve`` over stdio
 from spawn to its answer to the ``initialize`` request, sent on its stdin at once. The floor
 is ``python -c pass`` with the same interpreter. Reference rows show what no change of
-ours can remove: ``--help`` of a typer app of one command (typer and rich format every
-help page), and the imports ``fiml sessions list`` cannot do without on SQLite
-(SQLAlchemy's asyncio extension and aiosqlite, and Alembic, with which the SQL backend
-checks the schema's revision on every start), and the MCP SDK's server, which ``fiml serve``
-imports with them.
+ours can remove: ``--help`` of a typer app of two commands (typer and rich format every
+help page), the imports ``fiml sessions list`` cannot do without on SQLite (SQLAlchemy's
+asyncio extension and aiosqlite), the same with SQLAlchemy's PostgreSQL dialect (which
+SQLAlchemy loads on SQLite too, to check the ``postgresql_*`` options of the schema's
+indexes), Alembic (which the schema check no longer imports on a start at head), and the
+MCP SDK's server, which ``fiml serve`` imports with them.
+
+Bytecode is cached as an installed package has it: every process, of both checkouts and
+the reference rows, reads and writes its ``.pyc`` files in a temporary cache directory
+(``PYTHONPYCACHEPREFIX``; ``PYTHONDONTWRITEBYTECODE`` is dropped from the environment), filled
+by the warm-up run, so no sample compiles source and no checkout gets ``__pycache__``
+directories.
 
 With ``--before DIR`` (a checkout of the code to compare with, e.g. the main branch), every
 command also runs from that checkout. Each sample runs every command once, in a new random
@@ -54,12 +61,21 @@ INITIALIZE = json.dumps(
     }
 )
 FLOOR = "python -c pass"
-LIBRARIES = "import sqlalchemy.ext.asyncio, aiosqlite, alembic.command"
+LIBRARIES = "import sqlalchemy.ext.asyncio, aiosqlite"
+POSTGRESQL_DIALECT = f"{LIBRARIES}, sqlalchemy.dialects.postgresql"
+ALEMBIC = "import alembic.command"
 SDK = "import mcp.server.mcpserver"
 BARE_TYPER = (
     "import typer; app = typer.Typer(); app.command()(lambda: None); "
     "app.command('other')(lambda: None); app()"
 )
+
+
+def _cached_bytecode_env(pycache: Path) -> dict[str, str]:
+    """The caller's environment, with bytecode read from and written to ``pycache``."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env["PYTHONPYCACHEPREFIX"] = str(pycache)
+    return env
 
 
 @dataclass(frozen=True)
@@ -69,6 +85,7 @@ class Checkout:
     label: str
     source: Path
     data_home: Path
+    pycache: Path
 
     @property
     def cwd(self) -> Path:
@@ -76,7 +93,9 @@ class Checkout:
 
     def env(self) -> dict[str, str]:
         # No FIML_* settings from the caller: the default SQLite in the data directory.
-        env = {k: v for k, v in os.environ.items() if not k.startswith("FIML_")}
+        env = {
+            k: v for k, v in _cached_bytecode_env(self.pycache).items() if not k.startswith("FIML_")
+        }
         env.update(PYTHONPATH=str(self.source), XDG_DATA_HOME=str(self.data_home))
         return env
 
@@ -94,12 +113,12 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _run(argv: list[str], checkout: Checkout | None = None) -> Sample:
+def _run(argv: list[str], pycache: Path, checkout: Checkout | None = None) -> Sample:
     """Spawn to exit of ``argv``, which must succeed."""
     cpu, start = _children_cpu(), time.perf_counter()
     subprocess.run(
         argv,
-        env=None if checkout is None else checkout.env(),
+        env=_cached_bytecode_env(pycache) if checkout is None else checkout.env(),
         cwd=None if checkout is None else checkout.cwd,
         check=True,
         stdout=subprocess.DEVNULL,
@@ -133,10 +152,11 @@ def _serve_to_initialize(checkout: Checkout) -> Sample:
 
 def _commands(checkout: Checkout) -> dict[str, Callable[[], Sample]]:
     cli = [sys.executable, "-m", "fiml.cli"]
+    pycache = checkout.pycache
     return {
-        f"fiml --help ({checkout.label})": lambda: _run([*cli, "--help"], checkout),
+        f"fiml --help ({checkout.label})": lambda: _run([*cli, "--help"], pycache, checkout),
         f"fiml sessions list ({checkout.label})": lambda: _run(
-            [*cli, "sessions", "list"], checkout
+            [*cli, "sessions", "list"], pycache, checkout
         ),
         f"fiml serve to initialize ({checkout.label})": lambda: _serve_to_initialize(checkout),
     }
@@ -148,16 +168,23 @@ def main() -> None:
     parser.add_argument("--before", type=Path, help="a checkout of the code to compare with")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        checkouts = [Checkout("after", HERE, Path(tmp, "after"))]
+        # One bytecode cache: it mirrors each source's absolute path, so checkouts never collide.
+        pycache = Path(tmp, "pycache")
+        checkouts = [Checkout("after", HERE, Path(tmp, "after"), pycache)]
         if args.before is not None:
-            checkouts.insert(0, Checkout("before", args.before.resolve(), Path(tmp, "before")))
+            before = Checkout("before", args.before.resolve(), Path(tmp, "before"), pycache)
+            checkouts.insert(0, before)
         runs: dict[str, Callable[[], Sample]] = {
-            FLOOR: lambda: _run([sys.executable, "-c", "pass"]),
+            FLOOR: lambda: _run([sys.executable, "-c", "pass"], pycache),
             "typer app of two commands, --help": lambda: _run(
-                [sys.executable, "-c", BARE_TYPER, "--help"]
+                [sys.executable, "-c", BARE_TYPER, "--help"], pycache
             ),
-            f"python -c '{LIBRARIES}'": lambda: _run([sys.executable, "-c", LIBRARIES]),
-            f"python -c '{SDK}'": lambda: _run([sys.executable, "-c", SDK]),
+            f"python -c '{LIBRARIES}'": lambda: _run([sys.executable, "-c", LIBRARIES], pycache),
+            f"python -c '{POSTGRESQL_DIALECT}'": lambda: _run(
+                [sys.executable, "-c", POSTGRESQL_DIALECT], pycache
+            ),
+            f"python -c '{ALEMBIC}'": lambda: _run([sys.executable, "-c", ALEMBIC], pycache),
+            f"python -c '{SDK}'": lambda: _run([sys.executable, "-c", SDK], pycache),
         }
         for checkout in checkouts:
             runs.update(_commands(checkout))

@@ -6,11 +6,13 @@ only; another user's session is reported exactly like an unknown one.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from mcp.server.mcpserver import MCPServer
 from mcp.types import CallToolResult, ToolAnnotations
+from pydantic import Field
 
+from fiml.core.errors import InvalidInputError
 from fiml.mcp.arguments import (
     AssetsArg,
     CursorArg,
@@ -38,7 +40,24 @@ from fiml.mcp.schemas import (
 )
 from fiml.sessions.store import SessionStore
 
-__all__ = ["SessionTools"]
+__all__ = ["INFO_MAX_QUERIES", "INFO_RECENT_QUERIES", "SessionTools"]
+
+INFO_RECENT_QUERIES = 1
+"""How many of the latest queries get-session-info sends unless told: the stats already
+cover the whole history, and each query sent is about 600 bytes (text and structured
+content) that the client parses and checks against the output schema on every call, a
+good part of the call's cost over stdio (benchmarks/RESULTS.md, ``mcp-stdio-ratio``)."""
+INFO_MAX_QUERIES = 20
+"""The most queries get-session-info sends; get-session-history pages through the rest."""
+
+InfoQueriesArg = Annotated[
+    int | None,
+    Field(
+        description=f"How many of the latest queries to send back (0-{INFO_MAX_QUERIES}, "
+        f"default {INFO_RECENT_QUERIES}); get-session-history pages through all of them.",
+        json_schema_extra={"minimum": 0, "maximum": INFO_MAX_QUERIES},
+    ),
+]
 
 _READ_ONLY = ToolAnnotations(read_only_hint=True, open_world_hint=False)
 _ADDITIVE = ToolAnnotations(
@@ -95,14 +114,17 @@ class SessionTools:
         return reply(SessionDetails.from_session(session))
 
     async def get_session_info(
-        self, session_id: SessionIdArg
+        self, session_id: SessionIdArg, recent_queries: InfoQueriesArg = None
     ) -> Annotated[CallToolResult, SessionInfo]:
-        """A session's details, query statistics, recent queries and accumulated context.
+        """A session's details, query statistics, latest queries and accumulated context.
 
         Expired and closed sessions stay readable (their status says so) until archived;
         archived sessions are readable too.
         """
-        session = await owned_session(self.store, self.identity.current(), session_id)
+        count = _info_queries(recent_queries)
+        session = await owned_session(
+            self.store, self.identity.current(), session_id, history_limit=count
+        )
         return reply(SessionInfo.from_session(session))
 
     async def list_sessions(
@@ -193,3 +215,14 @@ class SessionTools:
                 preferences=dict(updated.state.preferences),
             )
         )
+
+
+def _info_queries(value: Any) -> int:
+    """How many of the latest queries get-session-info loads and sends."""
+    if value is None:
+        return INFO_RECENT_QUERIES
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= INFO_MAX_QUERIES:
+        raise InvalidInputError(
+            "recent_queries", value, f"must be a whole number from 0 to {INFO_MAX_QUERIES}"
+        )
+    return value

@@ -4,18 +4,21 @@ Production databases are migrated on purpose (``fiml db upgrade``,
 ``scripts/setup_session_db.py create``); ``SessionStore.initialize()`` only checks their
 revision with :func:`check_schema`, one query, and migrates the embedded SQLite file (or a
 database whose settings opt in) with :func:`upgrade_schema`.
+
+Alembic is imported only to migrate or to inspect: the shipped revisions are listed in
+:data:`REVISIONS`, so that a start whose database is already at head (every start of the
+CLI and the server but the first) checks it without loading Alembic and its migration
+scripts, a good part of a command's start-up time. tests/sessions/test_schema.py holds the
+list to Alembic's own history of the scripts, so that the two cannot drift apart.
 """
 
 from __future__ import annotations
 
-import functools
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib.resources import files
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import URL, Connection
 from sqlalchemy.exc import DBAPIError
@@ -24,7 +27,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from fiml.core.errors import SchemaNewerError, SchemaOutdatedError
 from fiml.sessions.db import metadata
 
+if TYPE_CHECKING:
+    from alembic.config import Config
+
 __all__ = [
+    "HEAD_REVISION",
+    "REVISIONS",
     "SchemaReport",
     "check_schema",
     "current_revision",
@@ -39,8 +47,16 @@ _VERSION_TABLE = "alembic_version"
 _READ_REVISION = text("SELECT version_num FROM alembic_version")
 
 
+REVISIONS = ("0001", "0002", "0003")
+"""The revisions of the migrations shipped in ``migrations/versions``, oldest first. A new
+migration's revision is appended here too: tests/sessions/test_schema.py fails until it is."""
+HEAD_REVISION = REVISIONS[-1]
+
+
 def alembic_config(connection: Connection | None = None) -> Config:
     """An Alembic config for the migrations shipped inside this package."""
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(files("fiml.sessions") / "migrations"))
     if connection is not None:
@@ -48,22 +64,9 @@ def alembic_config(connection: Connection | None = None) -> Config:
     return config
 
 
-@functools.cache
-def _scripts() -> ScriptDirectory:
-    return ScriptDirectory.from_config(alembic_config())
-
-
 def head_revision() -> str:
     """The newest migration shipped with this version of FIML."""
-    head = _scripts().get_current_head()
-    if head is None:
-        raise RuntimeError("no migrations are shipped with this package")
-    return head
-
-
-@functools.cache
-def _known_revisions() -> frozenset[str]:
-    return frozenset(script.revision for script in _scripts().walk_revisions())
+    return HEAD_REVISION
 
 
 def _shown(url: URL) -> str:
@@ -73,12 +76,25 @@ def _shown(url: URL) -> str:
 def _refuse_newer(url: URL, current: str | None) -> None:
     """A revision this FIML does not ship can only come from a newer FIML (or a foreign
     tool): migrating or using it could lose data, so it is refused either way."""
-    if current is not None and current not in _known_revisions():
+    if current is not None and current not in REVISIONS:
         raise SchemaNewerError(_shown(url), current, head_revision())
 
 
 def _has_version_table(connection: Connection) -> bool:
     return inspect(connection).has_table(_VERSION_TABLE)
+
+
+def _joined(versions: Sequence[str]) -> str | None:
+    # Alembic keeps one row per head; FIML's migrations are one line, so a database with
+    # several rows was branched by something else, and no revision of ours matches it.
+    return "+".join(sorted(versions)) if versions else None
+
+
+def _revision_in(connection: Connection) -> str | None:
+    """:func:`current_revision` inside a transaction, which a failed query would abort."""
+    if not _has_version_table(connection):
+        return None
+    return _joined(connection.execute(_READ_REVISION).scalars().all())
 
 
 async def current_revision(engine: AsyncEngine) -> str | None:
@@ -96,9 +112,7 @@ async def current_revision(engine: AsyncEngine) -> str | None:
             if await conn.run_sync(_has_version_table):
                 raise  # the table is there but cannot be read: not "no schema"
             return None
-    # Alembic keeps one row per head; FIML's migrations are one line, so a database with
-    # several rows was branched by something else, and no revision of ours matches it.
-    return "+".join(sorted(versions)) if versions else None
+    return _joined(versions)
 
 
 async def check_schema(engine: AsyncEngine) -> str:
@@ -115,10 +129,12 @@ async def check_schema(engine: AsyncEngine) -> str:
 def _upgrade(connection: Connection, revision: str) -> None:
     if connection.dialect.name == "postgresql":
         connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _ADVISORY_LOCK_KEY})
-    current = MigrationContext.configure(connection).get_current_revision()
+    current = _revision_in(connection)
     _refuse_newer(connection.engine.url, current)
-    if revision == "head" and current == head_revision():
+    if revision == "head" and current == HEAD_REVISION:
         return  # already there: spare every start of a SQLite process Alembic's machinery
+    from alembic import command
+
     command.upgrade(alembic_config(connection), revision)
 
 
@@ -151,7 +167,7 @@ class SchemaReport:
 
 
 def _inspect(connection: Connection) -> SchemaReport:
-    current = MigrationContext.configure(connection).get_current_revision()
+    current = _revision_in(connection)
     inspector = inspect(connection)
     present = set(inspector.get_table_names())
     report = SchemaReport(current_revision=current, head_revision=head_revision())

@@ -19,7 +19,7 @@ import fiml
 
 SOURCE = Path(fiml.__file__).resolve().parent.parent
 HEAVY = ("sqlalchemy", "alembic", "aiosqlite", "asyncpg", "redis", "mcp", "pydantic_settings")
-STORE = ("sqlalchemy", "alembic", "aiosqlite")
+STORE = ("sqlalchemy", "aiosqlite")
 
 
 def loaded_after(code: str) -> set[str]:
@@ -67,6 +67,14 @@ def test_listing_sessions_opens_the_store_without_the_mcp_sdk(user: list[str]) -
     assert set(STORE) <= loaded
     assert "mcp" not in loaded
     assert "redis" not in loaded  # the default deployment is SQLite alone
+
+
+def test_alembic_is_loaded_to_migrate_and_not_to_start_on_a_schema_at_head() -> None:
+    """The first command on a new SQLite file creates its schema; later ones only read
+    its revision, which fiml.sessions.schema knows without Alembic."""
+    listing = run_cli("sessions", "list", "--json")
+    assert "alembic" in loaded_after(listing)
+    assert "alembic" not in loaded_after(listing)
 
 
 def test_the_packages_re_export_their_names_when_first_looked_up() -> None:

@@ -168,7 +168,7 @@ async def run_workflow(client: Client) -> str:
         "BTC",
     ]
 
-    info = await ok(client, "get-session-info", session_id=sid)
+    info = await ok(client, "get-session-info", session_id=sid, recent_queries=3)
     assert info["stats"]["total_queries"] == 3
     assert info["stats"]["query_types"] == {"search_by_symbol": 2, "search_by_coin": 1}
     assert [q["result_summary"].split(":")[0] for q in info["recent_queries"]] == [

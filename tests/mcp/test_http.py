@@ -157,7 +157,7 @@ async def test_stateless_processes_share_analysis_sessions(
             await ok(second, "search-by-symbol", symbol="AAPL", session_id=sid)
             await ok(first, "search-by-symbol", symbol="MSFT", session_id=sid)
             tracked = await ok(second, "search-by-symbol", symbol="AAPL", session_id=sid)
-            info = await ok(first, "get-session-info", session_id=sid)
+            info = await ok(first, "get-session-info", session_id=sid, recent_queries=3)
 
     assert tracked["session"]["total_queries"] == 3
     assert info["stats"]["total_queries"] == 3

@@ -14,6 +14,7 @@ from mcp import Client
 from mcp.types import CallToolResult, TextContent
 
 from fiml.mcp.replies import REPLY_BUDGET_BYTES, reply_bytes
+from fiml.mcp.session_tools import INFO_RECENT_QUERIES
 from fiml.sessions import QueryRecord, SessionStore
 from fiml.sessions.limits import MAX_ASSETS, MAX_STATE_KEYS
 from tests.mcp.conftest import Connect, new_session
@@ -30,10 +31,10 @@ BOUNDS: dict[str, int] = {
     "get-session-analytics": 1_200,
     "list-sessions": 100 + 600 * 20,
     "get-session-history": 200 + PER_QUERY_BYTES * 50,
-    "get-session-info": 2_000 + PER_QUERY_BYTES * 20,
+    "get-session-info": 2_000 + PER_QUERY_BYTES * INFO_RECENT_QUERIES,
 }
 """Every other tool's bound: fixed, or by the default page (20 sessions, 50 queries) and the
-20 recent queries a session is read with."""
+latest queries get-session-info sends by default."""
 
 
 async def _seed(store: SessionStore, session_id: str, queries: int) -> None:

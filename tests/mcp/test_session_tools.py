@@ -8,9 +8,11 @@ from datetime import datetime, timedelta
 import pytest
 from mcp.types import TextResourceContents
 
+from fiml.mcp.session_tools import INFO_MAX_QUERIES, INFO_RECENT_QUERIES
 from fiml.sessions.jobs import run_cleanup
+from fiml.sessions.models import QueryRecord
 from fiml.sessions.store import SessionStore
-from tests.mcp.conftest import TINY_TTL_HOURS, Connect, new_session, ok
+from tests.mcp.conftest import TINY_TTL_HOURS, Connect, fails, new_session, ok
 
 
 def at(value: str) -> datetime:
@@ -55,7 +57,7 @@ async def test_info_shows_details_stats_recent_queries_and_context(connect: Conn
         await ok(alice, "search-by-symbol", symbol="AAPL", session_id=sid)
         await ok(alice, "update-session-context", session_id=sid, context={"focus": "margins"})
 
-        info = await ok(alice, "get-session-info", session_id=sid)
+        info = await ok(alice, "get-session-info", session_id=sid, recent_queries=3)
 
     assert info["session"]["session_id"] == sid
     assert info["session"]["assets"] == ["AAPL", "MSFT"]
@@ -68,6 +70,41 @@ async def test_info_shows_details_stats_recent_queries_and_context(connect: Conn
     assert [q["parameters"]["symbol"] for q in info["recent_queries"]] == ["AAPL", "MSFT", "AAPL"]
     assert [q["cache_hit"] for q in info["recent_queries"]] == [False, False, True]
     assert info["context"] == {"focus": "margins"}
+
+
+async def test_info_sends_the_latest_queries_by_default_and_more_when_asked(
+    connect: Connect, session_store: SessionStore
+) -> None:
+    async with connect("alice") as alice:
+        sid = await new_session(alice, "AAPL")
+        for n in range(INFO_MAX_QUERIES + 5):
+            await session_store.append_query(
+                sid, QueryRecord(query_type="search_by_symbol", parameters={"n": n})
+            )
+
+        default = await ok(alice, "get-session-info", session_id=sid)
+        none = await ok(alice, "get-session-info", session_id=sid, recent_queries=0)
+        most = await ok(alice, "get-session-info", session_id=sid, recent_queries=INFO_MAX_QUERIES)
+
+    total = INFO_MAX_QUERIES + 5
+    latest = [q["parameters"]["n"] for q in default["recent_queries"]]
+    assert latest == list(range(total - INFO_RECENT_QUERIES, total))  # oldest first
+    assert none["recent_queries"] == []
+    assert len(most["recent_queries"]) == INFO_MAX_QUERIES
+    for info in (default, none, most):
+        assert info["stats"]["total_queries"] == total  # the stats cover every query
+
+
+@pytest.mark.parametrize("value", [-1, INFO_MAX_QUERIES + 1, 2.5, "many"])
+async def test_info_refuses_a_bad_count_of_queries_naming_it(
+    connect: Connect, value: object
+) -> None:
+    async with connect("alice") as alice:
+        sid = await new_session(alice, "AAPL")
+
+        message = await fails(alice, "get-session-info", session_id=sid, recent_queries=value)
+
+    assert "recent_queries" in message
 
 
 async def test_list_pages_through_the_callers_sessions_newest_first(connect: Connect) -> None:

@@ -12,6 +12,7 @@ import asyncpg
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import event, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
@@ -26,6 +27,9 @@ from fiml.core.errors import (
 from fiml.sessions import SessionStore
 from fiml.sessions.db import create_engine, metadata
 from fiml.sessions.schema import (
+    HEAD_REVISION,
+    REVISIONS,
+    alembic_config,
     current_revision,
     drop_schema,
     head_revision,
@@ -46,6 +50,15 @@ async def database_url(kind: str, tmp_path: Path) -> str:
     await drop_schema(engine)
     await engine.dispose()
     return url
+
+
+def test_the_listed_revisions_are_the_shipped_migrations_in_order() -> None:
+    """The schema check knows the revisions without Alembic; this holds the list to the
+    scripts: a migration added without its revision listed fails here."""
+    scripts = ScriptDirectory.from_config(alembic_config())
+    assert scripts.get_current_head() == HEAD_REVISION == REVISIONS[-1]
+    walked = [script.revision for script in scripts.walk_revisions()]  # newest first
+    assert tuple(reversed(walked)) == REVISIONS
 
 
 def _differences(connection: Connection) -> list[object]:
