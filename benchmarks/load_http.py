@@ -9,11 +9,20 @@ The agents speak MCP's JSON-RPC over streamable HTTP with plain httpx (one POST 
 call, the answer a JSON body or a server-sent event), because the SDK's client costs about
 four times as much CPU per call, which on a small machine would be taken from the servers.
 
+The agents speak the protocol the MCP SDK's own client speaks by default, 2026-07-28: each
+call a self-contained POST, its version in an ``MCP-Protocol-Version`` header and in the
+request's ``_meta``, with the ``Mcp-Method`` and ``Mcp-Name`` headers. ``--protocol legacy``
+makes them speak as a handshake-era client does (no version header), which the SDK serves
+on its older stateless path: a transport, a dispatcher and their tasks per request.
+
 Server CPU (user + system of the server processes) is counted over the tracking phase only
-and divided by the acknowledged tracked searches. The floor, measured at each level in the
-same run, is as many ``benchmarks/http_floor.py`` processes (a minimal Starlette JSON-RPC
-echo behind the same uvicorn) driven by the same clients the same way; the report gives
-the ratio of the two CPU figures.
+and divided by the acknowledged tracked searches. Two references are measured at each level
+in the same run, driven by the same clients the same way: the floor, as many
+``benchmarks/http_floor.py`` processes (a minimal Starlette JSON-RPC echo behind the same
+uvicorn), and the bare SDK, as many ``benchmarks/http_bare_sdk.py`` processes (``MCPServer``
+tools that echo their arguments, with FIML's token check, served by FIML's ``serve_http``).
+The report gives the ratio of FIML's CPU figure to the floor's, and what FIML costs beyond
+the bare SDK: its own tool work and the store's.
 
 Afterwards every session is read back from the store and compared with what the servers
 acknowledged: the same query ids in the same order, and exact counters (total queries,
@@ -21,6 +30,7 @@ cache hits, per-type counts). Any acknowledged query missing is a *lost* query; 
 call is an *unexpected error*. Both must be zero.
 
     python benchmarks/load_http.py                      # 2 servers; 10, 100, 200 clients
+    python benchmarks/load_http.py --protocol 2026-07-28 legacy   # both protocols
     python benchmarks/load_http.py --clients 200 --duration 45
     python benchmarks/load_http.py --write-results      # and record it in RESULTS.md
 
@@ -49,6 +59,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+from mcp_types.version import LATEST_MODERN_VERSION
 
 from fiml.core.config import Settings
 from fiml.mcp import TokenFile
@@ -57,6 +68,10 @@ from fiml.sessions.store import ALL_QUERIES, SessionStore
 DEFAULT_DATABASE_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/fiml_load"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/10"
 FLOOR_SCRIPT = Path(__file__).with_name("http_floor.py")
+BARE_SDK_SCRIPT = Path(__file__).with_name("http_bare_sdk.py")
+LEGACY = "legacy"
+"""The agents' protocol when they speak as a handshake-era client: no version header."""
+PROTOCOLS = (LATEST_MODERN_VERSION, LEGACY)
 READY_LINE = b"Uvicorn running on"
 STARTUP_SECONDS = 60
 CALL_TIMEOUT_SECONDS = 60
@@ -85,7 +100,7 @@ class AgentRecord:
 
 @dataclass
 class FloorReport:
-    """The floor's calls at one level: the same clients against Starlette echo servers."""
+    """A reference's calls at one level: the same clients against echo servers."""
 
     calls: int
     duration_s: float
@@ -98,6 +113,11 @@ class FloorReport:
     def server_cpu_ms_per_call(self) -> float:
         """Echo servers' CPU time per answered call."""
         return 1000 * self.server_cpu_s / self.calls if self.calls else 0.0
+
+    @property
+    def throughput(self) -> float:
+        """Answered calls per second, over the calling phase."""
+        return self.calls / self.duration_s if self.duration_s else 0.0
 
 
 @dataclass
@@ -117,7 +137,9 @@ class LoadReport:
     error_samples: list[str]
     server_cpu_s: float = 0.0
     load_average: float = 0.0
+    protocol: str = LATEST_MODERN_VERSION
     floor: FloorReport | None = None
+    bare_sdk: FloorReport | None = None
 
     @property
     def throughput(self) -> float:
@@ -131,27 +153,52 @@ class LoadReport:
 
     def row(self) -> str:
         """The run as a row of :data:`TABLE_HEADER`."""
-        floor = self.floor
-        floor_cells = "| | | | |"
-        if floor is not None:
-            ratio = self.server_cpu_ms_per_query / floor.server_cpu_ms_per_call
-            floor_cells = (
-                f"| {floor.calls / floor.duration_s:,.0f} | {floor.p50_ms:.1f} "
-                f"| {floor.server_cpu_ms_per_call:.2f} | {ratio:.1f}x |"
-            )
-        return (
-            f"| {self.clients} | {self.duration_s:.1f} | {self.tracked:,} "
-            f"| {self.throughput:,.0f} | {self.p50_ms:.1f} | {self.p99_ms:.1f} "
-            f"| {self.server_cpu_ms_per_query:.2f} {floor_cells} {self.lost} "
-            f"| {self.mismatched_sessions} | {self.errors} | {self.load_average:.1f} |"
+        mine = self.server_cpu_ms_per_query
+        cells = [
+            self.protocol,
+            f"{self.clients}",
+            f"{self.duration_s:.1f}",
+            f"{self.tracked:,}",
+            f"{self.throughput:,.0f}",
+            f"{self.p50_ms:.1f}",
+            f"{self.p99_ms:.1f}",
+            f"{mine:.2f}",
+        ]
+        bare, floor = self.bare_sdk, self.floor
+        cells += (
+            ["", "", ""]
+            if bare is None
+            else [
+                f"{bare.throughput:,.0f}",
+                f"{bare.server_cpu_ms_per_call:.2f}",
+                f"{mine - bare.server_cpu_ms_per_call:.2f}",
+            ]
         )
+        cells += (
+            ["", "", "", ""]
+            if floor is None
+            else [
+                f"{floor.throughput:,.0f}",
+                f"{floor.p50_ms:.1f}",
+                f"{floor.server_cpu_ms_per_call:.2f}",
+                f"{mine / floor.server_cpu_ms_per_call:.1f}x" if floor.server_cpu_s else "",
+            ]
+        )
+        cells += [
+            f"{self.lost}",
+            f"{self.mismatched_sessions}",
+            f"{self.errors}",
+            f"{self.load_average:.1f}",
+        ]
+        return "| " + " | ".join(cells) + " |"
 
 
 TABLE_HEADER = [
-    "| clients | s | tracked | tracked/s | p50 ms | p99 ms | server CPU ms/call "
+    "| protocol | clients | s | tracked | tracked/s | p50 ms | p99 ms | server CPU ms/call "
+    "| bare SDK calls/s | bare SDK CPU ms/call | beyond bare SDK ms/call "
     "| floor calls/s | floor p50 ms | floor CPU ms/call | CPU ratio | lost "
     "| counter mismatches | unexpected errors | load avg |",
-    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
 ]
 
 
@@ -163,10 +210,16 @@ def report_lines(reports: Sequence[LoadReport]) -> list[str]:
         *(report.row() for report in reports),
         "",
         f"{servers} servers of each kind; {os.cpu_count()} CPUs shared with the clients, "
-        "Redis, PostgreSQL and other work (load average before each level). Server CPU: "
-        "user + system of all server processes over the tracking phase, per acknowledged "
-        "call. Floor: a minimal Starlette JSON-RPC echo (`benchmarks/http_floor.py`) behind "
-        "the same uvicorn, driven by the same clients; CPU ratio = MCP / floor.",
+        "Redis, PostgreSQL and other work (load average before each level). Protocol: what "
+        "the agents speak (2026-07-28, the SDK client's default: one self-contained POST "
+        "per call; legacy: a handshake-era client, served on the SDK's older stateless "
+        "path). Server CPU: user + system of all server processes over the tracking phase, "
+        "per acknowledged call. Bare SDK: `MCPServer` tools echoing their arguments with "
+        "FIML's token check, served by FIML's `serve_http` (`benchmarks/http_bare_sdk.py`); "
+        "beyond bare SDK = FIML's CPU per call minus the bare SDK's, FIML's own tool and "
+        "store work. Floor: a minimal Starlette JSON-RPC echo (`benchmarks/http_floor.py`) "
+        "behind the same uvicorn. Both driven by the same clients in the same run; CPU "
+        "ratio = FIML / floor.",
     ]
 
 
@@ -252,6 +305,21 @@ async def floor_servers(count: int, *, workdir: Path) -> AsyncIterator[list[Runn
 
 
 @asynccontextmanager
+async def bare_sdk_servers(
+    count: int, *, tokens: Path, workdir: Path
+) -> AsyncIterator[list[RunningServer]]:
+    """``count`` bare ``MCPServer`` echo servers (``http_bare_sdk.py``) on free ports."""
+    async with _processes(
+        count,
+        [str(BARE_SDK_SCRIPT), "--host", "127.0.0.1", "--tokens", str(tokens)],
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        workdir=workdir,
+        name="bare",
+    ) as running:
+        yield running
+
+
+@asynccontextmanager
 async def _processes(
     count: int, arguments: list[str], *, env: dict[str, str], workdir: Path, name: str
 ) -> AsyncIterator[list[RunningServer]]:
@@ -290,25 +358,41 @@ async def _processes(
 
 
 class McpHttp:
-    """Tool calls as JSON-RPC POSTs to stateless MCP servers, with one user's bearer token."""
+    """Tool calls as JSON-RPC POSTs to stateless MCP servers, with one user's bearer token.
 
-    def __init__(self, http: httpx.AsyncClient, token: str) -> None:
+    With ``protocol`` a modern version (2026-07-28), each call carries what the SDK's
+    client sends with it: the version in a header and in ``params._meta`` (with the
+    client's info and capabilities), and the ``Mcp-Method`` and ``Mcp-Name`` headers.
+    With :data:`LEGACY`, none of these: the call of a handshake-era client.
+    """
+
+    def __init__(
+        self, http: httpx.AsyncClient, token: str, protocol: str = LATEST_MODERN_VERSION
+    ) -> None:
         self.http = http
         self.headers = {
             "Authorization": f"Bearer {token}",
             "Accept": "application/json, text/event-stream",
         }
+        self.meta: dict[str, Any] | None = None
+        if protocol != LEGACY:
+            self.headers.update({"MCP-Protocol-Version": protocol, "Mcp-Method": "tools/call"})
+            self.meta = {
+                "io.modelcontextprotocol/protocolVersion": protocol,
+                "io.modelcontextprotocol/clientInfo": {"name": "load_http", "version": "1"},
+                "io.modelcontextprotocol/clientCapabilities": {},
+            }
         self.ids = itertools.count(1)
 
     async def call(self, url: str, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
         """The tool's structured result; RuntimeError for an error result or a bad reply."""
-        body = {
-            "jsonrpc": "2.0",
-            "id": next(self.ids),
-            "method": "tools/call",
-            "params": {"name": tool, "arguments": arguments},
-        }
-        response = await self.http.post(url, json=body, headers=self.headers)
+        params: dict[str, Any] = {"name": tool, "arguments": arguments}
+        headers = self.headers
+        if self.meta is not None:
+            params["_meta"] = self.meta
+            headers = {**headers, "Mcp-Name": tool}
+        body = {"jsonrpc": "2.0", "id": next(self.ids), "method": "tools/call", "params": params}
+        response = await self.http.post(url, json=body, headers=headers)
         response.raise_for_status()
         reply = _json_rpc_reply(response)
         result = reply.get("result")
@@ -401,6 +485,7 @@ async def drive(
     clients: int,
     duration: float,
     echo: bool = False,
+    protocol: str = LATEST_MODERN_VERSION,
 ) -> tuple[list[AgentRecord], Phase]:
     """Run ``clients`` agents at once for ``duration`` seconds; their records, the phase.
 
@@ -409,7 +494,7 @@ async def drive(
     opened on every server and each session is written through all of them. Each agent
     has its own HTTP client, as independent agents do (one shared httpx pool serializes
     hundreds of callers). ``echo``: the servers are floor echoes; agents make the same
-    calls without a session.
+    calls without a session. ``protocol``: what the agents speak (see :class:`McpHttp`).
     """
     users = list(tokens)
     records = [AgentRecord(user=users[i % len(users)]) for i in range(clients)]
@@ -422,7 +507,7 @@ async def drive(
             for _ in records
         ]
         agents = [
-            (r, McpHttp(http, tokens[r.user]), _rotated(urls, i))
+            (r, McpHttp(http, tokens[r.user], protocol), _rotated(urls, i))
             for i, (r, http) in enumerate(zip(records, https, strict=True))
         ]
         async with asyncio.timeout(duration + 3 * CALL_TIMEOUT_SECONDS):
@@ -503,6 +588,7 @@ async def run_load(
     duration: float,
     users: int,
     workdir: Path,
+    protocol: str = LATEST_MODERN_VERSION,
 ) -> LoadReport:
     """Start the servers, drive the agents, verify against the store (already emptied).
 
@@ -521,17 +607,53 @@ async def run_load(
         ) as running,
     ):
         load_average = os.getloadavg()[0]
-        records, phase = await drive(running, tokens, clients=clients, duration=duration)
+        records, phase = await drive(
+            running, tokens, clients=clients, duration=duration, protocol=protocol
+        )
         report = await report_for(store, records, servers=servers, phase=phase)
     report.load_average = load_average
+    report.protocol = protocol
     return report
 
 
-async def run_floor(*, servers: int, clients: int, duration: float, workdir: Path) -> FloorReport:
+async def run_floor(
+    *,
+    servers: int,
+    clients: int,
+    duration: float,
+    workdir: Path,
+    protocol: str = LATEST_MODERN_VERSION,
+) -> FloorReport:
     """The same clients, the same way, against ``servers`` Starlette echo servers."""
     tokens = {f"user{n}": "floor" for n in range(clients)}
     async with floor_servers(servers, workdir=workdir) as running:
-        records, phase = await drive(running, tokens, clients=clients, duration=duration, echo=True)
+        records, phase = await drive(
+            running, tokens, clients=clients, duration=duration, echo=True, protocol=protocol
+        )
+    return _reference_report(records, phase)
+
+
+async def run_bare_sdk(
+    *,
+    servers: int,
+    clients: int,
+    duration: float,
+    users: int,
+    workdir: Path,
+    protocol: str = LATEST_MODERN_VERSION,
+) -> FloorReport:
+    """The same clients, the same way, against ``servers`` bare ``MCPServer`` echo servers."""
+    tokens = write_token_file(workdir / "bare-tokens.json", [f"user{n}" for n in range(users)])
+    async with bare_sdk_servers(
+        servers, tokens=workdir / "bare-tokens.json", workdir=workdir
+    ) as running:
+        records, phase = await drive(
+            running, tokens, clients=clients, duration=duration, echo=True, protocol=protocol
+        )
+    return _reference_report(records, phase)
+
+
+def _reference_report(records: list[AgentRecord], phase: Phase) -> FloorReport:
     latencies = [ms for r in records for ms in r.latencies_ms]
     return FloorReport(
         calls=sum(len(r.acked_ids) for r in records),
@@ -575,25 +697,30 @@ async def prepare_services(database_url: str, redis_url: str) -> None:
 
 
 async def main_async(args: argparse.Namespace) -> list[LoadReport]:
-    """One MCP run and one floor run per client level, services emptied before each."""
+    """Per protocol and client level: a FIML run, a bare-SDK run and a floor run, the
+    services emptied before each level."""
     reports = []
-    for clients in args.clients:
-        await prepare_services(args.database_url, args.redis_url)
-        with tempfile.TemporaryDirectory(prefix="fiml-load-") as tmp:
-            report = await run_load(
-                database_url=args.database_url,
-                redis_url=args.redis_url,
-                servers=args.servers,
-                clients=clients,
-                duration=args.duration,
-                users=args.users,
-                workdir=Path(tmp),
-            )
-            report.floor = await run_floor(
-                servers=args.servers, clients=clients, duration=args.duration, workdir=Path(tmp)
-            )
-        print(report.row(), flush=True)
-        reports.append(report)
+    for protocol in args.protocol:
+        for clients in args.clients:
+            await prepare_services(args.database_url, args.redis_url)
+            with tempfile.TemporaryDirectory(prefix="fiml-load-") as tmp:
+                common: dict[str, Any] = {
+                    "servers": args.servers,
+                    "clients": clients,
+                    "duration": args.duration,
+                    "workdir": Path(tmp),
+                    "protocol": protocol,
+                }
+                report = await run_load(
+                    database_url=args.database_url,
+                    redis_url=args.redis_url,
+                    users=args.users,
+                    **common,
+                )
+                report.bare_sdk = await run_bare_sdk(users=args.users, **common)
+                report.floor = await run_floor(**common)
+            print(report.row(), flush=True)
+            reports.append(report)
     return reports
 
 
@@ -604,6 +731,13 @@ def main() -> None:
         "--clients", type=int, nargs="+", default=[10, 100, 200], help="client levels"
     )
     parser.add_argument("--duration", type=float, default=8.0, help="seconds per level")
+    parser.add_argument(
+        "--protocol",
+        nargs="+",
+        default=[LATEST_MODERN_VERSION],
+        choices=PROTOCOLS,
+        help="what the agents speak: the SDK client's default, or a handshake-era client",
+    )
     parser.add_argument("--users", type=int, default=5, help="token-file users")
     parser.add_argument("--database-url", default=DEFAULT_DATABASE_URL)
     parser.add_argument("--redis-url", default=DEFAULT_REDIS_URL)
@@ -619,7 +753,10 @@ def main() -> None:
         from harness import write_section
 
         write_section("load-http", "Load over HTTP (stateless servers, Redis + PostgreSQL)", body)
-    if any(r.lost or r.mismatched_sessions or r.errors for r in reports):
+    references = [ref for r in reports for ref in (r.floor, r.bare_sdk) if ref is not None]
+    if any(r.lost or r.mismatched_sessions or r.errors for r in reports) or any(
+        ref.errors for ref in references
+    ):
         sys.exit(1)
 
 

@@ -31,6 +31,7 @@ __all__ = [
     "quoted_price",
     "reply",
     "reply_bytes",
+    "sized_reply",
 ]
 
 
@@ -87,11 +88,25 @@ def reply(result: BaseModel, *, omit_null: bool = False) -> CallToolResult:
     against the tool's output model before sending it (the tool's return annotation
     ``Annotated[CallToolResult, Model]``).
     """
+    return sized_reply(result, omit_null=omit_null)[0]
+
+
+_TEXT_BLOCK_FRAME = len(b'[{"type":"text","text":}]')
+"""What the content list adds around its one text block's JSON string."""
+
+
+def sized_reply(result: BaseModel, *, omit_null: bool = False) -> tuple[CallToolResult, int]:
+    """:func:`reply` and its size as :func:`reply_bytes` counts it, from the JSON the reply
+    was made of: the structured content's JSON is the text, so it is serialized once and
+    the size is that text's length twice over (once as a JSON string), plus the frame."""
     structured = result.model_dump(mode="json", exclude_none=omit_null)
-    text = pydantic_core.to_json(structured).decode()
-    return CallToolResult(
+    body = pydantic_core.to_json(structured)
+    text = body.decode()
+    size = len(body) + len(pydantic_core.to_json(text)) + _TEXT_BLOCK_FRAME
+    sent = CallToolResult(
         content=[TextContent(type="text", text=text)], structured_content=structured
     )
+    return sent, size
 
 
 def reply_bytes(result: CallToolResult) -> int:

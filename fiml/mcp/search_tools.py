@@ -14,7 +14,7 @@ from fiml.market.service import MarketData, QuoteResult
 from fiml.mcp.arguments import OptionalSessionIdArg, RequestIdArg
 from fiml.mcp.auth import IdentityResolver
 from fiml.mcp.boundary import tool_boundary
-from fiml.mcp.replies import REPLY_BUDGET_BYTES, reply, reply_bytes
+from fiml.mcp.replies import REPLY_BUDGET_BYTES, reply, sized_reply
 from fiml.mcp.schemas import (
     QuoteView,
     RecentQuery,
@@ -238,15 +238,15 @@ def _within_budget(result: SearchResult, session: SessionReply) -> CallToolResul
     """The reply, with the last context keys, then the last assets, left out until it fits
     in :data:`~fiml.mcp.replies.REPLY_BUDGET_BYTES` (a session's labels are the caller's,
     up to 50 assets and 200 keys: the bound must not depend on them)."""
-    sent = reply(result, omit_null=True)
+    sent, size = sized_reply(result, omit_null=True)
     keys, assets = list(session.context_keys or ()), list(session.assets or ())
-    while reply_bytes(sent) > REPLY_BUDGET_BYTES and (keys or assets):
+    while size > REPLY_BUDGET_BYTES and (keys or assets):
         if keys:
             keys.pop()
         else:
             assets.pop()
         trimmed = session.model_copy(update={"context_keys": keys or None, "assets": assets})
-        sent = reply(result.model_copy(update={"session": trimmed}), omit_null=True)
+        sent, size = sized_reply(result.model_copy(update={"session": trimmed}), omit_null=True)
     return sent
 
 

@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 from mcp import Client
 from mcp.types import CallToolResult, TextContent
+from pydantic import BaseModel
 
-from fiml.mcp.replies import REPLY_BUDGET_BYTES, reply_bytes
+from fiml.mcp.replies import REPLY_BUDGET_BYTES, reply_bytes, sized_reply
 from fiml.mcp.session_tools import INFO_RECENT_QUERIES
 from fiml.sessions import QueryRecord, SessionStore
 from fiml.sessions.limits import MAX_ASSETS, MAX_STATE_KEYS
@@ -137,3 +138,23 @@ async def test_every_other_tool_fits_its_bound(
         result = await _reply(alice, tool, given)
 
     assert reply_bytes(result) <= BOUNDS[tool]
+
+
+class _Labelled(BaseModel):
+    label: str
+    values: dict[str, float | None]
+
+
+@pytest.mark.parametrize(
+    "label",
+    ["plain", 'a "quoted" \\ back\\slash', "tab\tnew\nline\u0001", "é 中 \u2028 😀", ""],
+)
+@pytest.mark.parametrize("omit_null", [False, True])
+def test_the_size_a_reply_is_built_with_is_the_size_it_is_sent_with(
+    label: str, omit_null: bool
+) -> None:
+    result = _Labelled(label=label, values={label: 1.5, "none": None})
+
+    sent, size = sized_reply(result, omit_null=omit_null)
+
+    assert size == reply_bytes(sent)
