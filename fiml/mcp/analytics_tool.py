@@ -11,10 +11,14 @@ from typing import Annotated, Protocol
 
 from mcp.server.mcpserver import MCPServer
 from mcp.types import CallToolResult, ToolAnnotations
-from pydantic import Field
 
 from fiml.core.errors import PermissionDeniedError
-from fiml.mcp.arguments import DaysArg, OptionalSessionTypeArg
+from fiml.mcp.arguments import (
+    DaysArg,
+    OptionalSessionTypeArg,
+    advertised_session_type,
+    argument,
+)
 from fiml.mcp.auth import IdentityResolver
 from fiml.mcp.boundary import tool_boundary
 from fiml.mcp.replies import reply
@@ -29,9 +33,9 @@ _READ_ONLY = ToolAnnotations(read_only_hint=True, open_world_hint=False)
 
 UserArg = Annotated[
     str | None,
-    Field(description="Admin only: whose figures (default: your own)."),
+    argument("Admin only: whose figures (default: your own)."),
 ]
-AllUsersArg = Annotated[bool, Field(description="Admin only: figures across every user.")]
+AllUsersArg = Annotated[bool, argument("Admin only: figures across every user.")]
 
 
 class StatsSource(Protocol):
@@ -96,7 +100,11 @@ class AnalyticsTool:
         unless you are an admin.
         """
         caller = self.identity.current()
-        kind = None if session_type is None else parse_session_type(session_type)
+        kind = (
+            None
+            if session_type is None
+            else parse_session_type(advertised_session_type(session_type))
+        )
         target: str | None = None if all_users else (user_id or caller.user_id)
         if target != caller.user_id and not caller.is_admin:
             raise PermissionDeniedError("reading other users' analytics", "admin")

@@ -2,7 +2,10 @@
 
 Each is an ``Annotated`` type whose JSON schema tells clients what is allowed (a UUID, one
 of the session types, 1-50 assets) while the values are validated by the store, so a bad
-value gets FIML's own error message naming the field.
+value gets FIML's own error message naming the field. Every argument is declared through
+:func:`argument`, which makes its JSON type strict: a boolean is never taken for a number,
+nor a string for a number or a boolean, so what a tool accepts is what its input schema
+says (pydantic's lax mode would read ``true`` as 1 hour and ``"yes"`` as true).
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
+from fiml.core.errors import InvalidSessionTypeError
 from fiml.sessions.models import MAX_ASSETS, MAX_TAGS, SessionType
 from fiml.sessions.store import MAX_PAGE
 
@@ -19,6 +23,7 @@ __all__ = [
     "CursorArg",
     "DaysArg",
     "HoursArg",
+    "IncludeArchivedArg",
     "OffsetArg",
     "OptionalSessionIdArg",
     "OptionalSessionTypeArg",
@@ -30,94 +35,116 @@ __all__ = [
     "StateArg",
     "TagsArg",
     "TtlArg",
+    "advertised_session_type",
+    "argument",
 ]
 
 _SESSION_TYPES = [t.value for t in SessionType]
 
+
+def argument(description: str, *, schema: dict[str, Any] | None = None) -> Any:
+    """A tool argument's field: its description, what its JSON schema adds (``schema``), and
+    strict JSON types."""
+    return Field(description=description, strict=True, json_schema_extra=schema)
+
+
+def advertised_session_type(value: str) -> str:
+    """``value`` if it is a session type exactly as the schemas list it; otherwise the
+    store's own InvalidSessionTypeError. The store reads types case-insensitively (a Python
+    caller's ``"Equity"``); a tool takes what its schema lists, so a client that checks its
+    arguments against the schema is never surprised."""
+    if value not in _SESSION_TYPES:
+        raise InvalidSessionTypeError(value, _SESSION_TYPES)
+    return value
+
+
 SessionIdArg = Annotated[
     str,
-    Field(
-        description="The session's id, as create-analysis-session returned it.",
-        json_schema_extra={"format": "uuid"},
+    argument(
+        "The session's id, as create-analysis-session returned it.",
+        schema={"format": "uuid"},
     ),
 ]
 OptionalSessionIdArg = Annotated[
     str | None,
-    Field(
-        description="Track this query in the session with this id (optional); the result then "
+    argument(
+        "Track this query in the session with this id (optional); the result then "
         "carries the session's context.",
-        json_schema_extra={"format": "uuid"},
+        schema={"format": "uuid"},
     ),
 ]
 RequestIdArg = Annotated[
     str | None,
-    Field(
-        description="With a session_id: your own id for this call (1-128 printable "
+    argument(
+        "With a session_id: your own id for this call (1-128 printable "
         "characters). Sent again with the same session_id, e.g. a retry after a timeout, "
         "the query is recorded once; the repeat is answered with repeated=true.",
     ),
 ]
 SessionTypeArg = Annotated[
     str,
-    Field(description="What kind of analysis this is.", json_schema_extra={"enum": _SESSION_TYPES}),
+    argument("What kind of analysis this is.", schema={"enum": _SESSION_TYPES}),
 ]
 OptionalSessionTypeArg = Annotated[
     str | None,
-    Field(description=f"Only sessions of this type: one of {', '.join(_SESSION_TYPES)}."),
+    argument("Only sessions of this type.", schema={"enum": [*_SESSION_TYPES, None]}),
 ]
 AssetsArg = Annotated[
     list[str],
-    Field(
-        description=f"The symbols under study (1-{MAX_ASSETS}), e.g. ['AAPL', 'MSFT'].",
-        json_schema_extra={"minItems": 1, "maxItems": MAX_ASSETS},
+    argument(
+        f"The symbols under study (1-{MAX_ASSETS}), e.g. ['AAPL', 'MSFT'].",
+        schema={"minItems": 1, "maxItems": MAX_ASSETS},
     ),
 ]
 TagsArg = Annotated[
     list[str] | None,
-    Field(description=f"Labels for finding the session later (at most {MAX_TAGS})."),
+    argument(f"Labels for finding the session later (at most {MAX_TAGS})."),
 ]
 TtlArg = Annotated[
     float | None,
-    Field(
-        description="Hours until the session expires (fractions allowed); defaults to the "
+    argument(
+        "Hours until the session expires (fractions allowed); defaults to the "
         "server's session_default_ttl_hours and may not exceed session_max_ttl_hours."
     ),
 ]
 HoursArg = Annotated[
     float,
-    Field(
-        description="How many hours to push the expiry back; the new expiry may not be "
+    argument(
+        "How many hours to push the expiry back; the new expiry may not be "
         "further than session_max_ttl_hours from now.",
-        json_schema_extra={"exclusiveMinimum": 0},
+        schema={"exclusiveMinimum": 0},
     ),
 ]
 CursorArg = Annotated[
     str | None,
-    Field(description="next_cursor from the previous page; omit for the first page."),
+    argument("next_cursor from the previous page; omit for the first page."),
 ]
 PageLimitArg = Annotated[
     int,
-    Field(
-        description=f"Page size (1-{MAX_PAGE}).",
-        json_schema_extra={"minimum": 1, "maximum": MAX_PAGE},
+    argument(
+        f"Page size (1-{MAX_PAGE}).",
+        schema={"minimum": 1, "maximum": MAX_PAGE},
     ),
 ]
 OffsetArg = Annotated[
     int,
-    Field(description="How many of the oldest queries to skip.", json_schema_extra={"minimum": 0}),
+    argument("How many of the oldest queries to skip.", schema={"minimum": 0}),
 ]
 StateArg = Annotated[
     dict[str, Any] | None,
-    Field(description="Keys to set, each to any JSON value (at most 64 KiB each)."),
+    argument("Keys to set, each to any JSON value (at most 64 KiB each)."),
 ]
 RemoveKeysArg = Annotated[
     list[str] | None,
-    Field(description="Context keys to remove."),
+    argument("Context keys to remove."),
+]
+IncludeArchivedArg = Annotated[
+    bool, argument("Also list sessions that have been archived (read-only).")
 ]
 DaysArg = Annotated[
     float,
-    Field(
-        description="Only sessions created in the last this many days.",
-        json_schema_extra={"exclusiveMinimum": 0},
+    argument(
+        "Only sessions created in the last this many days.",
+        schema={"exclusiveMinimum": 0},
     ),
 ]

@@ -7,11 +7,10 @@ from typing import Annotated, Any, Literal
 
 from mcp.server.mcpserver import MCPServer
 from mcp.types import CallToolResult, ToolAnnotations
-from pydantic import Field
 
 from fiml.core.errors import InvalidInputError
 from fiml.market.service import MarketData, QuoteResult
-from fiml.mcp.arguments import OptionalSessionIdArg, RequestIdArg
+from fiml.mcp.arguments import OptionalSessionIdArg, RequestIdArg, argument
 from fiml.mcp.auth import IdentityResolver
 from fiml.mcp.boundary import tool_boundary
 from fiml.mcp.replies import REPLY_BUDGET_BYTES, reply, sized_reply
@@ -34,35 +33,35 @@ DEFAULT_RECENT = 5
 MAX_RECENT = 20
 """The most queries a tracked search recalls; get-session-history pages through the rest."""
 
-SymbolArg = Annotated[str, Field(description="A ticker, e.g. 'AAPL', 'BRK-B' or 'VOD.L'.")]
+SymbolArg = Annotated[str, argument("A ticker, e.g. 'AAPL', 'BRK-B' or 'VOD.L'.")]
 MarketArg = Annotated[
     str | None,
-    Field(description="An exchange suffix to quote the symbol on, e.g. 'L' for London."),
+    argument("An exchange suffix to quote the symbol on, e.g. 'L' for London."),
 ]
 CoinArg = Annotated[
     str,
-    Field(description="A coin, e.g. 'BTC'; may carry its pair: 'BTC/USDT', 'ETH-EUR'."),
+    argument("A coin, e.g. 'BTC'; may carry its pair: 'BTC/USDT', 'ETH-EUR'."),
 ]
 PairArg = Annotated[
     str | None,
-    Field(description="The asset to price the coin in, e.g. 'USDT' (the default) or 'EUR'."),
+    argument("The asset to price the coin in, e.g. 'USDT' (the default) or 'EUR'."),
 ]
 ContextArg = Annotated[
     str | None,
-    Field(
-        description="With a session_id: how much of the session to send back. 'none': the "
+    argument(
+        "With a session_id: how much of the session to send back. 'none': the "
         "query count; 'brief' (the default): also the assets and the context key names; "
         "'recent': the query count, the assets, the latest queries (see recent_queries) and "
         "the context with its values.",
-        json_schema_extra={"enum": [*_DETAILS, None]},
+        schema={"enum": [*_DETAILS, None]},
     ),
 ]
 RecentCountArg = Annotated[
     int | None,
-    Field(
-        description=f"With context='recent': how many of the latest queries to send back "
+    argument(
+        f"With context='recent': how many of the latest queries to send back "
         f"(1-{MAX_RECENT}, default {DEFAULT_RECENT}).",
-        json_schema_extra={"minimum": 1, "maximum": MAX_RECENT},
+        schema={"minimum": 1, "maximum": MAX_RECENT},
     ),
 ]
 Reply = Annotated[CallToolResult, SearchResult]

@@ -10,13 +10,13 @@ from typing import Annotated, Any
 
 from mcp.server.mcpserver import MCPServer
 from mcp.types import CallToolResult, ToolAnnotations
-from pydantic import Field
 
 from fiml.core.errors import InvalidInputError
 from fiml.mcp.arguments import (
     AssetsArg,
     CursorArg,
     HoursArg,
+    IncludeArchivedArg,
     OffsetArg,
     PageLimitArg,
     RemoveKeysArg,
@@ -25,6 +25,8 @@ from fiml.mcp.arguments import (
     StateArg,
     TagsArg,
     TtlArg,
+    advertised_session_type,
+    argument,
 )
 from fiml.mcp.auth import IdentityResolver
 from fiml.mcp.boundary import tool_boundary
@@ -52,10 +54,10 @@ INFO_MAX_QUERIES = 20
 
 InfoQueriesArg = Annotated[
     int | None,
-    Field(
-        description=f"How many of the latest queries to send back (0-{INFO_MAX_QUERIES}, "
+    argument(
+        f"How many of the latest queries to send back (0-{INFO_MAX_QUERIES}, "
         f"default {INFO_RECENT_QUERIES}); get-session-history pages through all of them.",
-        json_schema_extra={"minimum": 0, "maximum": INFO_MAX_QUERIES},
+        schema={"minimum": 0, "maximum": INFO_MAX_QUERIES},
     ),
 ]
 
@@ -106,7 +108,7 @@ class SessionTools:
         """
         session = await self.store.create_session(
             assets=assets,
-            session_type=session_type,
+            session_type=advertised_session_type(session_type),
             user_id=self.identity.current().user_id,
             ttl_hours=ttl_hours,
             tags=tags,
@@ -129,7 +131,7 @@ class SessionTools:
 
     async def list_sessions(
         self,
-        include_archived: bool = False,
+        include_archived: IncludeArchivedArg = False,
         limit: PageLimitArg = 20,
         cursor: CursorArg = None,
     ) -> Annotated[CallToolResult, SessionList]:
