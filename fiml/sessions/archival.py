@@ -30,7 +30,9 @@ from fiml.core.errors import (
     StorageError,
     StorageRefusedError,
 )
+from fiml.core.metrics import recorder
 from fiml.sessions.backends.base import ActiveTier, ArchiveTier
+from fiml.sessions.metrics import SessionFacts
 from fiml.sessions.models import Session
 from fiml.sessions.quarantine import failure_reason
 
@@ -39,6 +41,21 @@ __all__ = ["Archiver", "CleanupReport"]
 logger = logging.getLogger("fiml.sessions.archival")
 _ARCHIVE_CHUNK = 500
 """Sessions archived per concurrent chunk of a cleanup batch (tiered deployments)."""
+
+
+def _count_archived(sessions: Sequence[Session], *, now: datetime) -> None:
+    """Report archived sessions to the metrics, judged as their analytics facts are."""
+    metrics = recorder()
+    if not metrics.enabled:
+        return
+    for session in sessions:
+        facts = SessionFacts.from_session(session, now=now)
+        metrics.session_archived(
+            facts.session_type,
+            expired=not facts.completed,
+            abandoned=facts.abandoned,
+            duration_seconds=facts.duration_seconds,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +125,9 @@ class Archiver:
             report += await self._archive_batch(ids, now=now)
             if report.failed or len(ids) < batch_size:
                 break
+        recorder().cleanup_run(
+            archived=report.archived, failed=report.failed, quarantined=report.quarantined
+        )
         log = logger.info if report.ok else logger.warning
         log(
             "cleanup archived %d, failed %d, quarantined %d",
@@ -183,6 +203,7 @@ class Archiver:
             await self.backend.thaw(sorted(export.frozen_here))
             raise
         await self.backend.remove_archived([session_id])
+        _count_archived([session], now=now)
         return True
 
     async def _in_place(
@@ -192,6 +213,7 @@ class Archiver:
             ids, now=now, end_now=end_now, record_facts=self.record_facts
         )
         report = CleanupReport(archived=done.archived, metrics_recorded=done.metrics_recorded)
+        recorder().sessions_archived_in_place(done.archived)
         if not done.unreadable:
             return report
         # Archived, but its facts do not decode: quarantined so that retention keeps it.
@@ -240,6 +262,7 @@ class Archiver:
                     continue
                 moved.append(session)
         await self.backend.remove_archived([s.id for s in moved])
+        _count_archived(moved, now=now)
         return report
 
     def _failed(self, count: int, exc: BaseException) -> CleanupReport:
@@ -258,6 +281,7 @@ class Archiver:
             await self.archive.quarantine(bad, now=now)
         except StorageError as exc:  # not recorded: they count as failed, tried next run
             return self._failed(len(bad), exc)
+        recorder().sessions_quarantined(len(bad))
         for sid, (_user, reason) in bad.items():
             logger.warning(
                 "session quarantined: archival cannot move it",
