@@ -79,11 +79,15 @@ def configure_logging(
     log_format: LogFormat = "text", *, level: int = logging.INFO, stream: TextIO | None = None
 ) -> None:
     """Send every record at ``level`` and above to ``stream`` (stderr: stdout belongs to the
-    stdio MCP transport) in ``log_format``, replacing the root logger's handlers."""
+    stdio MCP transport) in ``log_format``.
+
+    Like :func:`logging.basicConfig`, this does nothing when the root logger has handlers
+    already: an application that embeds the server, or a test runner, keeps its own.
+    """
+    root = logging.getLogger()
+    if root.handlers:
+        return
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter() if log_format == "json" else EventFormatter())
-    root = logging.getLogger()
-    for old in list(root.handlers):
-        root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)

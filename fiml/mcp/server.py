@@ -229,9 +229,11 @@ async def serve(
             )
             ops = OpsEndpoints(store, redis=redis, scheduler=scheduler, jobs_in_process=run_jobs)
             if transport == "stdio":
-                port_of_ops = settings.metrics_port
-                address = None if port_of_ops is None else (settings.metrics_host, port_of_ops)
-                await serve_stdio(server, ops=ops, ops_address=address)
+                if settings.metrics_port is None:
+                    await serve_stdio(server)
+                else:
+                    address = (settings.metrics_host, settings.metrics_port)
+                    await serve_stdio(server, ops=ops, ops_address=address)
                 return
             ops.register(server)
             await serve_http(

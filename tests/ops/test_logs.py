@@ -33,6 +33,7 @@ def json_log() -> Iterator[io.StringIO]:
     """The root logger writing JSON into a buffer (as FIML_LOG_FORMAT=json does)."""
     root = logging.getLogger()
     saved = (list(root.handlers), root.level)
+    root.handlers.clear()  # the test runner's own: configure_logging would leave them be
     buffer = io.StringIO()
     configure_logging("json", stream=buffer)
     yield buffer
@@ -91,6 +92,14 @@ def test_text_lines_carry_the_fields_after_the_message() -> None:
     assert line.endswith(
         'fiml.calls: search-by-symbol ok [event=tool.call user=al note="two words"]'
     )
+
+
+def test_an_applications_own_handlers_are_left_as_they_are() -> None:
+    root = logging.getLogger()
+    before = list(root.handlers)
+    assert before  # the test runner's
+    configure_logging("json", stream=io.StringIO())
+    assert root.handlers == before
 
 
 def test_a_record_without_fields_is_the_usual_line() -> None:
