@@ -171,6 +171,12 @@ class Settings(BaseSettings):
         default="127.0.0.1",
         description="The address the metrics port listens on.",
     )
+    log_tool_calls: bool = Field(
+        default=True,
+        description="Write one INFO record per tool call (`tool.call`, `tool.refused`); off "
+        "leaves the records of storage failures, which are errors, and spares each call the "
+        "cost of formatting and writing a line (benchmarks/RESULTS.md, metrics-overhead).",
+    )
     log_format: Literal["text", "json"] = Field(
         default="text",
         description="How `fiml serve` and the workers write their log: readable lines, or one "

@@ -21,7 +21,15 @@ import sys
 from datetime import UTC, datetime
 from typing import Any, Literal, TextIO
 
-__all__ = ["LOG_FORMATS", "EventFormatter", "JsonFormatter", "LogFormat", "configure_logging"]
+__all__ = [
+    "CALLS_LOGGER",
+    "LOG_FORMATS",
+    "EventFormatter",
+    "JsonFormatter",
+    "LogFormat",
+    "configure_logging",
+    "event_fields",
+]
 
 LogFormat = Literal["text", "json"]
 LOG_FORMATS: tuple[LogFormat, ...] = ("text", "json")
@@ -75,15 +83,27 @@ def _shown(value: Any) -> str:
     return json.dumps(text) if not text or any(c.isspace() or c in '"=[]' for c in text) else text
 
 
+CALLS_LOGGER = "fiml.calls"
+"""The logger of the per-call records (:mod:`fiml.mcp.observed`)."""
+
+
 def configure_logging(
-    log_format: LogFormat = "text", *, level: int = logging.INFO, stream: TextIO | None = None
+    log_format: LogFormat = "text",
+    *,
+    level: int = logging.INFO,
+    stream: TextIO | None = None,
+    tool_calls: bool = True,
 ) -> None:
     """Send every record at ``level`` and above to ``stream`` (stderr: stdout belongs to the
-    stdio MCP transport) in ``log_format``.
+    stdio MCP transport) in ``log_format``; without ``tool_calls``, the per-call records
+    below ERROR are dropped (by their logger's level, before they are made).
 
-    Like :func:`logging.basicConfig`, this does nothing when the root logger has handlers
-    already: an application that embeds the server, or a test runner, keeps its own.
+    Like :func:`logging.basicConfig`, the handler is not added when the root logger has
+    handlers already: an application that embeds the server, or a test runner, keeps its
+    own.
     """
+    if not tool_calls:
+        logging.getLogger(CALLS_LOGGER).setLevel(logging.ERROR)
     root = logging.getLogger()
     if root.handlers:
         return

@@ -26,12 +26,13 @@ from typing import Any
 from uuid import UUID
 
 from fiml.core.errors import FimlError, StorageError, StorageRefusedError
+from fiml.core.logs import CALLS_LOGGER
 from fiml.core.metrics import outcome_of, recorder
 from fiml.mcp.auth import IdentityResolver
 
 __all__ = ["tool_call_done"]
 
-logger = logging.getLogger("fiml.calls")
+logger = logging.getLogger(CALLS_LOGGER)
 
 
 def _user(identity: IdentityResolver | None) -> str | None:

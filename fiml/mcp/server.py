@@ -337,7 +337,7 @@ def run_server(
     See :func:`serve` for the arguments. Over HTTP the event loop is uvloop's when uvloop
     is installed (the ``http`` extra): it spends less CPU per request than asyncio's own.
     """
-    configure_logging(settings.log_format)
+    configure_logging(settings.log_format, tool_calls=settings.log_tool_calls)
     anyio.run(
         functools.partial(
             serve,

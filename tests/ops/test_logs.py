@@ -19,7 +19,7 @@ import pytest
 from mcp import Client
 
 from fiml.core.config import Settings
-from fiml.core.logs import EventFormatter, JsonFormatter, configure_logging
+from fiml.core.logs import CALLS_LOGGER, EventFormatter, JsonFormatter, configure_logging
 from fiml.market.service import MarketData
 from fiml.mcp import Identity, StaticIdentity, build_server
 from fiml.sessions.jobs import run_job, session_jobs
@@ -116,3 +116,14 @@ def test_json_records_name_the_exception_class_and_stack() -> None:
     data = json.loads(JsonFormatter().format(made))
     assert data["exception"] == "KeyError" and "Traceback" in data["stack"]
     assert (data["event"], data["logger"], data["level"]) == ("x", "fiml.calls", "INFO")
+
+
+def test_per_call_records_can_be_turned_off_but_errors_stay() -> None:
+    calls = logging.getLogger(CALLS_LOGGER)
+    level = calls.level
+    try:
+        configure_logging(tool_calls=False)
+        assert not calls.isEnabledFor(logging.INFO)
+        assert calls.isEnabledFor(logging.ERROR)
+    finally:
+        calls.setLevel(level)
