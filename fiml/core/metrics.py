@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ACTIVE_SESSIONS",
+    "HISTOGRAMS",
+    "METRIC_LABELS",
     "METRIC_NAMES",
     "MULTIPROC_ENV",
     "UNKNOWN_TYPE",
@@ -115,8 +117,17 @@ _SERIES: dict[str, tuple[str, str, tuple[str, ...]]] = {
     ),
 }
 
-METRIC_NAMES: frozenset[str] = frozenset({*_SERIES, ACTIVE_SESSIONS})
-"""Every metric name FIML exports (histograms add ``_bucket``, ``_sum`` and ``_count``)."""
+METRIC_LABELS: dict[str, tuple[str, ...]] = {
+    **{name: labels for name, (_kind, _doc, labels) in _SERIES.items()},
+    ACTIVE_SESSIONS: ("session_type",),
+}
+"""Every metric FIML exports, with its labels."""
+HISTOGRAMS: frozenset[str] = frozenset(
+    n for n, (kind, _d, _l) in _SERIES.items() if kind == "histogram"
+)
+"""The metrics that are histograms (they add ``_bucket`` (with ``le``), ``_sum``, ``_count``)."""
+METRIC_NAMES: frozenset[str] = frozenset(METRIC_LABELS)
+"""Every metric name FIML exports."""
 
 
 def outcome_of(error: BaseException | None) -> str:
@@ -321,7 +332,7 @@ class _ActiveGauge:
         family = GaugeMetricFamily(
             ACTIVE_SESSIONS,
             "Sessions running now (neither closed, expired nor archived), read from the store.",
-            labels=["session_type"],
+            labels=list(METRIC_LABELS[ACTIVE_SESSIONS]),
         )
         for kind, count in sorted(self.counts.items()):
             family.add_metric([kind], count)
