@@ -44,7 +44,8 @@ _ARCHIVE_CHUNK = 500
 
 
 def _count_archived(sessions: Sequence[Session], *, now: datetime) -> None:
-    """Report archived sessions to the metrics, judged as their analytics facts are."""
+    """Report sessions this run archived to the metrics, judged as their analytics facts
+    are (counted when the archive took them: once, whichever run that was)."""
     metrics = recorder()
     if not metrics.enabled:
         return
@@ -203,7 +204,6 @@ class Archiver:
             await self.backend.thaw(sorted(export.frozen_here))
             raise
         await self.backend.remove_archived([session_id])
-        _count_archived([session], now=now)
         return True
 
     async def _in_place(
@@ -228,6 +228,10 @@ class Archiver:
             raise
         except Exception as exc:  # the database refused what a session holds
             raise _Refused(failure_reason(exc)) from exc
+        if archived == len(sessions):
+            _count_archived(sessions, now=now)
+        else:  # another run archived some of them meanwhile: which ones, the count hides
+            recorder().sessions_archived_in_place(archived)
         return CleanupReport(archived=archived, metrics_recorded=recorded)
 
     async def _move(
@@ -262,7 +266,6 @@ class Archiver:
                     continue
                 moved.append(session)
         await self.backend.remove_archived([s.id for s in moved])
-        _count_archived(moved, now=now)
         return report
 
     def _failed(self, count: int, exc: BaseException) -> CleanupReport:

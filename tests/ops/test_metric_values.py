@@ -9,6 +9,7 @@ running; queries; durations) is then compared with what
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from pathlib import Path
 
@@ -29,6 +30,7 @@ from tests.mcp.conftest import fails, ok
 from tests.ops.conftest import sample, samples_by
 
 TYPES = [kind.value for kind in SessionType]
+SESSIONS = 40
 
 # (session type, searches, closed by its user?, still running at the end?)
 PLAN = [
@@ -152,3 +154,19 @@ async def test_sessions_archived_in_place_are_counted_without_a_type(
         == (stats["total_queries"])
     )
     assert set(samples_by(metrics, "fiml_store_operations_total", "backend")) == {"sqlite"}
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "redis+postgres"])
+async def test_overlapping_cleanups_count_each_session_once(
+    kind: str, tmp_path: Path, clock: MovableClock, metrics: PrometheusRecorder
+) -> None:
+    settings = await settings_for(kind, tmp_path)
+    async with SessionStore(settings, clock=clock) as store:
+        for n in range(SESSIONS):
+            await store.create_session(["BTC"], "crypto", user_id=f"u{n % 3}", ttl_hours=1)
+        clock.move(timedelta(hours=2))
+        reports = await asyncio.gather(*(run_cleanup(store, batch_size=7) for _ in range(3)))
+    assert sum(r.archived for r in reports) == SESSIONS
+    archived = samples_by(metrics, "fiml_sessions_archived_total", "session_type")
+    assert sum(archived.values()) == SESSIONS
+    assert sample(metrics, "fiml_cleanup_sessions_total", outcome="archived") == SESSIONS
