@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from datetime import UTC, datetime
 from typing import Any, Literal, TextIO
@@ -78,9 +79,13 @@ class EventFormatter(logging.Formatter):
         return f"{first} [{shown}]{newline}{rest}"
 
 
+_NEEDS_QUOTES = re.compile(r'[\s"=\[\]]')
+
+
 def _shown(value: Any) -> str:
+    """A field's value in a text line, quoted when it is empty or holds a separator."""
     text = str(value)
-    return json.dumps(text) if not text or any(c.isspace() or c in '"=[]' for c in text) else text
+    return json.dumps(text) if not text or _NEEDS_QUOTES.search(text) else text
 
 
 CALLS_LOGGER = "fiml.calls"
