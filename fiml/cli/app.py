@@ -16,6 +16,7 @@ from fiml.cli.failures import show_tracebacks
 from fiml.cli.runtime import out_console, run
 from fiml.cli.serve import serve, tokens_app
 from fiml.cli.sessions import sessions_app
+from fiml.cli.status import status
 
 if TYPE_CHECKING:
     from fiml.core.config import Settings
@@ -80,6 +81,7 @@ app.add_typer(db_app)
 app.add_typer(sessions_app)
 app.add_typer(analytics_app)
 app.command("cleanup")(cleanup)
+app.command("status")(status)
 
 
 def main() -> None:

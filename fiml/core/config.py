@@ -215,6 +215,30 @@ class Settings(BaseSettings):
         "demos and tests.",
     )
 
+    metrics_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="Serve /metrics, /healthz and /readyz on this port (of metrics_host) beside a "
+        "stdio MCP server, and /metrics on it in a Celery worker (`fiml serve --http` serves "
+        "them on its own port anyway).",
+    )
+    metrics_host: str = Field(
+        default="127.0.0.1",
+        description="The address the metrics port listens on.",
+    )
+    log_tool_calls: bool = Field(
+        default=True,
+        description="Write one INFO record per tool call (`tool.call`, `tool.refused`); off "
+        "leaves the records of storage failures, which are errors, and spares each call the "
+        "cost of formatting and writing a line (benchmarks/RESULTS.md, metrics-overhead).",
+    )
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="How `fiml serve` and the workers write their log: readable lines, or one "
+        "JSON object per record (FIML_LOG_FORMAT=json).",
+    )
+
     @field_validator("database_url")
     @classmethod
     def _known_scheme(cls, value: str) -> str:

@@ -82,7 +82,9 @@ class AnalyticsTool:
         """Add the analytics tool to ``server``."""
         name = "get-session-analytics"
         server.add_tool(
-            tool_boundary(name)(self.get_session_analytics), name=name, annotations=_READ_ONLY
+            tool_boundary(name, self.identity)(self.get_session_analytics),
+            name=name,
+            annotations=_READ_ONLY,
         )
 
     async def get_session_analytics(

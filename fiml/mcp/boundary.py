@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 import traceback
 import uuid
 from collections.abc import Awaitable, Callable
@@ -23,6 +24,8 @@ from fiml.core.errors import (
     InvalidSessionIdError,
     SessionNotFoundError,
 )
+from fiml.mcp.auth import IdentityResolver
+from fiml.mcp.observed import tool_call_done
 
 __all__ = ["client_message", "resource_boundary", "tool_boundary"]
 
@@ -44,24 +47,39 @@ def _log_unexpected(where: str, exc: BaseException) -> str:
     incident = uuid.uuid4().hex[:12]
     stack = "".join(traceback.format_tb(exc.__traceback__))
     logger.error(
-        "unexpected %s in %s (incident %s)\n%s", type(exc).__name__, where, incident, stack
+        "unexpected %s in %s (incident %s)\n%s",
+        type(exc).__name__,
+        where,
+        incident,
+        stack,
+        extra={"event": "unexpected.error", "error": type(exc).__name__, "incident": incident},
     )
     return incident
 
 
-def tool_boundary(name: str) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Awaitable[R]]]:
-    """Wrap a tool so every failure reaches the client as an ``isError`` result."""
+def tool_boundary(
+    name: str, identity: IdentityResolver | None = None
+) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Awaitable[R]]]:
+    """Wrap a tool so every failure reaches the client as an ``isError`` result, and every
+    call is counted and logged once (:func:`~fiml.mcp.observed.tool_call_done`) for the
+    caller ``identity`` names."""
 
     def decorate(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
         @functools.wraps(fn)
         async def run(*args: P.args, **kwargs: P.kwargs) -> R:
+            started = time.perf_counter()
+            error: BaseException | None = None
             try:
                 return await fn(*args, **kwargs)
             except FimlError as exc:
+                error = exc
                 raise ToolError(client_message(exc)) from None
             except Exception as exc:
+                error = exc
                 incident = _log_unexpected(f"tool {name}", exc)
                 raise ToolError(f"internal error (incident {incident})") from None
+            finally:
+                tool_call_done(name, identity, kwargs, error, time.perf_counter() - started)
 
         return run
 

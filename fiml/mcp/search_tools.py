@@ -92,7 +92,9 @@ class SearchTools:
             ("search-by-symbol", self.search_by_symbol),
             ("search-by-coin", self.search_by_coin),
         ):
-            server.add_tool(tool_boundary(name)(method), name=name, annotations=_SEARCH)
+            server.add_tool(
+                tool_boundary(name, self.identity)(method), name=name, annotations=_SEARCH
+            )
 
     async def search_by_symbol(
         self,

@@ -32,6 +32,8 @@ from mcp.server.mcpserver import MCPServer
 from fiml import __version__
 from fiml.core.config import Settings
 from fiml.core.errors import ConfigurationError
+from fiml.core.logs import configure_logging
+from fiml.core.metrics import enable_metrics
 from fiml.core.redis_client import open_redis
 from fiml.market.service import MarketData
 from fiml.mcp.analytics_tool import AnalyticsStats, AnalyticsTool, StatsSource
@@ -43,6 +45,7 @@ from fiml.mcp.auth import (
     local_identity,
 )
 from fiml.mcp.oauth import CombinedVerifier, JwtVerifier, OAuthConfig
+from fiml.mcp.ops_routes import OpsEndpoints
 from fiml.mcp.resources import SessionResources
 from fiml.mcp.search_tools import SearchTools
 from fiml.mcp.session_tools import SessionTools
@@ -141,18 +144,19 @@ async def open_market(settings: Settings, redis: Redis | None = None) -> AsyncIt
 @asynccontextmanager
 async def background_jobs(
     store: SessionStore, *, enabled: bool, redis: Redis | None = None
-) -> AsyncIterator[None]:
-    """Run the session jobs (cleanup, retention, metrics) in process while the block runs.
+) -> AsyncIterator[JobScheduler | None]:
+    """Run the session jobs (cleanup, retention, metrics) in process while the block runs;
+    yields the scheduler (None when not ``enabled``).
 
     With ``redis`` (the process's one client), a Redis lock per job keeps several processes
     from repeating each other's work (the jobs are idempotent anyway).
     """
     if not enabled:
-        yield
+        yield None
         return
     lock = None if redis is None else RedisJobLock(redis, settings=store.settings)
-    async with JobScheduler.for_store(store, lock=lock):
-        yield
+    async with JobScheduler.for_store(store, lock=lock) as scheduler:
+        yield scheduler
 
 
 def _http_auth(settings: Settings, tokens_file: Path | None) -> CombinedVerifier:
@@ -221,10 +225,15 @@ async def serve(
     The process opens one Redis client (with ``settings.redis_url``) and lends it to the
     session store, the quote cache and the job locks. Before serving, ``warn`` gets one
     line when that Redis would lose the active sessions on a restart (default: logged).
+    Over HTTP, and over stdio with the ``metrics_port`` setting, the process counts
+    Prometheus metrics and serves /metrics, /healthz and /readyz
+    (:class:`~fiml.mcp.ops_routes.OpsEndpoints`).
     """
     if transport not in ("stdio", "http"):
         raise ConfigurationError(f"unknown transport {transport!r}; use 'stdio' or 'http'")
     run_jobs = settings.celery_broker_url is None if jobs is None else jobs
+    if transport == "http" or settings.metrics_port is not None:
+        enable_metrics()
     async with open_redis(settings.redis_url, settings) as redis:
         if (warning := await persistence_warning(settings, redis)) is not None:
             warn(warning)
@@ -233,7 +242,7 @@ async def serve(
         async with (
             SessionStore(settings, backend=backend, archive=archive) as store,
             open_market(settings, redis) as market,
-            background_jobs(store, enabled=run_jobs, redis=redis),
+            background_jobs(store, enabled=run_jobs, redis=redis) as scheduler,
         ):
             server = build_server(
                 store=store,
@@ -244,9 +253,15 @@ async def serve(
                 oauth=OAuthConfig.from_settings(settings) if verifier is not None else None,
                 resource_url=settings.oauth_resource_url,
             )
+            ops = OpsEndpoints(store, redis=redis, scheduler=scheduler, jobs_in_process=run_jobs)
             if transport == "stdio":
-                await serve_stdio(server)
+                if settings.metrics_port is None:
+                    await serve_stdio(server)
+                else:
+                    address = (settings.metrics_host, settings.metrics_port)
+                    await serve_stdio(server, ops=ops, ops_address=address)
                 return
+            ops.register(server)
             await serve_http(
                 server,
                 host=host,
@@ -294,7 +309,12 @@ async def serve_http(
     await uvicorn.Server(config).serve()
 
 
-async def serve_stdio(server: MCPServer) -> None:
+async def serve_stdio(
+    server: MCPServer,
+    *,
+    ops: OpsEndpoints | None = None,
+    ops_address: tuple[str, int] | None = None,
+) -> None:
     """Serve ``server`` on the SDK's stdio transport until the client closes stdin.
 
     While serving, the SDK points descriptor 1 at stderr and writes the protocol to a
@@ -305,10 +325,24 @@ async def serve_stdio(server: MCPServer) -> None:
     The SDK's transport leaves a line that is no JSON-RPC message unanswered (it logs it
     at debug level and reads on), so a client that sent one waits for its own timeout.
     That is the SDK's to fix; FIML keeps no transport of its own around it.
+
+    With ``ops`` and ``ops_address`` (host, port), the operator's endpoints (/metrics,
+    /healthz, /readyz) are served there for as long as stdio is.
     """
     if isinstance(sys.stdout, io.TextIOWrapper):
         sys.stdout.reconfigure(line_buffering=True)
-    await server.run_stdio_async()
+    if ops is None or ops_address is None:
+        await server.run_stdio_async()
+        return
+    import uvicorn
+
+    host, port = ops_address
+    config = uvicorn.Config(ops.app(), host=host, port=port, log_level="warning")
+    ops_server = uvicorn.Server(config)
+    async with anyio.create_task_group() as group:
+        group.start_soon(ops_server.serve)
+        await server.run_stdio_async()
+        ops_server.should_exit = True
 
 
 def run_server(
@@ -329,11 +363,7 @@ def run_server(
     See :func:`serve` for the arguments. Over HTTP the event loop is uvloop's when uvloop
     is installed (the ``http`` extra): it spends less CPU per request than asyncio's own.
     """
-    logging.basicConfig(
-        level=logging.INFO,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(settings.log_format, tool_calls=settings.log_tool_calls)
     anyio.run(
         functools.partial(
             serve,

@@ -91,7 +91,9 @@ class SessionTools:
             ("get-session-history", self.get_session_history, _READ_ONLY),
             ("update-session-context", self.update_session_context, _OVERWRITING),
         ):
-            server.add_tool(tool_boundary(name)(method), name=name, annotations=hints)
+            server.add_tool(
+                tool_boundary(name, self.identity)(method), name=name, annotations=hints
+            )
 
     async def create_analysis_session(
         self,

@@ -9,6 +9,7 @@ from typing import Any
 from uuid import UUID, uuid4, uuid5
 
 from fiml.core.errors import InvalidInputError
+from fiml.core.metrics import recorder
 from fiml.market.base import Quote
 from fiml.market.service import QuoteResult
 from fiml.mcp.auth import Identity
@@ -103,6 +104,8 @@ async def track_query_in_session(
     )
     counters = await store.append_query(session.id, record)
     repeated = counters.added_queries == 0
+    if not repeated:
+        recorder().query_tracked(session.type.value, query_type, record.cache_hit)
     loaded = session.state.history.queries
     recent = (loaded if repeated else [*loaded, record])[-keep:]
     context = SessionContext(

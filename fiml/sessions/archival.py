@@ -30,7 +30,9 @@ from fiml.core.errors import (
     StorageError,
     StorageRefusedError,
 )
+from fiml.core.metrics import recorder
 from fiml.sessions.backends.base import ActiveTier, ArchiveTier
+from fiml.sessions.metrics import SessionFacts
 from fiml.sessions.models import Session
 from fiml.sessions.quarantine import failure_reason
 
@@ -39,6 +41,22 @@ __all__ = ["Archiver", "CleanupReport"]
 logger = logging.getLogger("fiml.sessions.archival")
 _ARCHIVE_CHUNK = 500
 """Sessions archived per concurrent chunk of a cleanup batch (tiered deployments)."""
+
+
+def _count_archived(sessions: Sequence[Session], *, now: datetime) -> None:
+    """Report sessions this run archived to the metrics, judged as their analytics facts
+    are (counted when the archive took them: once, whichever run that was)."""
+    metrics = recorder()
+    if not metrics.enabled:
+        return
+    for session in sessions:
+        facts = SessionFacts.from_session(session, now=now)
+        metrics.session_archived(
+            facts.session_type,
+            expired=not facts.completed,
+            abandoned=facts.abandoned,
+            duration_seconds=facts.duration_seconds,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +126,9 @@ class Archiver:
             report += await self._archive_batch(ids, now=now)
             if report.failed or len(ids) < batch_size:
                 break
+        recorder().cleanup_run(
+            archived=report.archived, failed=report.failed, quarantined=report.quarantined
+        )
         log = logger.info if report.ok else logger.warning
         log(
             "cleanup archived %d, failed %d, quarantined %d",
@@ -192,6 +213,7 @@ class Archiver:
             ids, now=now, end_now=end_now, record_facts=self.record_facts
         )
         report = CleanupReport(archived=done.archived, metrics_recorded=done.metrics_recorded)
+        recorder().sessions_archived_in_place(done.archived)
         if not done.unreadable:
             return report
         # Archived, but its facts do not decode: quarantined so that retention keeps it.
@@ -206,6 +228,10 @@ class Archiver:
             raise
         except Exception as exc:  # the database refused what a session holds
             raise _Refused(failure_reason(exc)) from exc
+        if archived == len(sessions):
+            _count_archived(sessions, now=now)
+        else:  # another run archived some of them meanwhile: which ones, the count hides
+            recorder().sessions_archived_in_place(archived)
         return CleanupReport(archived=archived, metrics_recorded=recorded)
 
     async def _move(
@@ -258,6 +284,7 @@ class Archiver:
             await self.archive.quarantine(bad, now=now)
         except StorageError as exc:  # not recorded: they count as failed, tried next run
             return self._failed(len(bad), exc)
+        recorder().sessions_quarantined(len(bad))
         for sid, (_user, reason) in bad.items():
             logger.warning(
                 "session quarantined: archival cannot move it",

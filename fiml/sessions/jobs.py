@@ -19,6 +19,7 @@ while another holds the job's lock, so concurrent schedulers do not repeat the w
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
@@ -29,6 +30,7 @@ from typing import Protocol
 from pydantic import BaseModel
 
 from fiml.core.config import Settings
+from fiml.core.metrics import recorder
 from fiml.sessions.analytics import SessionAnalytics
 from fiml.sessions.models import utcnow
 from fiml.sessions.store import SessionStore
@@ -50,6 +52,8 @@ __all__ = [
     "run_retention",
     "session_jobs",
 ]
+
+logger = logging.getLogger("fiml.jobs")
 
 CLEANUP_JOB = "cleanup_expired_sessions"
 RETENTION_JOB = "delete_old_archived_sessions"
@@ -208,7 +212,46 @@ class JobLock(Protocol):
 
 
 async def run_job(job: Job, *, lock: JobLock | None = None) -> JobStats:
-    """Run ``job`` once; under ``lock``, a run that finds the lock held is skipped."""
+    """Run ``job`` once; under ``lock``, a run that finds the lock held is skipped.
+
+    Every run is counted and logged once (``job.run``: the job, its outcome, duration and
+    statistics); a run that raises is logged at ERROR with the error's class and re-raised.
+    """
+    started = time.monotonic()
+    try:
+        stats = await _run_locked(job, lock)
+    except Exception as exc:
+        recorder().job_run(job.name, "failed")
+        recorder().error(type(exc).__name__)
+        logger.error(
+            "job %s failed",
+            job.name,
+            extra={
+                "event": "job.run",
+                "job": job.name,
+                "outcome": "failed",
+                "error": type(exc).__name__,
+                "duration_ms": round((time.monotonic() - started) * 1000, 3),
+            },
+        )
+        raise
+    outcome = "skipped" if stats.skipped else "ok"
+    recorder().job_run(job.name, outcome)
+    logger.info(
+        "job %s %s",
+        job.name,
+        outcome,
+        extra={
+            "event": "job.run",
+            "outcome": outcome,
+            "duration_ms": round((time.monotonic() - started) * 1000, 3),
+            **stats.model_dump(mode="json", exclude={"started_at", "duration_seconds"}),
+        },
+    )
+    return stats
+
+
+async def _run_locked(job: Job, lock: JobLock | None) -> JobStats:
     if lock is None:
         return await job.run()
     async with lock.hold(job.name) as acquired:

@@ -130,6 +130,11 @@ class SessionFacts:
         """From creation to the end; never negative."""
         return max((self.ended_at - self.created_at).total_seconds(), 0.0)
 
+    @property
+    def abandoned(self) -> bool:
+        """:data:`ABANDONED`, for one session in hand (the Prometheus counters use it)."""
+        return not self.completed and self.total_queries < ABANDONED_BELOW_QUERIES
+
     @classmethod
     def build(
         cls,

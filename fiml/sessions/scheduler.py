@@ -115,8 +115,7 @@ class JobScheduler:
                 "background job %s failed; it runs again in %s", job.name, job.interval
             )
             return
-        self.last_results[job.name] = stats
-        logger.info("background job %s: %s", job.name, stats.model_dump(mode="json"))
+        self.last_results[job.name] = stats  # run_job has logged it
         if self._on_result is not None:
             try:
                 self._on_result(stats)

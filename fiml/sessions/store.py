@@ -22,6 +22,7 @@ from uuid import UUID
 
 from fiml.core.config import Settings
 from fiml.core.errors import InvalidInputError, SessionArchivedError, SessionNotFoundError
+from fiml.core.metrics import recorder
 from fiml.sessions.archival import CleanupReport
 from fiml.sessions.backends.base import (
     HistoryCounters,
@@ -29,6 +30,7 @@ from fiml.sessions.backends.base import (
 )
 from fiml.sessions.changes import changes_since_read, rebase, state_changes
 from fiml.sessions.identifiers import parse_session_id, parse_session_type
+from fiml.sessions.instrumented import instrument_operations
 from fiml.sessions.limits import (
     check_batch_size,
     check_bool,
@@ -110,6 +112,7 @@ class SessionStore(TieredStore):
         )
         await self.backend.insert(session)
         session.mark_baseline()
+        recorder().session_created(kind.value)
         return session
 
     async def get_session(
@@ -223,7 +226,9 @@ class SessionStore(TieredStore):
         """Mark a session finished by its user; it becomes read-only and is archived next."""
         sid = parse_session_id(session_id)
         await self._apply(sid, SessionChanges(close=True))
-        return await self._reload(sid)
+        closed = await self._reload(sid)
+        recorder().session_closed(closed.type.value)
+        return closed
 
     async def _reload(self, session_id: UUID) -> Session:
         session = await self.get_session(session_id)
@@ -308,6 +313,27 @@ class SessionStore(TieredStore):
         days = check_number("retention_days", days, minimum=0, maximum=MAX_RETENTION_DAYS)
         return await self.archive.delete_archived_before(self.now() - timedelta(days=days))
 
+
+instrument_operations(
+    SessionStore,
+    (
+        "create_session",
+        "get_session",
+        "get_history",
+        "update_session",
+        "append_query",
+        "update_state",
+        "extend_session",
+        "close_session",
+        "delete_session",
+        "list_user_sessions",
+        "list_user_sessions_page",
+        "archive_session",
+        "cleanup_expired_sessions",
+        "list_quarantined",
+        "delete_old_archived_sessions",
+    ),
+)
 
 _default_stores: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, SessionStore] = (
     weakref.WeakKeyDictionary()

@@ -30,6 +30,7 @@ from celery import Celery
 from celery.signals import worker_ready
 
 from fiml.core.config import Settings
+from fiml.core.metrics import enable_metrics, recorder, serve_in_thread
 from fiml.core.redis_client import open_redis
 from fiml.sessions.analytics import SessionAnalytics
 from fiml.sessions.backends import build_backends
@@ -114,6 +115,8 @@ def execute_job(settings: Settings, job_name: str) -> dict[str, Any]:
     """Run one session job to completion in a fresh event loop; its stats as JSON."""
     if job_name not in TASK_NAMES:
         raise ValueError(f"unknown job {job_name!r}; known: {', '.join(TASK_NAMES)}")
+    if settings.metrics_port is not None and not recorder().enabled:
+        enable_metrics()  # in the pool process that runs the task
     return asyncio.run(_run(settings, job_name)).model_dump(mode="json")
 
 
@@ -146,6 +149,18 @@ def _warn_at_worker_start(celery: Any, settings: Settings) -> None:
     worker_ready.connect(warn, weak=False)
 
 
+def _serve_metrics_at_worker_start(celery: Any, settings: Settings) -> None:
+    """With ``metrics_port`` set, serve /metrics from the worker's main process. Its pool
+    processes run the tasks: their counts reach that port only in the client library's
+    multiprocess mode (PROMETHEUS_MULTIPROC_DIR, see docs/OPERATIONS.md)."""
+
+    def serve(sender: Any = None, **_: Any) -> None:
+        if getattr(sender, "app", None) is celery and settings.metrics_port is not None:
+            serve_in_thread(settings.metrics_host, settings.metrics_port)
+
+    worker_ready.connect(serve, weak=False)
+
+
 def create_celery_app(settings: Settings | None = None) -> Any:
     """A Celery app on the settings' broker with the session tasks and beat schedule."""
     settings = settings or Settings()
@@ -167,6 +182,7 @@ def create_celery_app(settings: Settings | None = None) -> Any:
     }
     _register_tasks(celery, settings)
     _warn_at_worker_start(celery, settings)
+    _serve_metrics_at_worker_start(celery, settings)
     return celery
 
 
