@@ -216,17 +216,29 @@ async def _latencies(
         await store.create_session(["AAPL", "MSFT"], "comparative", user_id=user)
 
     timings.append(await measure("create_session", create, samples=samples, floors=floors))
-    small = await store.create_session(["AAPL"], "equity", user_id=user, ttl_hours=100)
-    large = await store.create_session(["AAPL"], "equity", user_id=user, ttl_hours=100)
-    await _history(store, small.id, 10)
-    await _history(store, large.id, big_history)
+    # Sessions at each history length the issue names (0, 10, 1,000) and, in a full run,
+    # the benchmark's long one: reads and tracking should cost the same at every length.
+    lengths = sorted({0, 10, 1_000, big_history})
+    sessions: dict[int, Session] = {}
+    for length in lengths:
+        sessions[length] = await store.create_session(
+            ["AAPL"], "equity", user_id=user, ttl_hours=100
+        )
+        await _history(store, sessions[length].id, length)
+    small = sessions[10]
+    for length in lengths:
 
-    async def get(_i: int) -> None:
-        await store.get_session(large.id)
+        async def get(_i: int, sid: UUID = sessions[length].id) -> None:
+            await store.get_session(sid)
 
-    timings.append(
-        await measure("get_session (20 recent queries)", get, samples=samples, floors=floors)
-    )
+        timings.append(
+            await measure(
+                f"get_session (20 recent) at history {length:,}",
+                get,
+                samples=samples,
+                floors=floors,
+            )
+        )
     fresh = [
         await store.create_session(["AAPL"], "equity", user_id=user, ttl_hours=100)
         for _ in range(samples + WARMUP)
@@ -239,13 +251,15 @@ async def _latencies(
     timings.append(
         await measure("append_query at history 0", track_first, samples=samples, floors=floors)
     )
-    for label, target in (("10", small), (f"{big_history:,}", large)):
+    for length in lengths[1:]:
 
-        async def track(i: int, sid: UUID = target.id) -> None:
+        async def track(i: int, sid: UUID = sessions[length].id) -> None:
             await store.append_query(sid, _query(i))
 
         timings.append(
-            await measure(f"append_query at history {label}", track, samples=samples, floors=floors)
+            await measure(
+                f"append_query at history {length:,}", track, samples=samples, floors=floors
+            )
         )
 
     async def update(i: int) -> None:

@@ -44,8 +44,9 @@ from sqlalchemy import (
     event,
     text,
 )
+from sqlalchemy import create_engine as sa_create_engine
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -64,6 +65,7 @@ __all__ = [
     "SessionMetrics",
     "SessionRecord",
     "create_engine",
+    "create_thread_engine",
     "is_sqlite",
     "metadata",
 ]
@@ -349,7 +351,8 @@ def create_engine(
             connect_args={"timeout": timeout or 30},
             json_serializer=_json_text,
         )
-        _configure_sqlite(engine)
+        logging.getLogger("aiosqlite").addFilter(_AIOSQLITE_FILTER)  # again: a no-op
+        _configure_sqlite(engine.sync_engine)
         return engine
     return create_async_engine(
         url,
@@ -363,6 +366,45 @@ def create_engine(
     )
 
 
+def create_thread_engine(url: URL, *, busy_timeout: float, echo: bool = False) -> Engine:
+    """A synchronous engine on the standard library's ``sqlite3`` for the SQLite database
+    that the async engine of ``url`` (``sqlite+aiosqlite``) opens, set up the same way (WAL,
+    foreign keys, ``BEGIN IMMEDIATE`` unless ``READ_ONLY_OPTION``), its busy timeout
+    ``busy_timeout`` seconds.
+
+    The SQL backend runs each store operation on it in a database thread of its own, in
+    one hop, where aiosqlite crosses to its thread and back for every step of every
+    statement (cursor, execute, fetch, close, BEGIN, COMMIT).
+    """
+    engine = sa_create_engine(
+        url.set(drivername="sqlite+pysqlite"),
+        echo=echo,
+        connect_args={"timeout": busy_timeout, "check_same_thread": False},
+        json_serializer=_json_text,
+    )
+    _configure_sqlite(engine)
+    return engine
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    """SQLAlchemy's recipe for SQLite transactions: the driver's own transaction handling
+    off, and SQLAlchemy's "begin" emitting ours."""
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        read_only = connection.get_execution_options().get(READ_ONLY_OPTION, False)
+        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+
 class _WithoutStatements(logging.Filter):
     """Drops aiosqlite's DEBUG records, which quote every statement's bound parameters.
 
@@ -374,21 +416,3 @@ class _WithoutStatements(logging.Filter):
 
 
 _AIOSQLITE_FILTER = _WithoutStatements()
-
-
-def _configure_sqlite(engine: AsyncEngine) -> None:
-    logging.getLogger("aiosqlite").addFilter(_AIOSQLITE_FILTER)  # adding it again is a no-op
-
-    @event.listens_for(engine.sync_engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.close()
-
-    @event.listens_for(engine.sync_engine, "begin")
-    def _on_begin(connection: Any) -> None:
-        read_only = connection.get_execution_options().get(READ_ONLY_OPTION, False)
-        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
