@@ -54,6 +54,7 @@ from fiml.core.config import DEFAULT_DATABASE_MAX_OVERFLOW, DEFAULT_DATABASE_POO
 
 __all__ = [
     "READ_ONLY_OPTION",
+    "STATEMENT_SNAPSHOT_OPTION",
     "TOO_MANY_CONNECTIONS",
     "UNBOUNDED_WAIT_SECONDS",
     "Base",
@@ -71,6 +72,9 @@ __all__ = [
 ]
 
 READ_ONLY_OPTION = "fiml_read_only"
+STATEMENT_SNAPSHOT_OPTION = "fiml_statement_snapshot"
+"""On SQLite, connections with this execution option begin no transaction: each statement
+reads a snapshot of its own (for reads of one statement, or whose statements need not agree)."""
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -401,7 +405,10 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        read_only = connection.get_execution_options().get(READ_ONLY_OPTION, False)
+        options = connection.get_execution_options()
+        if options.get(STATEMENT_SNAPSHOT_OPTION, False):
+            return  # sqlite3 in autocommit mode: every statement on its own
+        read_only = options.get(READ_ONLY_OPTION, False)
         connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 

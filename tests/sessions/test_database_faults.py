@@ -76,7 +76,6 @@ async def test_a_full_sqlite_database_refuses_writes_and_keeps_its_data(tmp_path
     settings = await settings_for("sqlite", tmp_path)
     session_id, before = await new_session(settings)
     async with SessionStore(settings) as store:
-
         statements = sql_archive(store).sync_engine  # the database thread's engine
 
         @event.listens_for(statements, "connect")

@@ -27,6 +27,7 @@ from uuid import UUID
 from sqlalchemy import (
     Connection,
     Select,
+    String,
     and_,
     bindparam,
     delete,
@@ -34,6 +35,7 @@ from sqlalchemy import (
     insert,
     or_,
     select,
+    type_coerce,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -67,18 +69,27 @@ __all__ = ["ArchivedInPlace", "SqlBackend", "unavailable_as_error"]
 
 _LISTING_COLUMNS = selected(SUMMARY_FIELDS)
 _SECTION_COLUMNS = frozenset(STATE_SECTIONS)
-_QUERY_COLUMNS = [c for c in Q.c if c.name not in ("session_id", "seq")]
+_QUERY_COLUMNS = [
+    # The id as the driver returns it (SQLite: hex text, asyncpg: a UUID): the model parses
+    # it once, where SQLAlchemy would build a UUID for the model to check again.
+    type_coerce(Q.c.id, String).label("id") if c.name == "id" else c
+    for c in Q.c
+    if c.name not in ("session_id", "seq")
+]
 """What a ``QueryRecord`` is built from (the session and position are known)."""
 
 # The hot statements, built once with bound parameters: SQLAlchemy then finds each one's
 # compiled form in its cache by a key computed from the same object every time.
 _SESSION_ROW = select(S).where(S.c.id == bindparam("sid"))
-_QUERIES_AFTER = (
+_QUERY_RANGE = (
     select(*_QUERY_COLUMNS)
-    .where(Q.c.session_id == bindparam("sid"), Q.c.seq > bindparam("after"))
+    .where(
+        Q.c.session_id == bindparam("sid"),
+        Q.c.seq > bindparam("after"),
+        Q.c.seq <= bindparam("last"),
+    )
     .order_by(Q.c.seq)
 )
-_QUERY_PAGE = _QUERIES_AFTER.where(Q.c.seq <= bindparam("last"))
 _INSERT_SESSION = insert(S)
 _INSERT_QUERIES = insert(Q)
 _UPDATE_SESSION = update(S).where(S.c.id == bindparam("sid_"))
@@ -124,8 +135,12 @@ def _load(conn: Connection, session_id: UUID, recent_queries: int | None) -> Ses
         return None
     rows: Sequence[Any] = []
     if recent_queries is None or recent_queries > 0:
-        after = 0 if recent_queries is None else row["total_queries"] - recent_queries
-        rows = conn.execute(_QUERIES_AFTER, {"sid": session_id, "after": after}).all()
+        # Bounded by the counters read with the row: the queries agree with them without
+        # a snapshot shared by the two statements (queries are only ever appended).
+        total = row["total_queries"]
+        after = 0 if recent_queries is None else total - recent_queries
+        page = {"sid": session_id, "after": after, "last": total}
+        rows = conn.execute(_QUERY_RANGE, page).all()
     return session_from_row(row, queries_from_rows(rows))
 
 
@@ -202,7 +217,7 @@ class SqlBackend(SqlArchive, SqlMetrics):
         page = {"sid": session_id, "after": offset, "last": offset + limit}
 
         def read(conn: Connection) -> list[QueryRecord]:
-            return queries_from_rows(conn.execute(_QUERY_PAGE, page).all())
+            return queries_from_rows(conn.execute(_QUERY_RANGE, page).all())
 
         try:
             return await self._reading(read)

@@ -11,21 +11,25 @@ active tier on top of it.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 from uuid import UUID
 
 from sqlalchemy import Connection, Engine, and_, case, delete, func, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from fiml.sessions.backends.fields import by_name, values_of
 from fiml.sessions.backends.sql_faults import unavailable_as_error
 from fiml.sessions.backends.sql_rows import Q, S, decoded, query_values, selected
-from fiml.sessions.db import READ_ONLY_OPTION, create_thread_engine, is_sqlite
+from fiml.sessions.db import (
+    READ_ONLY_OPTION,
+    STATEMENT_SNAPSHOT_OPTION,
+    create_thread_engine,
+    is_sqlite,
+)
 from fiml.sessions.metrics import FACT_SOURCES, SessionFacts, dialect_insert, insert_missing_facts
 from fiml.sessions.models import Session
 from fiml.sessions.quarantine import (
@@ -90,7 +94,8 @@ class _DatabaseThread:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self.reader = engine.execution_options(**{READ_ONLY_OPTION: True})
+        self.snapshot_reader = engine.execution_options(**{READ_ONLY_OPTION: True})
+        self.reader = engine.execution_options(**{STATEMENT_SNAPSHOT_OPTION: True})
         self._executor: ThreadPoolExecutor | None = None
 
     async def run(
@@ -126,7 +131,10 @@ class SqlArchive:
         # The embedded SQLite file has one user and no operator to run a migration step;
         # any other database is migrated on purpose unless the settings opt in.
         self._migrates = auto_migrate or is_sqlite(engine)
-        self._reader = engine.execution_options(**{READ_ONLY_OPTION: True})
+        # PostgreSQL: reads whose statements need not share a snapshot run in autocommit
+        # mode, sparing the BEGIN and ROLLBACK round trips around them.
+        self._snapshot_reader = engine.execution_options(**{READ_ONLY_OPTION: True})
+        self._reader = engine.execution_options(isolation_level="AUTOCOMMIT")
         # SQLite has one writer at a time anyway; queueing in-process writers here spares
         # them SQLite's sleep-and-retry busy handler. Other processes still wait on the
         # file lock, so this lock is an optimisation, not what makes writes safe.
@@ -185,26 +193,17 @@ class SqlArchive:
             async with self._write_lock:
                 return await thread.run(_in_transaction, thread.engine, work)
 
-    async def _reading(self, work: Callable[[Connection], T]) -> T:
-        """``work`` on a read-only connection (on SQLite one snapshot: a plain ``BEGIN``)."""
+    async def _reading(self, work: Callable[[Connection], T], *, snapshot: bool = False) -> T:
+        """``work`` on a read-only connection; its statements see one snapshot with
+        ``snapshot`` (a transaction), otherwise each statement its own (no transaction)."""
         with unavailable_as_error(self.name):
             if self._write_lock is None:
-                async with self._reader.connect() as conn:
+                reader = self._snapshot_reader if snapshot else self._reader
+                async with reader.connect() as conn:
                     return await conn.run_sync(work)
             thread = await self._database_thread()
-            return await thread.run(_on_connection, thread.reader, work)
-
-    @asynccontextmanager
-    async def _write(self) -> AsyncIterator[AsyncConnection]:
-        with unavailable_as_error(self.name):
-            async with self._write_lock or nullcontext(), self.engine.begin() as conn:
-                yield conn
-
-    @asynccontextmanager
-    async def _read(self) -> AsyncIterator[AsyncConnection]:
-        with unavailable_as_error(self.name):
-            async with self._reader.connect() as conn:
-                yield conn
+            engine = thread.snapshot_reader if snapshot else thread.reader
+            return await thread.run(_on_connection, engine, work)
 
     async def archive_in_place(
         self,

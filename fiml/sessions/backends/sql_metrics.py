@@ -30,7 +30,9 @@ class SqlMetrics:
 
     if TYPE_CHECKING:  # provided by the SQL backend this class is mixed into
 
-        def _reading(self, work: Callable[[Connection], T]) -> Awaitable[T]: ...
+        def _reading(
+            self, work: Callable[[Connection], T], *, snapshot: bool = False
+        ) -> Awaitable[T]: ...
 
         def _writing(self, work: Callable[[Connection], T]) -> Awaitable[T]: ...
 
@@ -55,7 +57,7 @@ class SqlMetrics:
     ) -> FinishedStats:
         """The aggregates of a window, on one snapshot."""
         return await self._reading(
-            lambda conn: finished_stats(_snapshot(conn), filters, since, top=top)
+            lambda conn: finished_stats(_snapshot(conn), filters, since, top=top), snapshot=True
         )
 
     async def recent_finished(
@@ -63,12 +65,15 @@ class SqlMetrics:
     ) -> RecordedRows:
         """The window's most recently created recorded sessions, newest first."""
         return await self._reading(
-            lambda conn: read_recent_rows(_snapshot(conn), filters, since, limit=limit)
+            lambda conn: read_recent_rows(_snapshot(conn), filters, since, limit=limit),
+            snapshot=True,
         )
 
     async def export_rows(self, filters: MetricFilters, since: datetime) -> RecordedRows:
         """Every recorded session of the window, oldest first, on one snapshot."""
-        return await self._reading(lambda conn: read_export_rows(_snapshot(conn), filters, since))
+        return await self._reading(
+            lambda conn: read_export_rows(_snapshot(conn), filters, since), snapshot=True
+        )
 
 
 def _snapshot(conn: Connection) -> Connection:
