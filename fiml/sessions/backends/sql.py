@@ -159,10 +159,11 @@ def _apply(
     without a query of their own. A refusal raises, and the transaction takes the insert
     back with everything else.
     """
-    row = conn.execute(_locked_row(_touched_sections(changes)), {"sid": session_id})
-    stored_values = row.mappings().first()
-    if stored_values is None:
+    locked = conn.execute(_locked_row(_touched_sections(changes)), {"sid": session_id})
+    row = locked.mappings().first()
+    if row is None:
         raise SessionNotFoundError(session_id)
+    stored_values = dict(row)  # a dict: the rules also ask for the sections not read
     total = stored_values["total_queries"]
     candidates: dict[UUID, QueryRecord] = {}
     for query in changes.new_queries:

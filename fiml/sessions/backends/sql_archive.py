@@ -11,8 +11,9 @@ active tier on top of it.
 from __future__ import annotations
 
 import asyncio
+import queue
+import threading
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
@@ -83,37 +84,80 @@ def _on_connection(engine: Engine, work: Callable[[Connection], T]) -> T:
         return work(conn)
 
 
+def _settle(future: asyncio.Future[Any], outcome: Any, failed: bool) -> None:
+    if not future.done():  # its awaiting task may have been cancelled meanwhile
+        if failed:
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)
+
+
+class _Worker:
+    """A thread running the functions given to it one at a time, in order, each handing
+    its outcome back to the awaiting event loop: one crossing each way per function."""
+
+    def __init__(self, name: str) -> None:
+        self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            loop, future, work = job
+            try:
+                outcome, failed = work(), False
+            except BaseException as exc:  # handed to the caller, whatever it is
+                outcome, failed = exc, True
+            try:
+                loop.call_soon_threadsafe(_settle, future, outcome, failed)
+            except RuntimeError:  # the loop is closed: nobody is waiting any more
+                continue
+
+    async def run(self, work: Callable[[], T]) -> T:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._jobs.put((loop, future, work))
+        return await future
+
+    def stop(self) -> None:
+        """Stop after the functions already given, and wait for it."""
+        self._jobs.put(None)
+        self._thread.join()
+
+
 class _DatabaseThread:
-    """Where SQLite statements run: a thread of the backend's own, on a ``sqlite3`` engine
+    """Where SQLite statements run: threads of the backend's own, on a ``sqlite3`` engine
     (:func:`~fiml.sessions.db.create_thread_engine`) for the async engine's file.
 
-    A store operation crosses to it once and back, whatever it runs there. Two threads:
-    writes are queued one at a time by the backend's lock, so a write waiting for another
-    process's lock leaves a thread for this process's reads (WAL: readers never wait).
+    A store operation crosses to a thread once and back, whatever it runs there. Writes
+    have a thread, reads another: a write waiting for another process's lock holds up no
+    read (WAL: readers never wait for a writer).
     """
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.snapshot_reader = engine.execution_options(**{READ_ONLY_OPTION: True})
         self.reader = engine.execution_options(**{STATEMENT_SNAPSHOT_OPTION: True})
-        self._executor: ThreadPoolExecutor | None = None
+        self._writer: _Worker | None = None
+        self._reader: _Worker | None = None
 
-    async def run(
-        self,
-        task: Callable[[Engine, Callable[[Connection], T]], T],
-        engine: Engine,
-        work: Callable[[Connection], T],
-    ) -> T:
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="fiml-sqlite")
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, task, engine, work)
+    async def write(self, work: Callable[[Connection], T]) -> T:
+        if self._writer is None:
+            self._writer = _Worker("fiml-sqlite-writer")
+        return await self._writer.run(lambda: _in_transaction(self.engine, work))
+
+    async def read(self, work: Callable[[Connection], T], *, snapshot: bool) -> T:
+        if self._reader is None:
+            self._reader = _Worker("fiml-sqlite-reader")
+        engine = self.snapshot_reader if snapshot else self.reader
+        return await self._reader.run(lambda: _on_connection(engine, work))
 
     def close(self) -> None:
         """Stop the threads (after what they are running) and close their connections."""
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
-            self._executor = None
+        for worker in (self._writer, self._reader):
+            if worker is not None:
+                worker.stop()
+        self._writer = self._reader = None
         self.engine.dispose()
 
 
@@ -191,7 +235,7 @@ class SqlArchive:
                     return await conn.run_sync(work)
             thread = await self._database_thread()
             async with self._write_lock:
-                return await thread.run(_in_transaction, thread.engine, work)
+                return await thread.write(work)
 
     async def _reading(self, work: Callable[[Connection], T], *, snapshot: bool = False) -> T:
         """``work`` on a read-only connection; its statements see one snapshot with
@@ -202,8 +246,7 @@ class SqlArchive:
                 async with reader.connect() as conn:
                     return await conn.run_sync(work)
             thread = await self._database_thread()
-            engine = thread.snapshot_reader if snapshot else thread.reader
-            return await thread.run(_on_connection, engine, work)
+            return await thread.read(work, snapshot=snapshot)
 
     async def archive_in_place(
         self,
