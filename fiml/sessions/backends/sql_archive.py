@@ -222,8 +222,10 @@ class SqlArchive:
             engine = create_thread_engine(
                 self.engine.url, busy_timeout=int(timeout_ms) / 1000, echo=bool(self.engine.echo)
             )
-            if self._thread is None:  # another task may have built it meanwhile
+            if self._thread is None:
                 self._thread = _DatabaseThread(engine)
+            else:  # another task built it while this one read the timeout
+                engine.dispose()
         return self._thread
 
     async def _writing(self, work: Callable[[Connection], T]) -> T:
