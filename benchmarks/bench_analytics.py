@@ -160,7 +160,11 @@ async def run(deployment: str, quick: bool) -> None:
                 for chunk in range(seeded, size, 5_000):
                     batch = _facts(min(5_000, size - chunk), rng)
                     async with _engine(store).begin() as conn:
-                        await insert_missing_facts(conn, batch, recorded_at=utcnow())
+                        await conn.run_sync(
+                            insert_missing_facts,
+                            batch,
+                            recorded_at=utcnow(),
+                        )
                 seed_rate = (size - seeded) / (time.perf_counter() - start) * 60
                 seeded = size
                 timings += await _stats_timings(analytics, size, samples, rng)

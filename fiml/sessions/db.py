@@ -44,8 +44,9 @@ from sqlalchemy import (
     event,
     text,
 )
+from sqlalchemy import create_engine as sa_create_engine
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -53,6 +54,7 @@ from fiml.core.config import DEFAULT_DATABASE_MAX_OVERFLOW, DEFAULT_DATABASE_POO
 
 __all__ = [
     "READ_ONLY_OPTION",
+    "STATEMENT_SNAPSHOT_OPTION",
     "TOO_MANY_CONNECTIONS",
     "UNBOUNDED_WAIT_SECONDS",
     "Base",
@@ -64,11 +66,15 @@ __all__ = [
     "SessionMetrics",
     "SessionRecord",
     "create_engine",
+    "create_thread_engine",
     "is_sqlite",
     "metadata",
 ]
 
 READ_ONLY_OPTION = "fiml_read_only"
+STATEMENT_SNAPSHOT_OPTION = "fiml_statement_snapshot"
+"""On SQLite, connections with this execution option begin no transaction: each statement
+reads a snapshot of its own (for reads of one statement, or whose statements need not agree)."""
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -349,7 +355,8 @@ def create_engine(
             connect_args={"timeout": timeout or 30},
             json_serializer=_json_text,
         )
-        _configure_sqlite(engine)
+        logging.getLogger("aiosqlite").addFilter(_AIOSQLITE_FILTER)  # again: a no-op
+        _configure_sqlite(engine.sync_engine)
         return engine
     return create_async_engine(
         url,
@@ -363,6 +370,48 @@ def create_engine(
     )
 
 
+def create_thread_engine(url: URL, *, busy_timeout: float, echo: bool = False) -> Engine:
+    """A synchronous engine on the standard library's ``sqlite3`` for the SQLite database
+    that the async engine of ``url`` (``sqlite+aiosqlite``) opens, set up the same way (WAL,
+    foreign keys, ``BEGIN IMMEDIATE`` unless ``READ_ONLY_OPTION``), its busy timeout
+    ``busy_timeout`` seconds.
+
+    The SQL backend runs each store operation on it in a database thread of its own, in
+    one hop, where aiosqlite crosses to its thread and back for every step of every
+    statement (cursor, execute, fetch, close, BEGIN, COMMIT).
+    """
+    engine = sa_create_engine(
+        url.set(drivername="sqlite+pysqlite"),
+        echo=echo,
+        connect_args={"timeout": busy_timeout, "check_same_thread": False},
+        json_serializer=_json_text,
+    )
+    _configure_sqlite(engine)
+    return engine
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    """SQLAlchemy's recipe for SQLite transactions: the driver's own transaction handling
+    off, and SQLAlchemy's "begin" emitting ours."""
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        options = connection.get_execution_options()
+        if options.get(STATEMENT_SNAPSHOT_OPTION, False):
+            return  # sqlite3 in autocommit mode: every statement on its own
+        read_only = options.get(READ_ONLY_OPTION, False)
+        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+
 class _WithoutStatements(logging.Filter):
     """Drops aiosqlite's DEBUG records, which quote every statement's bound parameters.
 
@@ -374,21 +423,3 @@ class _WithoutStatements(logging.Filter):
 
 
 _AIOSQLITE_FILTER = _WithoutStatements()
-
-
-def _configure_sqlite(engine: AsyncEngine) -> None:
-    logging.getLogger("aiosqlite").addFilter(_AIOSQLITE_FILTER)  # adding it again is a no-op
-
-    @event.listens_for(engine.sync_engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.close()
-
-    @event.listens_for(engine.sync_engine, "begin")
-    def _on_begin(connection: Any) -> None:
-        read_only = connection.get_execution_options().get(READ_ONLY_OPTION, False)
-        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")

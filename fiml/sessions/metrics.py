@@ -24,9 +24,8 @@ from datetime import datetime
 from typing import Any, cast
 from uuid import UUID
 
-from sqlalchemy import ColumnElement, Table, and_, delete, insert
+from sqlalchemy import ColumnElement, Connection, Table, and_, delete, insert
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from fiml.core.errors import InvalidInputError
 from fiml.sessions.db import (
@@ -43,6 +42,7 @@ __all__ = [
     "FACT_SOURCES",
     "MetricFilters",
     "SessionFacts",
+    "dialect_insert",
     "insert_missing_facts",
     "replace_metrics",
 ]
@@ -210,7 +210,8 @@ class SessionFacts:
         }
 
 
-def _dialect_insert(conn: AsyncConnection, table: Table) -> Any:
+def dialect_insert(conn: Connection, table: Table) -> Any:
+    """An INSERT of ``table`` in ``conn``'s dialect (for its ON CONFLICT clauses)."""
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
     return dialect.insert(table)
 
@@ -221,7 +222,7 @@ def _chunks(items: Sequence[SessionFacts]) -> Iterable[Sequence[SessionFacts]]:
         yield ordered[start : start + _BATCH]
 
 
-async def _insert_side_rows(conn: AsyncConnection, facts: Iterable[SessionFacts]) -> None:
+def _insert_side_rows(conn: Connection, facts: Iterable[SessionFacts]) -> None:
     assets: list[dict[str, Any]] = []
     tags: list[dict[str, Any]] = []
     types: list[dict[str, Any]] = []
@@ -235,37 +236,37 @@ async def _insert_side_rows(conn: AsyncConnection, facts: Iterable[SessionFacts]
         )
     for table, rows in ((MA, assets), (MT, tags), (MQ, types)):
         if rows:
-            await conn.execute(insert(table), rows)
+            conn.execute(insert(table), rows)
 
 
-async def replace_metrics(
-    conn: AsyncConnection, facts: Sequence[SessionFacts], *, recorded_at: datetime
+def replace_metrics(
+    conn: Connection, facts: Sequence[SessionFacts], *, recorded_at: datetime
 ) -> None:
     """Within ``conn``'s transaction, record ``facts``, replacing whatever was recorded for
     the same sessions before."""
     for batch in _chunks(facts):
-        stmt = _dialect_insert(conn, M)
+        stmt = dialect_insert(conn, M)
         stmt = stmt.on_conflict_do_update(
             index_elements=[M.c.session_id],
             set_={name: stmt.excluded[name] for name in _FACT_COLUMNS},
         )
-        await conn.execute(stmt, [f.row(recorded_at) for f in batch])
+        conn.execute(stmt, [f.row(recorded_at) for f in batch])
         ids = [f.session_id for f in batch]
         for table in (MA, MT, MQ):
-            await conn.execute(delete(table).where(table.c.session_id.in_(ids)))
-        await _insert_side_rows(conn, batch)
+            conn.execute(delete(table).where(table.c.session_id.in_(ids)))
+        _insert_side_rows(conn, batch)
 
 
-async def insert_missing_facts(
-    conn: AsyncConnection, facts: Sequence[SessionFacts], *, recorded_at: datetime
+def insert_missing_facts(
+    conn: Connection, facts: Sequence[SessionFacts], *, recorded_at: datetime
 ) -> int:
     """Within ``conn``'s transaction, record the sessions among ``facts`` that have no facts
     yet; returns how many. Archival calls it in the transaction that archives the sessions,
     so a session is recorded exactly when it is archived."""
     inserted = 0
     for batch in _chunks(facts):
-        stmt = _dialect_insert(conn, M).on_conflict_do_nothing().returning(M.c.session_id)
-        new_ids = set((await conn.execute(stmt, [f.row(recorded_at) for f in batch])).scalars())
-        await _insert_side_rows(conn, [f for f in batch if f.session_id in new_ids])
+        stmt = dialect_insert(conn, M).on_conflict_do_nothing().returning(M.c.session_id)
+        new_ids = set(conn.execute(stmt, [f.row(recorded_at) for f in batch]).scalars())
+        _insert_side_rows(conn, [f for f in batch if f.session_id in new_ids])
         inserted += len(new_ids)
     return inserted

@@ -9,15 +9,13 @@ exist, so concurrent backfills count each session once between them.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import Any, Protocol, TypeVar, cast
 from uuid import UUID
 
-from sqlalchemy import ColumnElement, Table, and_, exists, select
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import ColumnElement, Connection, Table, and_, exists, select
 
 from fiml.sessions.db import SessionRecord
 from fiml.sessions.limits import MAX_LABEL_CHARS
@@ -33,8 +31,14 @@ from fiml.sessions.row_decoding import (
 
 __all__ = ["BackfillReport", "Connections", "record_unrecorded_archived"]
 
-Connections = Callable[[], AbstractAsyncContextManager[AsyncConnection]]
-"""Opens a connection to the archive (a transaction, for writes) and closes it after."""
+T = TypeVar("T")
+
+
+class Connections(Protocol):
+    """Runs a function of a connection to the archive (in a transaction, for writes)."""
+
+    def __call__(self, work: Callable[[Connection], T], /) -> Awaitable[T]: ...
+
 
 S = cast(Table, SessionRecord.__table__)
 _ARCHIVED_COLUMNS: dict[str, ColumnElement[Any]] = {name: S.c[name] for name in FACT_SOURCES}
@@ -121,10 +125,13 @@ async def _unrecorded_archived(
     if after is not None:
         # Compared as stored, so a row whose id is damaged is still passed over once.
         condition = and_(condition, as_stored(S.c.id) > after)
-    async with read() as conn:
+
+    def page(conn: Connection) -> tuple[RowReader, Sequence[Any]]:
         decode = RowReader(conn.dialect, _ARCHIVED_COLUMNS)
         stmt = select(*decode.columns, as_stored(S.c.id)).where(condition)
-        rows = (await conn.execute(stmt.order_by(S.c.id).limit(limit))).all()
+        return decode, conn.execute(stmt.order_by(S.c.id).limit(limit)).all()
+
+    decode, rows = await read(page)
     facts: list[SessionFacts] = []
     skipped: list[SkippedRecord] = []
     for row in rows:
@@ -158,7 +165,8 @@ async def record_unrecorded_archived(
         report_skipped(unreadable, doing="recording archived sessions")
         skipped.extend(unreadable)
         if facts:
-            async with write() as conn:
-                recorded += await insert_missing_facts(conn, facts, recorded_at=now)
+            recorded += await write(
+                lambda conn: insert_missing_facts(conn, facts, recorded_at=now)  # noqa: B023
+            )
         if len(facts) + len(unreadable) < batch_size:
             return BackfillReport(recorded, tuple(skipped))

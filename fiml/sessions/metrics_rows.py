@@ -16,8 +16,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import ColumnElement, Table, select, tuple_
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import ColumnElement, Connection, Table, select, tuple_
 
 from fiml.sessions.metrics import ABANDONED, MA, MQ, MT, M, MetricFilters
 from fiml.sessions.row_decoding import (
@@ -105,8 +104,8 @@ def _json_row(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-async def read_metric_rows_page(
-    conn: AsyncConnection,
+def read_metric_rows_page(
+    conn: Connection,
     conditions: Sequence[ColumnElement[bool]],
     *,
     after: tuple[Any, Any] | None,
@@ -125,7 +124,7 @@ async def read_metric_rows_page(
     order: list[Any] = [M.c.created_at, M.c.session_id]
     if newest_first:
         order = [column.desc() for column in order]
-    rows = (await conn.execute(stmt.order_by(*order).limit(limit))).all()
+    rows = (conn.execute(stmt.order_by(*order).limit(limit))).all()
     good: list[dict[str, Any]] = []
     skipped: list[SkippedRecord] = []
     for row in rows:
@@ -137,8 +136,8 @@ async def read_metric_rows_page(
     return MetricRowsPage(good, skipped, last)
 
 
-async def _side_rows(
-    conn: AsyncConnection, table: Table, names: Sequence[str], ids: list[UUID]
+def _side_rows(
+    conn: Connection, table: Table, names: Sequence[str], ids: list[UUID]
 ) -> list[dict[str, Any]]:
     """The rows of a side table for ``ids``, decoded one at a time, ordered by ``names``."""
     columns = {"session_id": table.c.session_id, **{n: table.c[n] for n in names}}
@@ -146,7 +145,7 @@ async def _side_rows(
     stmt = select(*read.columns).where(table.c.session_id.in_(ids))
     stmt = stmt.order_by(*(table.c[n] for n in names))
     decoded = []
-    for row in (await conn.execute(stmt)).all():
+    for row in (conn.execute(stmt)).all():
         try:
             decoded.append(read(row))
         except ValueError:
@@ -154,8 +153,8 @@ async def _side_rows(
     return decoded
 
 
-async def _with_side_rows(
-    conn: AsyncConnection, rows: list[dict[str, Any]]
+def _with_side_rows(
+    conn: Connection, rows: list[dict[str, Any]]
 ) -> tuple[list[dict[str, Any]], list[SkippedRecord]]:
     """``rows`` with their assets, tags and query-type counts; a session one of whose
     side rows holds a value of the wrong kind is skipped."""
@@ -167,12 +166,12 @@ async def _with_side_rows(
     types: dict[UUID, dict[str, int]] = defaultdict(dict)
     damaged: dict[UUID, str] = {}
     for key, table, column in (("assets", MA, "asset"), ("tags", MT, "tag")):
-        for side in await _side_rows(conn, table, [column], ids):
+        for side in _side_rows(conn, table, [column], ids):
             if isinstance(side[column], str):
                 labels[key][side["session_id"]].append(side[column])
             else:
                 damaged[side["session_id"]] = f"{table.name} holds {side[column]!r:.40}"
-    for side in await _side_rows(conn, MQ, ["query_type", "queries"], ids):
+    for side in _side_rows(conn, MQ, ["query_type", "queries"], ids):
         kind, n = side["query_type"], side["queries"]
         if isinstance(kind, str) and isinstance(n, int) and not isinstance(n, bool):
             types[side["session_id"]][kind] = n
@@ -189,18 +188,14 @@ async def _with_side_rows(
     return good, skipped
 
 
-async def read_export_rows(
-    conn: AsyncConnection, filters: MetricFilters, since: datetime
-) -> RecordedRows:
+def read_export_rows(conn: Connection, filters: MetricFilters, since: datetime) -> RecordedRows:
     """Every recorded session of the window, oldest first, with its side rows, and the
     records that could not be read (logged with their session ids)."""
     exported = RecordedRows()
     after: tuple[Any, Any] | None = None
     while True:
-        page = await read_metric_rows_page(
-            conn, filters.conditions(since), after=after, limit=_PAGE
-        )
-        rows, unreadable = await _with_side_rows(conn, page.rows) if page.rows else ([], [])
+        page = read_metric_rows_page(conn, filters.conditions(since), after=after, limit=_PAGE)
+        rows, unreadable = _with_side_rows(conn, page.rows) if page.rows else ([], [])
         exported.rows.extend(rows)
         for damaged in (page.skipped, unreadable):
             report_skipped(damaged, doing="exporting")
@@ -210,8 +205,8 @@ async def read_export_rows(
         after = page.after
 
 
-async def read_recent_rows(
-    conn: AsyncConnection, filters: MetricFilters, since: datetime, *, limit: int
+def read_recent_rows(
+    conn: Connection, filters: MetricFilters, since: datetime, *, limit: int
 ) -> RecordedRows:
     """The ``limit`` most recently created recorded sessions of the window, newest first
     (without side rows); a record that cannot be read is passed over, logged and listed,
@@ -219,7 +214,7 @@ async def read_recent_rows(
     recent = RecordedRows()
     after: tuple[Any, Any] | None = None
     while len(recent.rows) < limit:
-        page = await read_metric_rows_page(
+        page = read_metric_rows_page(
             conn,
             filters.conditions(since),
             after=after,

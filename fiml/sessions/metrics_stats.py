@@ -12,8 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Table, case, desc, func, select
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import ColumnElement, Connection, Table, case, desc, func, select
 
 from fiml.sessions.metrics import ABANDONED, MA, MQ, MT, M, MetricFilters
 
@@ -37,13 +36,13 @@ class FinishedStats:
     """Sessions per session type, most used first."""
 
 
-def _by_name(conn: AsyncConnection, column: Any) -> Any:
+def _by_name(conn: Connection, column: Any) -> Any:
     # Ties rank by byte order on both dialects, whatever PostgreSQL's default collation.
     return column.collate("C") if conn.dialect.name == "postgresql" else column
 
 
-async def _ranking(
-    conn: AsyncConnection, table: Table, column: str, where: list[ColumnElement[bool]], top: int
+def _ranking(
+    conn: Connection, table: Table, column: str, where: list[ColumnElement[bool]], top: int
 ) -> list[tuple[str, int]]:
     name = table.c[column]
     count = func.count().label("n")
@@ -55,22 +54,22 @@ async def _ranking(
         .order_by(desc(count), _by_name(conn, name))
         .limit(top)
     )
-    return [(str(k), int(n)) for k, n in (await conn.execute(stmt)).all()]
+    return [(str(k), int(n)) for k, n in (conn.execute(stmt)).all()]
 
 
-async def _distribution(
-    conn: AsyncConnection, key: Any, amount: Any, where: list[ColumnElement[bool]], join: bool
+def _distribution(
+    conn: Connection, key: Any, amount: Any, where: list[ColumnElement[bool]], join: bool
 ) -> dict[str, int]:
     total = amount.label("n")
     stmt = select(key, total)
     if join:
         stmt = stmt.join(M, M.c.session_id == MQ.c.session_id)
     stmt = stmt.where(*where).group_by(key).order_by(desc(total), _by_name(conn, key))
-    return {str(k): int(n) for k, n in (await conn.execute(stmt)).all()}
+    return {str(k): int(n) for k, n in (conn.execute(stmt)).all()}
 
 
-async def finished_stats(
-    conn: AsyncConnection, filters: MetricFilters, since: datetime, *, top: int
+def finished_stats(
+    conn: Connection, filters: MetricFilters, since: datetime, *, top: int
 ) -> FinishedStats:
     """The aggregates over the recorded sessions ``filters`` select that were created at or
     after ``since``; ``top`` bounds the rankings. Run them all on one snapshot connection
@@ -84,17 +83,15 @@ async def finished_stats(
         func.coalesce(func.sum(M.c.cache_hits), 0),
         func.coalesce(abandoned, 0),
     ).where(*where)
-    finished, queries, avg_duration, hits, dropped = (await conn.execute(summary)).one()
+    finished, queries, avg_duration, hits, dropped = (conn.execute(summary)).one()
     return FinishedStats(
         sessions=int(finished),
         queries=int(queries),
         cache_hits=int(hits),
         abandoned=int(dropped),
         avg_duration_seconds=float(avg_duration or 0.0),
-        top_assets=await _ranking(conn, MA, "asset", where, top),
-        popular_tags=await _ranking(conn, MT, "tag", where, top),
-        query_types=await _distribution(
-            conn, MQ.c.query_type, func.sum(MQ.c.queries), where, join=True
-        ),
-        session_types=await _distribution(conn, M.c.session_type, func.count(), where, join=False),
+        top_assets=_ranking(conn, MA, "asset", where, top),
+        popular_tags=_ranking(conn, MT, "tag", where, top),
+        query_types=_distribution(conn, MQ.c.query_type, func.sum(MQ.c.queries), where, join=True),
+        session_types=_distribution(conn, M.c.session_type, func.count(), where, join=False),
     )

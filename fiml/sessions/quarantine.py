@@ -20,10 +20,9 @@ from typing import Any, cast
 from uuid import UUID
 
 from pydantic import ValidationError
-from sqlalchemy import Table, delete, func, select
+from sqlalchemy import Connection, Table, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from fiml.sessions.db import QuarantineRow
 
@@ -80,13 +79,13 @@ def failure_reason(exc: BaseException) -> str:
     return text[:_MAX_REASON_CHARS]
 
 
-def _insert(conn: AsyncConnection) -> Any:
+def _insert(conn: Connection) -> Any:
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
     return dialect.insert(QUARANTINE)
 
 
-async def record_quarantined(
-    conn: AsyncConnection, failures: Mapping[UUID, tuple[str | None, str]], *, now: datetime
+def record_quarantined(
+    conn: Connection, failures: Mapping[UUID, tuple[str | None, str]], *, now: datetime
 ) -> None:
     """Quarantine sessions (id -> (user id, reason)); one already there counts one more
     attempt and keeps its first failure time."""
@@ -113,24 +112,24 @@ async def record_quarantined(
             "attempts": QUARANTINE.c.attempts + 1,
         },
     )
-    await conn.execute(stmt, rows)
+    conn.execute(stmt, rows)
 
 
-async def release(conn: AsyncConnection, session_ids: Sequence[UUID]) -> None:
+def release(conn: Connection, session_ids: Sequence[UUID]) -> None:
     """Take sessions out of the quarantine (they were archived, or deleted)."""
     if session_ids:
-        await conn.execute(delete(QUARANTINE).where(QUARANTINE.c.session_id.in_(session_ids)))
+        conn.execute(delete(QUARANTINE).where(QUARANTINE.c.session_id.in_(session_ids)))
 
 
-async def list_quarantined(
-    conn: AsyncConnection, *, limit: int, user_id: str | None = None
+def list_quarantined(
+    conn: Connection, *, limit: int, user_id: str | None = None
 ) -> list[QuarantinedSession]:
     """The quarantined sessions, longest-failing first."""
     stmt = select(QUARANTINE)
     if user_id is not None:
         stmt = stmt.where(QUARANTINE.c.user_id == user_id)
     stmt = stmt.order_by(QUARANTINE.c.first_failed_at, QUARANTINE.c.session_id).limit(limit)
-    rows = (await conn.execute(stmt)).all()
+    rows = conn.execute(stmt).all()
     return [
         QuarantinedSession(
             session_id=r.session_id,
@@ -144,6 +143,6 @@ async def list_quarantined(
     ]
 
 
-async def count_quarantined(conn: AsyncConnection) -> int:
+def count_quarantined(conn: Connection) -> int:
     """How many sessions are quarantined."""
-    return int((await conn.execute(select(func.count()).select_from(QUARANTINE))).scalar_one())
+    return int(conn.execute(select(func.count()).select_from(QUARANTINE)).scalar_one())

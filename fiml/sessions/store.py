@@ -183,17 +183,30 @@ class SessionStore(TieredStore):
         rebase(session, changes, counters, now=now)
         return session
 
-    async def append_query(self, session_id: UUID | str, query: QueryRecord) -> HistoryCounters:
+    async def append_query(
+        self,
+        session_id: UUID | str,
+        query: QueryRecord,
+        *,
+        context: dict[str, Any] | None = None,
+    ) -> HistoryCounters:
         """Track one query atomically; returns the history's counters after it.
 
         Idempotent by the query's id: sending a query that is already recorded changes
         no counter and reports ``added_queries == 0``, so a retried write counts once.
+        ``context`` sets those context keys in the same write (one transaction, or one
+        script on Redis), checked as :meth:`update_state` checks them: the query and its
+        context are stored together or, if either is refused, neither is.
         """
         sid = parse_session_id(session_id)
         if not isinstance(query, QueryRecord):
             raise InvalidInputError("query", query, "must be a QueryRecord")
         check_query(query)
         changes = SessionChanges(new_queries=[query])
+        if context is not None and (context or not isinstance(context, dict)):
+            changes.set_keys = state_changes(
+                context=context, preferences=None, intermediate_results=None, remove_context=()
+            ).set_keys
         return await self._apply(sid, changes)
 
     async def update_state(

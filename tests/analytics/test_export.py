@@ -134,8 +134,14 @@ async def test_pages_of_rows_cover_every_session_once_in_order(
     after = None
     async with sql_archive(recorded.store).engine.connect() as conn:
         while True:
-            page = await read_metric_rows_page(
-                conn, filters.conditions(since), after=after, limit=1, newest_first=newest_first
+            page = await conn.run_sync(
+                lambda sync: read_metric_rows_page(
+                    sync,
+                    filters.conditions(since),
+                    after=after,  # noqa: B023 - run at once, inside this iteration
+                    limit=1,
+                    newest_first=newest_first,
+                )
             )
             seen.extend(r["session_id"] for r in page.rows)
             if page.after is None:

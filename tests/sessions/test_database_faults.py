@@ -76,8 +76,9 @@ async def test_a_full_sqlite_database_refuses_writes_and_keeps_its_data(tmp_path
     settings = await settings_for("sqlite", tmp_path)
     session_id, before = await new_session(settings)
     async with SessionStore(settings) as store:
+        statements = sql_archive(store).sync_engine  # the database thread's engine
 
-        @event.listens_for(sql_archive(store).engine.sync_engine, "connect")
+        @event.listens_for(statements, "connect")
         def _no_room_to_grow(dbapi_connection: Any, _record: Any) -> None:
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA page_count")
@@ -85,7 +86,7 @@ async def test_a_full_sqlite_database_refuses_writes_and_keeps_its_data(tmp_path
             cursor.execute(f"PRAGMA max_page_count = {pages}")  # SQLITE_FULL past this
             cursor.close()
 
-        await sql_archive(store).engine.dispose()  # reconnect with the limit
+        statements.dispose()  # reconnect with the limit
         with pytest.raises(StorageRefusedError) as caught:
             await store.update_state(session_id, context={"big": big_value()})
         assert caught.value.backend == "sqlite"

@@ -11,22 +11,27 @@ active tier on top of it.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterable, Sequence
-from contextlib import asynccontextmanager, nullcontext
+import queue
+import threading
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
-from sqlalchemy import and_, case, delete, func, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy import Connection, Engine, and_, case, delete, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from fiml.sessions.backends.fields import by_name, values_of
 from fiml.sessions.backends.sql_faults import unavailable_as_error
 from fiml.sessions.backends.sql_rows import Q, S, decoded, query_values, selected
-from fiml.sessions.db import READ_ONLY_OPTION, is_sqlite
-from fiml.sessions.metrics import FACT_SOURCES, SessionFacts, insert_missing_facts
+from fiml.sessions.db import (
+    READ_ONLY_OPTION,
+    STATEMENT_SNAPSHOT_OPTION,
+    create_thread_engine,
+    is_sqlite,
+)
+from fiml.sessions.metrics import FACT_SOURCES, SessionFacts, dialect_insert, insert_missing_facts
 from fiml.sessions.models import Session
 from fiml.sessions.quarantine import (
     QUARANTINE,
@@ -40,6 +45,8 @@ from fiml.sessions.quarantine import (
 from fiml.sessions.schema import check_schema, upgrade_schema
 
 __all__ = ["ArchivedInPlace", "SqlArchive"]
+
+T = TypeVar("T")
 
 _QUERY_ROWS_PER_CALL = 5000
 _FACT_FIELDS = tuple(by_name[name] for name in FACT_SOURCES)
@@ -67,8 +74,100 @@ class ArchivedInPlace:
     """Sessions archived whose facts could not be decoded: id -> (user id, reason)."""
 
 
+def _in_transaction(engine: Engine, work: Callable[[Connection], T]) -> T:
+    with engine.begin() as conn:
+        return work(conn)
+
+
+def _on_connection(engine: Engine, work: Callable[[Connection], T]) -> T:
+    with engine.connect() as conn:
+        return work(conn)
+
+
+def _settle(future: asyncio.Future[Any], outcome: Any, failed: bool) -> None:
+    if not future.done():  # its awaiting task may have been cancelled meanwhile
+        if failed:
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)
+
+
+class _Worker:
+    """A thread running the functions given to it one at a time, in order, each handing
+    its outcome back to the awaiting event loop: one crossing each way per function."""
+
+    def __init__(self, name: str) -> None:
+        self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            loop, future, work = job
+            try:
+                outcome, failed = work(), False
+            except BaseException as exc:  # handed to the caller, whatever it is
+                outcome, failed = exc, True
+            try:
+                loop.call_soon_threadsafe(_settle, future, outcome, failed)
+            except RuntimeError:  # the loop is closed: nobody is waiting any more
+                continue
+
+    async def run(self, work: Callable[[], T]) -> T:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._jobs.put((loop, future, work))
+        return await future
+
+    def stop(self) -> None:
+        """Stop after the functions already given, and wait for it."""
+        self._jobs.put(None)
+        self._thread.join()
+
+
+class _DatabaseThread:
+    """Where SQLite statements run: threads of the backend's own, on a ``sqlite3`` engine
+    (:func:`~fiml.sessions.db.create_thread_engine`) for the async engine's file.
+
+    A store operation crosses to a thread once and back, whatever it runs there. Writes
+    have a thread, reads another: a write waiting for another process's lock holds up no
+    read (WAL: readers never wait for a writer).
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.snapshot_reader = engine.execution_options(**{READ_ONLY_OPTION: True})
+        self.reader = engine.execution_options(**{STATEMENT_SNAPSHOT_OPTION: True})
+        self._writer: _Worker | None = None
+        self._reader: _Worker | None = None
+
+    async def write(self, work: Callable[[Connection], T]) -> T:
+        if self._writer is None:
+            self._writer = _Worker("fiml-sqlite-writer")
+        return await self._writer.run(lambda: _in_transaction(self.engine, work))
+
+    async def read(self, work: Callable[[Connection], T], *, snapshot: bool) -> T:
+        if self._reader is None:
+            self._reader = _Worker("fiml-sqlite-reader")
+        engine = self.snapshot_reader if snapshot else self.reader
+        return await self._reader.run(lambda: _on_connection(engine, work))
+
+    def close(self) -> None:
+        """Stop the threads (after what they are running) and close their connections."""
+        for worker in (self._writer, self._reader):
+            if worker is not None:
+                worker.stop()
+        self._writer = self._reader = None
+        self.engine.dispose()
+
+
 class SqlArchive:
-    """Archived sessions in a SQL database; the archive of every deployment."""
+    """Archived sessions in a SQL database; the archive of every deployment.
+
+    Each operation's SQL is one synchronous function of a SQLAlchemy ``Connection``, run
+    whole in one place: on SQLite in the backend's database thread (:class:`_DatabaseThread`),
+    on PostgreSQL through ``AsyncConnection.run_sync`` on the async engine (asyncpg).
+    """
 
     def __init__(self, engine: AsyncEngine, *, auto_migrate: bool = False) -> None:
         self.engine = engine
@@ -76,11 +175,15 @@ class SqlArchive:
         # The embedded SQLite file has one user and no operator to run a migration step;
         # any other database is migrated on purpose unless the settings opt in.
         self._migrates = auto_migrate or is_sqlite(engine)
-        self._reader = engine.execution_options(**{READ_ONLY_OPTION: True})
+        # PostgreSQL: reads whose statements need not share a snapshot run in autocommit
+        # mode, sparing the BEGIN and ROLLBACK round trips around them.
+        self._snapshot_reader = engine.execution_options(**{READ_ONLY_OPTION: True})
+        self._reader = engine.execution_options(isolation_level="AUTOCOMMIT")
         # SQLite has one writer at a time anyway; queueing in-process writers here spares
         # them SQLite's sleep-and-retry busy handler. Other processes still wait on the
         # file lock, so this lock is an optimisation, not what makes writes safe.
         self._write_lock = asyncio.Lock() if is_sqlite(engine) else None
+        self._thread: _DatabaseThread | None = None
 
     async def initialize(self) -> None:
         """SQLite (or ``auto_migrate``): migrate to the newest schema, creating it if absent.
@@ -91,26 +194,61 @@ class SqlArchive:
                 await upgrade_schema(self.engine)
             else:
                 await check_schema(self.engine)
+            if is_sqlite(self.engine):
+                await self._database_thread()
 
     async def close(self) -> None:
-        """Dispose of the connection pool."""
+        """Stop the database thread and dispose of the connection pools."""
+        if self._thread is not None:
+            self._thread.close()
         await self.engine.dispose()
 
-    @asynccontextmanager
-    async def _write(self) -> AsyncIterator[AsyncConnection]:
-        with unavailable_as_error(self.name):
-            async with self._write_lock or nullcontext(), self.engine.begin() as conn:
-                yield conn
+    @property
+    def sync_engine(self) -> Engine:
+        """The synchronous engine this backend's statements run on: on SQLite its database
+        thread's (once initialized), on PostgreSQL the async engine's ``sync_engine``."""
+        if not is_sqlite(self.engine):
+            return self.engine.sync_engine
+        if self._thread is None:
+            raise RuntimeError("the SQLite backend is not initialized")
+        return self._thread.engine
 
-    @asynccontextmanager
-    async def _read(self) -> AsyncIterator[AsyncConnection]:
-        with unavailable_as_error(self.name):
-            async with self._reader.connect() as conn:
-                yield conn
+    async def _database_thread(self) -> _DatabaseThread:
+        """The SQLite database thread, its engine waiting for the file lock as long as the
+        async engine's does (its busy timeout, read from one of its connections)."""
+        if self._thread is None:
+            async with self.engine.connect() as conn:
+                timeout_ms = (await conn.exec_driver_sql("PRAGMA busy_timeout")).scalar_one()
+            engine = create_thread_engine(
+                self.engine.url, busy_timeout=int(timeout_ms) / 1000, echo=bool(self.engine.echo)
+            )
+            if self._thread is None:
+                self._thread = _DatabaseThread(engine)
+            else:  # another task built it while this one read the timeout
+                engine.dispose()
+        return self._thread
 
-    def _insert(self, table: Any) -> Any:
-        dialect = postgresql if self.name == "postgresql" else sqlite
-        return dialect.insert(table)
+    async def _writing(self, work: Callable[[Connection], T]) -> T:
+        """``work`` in one write transaction (on SQLite behind the write lock, from its
+        first statement holding the file's write lock: ``BEGIN IMMEDIATE``)."""
+        with unavailable_as_error(self.name):
+            if self._write_lock is None:
+                async with self.engine.begin() as conn:
+                    return await conn.run_sync(work)
+            thread = await self._database_thread()
+            async with self._write_lock:
+                return await thread.write(work)
+
+    async def _reading(self, work: Callable[[Connection], T], *, snapshot: bool = False) -> T:
+        """``work`` on a read-only connection; its statements see one snapshot with
+        ``snapshot`` (a transaction), otherwise each statement its own (no transaction)."""
+        with unavailable_as_error(self.name):
+            if self._write_lock is None:
+                reader = self._snapshot_reader if snapshot else self._reader
+                async with reader.connect() as conn:
+                    return await conn.run_sync(work)
+            thread = await self._database_thread()
+            return await thread.read(work, snapshot=snapshot)
 
     async def archive_in_place(
         self,
@@ -125,9 +263,8 @@ class SqlArchive:
         (``archive_session``), which also ends them now. A session whose facts cannot be
         decoded is archived all the same and reported, so that the caller quarantines it.
         """
-        outcome = ArchivedInPlace()
         if not session_ids:
-            return outcome
+            return ArchivedInPlace()
         condition = and_(S.c.id.in_(list(session_ids)), S.c.archived_at.is_(None))
         values: dict[str, Any] = {"archived_at": now, "version": S.c.version + 1}
         if end_now:
@@ -135,8 +272,10 @@ class SqlArchive:
         else:
             condition = and_(condition, S.c.expires_at <= now)
         stmt = update(S).where(condition).values(**values).returning(*_FACT_COLUMNS)
-        async with self._write() as conn:
-            rows = (await conn.execute(stmt)).mappings().all()
+
+        def archive(conn: Connection) -> ArchivedInPlace:
+            outcome = ArchivedInPlace()
+            rows = conn.execute(stmt).mappings().all()
             outcome.archived = len(rows)
             if record_facts:
                 facts = []
@@ -145,10 +284,11 @@ class SqlArchive:
                         facts.append(_facts_from_row(row))
                     except UNDECODABLE as exc:
                         outcome.unreadable[row["id"]] = (row["user_id"], failure_reason(exc))
-                outcome.metrics_recorded = await insert_missing_facts(conn, facts, recorded_at=now)
-            kept = [row["id"] for row in rows if row["id"] not in outcome.unreadable]
-            await release(conn, kept)
-        return outcome
+                outcome.metrics_recorded = insert_missing_facts(conn, facts, recorded_at=now)
+            release(conn, [row["id"] for row in rows if row["id"] not in outcome.unreadable])
+            return outcome
+
+        return await self._writing(archive)
 
     async def import_archived(
         self, sessions: Sequence[Session], *, archived_at: datetime, record_facts: bool = False
@@ -167,13 +307,13 @@ class SqlArchive:
             values = values_of(session)
             values["archived_at"] = values["archived_at"] or archived_at
             rows.append(values)
-        # One statement executed for many rows: SQLAlchemy compiles it once (cached) and
-        # sends the rows in multi-row batches, where a ``.values(rows)`` statement would be
-        # compiled anew, with a bind parameter per value, for every batch.
-        stmt = self._insert(S).on_conflict_do_nothing().returning(S.c.id)
-        recorded = 0
-        async with self._write() as conn:
-            new_ids = set((await conn.execute(stmt, rows)).scalars())
+
+        def copy(conn: Connection) -> tuple[int, int]:
+            # One statement executed for many rows: SQLAlchemy compiles it once (cached) and
+            # sends the rows in multi-row batches, where a ``.values(rows)`` statement would
+            # be compiled anew, with a bind parameter per value, for every batch.
+            stmt = dialect_insert(conn, S).on_conflict_do_nothing().returning(S.c.id)
+            new_ids = set(conn.execute(stmt, rows).scalars())
             query_rows = [
                 query_values(s.id, i + 1, q)
                 for s in sessions
@@ -181,7 +321,8 @@ class SqlArchive:
                 for i, q in enumerate(s.state.history.queries)
             ]
             for query_batch in _chunks(query_rows, _QUERY_ROWS_PER_CALL):
-                await conn.execute(insert(Q), list(query_batch))
+                conn.execute(insert(Q), list(query_batch))
+            recorded = 0
             if record_facts:
                 facts = [
                     SessionFacts.from_session(
@@ -191,49 +332,51 @@ class SqlArchive:
                     for s in sessions
                     if s.id in new_ids
                 ]
-                recorded = await insert_missing_facts(conn, facts, recorded_at=archived_at)
-            await release(conn, [s.id for s in sessions])
-        return len(new_ids), recorded
+                recorded = insert_missing_facts(conn, facts, recorded_at=archived_at)
+            release(conn, [s.id for s in sessions])
+            return len(new_ids), recorded
+
+        return await self._writing(copy)
 
     async def quarantine(
         self, failures: dict[UUID, tuple[str | None, str]], *, now: datetime
     ) -> None:
         """Record sessions archival could not move (id -> (user id, reason))."""
-        async with self._write() as conn:
-            await record_quarantined(conn, failures, now=now)
+        await self._writing(lambda conn: record_quarantined(conn, failures, now=now))
 
     async def list_quarantined(
         self, *, limit: int, user_id: str | None = None
     ) -> list[QuarantinedSession]:
         """The quarantined sessions, longest-failing first."""
-        async with self._read() as conn:
-            return await list_quarantined(conn, limit=limit, user_id=user_id)
+        return await self._reading(
+            lambda conn: list_quarantined(conn, limit=limit, user_id=user_id)
+        )
 
     async def delete_archived_before(self, cutoff: datetime, *, batch_size: int = 1000) -> int:
-        """Delete archived sessions archived before ``cutoff``, in batches; quarantined
-        sessions are kept until an operator deletes them."""
+        """Delete archived sessions archived before ``cutoff``, in batches (a transaction
+        each); quarantined sessions are kept until an operator deletes them."""
         quarantined = select(QUARANTINE.c.session_id)
+        due = (
+            select(S.c.id)
+            .where(
+                S.c.archived_at.is_not(None),
+                S.c.archived_at < cutoff,
+                S.c.id.not_in(quarantined),
+            )
+            .limit(batch_size)
+        )
+
+        def delete_batch(conn: Connection) -> int | None:
+            ids = list(conn.execute(due).scalars())
+            if not ids:
+                return None
+            conn.execute(delete(Q).where(Q.c.session_id.in_(ids)))
+            return int(conn.execute(delete(S).where(S.c.id.in_(ids))).rowcount)
+
         deleted = 0
-        while True:
-            async with self._write() as conn:
-                ids = list(
-                    (
-                        await conn.execute(
-                            select(S.c.id)
-                            .where(
-                                S.c.archived_at.is_not(None),
-                                S.c.archived_at < cutoff,
-                                S.c.id.not_in(quarantined),
-                            )
-                            .limit(batch_size)
-                        )
-                    ).scalars()
-                )
-                if not ids:
-                    return deleted
-                await conn.execute(delete(Q).where(Q.c.session_id.in_(ids)))
-                result = await conn.execute(delete(S).where(S.c.id.in_(ids)))
-                deleted += int(result.rowcount)
+        while (removed := await self._writing(delete_batch)) is not None:
+            deleted += removed
+        return deleted
 
     async def count_sessions(self, *, archived: bool | None = None) -> int:
         """How many sessions are stored (all, only archived, or only unarchived)."""
@@ -242,5 +385,4 @@ class SqlArchive:
             stmt = stmt.where(
                 S.c.archived_at.is_not(None) if archived else S.c.archived_at.is_(None)
             )
-        async with self._read() as conn:
-            return int((await conn.execute(stmt)).scalar_one())
+        return await self._reading(lambda conn: int(conn.execute(stmt).scalar_one()))
