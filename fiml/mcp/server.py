@@ -33,6 +33,7 @@ from fiml import __version__
 from fiml.core.config import Settings
 from fiml.core.errors import ConfigurationError
 from fiml.core.redis_client import open_redis
+from fiml.dashboard import add_dashboard
 from fiml.market.service import MarketData
 from fiml.mcp.analytics_tool import AnalyticsStats, AnalyticsTool, StatsSource
 from fiml.mcp.auth import (
@@ -218,6 +219,8 @@ async def serve(
             if transport == "stdio":
                 await serve_stdio(server)
                 return
+            if verifier is not None:  # the admins' analytics dashboard, at /dashboard
+                add_dashboard(server, SessionAnalytics(store), verifier.tokens)
             await serve_http(
                 server,
                 host=host,
