@@ -22,7 +22,13 @@ from datetime import UTC
 from typing import TYPE_CHECKING, Any, Protocol
 
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.responses import (
+    HTMLResponse,
+    JSONResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+)
 from starlette.routing import Route
 
 from fiml.core.errors import InvalidInputError
@@ -49,7 +55,7 @@ def _headers(nonce: str) -> dict[str, str]:
             "frame-ancestors 'none'; base-uri 'none'"
         ),
         "X-Content-Type-Options": "nosniff",
-        "Referrer-Policy": "no-referrer",
+        "Referrer-Policy": "same-origin",  # "no-referrer" makes forms send Origin: null
     }
 
 
@@ -256,7 +262,9 @@ def dashboard_routes(analytics: SessionAnalytics, gate: Gate) -> list[Route]:
             filters = _filters(request)
             figures = await _figures(analytics, filters)
         except InvalidInputError as exc:
-            return Response(f"{exc}\n", status_code=400, headers={"Cache-Control": "no-store"})
+            return PlainTextResponse(
+                f"{exc}\n", status_code=400, headers={"Cache-Control": "no-store"}
+            )
         now = analytics.store.now().astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
         csrf = gate.logout_csrf(request)
         return _html(

@@ -122,25 +122,19 @@ def _duration(seconds: float) -> str:
 
 
 def _cards(stats: SessionStats) -> str:
+    # data-value holds the exact figure (as JSON writes it), the text a readable rounding.
     cards = [
         ("Active sessions now", "active_sessions", str(stats["active_sessions"])),
         ("Finished sessions", "archived_sessions", str(stats["archived_sessions"])),
         ("Queries", "total_queries", str(stats["total_queries"])),
-        (
-            "Average duration",
-            "avg_duration_seconds",
-            f"{stats['avg_duration_seconds']:.1f}",
-        ),
-        (
-            "Queries per session",
-            "avg_queries_per_session",
-            f"{stats['avg_queries_per_session']:.2f}",
-        ),
-        ("Abandonment rate", "abandonment_rate", f"{stats['abandonment_rate']:.4f}"),
-        ("Cache-hit rate", "cache_hit_rate", f"{stats['cache_hit_rate']:.4f}"),
+        ("Average duration", "avg_duration_seconds", repr(stats["avg_duration_seconds"])),
+        ("Queries per session", "avg_queries_per_session", repr(stats["avg_queries_per_session"])),
+        ("Abandonment rate", "abandonment_rate", repr(stats["abandonment_rate"])),
+        ("Cache-hit rate", "cache_hit_rate", repr(stats["cache_hit_rate"])),
     ]
     shown = {
         "avg_duration_seconds": _duration(stats["avg_duration_seconds"]),
+        "avg_queries_per_session": f"{stats['avg_queries_per_session']:.2f}",
         "abandonment_rate": _percent(stats["abandonment_rate"]),
         "cache_hit_rate": _percent(stats["cache_hit_rate"]),
     }

@@ -98,7 +98,7 @@ def stacked_bar_chart(
 ) -> str:
     """One stacked bar per category (a day, ``YYYY-MM-DD``), one colour per series; each
     bar is labelled with its total, and the legend with each series' total."""
-    left, right, top, bottom = 36, 8, 28, 24
+    left, right, top, bottom = 36, 8, 36, 24
     plot_h = height - top - bottom
     totals = [sum(values[i] for values in series.values()) for i in range(len(categories))]
     axis_max = _nice_max(max(totals, default=0))
@@ -111,12 +111,14 @@ def stacked_bar_chart(
     )
     head, _ = _open(width, height, title, f"Totals: {legend}. Per day: {days or 'none'}.")
     parts = [head]
+    x = left
     for index, name in enumerate(series):
-        x = left + index * 120
+        label = f"{name} ({sum(series[name])})"
         parts.append(
             f'<rect x="{x}" y="6" width="10" height="10" fill="{PALETTE[index % len(PALETTE)]}"/>'
-            f'<text x="{x + 14}" y="15">{escape(name)} ({sum(series[name])})</text>'
+            f'<text x="{x + 14}" y="15">{escape(label)}</text>'
         )
+        x += 32 + 7 * len(label)  # about a character's width at this size, and a gap
     base = top + plot_h
     parts.append(
         f'<line x1="{left}" y1="{base}" x2="{width - right}" y2="{base}" stroke="{_AXIS}"/>'

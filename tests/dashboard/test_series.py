@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 
 import pytest
 
@@ -22,7 +23,7 @@ from tests.dashboard.dataset import FINISHED
 def test_buckets_cover_every_value_once() -> None:
     for buckets in (DURATION_BUCKETS, QUERY_BUCKETS):
         assert buckets[0].low == 0 and buckets[-1].high is None
-        for before, after in zip(buckets, buckets[1:], strict=False):
+        for before, after in pairwise(buckets):
             assert before.high == after.low
     assert [bucket_of(QUERY_BUCKETS, n) for n in (0, 1, 2, 4, 5, 19, 20, 10**6)] == [
         0, 1, 2, 2, 3, 4, 5, 5,
