@@ -33,7 +33,13 @@ from starlette.routing import Route
 
 from fiml.core.errors import InvalidInputError
 from fiml.dashboard.auth import CSRF_COOKIE, SESSION_COOKIE, SessionSigner, TokenSourceLike
-from fiml.dashboard.page import Filters, dashboard_page, login_page
+from fiml.dashboard.page import (
+    REFRESH_RANGE,
+    REFRESH_SECONDS,
+    Filters,
+    dashboard_page,
+    login_page,
+)
 from fiml.sessions.analytics import SessionAnalytics
 
 if TYPE_CHECKING:
@@ -236,8 +242,21 @@ def _filters(request: Request) -> Filters:
         days = int(raw_days)
     except ValueError:
         raise InvalidInputError("days", raw_days, "must be a whole number of days") from None
+    raw_refresh = params.get("refresh", str(REFRESH_SECONDS))
+    low, high = REFRESH_RANGE
+    try:
+        refresh = int(raw_refresh)
+    except ValueError:
+        refresh = 0
+    if not low <= refresh <= high:
+        raise InvalidInputError(
+            "refresh", raw_refresh, f"must be a whole number of seconds from {low} to {high}"
+        )
     return Filters(
-        days=days, session_type=params.get("type") or None, user_id=params.get("user") or None
+        days=days,
+        session_type=params.get("type") or None,
+        user_id=params.get("user") or None,
+        refresh_seconds=refresh,
     )
 
 

@@ -4,7 +4,8 @@ Each figure appears three times: drawn in an SVG chart (:mod:`fiml.dashboard.svg
 in the chart, and in a table under it whose cells carry ``data-figure`` names, so people,
 screen readers and tests read the same numbers. The page refreshes its panels itself: a
 small inline script (allowed by the page's Content-Security-Policy nonce) fetches the same
-URL every :data:`REFRESH_SECONDS` and swaps them in; without script a meta refresh does it.
+URL every :data:`REFRESH_SECONDS` (or ``?refresh=S``) and swaps them in; without script a
+meta refresh does it.
 """
 
 from __future__ import annotations
@@ -12,15 +13,16 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from html import escape
-from urllib.parse import urlencode
 
 from fiml.dashboard.svg import bar_chart, line_chart, stacked_bar_chart
 from fiml.sessions.analytics import SessionSeries, SessionStats
 from fiml.sessions.models import SessionType
 
-__all__ = ["REFRESH_SECONDS", "WINDOWS", "Filters", "dashboard_page", "login_page"]
+__all__ = ["REFRESH_RANGE", "REFRESH_SECONDS", "WINDOWS", "Filters", "dashboard_page", "login_page"]
 
 REFRESH_SECONDS = 30
+"""How often the page refreshes itself by default; ``?refresh=S`` picks another period."""
+REFRESH_RANGE = (2, 3600)
 WINDOWS = (1, 7, 30, 90, 365)
 """The windows (days) the page offers; any whole number of days is accepted in the URL."""
 
@@ -55,15 +57,7 @@ class Filters:
     days: int = 30
     session_type: str | None = None
     user_id: str | None = None
-
-    def query(self) -> str:
-        """The filters as a URL query string."""
-        params = {"days": str(self.days)}
-        if self.session_type:
-            params["type"] = self.session_type
-        if self.user_id:
-            params["user"] = self.user_id
-        return urlencode(params)
+    refresh_seconds: int = REFRESH_SECONDS
 
 
 def _document(title: str, body: str, *, nonce: str, head: str = "") -> str:
@@ -160,12 +154,17 @@ def _filter_form(filters: Filters, types: Iterable[str]) -> str:
         for t in types
     )
     user = escape(filters.user_id or "")
+    refresh = (
+        ""
+        if filters.refresh_seconds == REFRESH_SECONDS
+        else f'<input type="hidden" name="refresh" value="{filters.refresh_seconds}">'
+    )
     return (
         '<form method="get" action="/dashboard" class="inline" aria-label="Filters">'
         f'<label>Window <select name="days">{day_options}</select></label>'
         f'<label>Type <select name="type">{type_options}</select></label>'
         f'<label>User <input name="user" value="{user}" placeholder="all users" size="14">'
-        '</label><button type="submit">Show</button></form>'
+        f'</label>{refresh}<button type="submit">Show</button></form>'
     )
 
 
@@ -251,12 +250,12 @@ def panels(stats: SessionStats, series: SessionSeries) -> str:
     )
 
 
-def _refresh_script(nonce: str) -> str:
+def _refresh_script(nonce: str, seconds: int) -> str:
     # Fetch this same URL and swap the panels in, so the filters and the scroll position
     # stay; a failed fetch leaves the figures as they were and says so.
     return (
         f'<script nonce="{nonce}">(function(){{'
-        f"var every={REFRESH_SECONDS * 1000};"
+        f"var every={seconds * 1000};"
         "function tick(){fetch(location.href,{credentials:'same-origin'})"
         ".then(function(r){if(!r.ok)throw new Error(r.status);return r.text();})"
         ".then(function(html){var doc=new DOMParser().parseFromString(html,'text/html');"
@@ -295,9 +294,9 @@ def dashboard_page(
         f'<span class="muted">{escape(user_id)}</span>{logout}</header>'
         f'<p class="muted window">Window: last {filters.days} days; '
         f'updated <span id="updated">{escape(generated_at)}</span>; '
-        f"refreshes every {REFRESH_SECONDS} s.</p>"
+        f"refreshes every {filters.refresh_seconds} s.</p>"
         f'<main id="panels" data-window="{filters.days}">{panels(stats, series)}</main>'
-        f"{_refresh_script(nonce)}"
+        f"{_refresh_script(nonce, filters.refresh_seconds)}"
     )
-    head = f'<noscript><meta http-equiv="refresh" content="{REFRESH_SECONDS}"></noscript>'
+    head = f'<noscript><meta http-equiv="refresh" content="{filters.refresh_seconds}"></noscript>'
     return _document("FIML dashboard", body, nonce=nonce, head=head)

@@ -193,8 +193,9 @@ def line_chart(
     for n, (i, rate) in enumerate(labelled):
         if n % every == 0 or n == len(labelled) - 1:
             y = round(base - plot_h * rate, 1)
+            anchor = "end" if x_of[i] > width - right - 16 else "middle"  # not past the edge
             parts.append(
-                f'<text x="{x_of[i]}" y="{round(max(y - 6, 10), 1)}" text-anchor="middle">'
+                f'<text x="{x_of[i]}" y="{round(max(y - 6, 10), 1)}" text-anchor="{anchor}">'
                 f"{rate:.0%}</text>"
             )
     if not labelled:

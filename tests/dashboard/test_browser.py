@@ -6,6 +6,8 @@ one there too, as for the docs' picture)."""
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Coroutine
+from datetime import timedelta
 from pathlib import Path
 
 import anyio
@@ -14,7 +16,9 @@ from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.wait import WebDriverWait
 
 from fiml.sessions.analytics import SessionAnalytics, SessionSeries, SessionStats
+from fiml.sessions.models import SessionType
 from fiml.sessions.store import SessionStore
+from tests.analytics.factories import finished_session
 from tests.dashboard.browser import chromium, full_page_screenshot, require_chromium
 from tests.mcp.live_servers import http_server, write_tokens
 
@@ -55,7 +59,12 @@ def page_figures(session: object) -> dict[str, float]:
     return {str(name): float(value) for name, value in pairs}
 
 
-def browse(base: str, tokens: dict[str, str], shots: list[Path]) -> dict[str, object]:
+def browse(
+    base: str,
+    tokens: dict[str, str],
+    shots: list[Path],
+    finish_one: Callable[[], Coroutine[object, object, None]],
+) -> dict[str, object]:
     """Log in (refused as a user, let in as the admin) and read the page; runs in a thread
     (Selenium blocks) while the test's event loop keeps reading the server's output."""
     seen: dict[str, object] = {}
@@ -76,6 +85,15 @@ def browse(base: str, tokens: dict[str, str], shots: list[Path]) -> dict[str, ob
         wait.until(expected_conditions.presence_of_element_located((By.ID, "panels")))
         seen["url"] = session.current_url
         seen["figures"] = page_figures(session)
+        # The page refreshes itself: a session finished meanwhile appears without a reload.
+        session.get(f"{base}/dashboard?days=30&refresh=2")
+        before = page_figures(session)["stats.archived_sessions"]
+        marker = session.find_element(By.ID, "panels")
+        anyio.from_thread.run(finish_one)
+        wait.until(lambda s: page_figures(s)["stats.archived_sessions"] == before + 1)
+        seen["refreshed"] = page_figures(session)
+        seen["same_document"] = marker.is_displayed()  # stale after a reload: it raises
+        session.get(f"{base}/dashboard?days=30")
         seen["cookies"] = session.get_cookies()
         seen["title"] = session.title
         for shot in shots:
@@ -98,9 +116,23 @@ async def test_the_page_shows_the_analytics_figures_in_chromium(
     shots = [tmp_path / "dashboard.png"]
     if extra := os.environ.get("FIML_DASHBOARD_SCREENSHOT"):
         shots.append(Path(extra).resolve())
+    before = await analytics.get_session_stats(days=30), await analytics.get_session_series(days=30)
+
+    async def finish_one() -> None:
+        late = finished_session(
+            user="dana",
+            kind=SessionType.MACRO,
+            assets=["GLD"],
+            created_ago=timedelta(hours=3),
+            lasted=timedelta(minutes=20),
+            closed=True,
+            queries={"search_by_symbol": (3, 3)},
+        )
+        await analytics.record_session_metrics(late)
+
     async with http_server(tmp_path, tmp_path / "tokens.json") as server:
         base = server.url.removesuffix("/mcp")
-        seen = await anyio.to_thread.run_sync(browse, base, tokens, shots)
+        seen = await anyio.to_thread.run_sync(browse, base, tokens, shots, finish_one)
         log = server.log.decode(errors="replace")
     stats = await analytics.get_session_stats(days=30)
     series = await analytics.get_session_series(days=30)
@@ -108,8 +140,10 @@ async def test_the_page_shows_the_analytics_figures_in_chromium(
     assert str(seen["login_url"]).endswith("/dashboard/login")
     assert "not an admin" in str(seen["refusal"])
     assert str(seen["url"]) == f"{base}/dashboard"
-    assert seen["figures"] == api_figures(stats, series)
-    assert stats["archived_sessions"] == 7 and stats["active_sessions"] == 2  # the data set
+    assert seen["figures"] == api_figures(*before)
+    assert before[0]["archived_sessions"] == 7 and before[0]["active_sessions"] == 2
+    assert seen["refreshed"] == api_figures(stats, series) != seen["figures"]
+    assert seen["same_document"] is True
     cookie = next(c for c in seen["cookies"] if c["name"] == "fiml_dashboard")  # type: ignore[attr-defined]
     assert cookie["httpOnly"] is True and cookie["sameSite"] == "Strict"
     assert str(seen["after_logout"]).endswith("/dashboard/login")

@@ -207,7 +207,16 @@ async def _record(urls: list[str], request: httpx.Request) -> None:
 
 
 @pytest.mark.parametrize(
-    ("query", "field"), [("days=abc", "days"), ("days=0", "days"), ("type=bonds", "session_type")]
+    ("query", "field"),
+    [
+        ("days=abc", "days"),
+        ("days=0", "days"),
+        ("days=367", "days"),
+        ("type=bonds", "session_type"),
+        ("user=" + "x" * 256, "user_id"),
+        ("refresh=1", "refresh"),
+        ("refresh=soon", "refresh"),
+    ],
 )
 async def test_bad_filters_are_a_400_naming_the_field(
     client: httpx.AsyncClient, tokens: Tokens, query: str, field: str
