@@ -21,6 +21,7 @@ from pathlib import Path
 from starlette.applications import Starlette
 from starlette.requests import Request
 
+from fiml.core.errors import ConfigurationError
 from fiml.dashboard.app import PATH, LocalViewer, dashboard_routes
 from fiml.sessions.analytics import SessionAnalytics
 
@@ -77,14 +78,18 @@ class LoopbackPeers:
 
 
 def bind_loopback(port: int = 0) -> socket.socket:
-    """A listening socket on 127.0.0.1 (``port`` 0: a free one the system picks)."""
+    """A listening socket on 127.0.0.1 (``port`` 0: a free one the system picks); a port
+    that cannot be had is a ConfigurationError saying so."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
         sock.bind(("127.0.0.1", port))
         sock.listen(128)
-    except OSError:
+    except OSError as exc:
         sock.close()
-        raise
+        raise ConfigurationError(
+            f"cannot listen on 127.0.0.1:{port}: {exc.strerror or exc}; "
+            "pick another --port, or leave it out for a free one"
+        ) from None
     return sock
 
 

@@ -14,8 +14,10 @@ import httpx
 import pytest
 from starlette.requests import Request
 
+from fiml.cli.failures import EXIT_BAD_INPUT
 from fiml.dashboard.local import LoopbackPeers, bind_loopback
 from fiml.sessions.store import SessionStore
+from tests.cli.conftest import assert_one_line_error, invoke
 from tests.mcp.live_servers import server_env
 
 STARTUP_SECONDS = 60
@@ -94,3 +96,11 @@ async def test_fiml_dashboard_serves_the_local_user_without_a_token(
             process.terminate()
             with anyio.move_on_after(10):
                 await process.wait()
+
+
+def test_a_port_in_use_is_one_line_and_no_browser_opens() -> None:
+    with bind_loopback() as busy:
+        port = str(busy.getsockname()[1])
+        result = invoke("dashboard", "--port", port, "--no-browser")
+    assert_one_line_error(result, EXIT_BAD_INPUT, f"127.0.0.1:{port}", "in use", "--port")
+    assert result.stdout == ""  # no URL printed for a server that never listened
