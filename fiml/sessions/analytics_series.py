@@ -4,9 +4,10 @@
 aggregates run in the database. A chart also needs "when" and "how spread": sessions per
 day by type, completed and abandoned sessions per day, the cache-hit rate per day, and
 how durations and query counts are distributed. Those come from the rows the archive tier
-already reads back (:meth:`~fiml.sessions.backends.base.ArchiveTier.export_rows`), folded
-here into fixed buckets. That read is paged in the database but costs O(recorded sessions
-in the window) in time and memory, so the window is bounded (:data:`MAX_SERIES_DAYS`).
+already reads back (:meth:`~fiml.sessions.backends.base.ArchiveTier.recent_finished`:
+each session's own facts, without its side rows), folded here into fixed buckets. That
+costs O(recorded sessions in the window) in time and memory, so the window is bounded
+(:data:`MAX_SERIES_DAYS`).
 
 Days are UTC calendar days of a session's creation, the window's first (partial) day to
 today, every day present (a day without sessions counts zero), oldest first. A session is
@@ -134,8 +135,8 @@ def fold_series(
     now: datetime,
     skipped: int = 0,
 ) -> SessionSeries:
-    """The series of ``rows`` (recorded sessions as the archive's ``export_rows`` reads
-    them, created from ``since`` to ``now``) for the window ``filters`` describes."""
+    """The series of ``rows`` (recorded sessions as the archive's ``recent_finished``
+    reads them, created from ``since`` to ``now``) for the window ``filters`` describes."""
     by_day = {day: _empty_day(day) for day in _day_list(since.date(), now.date())}
     durations = [0] * len(DURATION_BUCKETS)
     queries = [0] * len(QUERY_BUCKETS)

@@ -17,6 +17,7 @@ from fiml.sessions.analytics_series import (
     fold_series,
 )
 from fiml.sessions.metrics import MetricFilters
+from tests.analytics.factories import damage
 from tests.dashboard.dataset import FINISHED
 
 
@@ -114,3 +115,17 @@ async def test_bad_filters_are_refused_naming_them(analytics: SessionAnalytics) 
     with pytest.raises(InvalidInputError) as raised:
         await analytics.get_session_series(user_id="")
     assert raised.value.field == "user_id"
+
+
+async def test_a_damaged_record_costs_the_series_only_itself(
+    analytics: SessionAnalytics, caplog: pytest.LogCaptureFixture
+) -> None:
+    await damage(
+        analytics.store,
+        "UPDATE session_metrics SET total_queries = 'lots' "
+        "WHERE rowid = (SELECT min(rowid) FROM session_metrics)",
+    )
+    series = await analytics.get_session_series(days=30)
+    assert series["skipped_records"] == 1
+    assert sum(series["queries_distribution"].values()) == len(FINISHED) - 1
+    assert any("total_queries" in record.getMessage() for record in caplog.records)
