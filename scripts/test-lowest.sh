@@ -41,7 +41,8 @@ EOF
 
 # The contract suite on every deployment (SQLAlchemy, aiosqlite, asyncpg, redis-py, pydantic,
 # Alembic), then a module or a test each for the MCP SDK, the CLI (Typer, Rich), the market
-# clients (httpx, respx), the Celery worker (Celery, kombu) and the HTTP server (uvicorn).
+# clients (httpx, respx), the Celery worker (Celery, kombu), the HTTP server (uvicorn) and the
+# dashboard's login (Starlette, which the MCP SDK brings).
 "$env/bin/pytest" -p no:cacheprovider -q \
   tests/sessions/test_store_contract.py \
   tests/mcp/test_session_tools.py \
@@ -49,4 +50,5 @@ EOF
   tests/market/test_service.py \
   tests/jobs/test_celery_worker.py \
   "tests/mcp/test_http.py::test_the_whole_workflow_over_http[stateful]" \
+  tests/dashboard/test_login.py \
   "$@"
