@@ -20,6 +20,7 @@ import secrets
 from collections.abc import Awaitable, Callable
 from datetime import UTC
 from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import parse_qsl
 
 from starlette.requests import Request
 from starlette.responses import (
@@ -109,8 +110,6 @@ async def _form(request: Request) -> dict[str, str]:
         body += chunk
         if len(body) > _MAX_FORM_BYTES:
             return {}
-    from urllib.parse import parse_qsl
-
     return dict(parse_qsl(body.decode("utf-8", "replace"), max_num_fields=8))
 
 
