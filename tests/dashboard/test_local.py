@@ -66,8 +66,12 @@ def test_a_connection_the_table_does_not_list_is_refused(tmp_path: Path) -> None
 async def test_fiml_dashboard_serves_the_local_user_without_a_token(
     tmp_path: Path, seeded_store: SessionStore
 ) -> None:
-    env = server_env(tmp_path, FIML_USER="dana")
-    command = [sys.executable, "-m", "fiml.cli", "dashboard", "--no-browser"]
+    # webbrowser runs $BROWSER with the URL: here a script that writes it down.
+    opened = tmp_path / "opened.txt"
+    browser = tmp_path / "browser.py"
+    browser.write_text(f"import sys; open({str(opened)!r}, 'w').write(sys.argv[1])\n")
+    env = server_env(tmp_path, FIML_USER="dana", BROWSER=f"{sys.executable} {browser} %s")
+    command = [sys.executable, "-m", "fiml.cli", "dashboard"]
     process = await anyio.open_process(
         command, env=env, cwd=str(tmp_path), stderr=subprocess.DEVNULL
     )
@@ -92,6 +96,10 @@ async def test_fiml_dashboard_serves_the_local_user_without_a_token(
                 rebound = await http.get(url, headers={"Host": "evil.example"})
                 assert rebound.status_code == 403
                 assert "Log out" not in page.text  # no login, so no logout
+            with anyio.fail_after(STARTUP_SECONDS):  # the browser runs on its own
+                while not opened.exists() or not opened.read_text():
+                    await anyio.sleep(0.05)
+            assert opened.read_text() == url
         finally:
             process.terminate()
             with anyio.move_on_after(10):
