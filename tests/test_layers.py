@@ -1,5 +1,6 @@
-"""The package's layers, read from its import statements: core <- sessions <- market <- mcp
-<- cli, each importing only the layers below it (market none of sessions), and no session
+"""The package's layers, read from its import statements: core <- sessions <- market,
+dashboard <- mcp <- cli, each importing only the layers below it (market none of sessions,
+the dashboard no market), and no session
 backend reaching into another backend's implementation.
 
 Every ``import`` counts, those inside functions and under ``TYPE_CHECKING`` too: a lazy
@@ -21,8 +22,16 @@ ALLOWED = {
     "fiml.core": {"fiml.core"},
     "fiml.sessions": {"fiml.core", "fiml.sessions"},
     "fiml.market": {"fiml.core", "fiml.market"},
-    "fiml.mcp": {"fiml.core", "fiml.sessions", "fiml.market", "fiml.mcp"},
-    "fiml.cli": {"fiml.core", "fiml.sessions", "fiml.market", "fiml.mcp", "fiml.cli"},
+    "fiml.dashboard": {"fiml.core", "fiml.sessions", "fiml.dashboard"},
+    "fiml.mcp": {"fiml.core", "fiml.sessions", "fiml.market", "fiml.dashboard", "fiml.mcp"},
+    "fiml.cli": {
+        "fiml.core",
+        "fiml.sessions",
+        "fiml.market",
+        "fiml.dashboard",
+        "fiml.mcp",
+        "fiml.cli",
+    },
 }
 """Which layers each layer may import (``fiml`` itself, the version, is open to all)."""
 

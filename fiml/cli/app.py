@@ -11,6 +11,7 @@ import typer
 from fiml import __version__
 from fiml.cli.analytics import analytics_app
 from fiml.cli.cleanup import cleanup
+from fiml.cli.dashboard import dashboard
 from fiml.cli.db import db_app
 from fiml.cli.failures import show_tracebacks
 from fiml.cli.runtime import out_console, run
@@ -82,6 +83,7 @@ app.add_typer(sessions_app)
 app.add_typer(analytics_app)
 app.command("cleanup")(cleanup)
 app.command("status")(status)
+app.command("dashboard")(dashboard)
 
 
 def main() -> None:

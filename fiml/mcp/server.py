@@ -35,6 +35,7 @@ from fiml.core.errors import ConfigurationError
 from fiml.core.logs import configure_logging
 from fiml.core.metrics import enable_metrics
 from fiml.core.redis_client import open_redis
+from fiml.dashboard import add_dashboard
 from fiml.market.service import MarketData
 from fiml.mcp.analytics_tool import AnalyticsStats, AnalyticsTool, StatsSource
 from fiml.mcp.auth import (
@@ -262,6 +263,10 @@ async def serve(
                     await serve_stdio(server, ops=ops, ops_address=address)
                 return
             ops.register(server)
+            if verifier is not None and verifier.tokens is not None:
+                # The admins' analytics dashboard, at /dashboard: admins of the token file
+                # log in with their token (an OAuth-only server has no dashboard login).
+                add_dashboard(server, SessionAnalytics(store), verifier.tokens.tokens)
             await serve_http(
                 server,
                 host=host,

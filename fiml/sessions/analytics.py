@@ -33,6 +33,7 @@ from fiml.sessions.analytics_export import (
     resolve_export_path,
     write_export,
 )
+from fiml.sessions.analytics_series import MAX_SERIES_DAYS, SessionSeries, fold_series
 from fiml.sessions.backends.base import ArchiveTier
 from fiml.sessions.metrics import MetricFilters, SessionFacts
 from fiml.sessions.metrics_backfill import BackfillReport
@@ -45,6 +46,7 @@ __all__ = [
     "BackfillReport",
     "RecentSession",
     "SessionAnalytics",
+    "SessionSeries",
     "SessionStats",
     "TagCount",
     "UserSessionSummary",
@@ -54,6 +56,8 @@ MAX_DAYS = 36_500
 MAX_TOP = 100
 MAX_BATCH = 10_000
 RECENT_SESSIONS = 10
+SERIES_ROWS = 10_000_000
+"""More recorded sessions than a window of the series holds (they read every one of them)."""
 
 
 class AssetCount(TypedDict):
@@ -261,6 +265,31 @@ class SessionAnalytics:
         )
         finished = await self.archive.finished_stats(filters, since, top=top)
         return _stats(filters, finished, active=active)
+
+    async def get_session_series(
+        self,
+        user_id: str | None = None,
+        session_type: SessionType | str | None = None,
+        days: int = 30,
+    ) -> SessionSeries:
+        """Per-day series and distributions over the window :meth:`get_session_stats`
+        describes for the same filter (see :mod:`fiml.sessions.analytics_series`), so they
+        add up to its figures. ``days`` is a whole number from 1 to ``MAX_SERIES_DAYS``:
+        the series read every recorded session of the window, O(its sessions).
+        """
+        if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= MAX_SERIES_DAYS:
+            raise InvalidInputError(
+                "days", days, f"must be a whole number of days from 1 to {MAX_SERIES_DAYS}"
+            )
+        filters = _filters(user_id, session_type, days)
+        now = self.store.now()
+        since = now - timedelta(days=filters.days)
+        # The rows without their assets, tags and query types (which an export reads too,
+        # at twice the cost): the series need only each session's own facts.
+        recorded = await self.archive.recent_finished(filters, since, limit=SERIES_ROWS)
+        return fold_series(
+            recorded.rows, filters, since=since, now=now, skipped=len(recorded.skipped)
+        )
 
     async def get_user_session_summary(self, user_id: str, days: float = 30) -> UserSessionSummary:
         """One user's statistics and their ten most recent finished sessions.

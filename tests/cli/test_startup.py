@@ -55,7 +55,9 @@ def test_importing_the_cli_loads_no_storage_nor_server() -> None:
     assert not {m for m in loaded if m.startswith(("fiml.sessions", "fiml.mcp", "fiml.market"))}
 
 
-@pytest.mark.parametrize("args", [["--help"], ["sessions", "--help"], ["serve", "--help"]])
+@pytest.mark.parametrize(
+    "args", [["--help"], ["sessions", "--help"], ["serve", "--help"], ["dashboard", "--help"]]
+)
 def test_help_loads_no_storage_nor_server(args: list[str]) -> None:
     assert not loaded_after(run_cli(*args)) & set(HEAVY)
 
