@@ -20,6 +20,7 @@ from fiml.core.config import Settings
 from fiml.sessions.backends.sql import SqlBackend
 from fiml.sessions.store import SessionStore
 from tests.clock import MovableClock
+from tests.database_reset import reset_postgres as reset_postgres  # the tests import it here
 
 POSTGRES_URL = os.environ.get(
     "FIML_TEST_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/fiml_test"
@@ -86,19 +87,6 @@ def require_redis() -> str:
     """The test Redis URL, after checking it is up."""
     require_service("Redis", REDIS_URL, 6379)
     return REDIS_URL
-
-
-async def reset_postgres(url: str) -> None:
-    """Drop FIML's tables and migrate again, so each test starts empty at the newest schema."""
-    from fiml.sessions.db import create_engine
-    from fiml.sessions.schema import drop_schema, upgrade_schema
-
-    engine = create_engine(url)
-    try:
-        await drop_schema(engine)
-        await upgrade_schema(engine)
-    finally:
-        await engine.dispose()
 
 
 async def reset_redis(url: str) -> None:
