@@ -60,9 +60,12 @@ _FINGERPRINT = """
 """
 _HAS_VERSION_TABLE = "SELECT to_regclass('alembic_version') IS NOT NULL"
 _REVISIONS = "SELECT string_agg(version_num, ',' ORDER BY version_num) FROM alembic_version"
-# Children before parents. DELETE, not TRUNCATE: on tables this small it takes a millisecond,
-# where TRUNCATE gives every table a new file and costs a tenth of a second.
-_EMPTY = [f'DELETE FROM "{table.name}"' for table in reversed(metadata.sorted_tables)]
+# Children before parents, in one round trip. DELETE, not TRUNCATE: on tables this small it
+# takes a millisecond, where TRUNCATE gives every table a new file and costs a tenth of a
+# second. A test database need not wait for its WAL to be flushed to disk.
+_EMPTY = "SET LOCAL synchronous_commit = off; " + "; ".join(
+    f'DELETE FROM "{table.name}"' for table in reversed(metadata.sorted_tables)
+)
 
 _clean_state: dict[str, str] = {}
 """Per database URL: the fingerprint its schema had right after the last full reset."""
@@ -90,8 +93,7 @@ async def _empty_if_intact(url: str) -> bool:
         async with conn.transaction():
             if await _fingerprint(conn) != known:
                 return False
-            for statement in _EMPTY:
-                await conn.execute(statement)
+            await conn.execute(_EMPTY)
         return True
     finally:
         await conn.close()
