@@ -6,12 +6,14 @@ except under ``CI=true``, where an unreachable service fails them.
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import os
 import shutil
 import socket
 import tempfile
 from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -119,30 +121,38 @@ def sqlite_url(directory: Path) -> str:
 _sqlite_template: list[Path] = []
 
 
-async def _migrated_sqlite() -> Path:
-    """A SQLite file migrated to the newest schema, made once per test run: Alembic takes
-    tens of milliseconds to migrate a new file, a copy of this one takes one."""
-    if not _sqlite_template:
-        from fiml.sessions.db import create_engine
-        from fiml.sessions.schema import upgrade_schema
+async def _migrate_new_sqlite(directory: Path) -> None:
+    from fiml.sessions.db import create_engine
+    from fiml.sessions.schema import upgrade_schema
 
-        directory = Path(tempfile.mkdtemp(prefix="fiml-test-sqlite-"))
-        atexit.register(shutil.rmtree, directory, ignore_errors=True)
-        engine = create_engine(sqlite_url(directory))
-        try:
-            await upgrade_schema(engine)
-        finally:
-            await engine.dispose()  # the last connection's close folds the WAL into the file
-        _sqlite_template.append(directory / "sessions.db")
-    return _sqlite_template[0]
+    engine = create_engine(sqlite_url(directory))
+    try:
+        await upgrade_schema(engine)
+    finally:
+        await engine.dispose()  # the last connection's close folds the WAL into the file
+
+
+def migrated_sqlite_url(directory: Path) -> str:
+    """:func:`sqlite_url` of ``directory``, whose file is made a copy of one migrated to the
+    newest schema once per test run: Alembic takes tens of milliseconds to migrate a new
+    file, the copy one. For tests whose subject is not the first start on a new file."""
+    if not _sqlite_template:
+        template = Path(tempfile.mkdtemp(prefix="fiml-test-sqlite-"))
+        atexit.register(shutil.rmtree, template, ignore_errors=True)
+        # In a thread of its own, so that sync and async fixtures alike can call this.
+        with ThreadPoolExecutor(1) as thread:
+            thread.submit(asyncio.run, _migrate_new_sqlite(template)).result()
+        _sqlite_template.append(template / "sessions.db")
+    directory.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(_sqlite_template[0], directory / "sessions.db")
+    return sqlite_url(directory)
 
 
 async def settings_for(kind: str, tmp_path: Path, **overrides: Any) -> Settings:
     """Settings for one deployment, with its services emptied (a new SQLite file, already
     at the newest schema, in ``tmp_path``)."""
     if kind == "sqlite":
-        shutil.copyfile(await _migrated_sqlite(), tmp_path / "sessions.db")
-        return Settings(database_url=sqlite_url(tmp_path), redis_url=None, **overrides)
+        return Settings(database_url=migrated_sqlite_url(tmp_path), redis_url=None, **overrides)
     pg = await require_postgres()
     await reset_postgres(pg)
     if kind == "postgres":
