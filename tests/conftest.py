@@ -6,9 +6,14 @@ except under ``CI=true``, where an unreachable service fails them.
 
 from __future__ import annotations
 
+import asyncio
+import atexit
 import os
+import shutil
 import socket
+import tempfile
 from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -20,6 +25,7 @@ from fiml.core.config import Settings
 from fiml.sessions.backends.sql import SqlBackend
 from fiml.sessions.store import SessionStore
 from tests.clock import MovableClock
+from tests.database_reset import reset_postgres as reset_postgres  # the tests import it here
 
 POSTGRES_URL = os.environ.get(
     "FIML_TEST_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/fiml_test"
@@ -88,19 +94,6 @@ def require_redis() -> str:
     return REDIS_URL
 
 
-async def reset_postgres(url: str) -> None:
-    """Drop FIML's tables and migrate again, so each test starts empty at the newest schema."""
-    from fiml.sessions.db import create_engine
-    from fiml.sessions.schema import drop_schema, upgrade_schema
-
-    engine = create_engine(url)
-    try:
-        await drop_schema(engine)
-        await upgrade_schema(engine)
-    finally:
-        await engine.dispose()
-
-
 async def reset_redis(url: str) -> None:
     """Empty the test Redis database."""
     import redis.asyncio as redis
@@ -125,10 +118,41 @@ def sqlite_url(directory: Path) -> str:
     return f"sqlite+aiosqlite:///{directory / 'sessions.db'}"
 
 
+_sqlite_template: list[Path] = []
+
+
+async def _migrate_new_sqlite(directory: Path) -> None:
+    from fiml.sessions.db import create_engine
+    from fiml.sessions.schema import upgrade_schema
+
+    engine = create_engine(sqlite_url(directory))
+    try:
+        await upgrade_schema(engine)
+    finally:
+        await engine.dispose()  # the last connection's close folds the WAL into the file
+
+
+def migrated_sqlite_url(directory: Path) -> str:
+    """:func:`sqlite_url` of ``directory``, whose file is made a copy of one migrated to the
+    newest schema once per test run: Alembic takes tens of milliseconds to migrate a new
+    file, the copy one. For tests whose subject is not the first start on a new file."""
+    if not _sqlite_template:
+        template = Path(tempfile.mkdtemp(prefix="fiml-test-sqlite-"))
+        atexit.register(shutil.rmtree, template, ignore_errors=True)
+        # In a thread of its own, so that sync and async fixtures alike can call this.
+        with ThreadPoolExecutor(1) as thread:
+            thread.submit(asyncio.run, _migrate_new_sqlite(template)).result()
+        _sqlite_template.append(template / "sessions.db")
+    directory.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(_sqlite_template[0], directory / "sessions.db")
+    return sqlite_url(directory)
+
+
 async def settings_for(kind: str, tmp_path: Path, **overrides: Any) -> Settings:
-    """Settings for one deployment, with its services emptied."""
+    """Settings for one deployment, with its services emptied (a new SQLite file, already
+    at the newest schema, in ``tmp_path``)."""
     if kind == "sqlite":
-        return Settings(database_url=sqlite_url(tmp_path), redis_url=None, **overrides)
+        return Settings(database_url=migrated_sqlite_url(tmp_path), redis_url=None, **overrides)
     pg = await require_postgres()
     await reset_postgres(pg)
     if kind == "postgres":

@@ -11,6 +11,7 @@ import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
@@ -20,6 +21,7 @@ from fiml.cli import app
 from fiml.core.config import Settings
 from fiml.sessions.models import QueryRecord
 from fiml.sessions.store import SessionStore
+from tests.conftest import migrated_sqlite_url
 
 T = TypeVar("T")
 
@@ -105,6 +107,8 @@ async def _seed(store: SessionStore) -> Seeded:
 
 
 @pytest.fixture
-def seeded() -> Seeded:
-    """Four sessions in the test's database."""
+def seeded(tmp_path: Path) -> Seeded:
+    """Four sessions in the test's database (the root conftest's file, copied in already
+    migrated: these tests are about what the commands show, not about a first start)."""
+    migrated_sqlite_url(tmp_path / "default")
     return with_store(_seed)

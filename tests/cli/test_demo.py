@@ -15,6 +15,7 @@ from fiml.cli.demo import DEMO_USER, run_demo
 from fiml.core.config import Settings
 from fiml.sessions.models import SessionStatus
 from fiml.sessions.store import ALL_QUERIES, SessionStore
+from tests.cli.conftest import invoke
 from tests.conftest import sqlite_url
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -69,10 +70,19 @@ def test_fiml_demo_walks_through_a_whole_session(tmp_path: Path) -> None:
     assert _stat(output, "queries") == 5
 
 
-def test_the_demo_runs_again_on_the_same_database(tmp_path: Path) -> None:
-    first = _check_walkthrough(_run([sys.executable, "-m", "fiml.cli", "demo"], tmp_path))
+def _run_in_process() -> str:
+    """``fiml demo`` through Typer's runner, on the test's database (the root conftest's):
+    what a second run does is the test; the process it runs in is the walkthrough test's."""
+    result = invoke("demo")
+    assert result.exit_code == 0, result.output
+    assert "Traceback" not in result.stderr
+    return result.stdout
 
-    output = _run([sys.executable, "-m", "fiml.cli", "demo"], tmp_path)
+
+def test_the_demo_runs_again_on_the_same_database() -> None:
+    first = _check_walkthrough(_run_in_process())
+
+    output = _run_in_process()
 
     second = _check_walkthrough(output)
     assert second != first

@@ -15,7 +15,7 @@ from fiml.core.config import Settings
 from fiml.market.service import MarketData
 from fiml.mcp import Identity, StaticIdentity, build_server
 from fiml.sessions.store import ALL_QUERIES, SessionStore
-from tests.conftest import sqlite_url
+from tests.conftest import migrated_sqlite_url
 
 Connect = Callable[..., AbstractAsyncContextManager[Client]]
 
@@ -46,8 +46,10 @@ async def snapshot(store: SessionStore, session_id: str) -> dict[str, Any]:
 
 @pytest.fixture
 def mcp_settings(tmp_path: Path) -> Settings:
-    """Settings for an embedded store in ``tmp_path`` and offline quotes."""
-    return Settings(database_url=sqlite_url(tmp_path), redis_url=None, market_provider="offline")
+    """Settings for an embedded store in ``tmp_path`` (already at the newest schema) and
+    offline quotes."""
+    url = migrated_sqlite_url(tmp_path)
+    return Settings(database_url=url, redis_url=None, market_provider="offline")
 
 
 @pytest.fixture

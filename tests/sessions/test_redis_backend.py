@@ -121,18 +121,27 @@ async def archived_query_counts(store: SessionStore) -> dict[UUID, int]:
         return {sid: n for sid, n in (await conn.execute(stmt)).all()}
 
 
+SETUP_WRITERS = 16
+"""Concurrent callers making or reading a test's many sessions: the data a test starts from
+is written (and its end state read back) this many calls at a time, not one by one."""
+
+
 async def expired_sessions(
     store: SessionStore, clock: MovableClock, n: int, queries: int
 ) -> list[UUID]:
     """``n`` sessions with ``queries`` queries each, written two hours ago with an hour's
     TTL (the store's clock moved back for them, then to the present again)."""
-    ids = []
+    ids: list[UUID] = []
     clock.move(-2 * HOUR)
-    for i in range(n):
+
+    async def one(i: int) -> None:
         session = await store.create_session(["AAPL"], "equity", user_id=f"u{i % 3}", ttl_hours=1)
         for j in range(queries):
             await store.append_query(session.id, query(j, hit=j == 0))
         ids.append(session.id)
+
+    for start in range(0, n, SETUP_WRITERS):
+        await asyncio.gather(*(one(i) for i in range(start, min(start + SETUP_WRITERS, n))))
     clock.move(2 * HOUR)
     return ids
 
@@ -144,10 +153,14 @@ async def assert_archived_exactly(
     assert await sql_archive(store).count_sessions(archived=True) == len(ids)
     assert await archived_query_counts(store) == {sid: queries for sid in ids}
     assert await raw.keys("fiml:*") == [KEYS.layout_marker]
-    for sid in ids:
+
+    async def check(sid: UUID) -> None:
         session = await store.get_session(sid, history_limit=ALL_QUERIES)
         assert session is not None and session.status is SessionStatus.ARCHIVED
         assert len(session.state.history.queries) == session.state.history.total_queries == queries
+
+    for start in range(0, len(ids), SETUP_WRITERS):
+        await asyncio.gather(*(check(sid) for sid in ids[start : start + SETUP_WRITERS]))
 
 
 async def test_keys_of_one_session_share_one_hash_tag(

@@ -3,9 +3,12 @@ a process migrates SQLite by itself and refuses a PostgreSQL schema that is not 
 
 from __future__ import annotations
 
+import asyncio
+import importlib.util
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import asyncpg
@@ -39,7 +42,7 @@ from fiml.sessions.schema import (
 from tests.conftest import require_postgres, require_redis, reset_redis, sql_archive, sqlite_url
 from tests.sessions.pg_roles import admin_dsn, plain_role
 
-ROOT = Path(__file__).resolve().parents[2]
+SETUP_SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "setup_session_db.py"
 
 
 async def database_url(kind: str, tmp_path: Path) -> str:
@@ -98,9 +101,10 @@ async def test_upgrade_is_idempotent_and_keeps_data(tmp_path: Path) -> None:
 
 
 def _script(*args: str, url: str) -> subprocess.CompletedProcess[str]:
+    """Run the script as a process, stdin not a terminal, as a deployment job runs it."""
     env = {**os.environ, "FIML_DATABASE_URL": url}
     return subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "setup_session_db.py"), *args],
+        [sys.executable, str(SETUP_SCRIPT), *args],
         env=env,
         capture_output=True,
         text=True,
@@ -110,27 +114,39 @@ def _script(*args: str, url: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def _script_main() -> Callable[[list[str]], int]:
+    """The script's ``main(argv)``, to run its steps in this process: a Python start each
+    costs seconds, and the process's own part (exit code, stdin) is checked by _script."""
+    spec = importlib.util.spec_from_file_location("setup_session_db", SETUP_SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    main: Callable[[list[str]], int] = module.main
+    return main
+
+
 @pytest.mark.parametrize("kind", ["sqlite", "postgres"])
-async def test_setup_script_create_verify_drop(kind: str, tmp_path: Path) -> None:
-    url = await database_url(kind, tmp_path)
+def test_setup_script_create_verify_drop(
+    kind: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = asyncio.run(database_url(kind, tmp_path))
     missing = _script("verify", url=url)
     assert missing.returncode == 1
     assert "missing table: sessions" in missing.stdout
 
-    created = _script("create", url=url)
-    assert created.returncode == 0, created.stderr
-    verified = _script("verify", url=url)
-    assert verified.returncode == 0, verified.stdout
-    assert "schema OK" in verified.stdout
+    main = _script_main()
+    assert main(["create", "--database-url", url]) == 0, capsys.readouterr().err
+    capsys.readouterr()
+    assert main(["verify", "--database-url", url]) == 0
+    assert "schema OK" in capsys.readouterr().out
 
     refused = _script("drop", url=url)
     assert refused.returncode == 2
     assert "--yes" in refused.stderr
-    assert _script("verify", url=url).returncode == 0
+    assert main(["verify", "--database-url", url]) == 0
 
-    dropped = _script("drop", "--yes", url=url)
-    assert dropped.returncode == 0
-    assert _script("verify", url=url).returncode == 1
+    assert main(["drop", "--yes", "--database-url", url]) == 0
+    assert main(["verify", "--database-url", url]) == 1
 
 
 async def _database_at(url: str, revision: str | None) -> str:
