@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import typer
 
 from fiml.cli.failures import reported_failures
+from fiml.core.audit import acting_as
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -67,8 +68,9 @@ def run(work: Callable[[Settings], Coroutine[Any, Any, T]]) -> T:
 
     from fiml.core.config import Settings
 
-    with reported_failures() as report:
+    with reported_failures() as report, acting_as(_operator()):
         report.settings = Settings()
+        _audit_to(report.settings)
         return asyncio.run(work(report.settings))
 
 
@@ -76,9 +78,27 @@ def run_sync(work: Callable[[Settings], T]) -> T:
     """Like :func:`run` for work that needs no event loop (token files, the server)."""
     from fiml.core.config import Settings
 
-    with reported_failures() as report:
+    with reported_failures() as report, acting_as(_operator()):
         report.settings = Settings()
+        _audit_to(report.settings)
         return work(report.settings)
+
+
+def _audit_to(settings: Settings) -> None:
+    if settings.audit_log_file is not None:
+        from fiml.core.audit import write_audit_to
+
+        write_audit_to(settings.audit_log_file)
+
+
+def _operator() -> str:
+    """The audit trail's actor for a command: ``cli:`` and the OS user running it."""
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (OSError, KeyError):
+        return "cli:unknown"
 
 
 @asynccontextmanager

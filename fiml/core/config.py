@@ -233,6 +233,12 @@ class Settings(BaseSettings):
         "leaves the records of storage failures, which are errors, and spares each call the "
         "cost of formatting and writing a line (benchmarks/RESULTS.md, metrics-overhead).",
     )
+    audit_log_file: Path | None = Field(
+        default=None,
+        description="Write the audit trail (logger fiml.audit: lifecycle actions and refusals) "
+        "to this file as JSON lines, apart from the operational log; unset, its records go "
+        "wherever the process's log goes.",
+    )
     log_format: Literal["text", "json"] = Field(
         default="text",
         description="How `fiml serve` and the workers write their log: readable lines, or one "

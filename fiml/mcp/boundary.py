@@ -18,6 +18,7 @@ from typing import ParamSpec, TypeVar
 
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, ToolError
 
+from fiml.core.audit import acting_as
 from fiml.core.errors import (
     ContextValueError,
     FimlError,
@@ -25,7 +26,7 @@ from fiml.core.errors import (
     SessionNotFoundError,
 )
 from fiml.mcp.auth import IdentityResolver
-from fiml.mcp.observed import tool_call_done
+from fiml.mcp.observed import caller, tool_call_done
 
 __all__ = ["client_message", "resource_boundary", "tool_boundary"]
 
@@ -70,7 +71,8 @@ def tool_boundary(
             started = time.perf_counter()
             error: BaseException | None = None
             try:
-                return await fn(*args, **kwargs)
+                with acting_as(caller(identity)):  # the audit trail names the caller
+                    return await fn(*args, **kwargs)
             except FimlError as exc:
                 error = exc
                 raise ToolError(client_message(exc)) from None

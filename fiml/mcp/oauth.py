@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import jwt
 
+from fiml.core.audit import acting_as, audit
 from fiml.core.errors import ConfigurationError
 from fiml.mcp.auth import ROLE_CLAIM, HashedTokenVerifier
 
@@ -268,7 +269,12 @@ class CombinedVerifier:
         self.oauth = oauth
 
     async def verify_token(self, token: str) -> AccessToken | None:
-        """The token's access, from whichever source issues tokens of its shape."""
-        if token.count(".") == 2:
-            return None if self.oauth is None else await self.oauth.verify_token(token)
-        return None if self.tokens is None else await self.tokens.verify_token(token)
+        """The token's access, from whichever source issues tokens of its shape; a refused
+        token is on the audit trail (its kind, never the token)."""
+        kind = "jwt" if token.count(".") == 2 else "file"
+        source = self.oauth if kind == "jwt" else self.tokens
+        access = None if source is None else await source.verify_token(token)
+        if access is None:
+            with acting_as(None):
+                audit("auth_refused", outcome="refused", token_kind=kind)
+        return access

@@ -25,17 +25,19 @@ from collections.abc import Mapping
 from typing import Any
 from uuid import UUID
 
+from fiml.core.audit import acting_as, audit
 from fiml.core.errors import FimlError, StorageError, StorageRefusedError
 from fiml.core.logs import CALLS_LOGGER
 from fiml.core.metrics import outcome_of, recorder
 from fiml.mcp.auth import IdentityResolver
 
-__all__ = ["tool_call_done"]
+__all__ = ["caller", "tool_call_done"]
 
 logger = logging.getLogger(CALLS_LOGGER)
 
 
-def _user(identity: IdentityResolver | None) -> str | None:
+def caller(identity: IdentityResolver | None) -> str | None:
+    """The verified caller's user id; None when there is none (the call is refused)."""
     if identity is None:
         return None
     try:
@@ -71,6 +73,15 @@ def tool_call_done(
         metrics.tool_call(tool, outcome, seconds)
         if error is not None:
             metrics.error(type(error).__name__)
+    if outcome == "refused":
+        with acting_as(caller(identity)):
+            audit(
+                "refused",
+                session_id=_session(arguments),
+                outcome="refused",
+                tool=tool,
+                error=type(error).__name__,
+            )
     if outcome == "internal":
         return  # the boundary has logged it, with its stack
     level = logging.ERROR if outcome == "storage_error" else logging.INFO
@@ -79,7 +90,7 @@ def tool_call_done(
     fields: dict[str, Any] = {
         "event": "tool.call",
         "tool": tool,
-        "user": _user(identity),
+        "user": caller(identity),
         "session_id": _session(arguments),
         "outcome": outcome,
         "duration_ms": round(seconds * 1000, 3),

@@ -30,6 +30,7 @@ from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import MCPServer
 
 from fiml import __version__
+from fiml.core.audit import write_audit_to
 from fiml.core.config import Settings
 from fiml.core.errors import ConfigurationError
 from fiml.core.logs import configure_logging
@@ -369,6 +370,8 @@ def run_server(
     is installed (the ``http`` extra): it spends less CPU per request than asyncio's own.
     """
     configure_logging(settings.log_format, tool_calls=settings.log_tool_calls)
+    if settings.audit_log_file is not None:
+        write_audit_to(settings.audit_log_file)
     anyio.run(
         functools.partial(
             serve,

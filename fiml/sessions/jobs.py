@@ -29,6 +29,7 @@ from typing import Protocol
 
 from pydantic import BaseModel
 
+from fiml.core.audit import SYSTEM_ACTOR, acting_as
 from fiml.core.config import Settings
 from fiml.core.metrics import recorder
 from fiml.sessions.analytics import SessionAnalytics
@@ -219,7 +220,8 @@ async def run_job(job: Job, *, lock: JobLock | None = None) -> JobStats:
     """
     started = time.monotonic()
     try:
-        stats = await _run_locked(job, lock)
+        with acting_as(SYSTEM_ACTOR):  # whoever started the process, jobs act on their own
+            stats = await _run_locked(job, lock)
     except Exception as exc:
         recorder().job_run(job.name, "failed")
         recorder().error(type(exc).__name__)

@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 from uuid import UUID
 
+from fiml.core.audit import audit
 from fiml.core.config import Settings
 from fiml.core.errors import InvalidInputError, SessionArchivedError, SessionNotFoundError
 from fiml.core.metrics import recorder
@@ -113,6 +114,7 @@ class SessionStore(TieredStore):
         await self.backend.insert(session)
         session.mark_baseline()
         recorder().session_created(kind.value)
+        audit("create", session_id=session.id, owner=user, session_type=kind.value)
         return session
 
     async def get_session(
@@ -233,12 +235,14 @@ class SessionStore(TieredStore):
         sid = parse_session_id(session_id)
         hours = check_hours("hours", hours, maximum=self.settings.session_max_ttl_hours)
         await self._apply(sid, SessionChanges(extend_by=timedelta(hours=hours)))
+        audit("extend", session_id=sid, hours=hours)
         return await self._reload(sid)
 
     async def close_session(self, session_id: UUID | str) -> Session:
         """Mark a session finished by its user; it becomes read-only and is archived next."""
         sid = parse_session_id(session_id)
         await self._apply(sid, SessionChanges(close=True))
+        audit("close", session_id=sid)
         closed = await self._reload(sid)
         recorder().session_closed(closed.type.value)
         return closed
@@ -255,6 +259,7 @@ class SessionStore(TieredStore):
         deleted = await self.backend.delete(sid)
         if self._tiered:
             deleted = await self.archive.delete(sid) or deleted
+        audit("delete", session_id=sid, outcome="ok" if deleted else "absent")
         return deleted
 
     async def list_user_sessions(
@@ -299,7 +304,9 @@ class SessionStore(TieredStore):
             raise SessionNotFoundError(sid)
         if session.is_archived:
             return False
-        return await self.archiver.archive_now(sid, now=self.now())
+        archived = await self.archiver.archive_now(sid, now=self.now())
+        audit("archive", session_id=sid, outcome="ok" if archived else "absent")
+        return archived
 
     async def cleanup_expired_sessions(self, *, batch_size: int = 1000) -> CleanupReport:
         """Archive every session that has expired or was closed; says how many were
@@ -309,7 +316,16 @@ class SessionStore(TieredStore):
         exactly once across all runs. Nothing is removed that is not in the archive.
         """
         batch_size = check_batch_size(batch_size)
-        return await self.archiver.cleanup(batch_size=batch_size, clock=self.now)
+        report = await self.archiver.cleanup(batch_size=batch_size, clock=self.now)
+        if report.archived or report.failed or report.quarantined:
+            audit(
+                "archive",
+                outcome="ok" if report.ok else "partial",
+                count=report.archived,
+                failed=report.failed,
+                quarantined=report.quarantined,
+            )
+        return report
 
     async def list_quarantined(
         self, *, limit: int = 100, user_id: str | None = None
@@ -324,7 +340,10 @@ class SessionStore(TieredStore):
         """Delete archives older than the retention period; returns how many."""
         days = self.settings.session_retention_days if retention_days is None else retention_days
         days = check_number("retention_days", days, minimum=0, maximum=MAX_RETENTION_DAYS)
-        return await self.archive.delete_archived_before(self.now() - timedelta(days=days))
+        deleted = await self.archive.delete_archived_before(self.now() - timedelta(days=days))
+        if deleted:
+            audit("retention", count=deleted, retention_days=days)
+        return deleted
 
 
 instrument_operations(

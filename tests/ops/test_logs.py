@@ -53,7 +53,7 @@ async def test_each_tool_call_is_one_json_record(tmp_path: Path, json_log: io.St
             sid = await new_session(client)
             await ok(client, "search-by-symbol", symbol="AAPL", session_id=sid)
             await fails(client, "extend-session", session_id=sid, hours=-1)
-    calls = [r for r in records(json_log) if r.get("tool")]
+    calls = [r for r in records(json_log) if r.get("tool") and r["logger"] == CALLS_LOGGER]
     assert [(r["tool"], r["event"], r["outcome"], r["level"]) for r in calls] == [
         ("create-analysis-session", "tool.call", "ok", "INFO"),
         ("search-by-symbol", "tool.call", "ok", "INFO"),
