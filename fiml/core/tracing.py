@@ -28,6 +28,7 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import sys
 import traceback
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -70,16 +71,36 @@ AttributeValue = str | bool | int | float
 _ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
 _EXPORTERS = frozenset({"otlp", "console"})
 
-_tracer: Tracer | None = None
 _owned_provider: Any = None  # the SDK provider configure_tracing built, to flush
+
+
+class _On:
+    """The tracer, and the OTel API functions the hooks call, looked up once when enabled
+    (an import statement in each hook would cost more than the check that skips it)."""
+
+    def __init__(self, tracer: Tracer) -> None:
+        from opentelemetry import context, trace
+
+        self.tracer = tracer
+        self.attach = context.attach
+        self.detach = context.detach
+        self.in_context = trace.set_span_in_context
+        self.client = trace.SpanKind.CLIENT
+        self.internal = trace.SpanKind.INTERNAL
+        self.status = trace.Status
+        self.error_code = trace.StatusCode.ERROR
+
+
+_on: _On | None = None
 
 
 class OpenSpan:
     """A started span, current until :meth:`end` (call it exactly once, in the same task)."""
 
-    __slots__ = ("span", "token")
+    __slots__ = ("api", "span", "token")
 
-    def __init__(self, span: Span, token: object) -> None:
+    def __init__(self, api: _On, span: Span, token: object) -> None:
+        self.api = api
         self.span = span
         self.token = token
 
@@ -92,10 +113,7 @@ class OpenSpan:
         """Record the outcome and ``error``: an exception's class, never its message (or
         an error type already named, e.g. an HTTP status); end the span and make the
         context before :func:`start` current again."""
-        from opentelemetry import context
-        from opentelemetry.trace import Status, StatusCode
-
-        span = self.span
+        span, api = self.span, self.api
         try:
             span.set_attribute("fiml.outcome", outcome)
             if attributes:
@@ -111,15 +129,15 @@ class OpenSpan:
                 error = error_class
             if error is not None:
                 span.set_attribute("error.type", error)
-                span.set_status(Status(StatusCode.ERROR, error))
+                span.set_status(api.status(api.error_code, error))
         finally:
             span.end()
-            context.detach(self.token)  # type: ignore[arg-type]  # the token attach returned
+            api.detach(self.token)  # type: ignore[arg-type]  # the token attach returned
 
 
 def active() -> bool:
     """Whether spans are being made (for a hook that skips its bookkeeping without them)."""
-    return _tracer is not None
+    return _on is not None
 
 
 def start(
@@ -128,41 +146,40 @@ def start(
     """A span ``<kind> <what>`` with ``attributes`` (``None`` values left out), a child of
     the current span and current itself until its :meth:`OpenSpan.end`; ``client`` for a
     request to another service. ``None`` when tracing is off."""
-    tracer = _tracer
-    if tracer is None:
+    on = _on
+    if on is None:
         return None
-    from opentelemetry import context, trace
-
-    span = tracer.start_span(
+    span = on.tracer.start_span(
         f"{kind} {what}",
-        kind=trace.SpanKind.CLIENT if client else trace.SpanKind.INTERNAL,
+        kind=on.client if client else on.internal,
         attributes={k: v for k, v in attributes.items() if v is not None},
     )
-    return OpenSpan(span, context.attach(trace.set_span_in_context(span)))
+    return OpenSpan(on, span, on.attach(on.in_context(span)))
 
 
 def enable_tracing(provider: TracerProvider | None = None) -> None:
     """Make spans from now on, on ``provider`` (default: the global tracer provider, the one
     the MCP SDK uses; an application that set it up calls this to join FIML's spans to it)."""
-    global _tracer
+    global _on
     from opentelemetry import trace
 
     from fiml import __version__
 
     source = provider if provider is not None else trace.get_tracer_provider()
-    _tracer = source.get_tracer(TRACER_NAME, __version__)
+    _on = _On(source.get_tracer(TRACER_NAME, __version__))
 
 
 def disable_tracing() -> None:
     """Make no more spans (:func:`start` returns ``None`` again)."""
-    global _tracer
-    _tracer = None
+    global _on
+    _on = None
 
 
 def tracing_wanted(environ: Mapping[str, str]) -> tuple[str, ...]:
     """The span exporters the standard variables in ``environ`` ask for: those
-    ``OTEL_TRACES_EXPORTER`` lists (``otlp``, ``console``; ``none`` for none), else ``otlp``
-    when an OTLP endpoint variable is set; none when ``OTEL_SDK_DISABLED`` is true."""
+    ``OTEL_TRACES_EXPORTER`` lists (``otlp``, ``console``: to stderr; ``none`` for none),
+    else ``otlp`` when an OTLP endpoint variable is set; none when ``OTEL_SDK_DISABLED``
+    is true."""
     if environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
         return ()
     listed = environ.get("OTEL_TRACES_EXPORTER", "").strip().lower()
@@ -186,7 +203,7 @@ def configure_tracing(environ: Mapping[str, str] | None = None) -> bool:
     a warning says so and the process runs untraced.
     """
     environ = os.environ if environ is None else environ
-    if _tracer is not None:
+    if _on is not None:
         return True
     exporters = tracing_wanted(environ)
     if not exporters:
@@ -219,7 +236,10 @@ def _sdk_provider(environ: Mapping[str, str], exporters: tuple[str, ...]) -> Tra
     defaults = {} if environ.get("OTEL_SERVICE_NAME") else {SERVICE_NAME: TRACER_NAME}
     provider = SdkTracerProvider(resource=Resource.create(defaults))
     for name in exporters:
-        exporter = _otlp_exporter(environ) if name == "otlp" else ConsoleSpanExporter()
+        # The console exporter writes to stderr: stdout belongs to the stdio MCP transport.
+        exporter = (
+            _otlp_exporter(environ) if name == "otlp" else ConsoleSpanExporter(out=sys.stderr)
+        )
         provider.add_span_processor(BatchSpanProcessor(exporter))
     trace.set_tracer_provider(provider)
     _owned_provider = provider
