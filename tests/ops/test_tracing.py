@@ -311,16 +311,20 @@ def test_the_standard_variables_decide_what_is_exported(
     assert tracing_wanted(environ) == wanted
 
 
-def run_python(code: str, **environ: str) -> list[str]:
-    """Run ``code`` in a fresh interpreter without OTEL_* variables but ``environ``; the
-    lines it printed."""
+def python(code: str, **environ: str) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` in a fresh interpreter without OTEL_* variables but ``environ``."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
     env = {**clean, **environ, "PYTHONPATH": str(SOURCE)}
     done = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0, done.stderr
-    return done.stdout.splitlines()
+    return done
+
+
+def run_python(code: str, **environ: str) -> list[str]:
+    """The lines :func:`python` printed."""
+    return python(code, **environ).stdout.splitlines()
 
 
 STORE_WORK = """
@@ -424,3 +428,16 @@ def test_with_an_endpoint_the_spans_are_exported_over_otlp(
     assert services == {"fiml-sessions"}
     assert "fiml.store create_session" in exported
     assert f"fiml.job {CLEANUP_JOB}" in exported
+
+
+def test_without_the_extra_the_variables_leave_the_process_untraced_with_a_warning() -> None:
+    """``None`` in ``sys.modules`` makes the import fail as a missing package does."""
+    code = """
+import sys
+sys.modules["opentelemetry.sdk"] = None
+from fiml.core.tracing import active, configure_tracing
+print(configure_tracing({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9"}), active())
+"""
+    done = python(code)
+    assert done.stdout.split() == ["False", "False"]
+    assert "install fiml-sessions[otel]" in done.stderr
