@@ -41,9 +41,9 @@ EOF
 
 # The contract suite on every deployment (SQLAlchemy, aiosqlite, asyncpg, redis-py, pydantic,
 # Alembic), then a module or a test each for the MCP SDK, the CLI (Typer, Rich), the market
-# clients (httpx, respx), the Celery worker (Celery, kombu), the HTTP server (uvicorn) and the
-# OAuth resource server (PyJWT, cryptography) and the dashboard's login (Starlette, which the MCP
-# SDK brings).
+# clients (httpx, respx), the Celery worker (Celery, kombu), the HTTP server (uvicorn), the
+# OAuth resource server (PyJWT, cryptography), the dashboard's login (Starlette, which the MCP
+# SDK brings) and the traces (the OpenTelemetry SDK and its OTLP exporter).
 "$env/bin/pytest" -p no:cacheprovider -q \
   tests/sessions/test_store_contract.py \
   tests/mcp/test_session_tools.py \
@@ -53,4 +53,5 @@ EOF
   "tests/mcp/test_http.py::test_the_whole_workflow_over_http[stateful]" \
   tests/security/test_oauth.py \
   tests/dashboard/test_login.py \
+  tests/ops/test_tracing.py \
   "$@"

@@ -2,6 +2,8 @@
 
 Every way a request can go wrong (timeout, refused connection, error status, a body that is not
 JSON) becomes a :class:`~fiml.core.errors.ProviderUnavailableError` whose reason says which.
+Every request is made by :func:`fetch`, which is also where it becomes a span with tracing on
+(``fiml.provider <name>``, :mod:`fiml.core.tracing`).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import Any
 import httpx
 from pydantic import ValidationError
 
+from fiml.core import tracing
 from fiml.core.errors import InvalidInputError, ProviderUnavailableError
 
 __all__ = [
@@ -40,8 +43,40 @@ def build_client(*, timeout: float, headers: Mapping[str, str]) -> httpx.AsyncCl
 async def fetch(
     client: httpx.AsyncClient, url: str, *, provider: str, params: Mapping[str, str] | None = None
 ) -> httpx.Response:
-    """GET ``url``; a timeout or transport failure raises ``ProviderUnavailableError``."""
+    """GET ``url``; a timeout or transport failure raises ``ProviderUnavailableError``.
+
+    With tracing on the request is a client span whose outcome is ``ok``, ``http_error``
+    (a status of 400 or more, its ``error.type``), ``unavailable`` (no response) or
+    ``internal``.
+    """
     host = httpx.URL(url).host
+    span = tracing.start(
+        tracing.PROVIDER_SPAN,
+        provider,
+        {"fiml.provider": provider, "http.request.method": "GET", "server.address": host},
+        client=True,
+    )
+    if span is None:
+        return await _get(client, url, host, provider=provider, params=params)
+    try:
+        response = await _get(client, url, host, provider=provider, params=params)
+    except BaseException as exc:
+        span.end(exc, "unavailable" if isinstance(exc, ProviderUnavailableError) else "internal")
+        raise
+    code = response.status_code
+    failed = str(code) if code >= httpx.codes.BAD_REQUEST else None
+    span.end(failed, "http_error" if failed else "ok", {"http.response.status_code": code})
+    return response
+
+
+async def _get(
+    client: httpx.AsyncClient,
+    url: str,
+    host: str,
+    *,
+    provider: str,
+    params: Mapping[str, str] | None,
+) -> httpx.Response:
     try:
         return await client.get(url, params=params)
     except httpx.TimeoutException as exc:

@@ -25,6 +25,8 @@ from fiml.core.errors import (
     InvalidSessionIdError,
     SessionNotFoundError,
 )
+from fiml.core.tracing import TOOL_SPAN
+from fiml.core.tracing import start as start_span
 from fiml.mcp.auth import IdentityResolver
 from fiml.mcp.observed import caller, tool_call_done
 
@@ -62,13 +64,14 @@ def tool_boundary(
     name: str, identity: IdentityResolver | None = None
 ) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Awaitable[R]]]:
     """Wrap a tool so every failure reaches the client as an ``isError`` result, and every
-    call is counted and logged once (:func:`~fiml.mcp.observed.tool_call_done`) for the
-    caller ``identity`` names."""
+    call is counted, logged and (with tracing on) a span once
+    (:func:`~fiml.mcp.observed.tool_call_done`) for the caller ``identity`` names."""
 
     def decorate(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
         @functools.wraps(fn)
         async def run(*args: P.args, **kwargs: P.kwargs) -> R:
             started = time.perf_counter()
+            span = start_span(TOOL_SPAN, name, {"fiml.tool": name})
             error: BaseException | None = None
             try:
                 with acting_as(caller(identity)):  # the audit trail names the caller
@@ -81,7 +84,8 @@ def tool_boundary(
                 incident = _log_unexpected(f"tool {name}", exc)
                 raise ToolError(f"internal error (incident {incident})") from None
             finally:
-                tool_call_done(name, identity, kwargs, error, time.perf_counter() - started)
+                seconds = time.perf_counter() - started
+                tool_call_done(name, identity, kwargs, error, seconds, span)
 
         return run
 

@@ -1,4 +1,5 @@
-"""What an operator learns of each tool call: one metric sample and one log record.
+"""What an operator learns of each tool call: one metric sample, one log record, and
+with tracing on the end of its span (:mod:`fiml.core.tracing`).
 
 :func:`tool_call_done` runs once per call, from the tool boundary
 (:func:`fiml.mcp.boundary.tool_boundary`), after the answer or the failure is known. The
@@ -29,6 +30,7 @@ from fiml.core.audit import acting_as, audit
 from fiml.core.errors import FimlError, StorageError, StorageRefusedError
 from fiml.core.logs import CALLS_LOGGER
 from fiml.core.metrics import outcome_of, recorder
+from fiml.core.tracing import OpenSpan
 from fiml.mcp.auth import IdentityResolver
 
 __all__ = ["caller", "tool_call_done"]
@@ -65,9 +67,13 @@ def tool_call_done(
     arguments: Mapping[str, Any],
     error: BaseException | None,
     seconds: float,
+    span: OpenSpan | None = None,
 ) -> None:
-    """Count the call and log its record (see the module docstring)."""
+    """Count the call, log its record and end its ``span`` (see the module docstring)."""
     outcome = outcome_of(error)
+    if span is not None:
+        user = {"fiml.user_id": caller(identity), "fiml.session_id": _session(arguments)}
+        span.end(error, outcome, user)
     metrics = recorder()
     if metrics.enabled:
         metrics.tool_call(tool, outcome, seconds)

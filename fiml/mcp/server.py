@@ -36,6 +36,7 @@ from fiml.core.errors import ConfigurationError
 from fiml.core.logs import configure_logging
 from fiml.core.metrics import enable_metrics
 from fiml.core.redis_client import open_redis
+from fiml.core.tracing import configure_tracing
 from fiml.dashboard import add_dashboard
 from fiml.market.service import MarketData
 from fiml.mcp.analytics_tool import AnalyticsStats, AnalyticsTool, StatsSource
@@ -229,13 +230,15 @@ async def serve(
     line when that Redis would lose the active sessions on a restart (default: logged).
     Over HTTP, and over stdio with the ``metrics_port`` setting, the process counts
     Prometheus metrics and serves /metrics, /healthz and /readyz
-    (:class:`~fiml.mcp.ops_routes.OpsEndpoints`).
+    (:class:`~fiml.mcp.ops_routes.OpsEndpoints`). With the standard ``OTEL_*`` variables
+    set, it exports traces over OTLP (:func:`~fiml.core.tracing.configure_tracing`).
     """
     if transport not in ("stdio", "http"):
         raise ConfigurationError(f"unknown transport {transport!r}; use 'stdio' or 'http'")
     run_jobs = settings.celery_broker_url is None if jobs is None else jobs
     if transport == "http" or settings.metrics_port is not None:
         enable_metrics()
+    configure_tracing()
     async with open_redis(settings.redis_url, settings) as redis:
         if (warning := await persistence_warning(settings, redis)) is not None:
             warn(warning)

@@ -1,11 +1,12 @@
-"""Counting and timing the session store's operations, in one place.
+"""Counting, timing and tracing the session store's operations, in one place.
 
 :func:`instrument_operations` wraps the named coroutine methods of the store class once,
 when :mod:`fiml.sessions.store` is imported: each call reports its backend, operation,
-outcome and duration to the metrics recorder (:func:`fiml.core.metrics.recorder`). Only
+outcome and duration to the metrics recorder (:func:`fiml.core.metrics.recorder`), and with
+tracing on is a span (``fiml.store <operation>``, :mod:`fiml.core.tracing`). Only
 the outermost operation of a call counts: ``close_session`` reads the session back with
 ``get_session``, and that read is part of closing, not a second operation. With metrics
-off the wrapper costs one attribute test.
+and tracing off the wrapper costs an attribute test and a global one.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections.abc import Callable, Coroutine, Iterable
 from contextvars import ContextVar
 from typing import Any, Protocol
 
+from fiml.core import tracing
 from fiml.core.metrics import outcome_of, recorder
 
 __all__ = ["instrument_operations"]
@@ -43,9 +45,13 @@ def _timed(
     @functools.wraps(method)
     async def operation(self: _Tiers, *args: Any, **kwargs: Any) -> Any:
         metrics = recorder()
-        if not metrics.enabled or _inside.get():
+        if not (metrics.enabled or tracing.active()) or _inside.get():
             return await method(self, *args, **kwargs)
         token = _inside.set(True)
+        backend = _deployment(self)
+        span = tracing.start(
+            tracing.STORE_SPAN, name, {"fiml.store.operation": name, "fiml.store.backend": backend}
+        )
         started = time.perf_counter()
         error: BaseException | None = None
         try:
@@ -54,10 +60,12 @@ def _timed(
             error = exc
             raise
         finally:
+            seconds = time.perf_counter() - started
             _inside.reset(token)
-            metrics.store_operation(
-                _deployment(self), name, outcome_of(error), time.perf_counter() - started
-            )
+            outcome = outcome_of(error)
+            if span is not None:
+                span.end(error, outcome)
+            metrics.store_operation(backend, name, outcome, seconds)
 
     return operation
 

@@ -29,6 +29,7 @@ from typing import Protocol
 
 from pydantic import BaseModel
 
+from fiml.core import tracing
 from fiml.core.audit import SYSTEM_ACTOR, acting_as
 from fiml.core.config import Settings
 from fiml.core.metrics import recorder
@@ -215,14 +216,18 @@ class JobLock(Protocol):
 async def run_job(job: Job, *, lock: JobLock | None = None) -> JobStats:
     """Run ``job`` once; under ``lock``, a run that finds the lock held is skipped.
 
-    Every run is counted and logged once (``job.run``: the job, its outcome, duration and
-    statistics); a run that raises is logged at ERROR with the error's class and re-raised.
+    Every run is counted, logged once (``job.run``: the job, its outcome, duration and
+    statistics) and with tracing on a span (``fiml.job <name>``); a run that raises is
+    logged at ERROR with the error's class and re-raised.
     """
     started = time.monotonic()
+    span = tracing.start(tracing.JOB_SPAN, job.name, {"fiml.job": job.name})
     try:
         with acting_as(SYSTEM_ACTOR):  # whoever started the process, jobs act on their own
             stats = await _run_locked(job, lock)
     except Exception as exc:
+        if span is not None:
+            span.end(exc, "failed")
         recorder().job_run(job.name, "failed")
         recorder().error(type(exc).__name__)
         logger.error(
@@ -238,6 +243,8 @@ async def run_job(job: Job, *, lock: JobLock | None = None) -> JobStats:
         )
         raise
     outcome = "skipped" if stats.skipped else "ok"
+    if span is not None:
+        span.end(None, outcome, _counts(stats))
     recorder().job_run(job.name, outcome)
     logger.info(
         "job %s %s",
@@ -251,6 +258,12 @@ async def run_job(job: Job, *, lock: JobLock | None = None) -> JobStats:
         },
     )
     return stats
+
+
+def _counts(stats: JobStats) -> dict[str, int]:
+    """A run's counts as span attributes (``fiml.job.archived``...)."""
+    fields = stats.model_dump(exclude={"duration_seconds", "retention_days"})
+    return {f"fiml.job.{k}": v for k, v in fields.items() if type(v) is int}
 
 
 async def _run_locked(job: Job, lock: JobLock | None) -> JobStats:

@@ -32,6 +32,7 @@ from celery.signals import worker_ready
 from fiml.core.config import Settings
 from fiml.core.metrics import enable_metrics, recorder, serve_in_thread
 from fiml.core.redis_client import open_redis
+from fiml.core.tracing import configure_tracing, flush_tracing
 from fiml.sessions.analytics import SessionAnalytics
 from fiml.sessions.backends import build_backends
 from fiml.sessions.backends.redis_persistence import persistence_warning
@@ -117,7 +118,12 @@ def execute_job(settings: Settings, job_name: str) -> dict[str, Any]:
         raise ValueError(f"unknown job {job_name!r}; known: {', '.join(TASK_NAMES)}")
     if settings.metrics_port is not None and not recorder().enabled:
         enable_metrics()  # in the pool process that runs the task
-    return asyncio.run(_run(settings, job_name)).model_dump(mode="json")
+    traced = configure_tracing()
+    try:
+        return asyncio.run(_run(settings, job_name)).model_dump(mode="json")
+    finally:
+        if traced:  # a pool process may be ended without its exit hooks
+            flush_tracing()
 
 
 def _register_tasks(celery: Any, settings: Settings) -> None:
