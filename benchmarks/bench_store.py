@@ -103,7 +103,8 @@ class Floors:
 
 
 @asynccontextmanager
-async def _sqlite_floor(directory: Path) -> AsyncIterator[Operation]:
+async def sqlite_floor(directory: Path) -> AsyncIterator[Operation]:
+    """One aiosqlite INSERT + commit into a WAL-mode file in ``directory``."""
     import aiosqlite
 
     async with aiosqlite.connect(directory / "floor.db") as db:
@@ -119,10 +120,11 @@ async def _sqlite_floor(directory: Path) -> AsyncIterator[Operation]:
 
 
 @asynccontextmanager
-async def _postgres_floor() -> AsyncIterator[Operation]:
+async def postgres_floor(url: str = ASYNCPG_URL) -> AsyncIterator[Operation]:
+    """One asyncpg INSERT + commit (autocommit) into a temporary table, on ``url``."""
     import asyncpg
 
-    conn = await asyncpg.connect(ASYNCPG_URL)
+    conn = await asyncpg.connect(url)
     try:
         await conn.execute("CREATE TEMP TABLE t (id uuid PRIMARY KEY, v text)")
 
@@ -159,10 +161,10 @@ async def _floors(deployment: str, directory: Path, samples: int) -> AsyncIterat
     floors = Floors({}, {})
     async with AsyncExitStack() as stack:
         if deployment == "sqlite":
-            insert = await stack.enter_async_context(_sqlite_floor(directory))
+            insert = await stack.enter_async_context(sqlite_floor(directory))
             await floors.add("sql", "aiosqlite INSERT + commit", insert, samples)
         else:
-            insert = await stack.enter_async_context(_postgres_floor())
+            insert = await stack.enter_async_context(postgres_floor())
             await floors.add("sql", "asyncpg INSERT + commit", insert, samples)
         if deployment == "redis+postgres":
             get, set_get = await stack.enter_async_context(_redis_floors())
