@@ -92,6 +92,8 @@ async def test_another_users_request_id_never_binds_mine(connect: Connect) -> No
         mine = await new_session(alice, "AAPL")
         theirs = await new_session(bob, "AAPL")
         await ok(bob, "search-by-coin", symbol="BTC", session_id=theirs, request_id="r1")
-        answer = await ok(alice, "search-by-symbol", symbol="AAPL", session_id=mine, request_id="r1")
+        answer = await ok(
+            alice, "search-by-symbol", symbol="AAPL", session_id=mine, request_id="r1"
+        )
 
     assert "repeated" not in answer and answer["session"]["total_queries"] == 1

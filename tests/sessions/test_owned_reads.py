@@ -1,0 +1,121 @@
+"""Reads on behalf of a user, run on every deployment in ``STORE_KINDS``: a session that is
+someone else's reads as absent, after exactly the reads an unknown id costs; and one
+recorded query read back by its id, from either tier."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+from uuid import UUID, uuid4
+
+import pytest
+
+from fiml.core.errors import InvalidInputError, InvalidSessionIdError
+from fiml.sessions import QueryRecord, SessionStore
+
+UNKNOWN = UUID("00000000-0000-4000-8000-000000000000")
+
+
+def record(symbol: str) -> QueryRecord:
+    return QueryRecord(query_type="price", parameters={"symbol": symbol}, result_summary="ok")
+
+
+def tiered(store: SessionStore) -> bool:
+    """Whether the store has an archive of its own (Redis+SQL), not its one SQL database."""
+    active: object = store.backend
+    return active is not store.archive
+
+
+def spy_on_loads(store: SessionStore, monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, Any]]:
+    """Every session read the store makes from now on: (tier, how many queries it loads).
+
+    The tiers are the store's own (``store.backend``, ``store.archive``); each ``load`` is
+    wrapped in place and still does its real read."""
+    calls: list[tuple[str, Any]] = []
+
+    def counted(role: str, real: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+        async def load(session_id: UUID, *, recent_queries: int | None) -> Any:
+            calls.append((role, recent_queries))
+            return await real(session_id, recent_queries=recent_queries)
+
+        return load
+
+    monkeypatch.setattr(store.backend, "load", counted("active", store.backend.load))
+    if tiered(store):  # SQL alone: one tier plays both parts
+        monkeypatch.setattr(store.archive, "load", counted("archive", store.archive.load))
+    return calls
+
+
+async def test_a_users_own_sessions_read_as_get_session_reads_them(store: SessionStore) -> None:
+    active = await store.create_session(["AAPL"], "equity", user_id="alice")
+    archived = await store.create_session(["MSFT"], "equity", user_id="alice")
+    await store.archive_session(archived.id)
+
+    found = await store.get_user_session(str(active.id), "alice", history_limit=0)
+    kept = await store.get_user_session(archived.id, "alice")
+
+    assert found is not None and found.id == active.id and found.assets == ["AAPL"]
+    assert kept is not None and kept.is_archived
+
+
+async def test_another_users_session_in_any_tier_reads_as_absent(store: SessionStore) -> None:
+    active = await store.create_session(["AAPL"], "equity", user_id="bob")
+    archived = await store.create_session(["MSFT"], "equity", user_id="bob")
+    await store.archive_session(archived.id)
+    anonymous = await store.create_session(["IBM"], "equity")
+
+    for sid in (active.id, archived.id, anonymous.id, UNKNOWN):
+        assert await store.get_user_session(sid, "alice") is None
+    assert await store.get_session(active.id) is not None  # still there for bob
+
+
+async def test_not_found_makes_the_same_reads_for_a_foreign_and_an_unknown_id(
+    store: SessionStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    active = await store.create_session(["AAPL"], "equity", user_id="bob")
+    archived = await store.create_session(["MSFT"], "equity", user_id="bob")
+    await store.archive_session(archived.id)
+    calls = spy_on_loads(store, monkeypatch)
+
+    reads = []
+    for sid in (UNKNOWN, active.id, archived.id):
+        calls.clear()
+        assert await store.get_user_session(sid, "alice", history_limit=3) is None
+        reads.append(list(calls))
+
+    expected = [("active", 3), ("archive", 3)] if tiered(store) else [("active", 3)]
+    assert reads == [expected, expected, expected]
+
+
+async def test_a_user_read_refuses_bad_arguments(store: SessionStore) -> None:
+    with pytest.raises(InvalidSessionIdError):
+        await store.get_user_session("not-a-uuid", "alice")
+    with pytest.raises(InvalidInputError) as refused:
+        await store.get_user_session(UNKNOWN, 7)  # type: ignore[arg-type]
+    assert refused.value.field == "user_id"
+    with pytest.raises(InvalidInputError) as refused:
+        await store.get_user_session(UNKNOWN, "alice", history_limit=-2)
+    assert refused.value.field == "history_limit"
+
+
+async def test_a_recorded_query_reads_back_by_id_from_either_tier(store: SessionStore) -> None:
+    session = await store.create_session(["AAPL"], "equity", user_id="alice")
+    first, second = record("AAPL"), record("MSFT")
+    for query in (first, second):
+        await store.append_query(session.id, query)
+
+    found = await store.get_query(str(session.id), first.id)
+    assert found is not None and found.id == first.id
+    assert (found.query_type, found.parameters) == ("price", {"symbol": "AAPL"})
+    assert await store.get_query(session.id, uuid4()) is None
+    assert await store.get_query(UNKNOWN, first.id) is None
+
+    await store.archive_session(session.id)
+    archived = await store.get_query(session.id, second.id)
+    assert archived is not None and archived.parameters == {"symbol": "MSFT"}
+
+
+async def test_a_query_read_refuses_an_id_that_is_not_a_uuid(store: SessionStore) -> None:
+    with pytest.raises(InvalidInputError) as refused:
+        await store.get_query(UNKNOWN, str(uuid4()))  # type: ignore[arg-type]
+    assert refused.value.field == "query_id"
