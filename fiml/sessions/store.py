@@ -138,22 +138,19 @@ class SessionStore(TieredStore):
         when there is none or it is someone else's, after the same reads either way.
 
         A reply that takes longer for an unknown id than for another user's would tell
-        a caller which ids exist. So every "not yours" costs what an unknown id costs:
-        on Redis+SQL a session found in Redis that is not the caller's is followed by the
-        same archive probe an id missing from Redis gets; the caller's own sessions are
-        read exactly as :meth:`get_session` reads them.
+        a caller which ids exist. So each tier is asked for the caller's session only
+        (``load(owner=...)``): another user's session is not found by the same read that
+        finds nothing at an unknown id, and on Redis+SQL both then get the same archive
+        probe. The caller's own sessions are read as :meth:`get_session` reads them.
         """
         sid = parse_session_id(session_id)
         if not isinstance(user_id, str):
             raise InvalidInputError("user_id", user_id, "must be a string")
         recent = self._recent(history_limit)
-        session = await self.backend.load(sid, recent_queries=recent)
-        if session is not None and session.user_id == user_id:
-            return session
-        if self._tiered:
-            archived = await self.archive.load(sid, recent_queries=recent)
-            session = archived if session is None else session
-        return session if session is not None and session.user_id == user_id else None
+        session = await self.backend.load(sid, recent_queries=recent, owner=user_id)
+        if session is None and self._tiered:
+            session = await self.archive.load(sid, recent_queries=recent, owner=user_id)
+        return session
 
     def _recent(self, history_limit: int | None) -> int | None:
         """How many recent queries a read loads (None: all), from its ``history_limit``."""
@@ -161,9 +158,7 @@ class SessionStore(TieredStore):
             return self.settings.session_recent_queries
         return checked_history_limit(history_limit)
 
-    async def get_query(
-        self, session_id: UUID | str, query_id: UUID
-    ) -> QueryRecord | None:
+    async def get_query(self, session_id: UUID | str, query_id: UUID) -> QueryRecord | None:
         """The query ``query_id`` as ``session_id`` recorded it (active or archived), or
         None if the session is gone or never recorded it.
 

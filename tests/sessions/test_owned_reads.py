@@ -26,17 +26,19 @@ def tiered(store: SessionStore) -> bool:
     return active is not store.archive
 
 
-def spy_on_loads(store: SessionStore, monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, Any]]:
-    """Every session read the store makes from now on: (tier, how many queries it loads).
+def spy_on_loads(store: SessionStore, monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, ...]]:
+    """Every session read the store makes from now on: (tier, how many queries it loads,
+    for which owner, whether it found nothing).
 
     The tiers are the store's own (``store.backend``, ``store.archive``); each ``load`` is
     wrapped in place and still does its real read."""
-    calls: list[tuple[str, Any]] = []
+    calls: list[tuple[Any, ...]] = []
 
     def counted(role: str, real: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
-        async def load(session_id: UUID, *, recent_queries: int | None) -> Any:
-            calls.append((role, recent_queries))
-            return await real(session_id, recent_queries=recent_queries)
+        async def load(session_id: UUID, *, recent_queries: int | None, owner: str | None) -> Any:
+            found = await real(session_id, recent_queries=recent_queries, owner=owner)
+            calls.append((role, recent_queries, owner, found is None))
+            return found
 
         return load
 
@@ -83,7 +85,8 @@ async def test_not_found_makes_the_same_reads_for_a_foreign_and_an_unknown_id(
         assert await store.get_user_session(sid, "alice", history_limit=3) is None
         reads.append(list(calls))
 
-    expected = [("active", 3), ("archive", 3)] if tiered(store) else [("active", 3)]
+    miss = [("active", 3, "alice", True)]
+    expected = [*miss, ("archive", 3, "alice", True)] if tiered(store) else miss
     assert reads == [expected, expected, expected]
 
 
