@@ -203,13 +203,16 @@ async def run(deployments: list[str], quick: bool) -> None:
 
 
 NOTES = """\
-**What is the same.** An id that is not the caller's is read exactly as an unknown id is:
-on Redis+PostgreSQL a session found in Redis that belongs to someone else is followed by
-the archive probe (one indexed PostgreSQL SELECT) that an id missing from Redis gets, so
-both make one Redis script run and one archive read; on SQL alone both make one read.
-What still differs is the work of decoding a session that was found (its recent queries):
-the ratio shows how much of a round trip that is. The "before" row is the old read, where a
-foreign session in Redis skipped the archive probe and answered faster than an unknown id."""
+**What is the same.** Every tool reads a session for its caller only
+(`SessionStore.get_user_session`): each tier's `load(owner=...)` misses another user's
+session by the very read that finds nothing at an unknown id (one indexed SELECT with the
+owner in its WHERE clause on SQL, one HGET of the owner field in Redis's READ script, before
+anything of the session is fetched or decoded), and on Redis+PostgreSQL both then get the
+same archive probe. So the rows differ only by noise; the floor is the unknown id's call on
+the same path, so a ratio of 1.00 is parity. The "before" rows time the read the tools made
+before (`get_session`, then an owner check): on SQL a foreign session was read and decoded
+with its recent queries (slower than an unknown id), on Redis+PostgreSQL a foreign running
+session answered from Redis while an unknown id also probed the archive (faster)."""
 
 
 def main() -> None:

@@ -9,6 +9,8 @@ from typing import Any
 from uuid import UUID, uuid4
 
 import pytest
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
 
 from fiml.core.errors import InvalidInputError, InvalidSessionIdError
 from fiml.sessions import QueryRecord, SessionStore
@@ -88,6 +90,32 @@ async def test_not_found_makes_the_same_reads_for_a_foreign_and_an_unknown_id(
     miss = [("active", 3, "alice", True)]
     expected = [*miss, ("archive", 3, "alice", True)] if tiered(store) else miss
     assert reads == [expected, expected, expected]
+
+
+async def test_a_foreign_and_an_unknown_id_run_the_same_sql(store: SessionStore) -> None:
+    foreign = await store.create_session(["AAPL"], "equity", user_id="bob")
+    await store.append_query(foreign.id, record("AAPL"))
+    if tiered(store):  # on Redis+SQL the SQL tier sees the archive probe
+        await store.archive_session(foreign.id)
+    statements: list[tuple[str, list[Any]]] = []
+
+    def heard(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        values = parameters.values() if isinstance(parameters, dict) else parameters
+        shown = ["<sid>" if str(v).replace("-", "") in sids else v for v in values]
+        statements.append((statement, shown))
+
+    sids = {UNKNOWN.hex, foreign.id.hex}
+    runs = []
+    event.listen(Engine, "before_cursor_execute", heard)  # every engine, SQLite's thread's too
+    try:
+        for sid in (UNKNOWN, foreign.id):
+            statements.clear()
+            assert await store.get_user_session(sid, "alice") is None
+            runs.append(list(statements))
+    finally:
+        event.remove(Engine, "before_cursor_execute", heard)
+
+    assert runs[0] and runs[0] == runs[1]
 
 
 async def test_a_user_read_refuses_bad_arguments(store: SessionStore) -> None:
