@@ -58,6 +58,7 @@ __all__ = [
     "PermissionDeniedError",
     "ProviderUnavailableError",
     "QueryLimitExceededError",
+    "RequestIdReusedError",
     "SchemaNewerError",
     "SchemaOutdatedError",
     "SchemaRevisionError",
@@ -194,6 +195,19 @@ class InvalidCursorError(InvalidInputError):
 
     def __init__(self, value: Any) -> None:
         super().__init__("cursor", value, "not a cursor returned by a previous page")
+
+
+class RequestIdReusedError(InvalidInputError):
+    """A request id already names another call (another tool or other arguments) in the
+    session: a request id makes one call safe to retry, it never stands for a second one."""
+
+    def __init__(self, value: str) -> None:
+        super().__init__(
+            "request_id",
+            value,
+            "already names another call in this session (another tool or other arguments); "
+            "give each new call a new request_id",
+        )
 
 
 class SessionError(FimlError):

@@ -24,10 +24,12 @@ async def owned_session(
     *,
     history_limit: int | None = None,
 ) -> Session:
-    """The caller's session ``session_id``; SessionNotFoundError if absent or someone else's."""
+    """The caller's session ``session_id``; SessionNotFoundError if absent or someone else's,
+    after the same reads either way (:meth:`SessionStore.get_user_session`), so neither the
+    reply nor its timing tells another user's session from an unknown id."""
     sid = parse_session_id(session_id)
-    session = await store.get_session(sid, history_limit=history_limit)
-    if session is None or session.user_id != identity.user_id:
+    session = await store.get_user_session(sid, identity.user_id, history_limit=history_limit)
+    if session is None:
         raise SessionNotFoundError(sid)
     return session
 

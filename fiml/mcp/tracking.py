@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID, uuid4, uuid5
 
-from fiml.core.errors import InvalidInputError
+from fiml.core.errors import InvalidInputError, RequestIdReusedError
 from fiml.core.metrics import recorder
 from fiml.market.base import Quote
 from fiml.market.service import QuoteResult
 from fiml.mcp.auth import Identity
 from fiml.mcp.ownership import ensure_writable, owned_session
 from fiml.mcp.schemas import QueryView, SessionContext
-from fiml.sessions.models import MAX_SUMMARY_CHARS, QueryRecord
+from fiml.sessions.models import MAX_SUMMARY_CHARS, QueryRecord, Session
 from fiml.sessions.store import SessionStore
 
 __all__ = [
@@ -83,7 +84,9 @@ async def track_query_in_session(
 
     With a ``request_id`` the query's id is derived from the session and the request id,
     so the same request sent again (a retry) is recorded once: the search still runs and
-    its quote is returned, but the session keeps the first record (``repeated``).
+    its quote is returned, but the session keeps the first record (``repeated``). A request
+    id is bound to its call: sent again with another query type or other parameters it is
+    a RequestIdReusedError, and nothing is recorded.
     """
     if request_id is not None:
         request_id = check_request_id(request_id)
@@ -104,6 +107,8 @@ async def track_query_in_session(
     )
     counters = await store.append_query(session.id, record)
     repeated = counters.added_queries == 0
+    if repeated and request_id is not None:
+        await _ensure_same_call(store, session, record, request_id)
     if not repeated:
         recorder().query_tracked(session.type.value, query_type, record.cache_hit)
     loaded = session.state.history.queries
@@ -117,6 +122,31 @@ async def track_query_in_session(
         context=dict(session.state.context),
     )
     return TrackedQuery(result=result, query=record, context=context, repeated=repeated)
+
+
+async def _ensure_same_call(
+    store: SessionStore, session: Session, record: QueryRecord, request_id: str
+) -> None:
+    """Raise RequestIdReusedError unless the query the session already holds under
+    ``record``'s id was the same call (query type and parameters).
+
+    Only a repeat gets here, which is rare, so the check costs nothing on a first call.
+    A retry usually follows its first attempt at once, so the first record is usually
+    among the recent queries already loaded; else it is read back (the store finds it in
+    the archive too, should the session have been archived meanwhile).
+    """
+    loaded = session.state.history.queries
+    first = next((q for q in loaded if q.id == record.id), None)
+    if first is None:
+        first = await store.get_query(session.id, record.id)
+    if first is not None and _call_of(first) != _call_of(record):
+        raise RequestIdReusedError(request_id)
+
+
+def _call_of(query: QueryRecord) -> str:
+    """What identifies a query's call: its type and parameters, as their stored JSON
+    (sorted keys), so a stored record and a fresh one compare equal when they should."""
+    return json.dumps([query.query_type, query.parameters], sort_keys=True)
 
 
 def _summary(quote: Quote) -> str:

@@ -127,14 +127,54 @@ class SessionStore(TieredStore):
         counters always cover every query.
         """
         sid = parse_session_id(session_id)
-        if history_limit is None:
-            recent: int | None = self.settings.session_recent_queries
-        else:
-            recent = checked_history_limit(history_limit)
+        recent = self._recent(history_limit)
         session = await self.backend.load(sid, recent_queries=recent)
         if session is None and self._tiered:
             session = await self.archive.load(sid, recent_queries=recent)
         return session  # its baseline marked by the backend (models.session_from_store)
+
+    async def get_user_session(
+        self, session_id: UUID | str, user_id: str, *, history_limit: int | None = None
+    ) -> Session | None:
+        """``user_id``'s session ``session_id`` (as :meth:`get_session` reads it), or None
+        when there is none or it is someone else's, after the same reads either way.
+
+        A reply that takes longer for an unknown id than for another user's would tell
+        a caller which ids exist. So each tier is asked for the caller's session only
+        (``load(owner=...)``): another user's session is not found by the same read that
+        finds nothing at an unknown id, and on Redis+SQL both then get the same archive
+        probe. The caller's own sessions are read as :meth:`get_session` reads them.
+        """
+        sid = parse_session_id(session_id)
+        if not isinstance(user_id, str):
+            raise InvalidInputError("user_id", user_id, "must be a string")
+        recent = self._recent(history_limit)
+        session = await self.backend.load(sid, recent_queries=recent, owner=user_id)
+        if session is None and self._tiered:
+            session = await self.archive.load(sid, recent_queries=recent, owner=user_id)
+        return session
+
+    def _recent(self, history_limit: int | None) -> int | None:
+        """How many recent queries a read loads (None: all), from its ``history_limit``."""
+        if history_limit is None:
+            return self.settings.session_recent_queries
+        return checked_history_limit(history_limit)
+
+    async def get_query(self, session_id: UUID | str, query_id: UUID) -> QueryRecord | None:
+        """The query ``query_id`` as ``session_id`` recorded it (active or archived), or
+        None if the session is gone or never recorded it.
+
+        It reads the session's whole history (at most the configured maximum of queries
+        per session): it is for the rare question of what a repeated query id stood for
+        (:func:`~fiml.mcp.tracking.track_query_in_session`), not for a hot path.
+        """
+        sid = parse_session_id(session_id)
+        if not isinstance(query_id, UUID):
+            raise InvalidInputError("query_id", query_id, "must be a UUID")
+        session = await self.get_session(sid, history_limit=ALL_QUERIES)
+        if session is None:
+            return None
+        return next((q for q in session.state.history.queries if q.id == query_id), None)
 
     async def get_history(
         self, session_id: UUID | str, *, offset: int = 0, limit: int = 50
@@ -351,6 +391,8 @@ instrument_operations(
     (
         "create_session",
         "get_session",
+        "get_user_session",
+        "get_query",
         "get_history",
         "update_session",
         "append_query",

@@ -7,6 +7,10 @@ from collections.abc import Iterator
 import pytest
 
 from tests.fuzz.harness import Harness, fuzz_settings, harness_for
+from tests.mcp.conftest import connect, market, mcp_settings, session_store
+
+__all__ = ["connect", "harness", "market", "mcp_settings", "session_store"]
+"""The in-memory clients of ``tests/mcp`` (``connect``) serve these tests too."""
 
 
 @pytest.fixture(scope="module")

@@ -86,7 +86,7 @@ def exercise(harness: Harness, monkeypatch: pytest.MonkeyPatch) -> list[str]:
         patched.setattr(store, "update_state", failing_write)
         crashed = harness.call("update-session-context", context)
         assert "internal error (incident" in crashed.model_dump_json()
-        patched.setattr(store, "get_session", failing_read)
+        patched.setattr(store, "get_user_session", failing_read)  # what the resource reads
         crashed_resource = harness.read(f"session://{sid}")
         assert "internal error (incident" in str(crashed_resource)
 

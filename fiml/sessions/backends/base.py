@@ -188,9 +188,15 @@ class _Tier(Protocol):
     async def close(self) -> None:
         """Release connections."""
 
-    async def load(self, session_id: UUID, *, recent_queries: int | None) -> Session | None:
+    async def load(
+        self, session_id: UUID, *, recent_queries: int | None, owner: str | None = None
+    ) -> Session | None:
         """A session with its ``recent_queries`` latest queries (None: all), or None; its
-        baseline marked (``models.session_from_store`` does it)."""
+        baseline marked (``models.session_from_store`` does it).
+
+        With an ``owner``, a session of anyone else's is None too, found by the very read
+        that finds no session at an unknown id: nothing of it is fetched or decoded, so a
+        foreign id costs what an unknown one does."""
 
     async def load_history(self, session_id: UUID, *, offset: int, limit: int) -> list[QueryRecord]:
         """Queries ``offset+1 .. offset+limit`` of a session's history, oldest first."""

@@ -81,6 +81,7 @@ _QUERY_COLUMNS = [
 # The hot statements, built once with bound parameters: SQLAlchemy then finds each one's
 # compiled form in its cache by a key computed from the same object every time.
 _SESSION_ROW = select(S).where(S.c.id == bindparam("sid"))
+_OWNED_SESSION_ROW = _SESSION_ROW.where(S.c.user_id == bindparam("owner"))
 _QUERY_RANGE = (
     select(*_QUERY_COLUMNS)
     .where(
@@ -129,8 +130,14 @@ def _insert(conn: Connection, session: Session) -> None:
         conn.execute(_INSERT_QUERIES, rows)
 
 
-def _load(conn: Connection, session_id: UUID, recent_queries: int | None) -> Session | None:
-    row = conn.execute(_SESSION_ROW, {"sid": session_id}).mappings().first()
+def _load(
+    conn: Connection, session_id: UUID, recent_queries: int | None, owner: str | None
+) -> Session | None:
+    if owner is None:
+        found = conn.execute(_SESSION_ROW, {"sid": session_id})
+    else:  # another owner's session: no row, as for an unknown id (the same index lookup)
+        found = conn.execute(_OWNED_SESSION_ROW, {"sid": session_id, "owner": owner})
+    row = found.mappings().first()
     if row is None:
         return None
     rows: Sequence[Any] = []
@@ -205,11 +212,14 @@ class SqlBackend(SqlArchive, SqlMetrics):
         """Store a new session and any queries it already holds."""
         await self._writing(lambda conn: _insert(conn, session))
 
-    async def load(self, session_id: UUID, *, recent_queries: int | None) -> Session | None:
-        """A session with its latest ``recent_queries`` queries (None: the whole history);
-        a row that does not decode is a CorruptRecordError naming the session."""
+    async def load(
+        self, session_id: UUID, *, recent_queries: int | None, owner: str | None = None
+    ) -> Session | None:
+        """A session with its latest ``recent_queries`` queries (None: the whole history),
+        with an ``owner`` only if it is theirs; a row that does not decode is a
+        CorruptRecordError naming the session."""
         try:
-            return await self._reading(lambda conn: _load(conn, session_id, recent_queries))
+            return await self._reading(lambda conn: _load(conn, session_id, recent_queries, owner))
         except UNDECODABLE as exc:
             raise CorruptRecordError(self.name, session_id, failure_reason(exc)) from None
 
