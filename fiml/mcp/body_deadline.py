@@ -5,7 +5,9 @@ open connections (``limit_concurrency``), but never times out a request body: a 
 sending one a byte at a time holds its connection and a task for as long as it likes.
 :class:`BodyDeadline` wraps the ASGI app and gives each request ``seconds`` from its
 arrival to deliver the whole body. Past that, the app is told the client disconnected,
-and the client gets 408 with ``Connection: close``, on which uvicorn closes the socket.
+and the client gets 408 with ``Connection: close``, on which uvicorn closes the socket. A
+request answered before its body was read (401, 429) is answered with ``Connection: close``
+too, since uvicorn would otherwise keep reading the unread body.
 
 Reading the request line and headers happens in uvicorn before any ASGI app runs, so no
 ASGI middleware can time it out; docs/RELIABILITY.md says what covers that.
@@ -37,7 +39,7 @@ class BodyDeadline:
             await self.app(scope, receive, send)
             return
         deadline = anyio.current_time() + self.seconds
-        body_done = False
+        body_done = not _has_body(scope)
         timed_out = False
         started = False
 
@@ -62,6 +64,11 @@ class BodyDeadline:
                 return  # the answer is the 408 below
             if message["type"] == "http.response.start":
                 started = True
+                if not body_done:
+                    # Answered before its body was read (a 401, a 429): uvicorn would go on
+                    # reading that body for as long as it dribbles in, so the connection ends.
+                    headers = [*message.get("headers", ()), (b"connection", b"close")]
+                    message = {**message, "headers": headers}
             await send(message)
 
         await self.app(scope, timed_receive, guarded_send)
@@ -78,3 +85,10 @@ class BodyDeadline:
                 }
             )
             await send({"type": "http.response.body", "body": _TIMED_OUT})
+
+
+def _has_body(scope: Scope) -> bool:
+    for name, value in scope["headers"]:
+        if name == b"transfer-encoding" or (name == b"content-length" and value.strip() != b"0"):
+            return True
+    return False
