@@ -8,7 +8,9 @@ from typing import Any
 import anyio
 import httpx
 import pytest
+from pydantic import ValidationError
 
+from fiml.core.config import Settings
 from tests.mcp.conftest import ok
 from tests.mcp.live_servers import http_client, http_server, write_tokens
 
@@ -161,3 +163,12 @@ async def test_requests_past_the_rate_get_429_with_retry_after(
                 server.url, json=_call("list-sessions", 0), headers={"Authorization": ""}
             )
             assert anonymous.status_code == 401
+
+
+def test_a_user_s_session_cap_is_at_most_a_tenth_of_the_shared_one() -> None:
+    assert Settings(http_sessions_per_user=1000, http_max_sessions=10_000)
+    with pytest.raises(ValidationError, match="http_sessions_per_user"):
+        Settings(http_sessions_per_user=1001, http_max_sessions=10_000)
+    for field in ("http_in_flight_per_user", "http_requests_per_minute_per_user"):
+        with pytest.raises(ValidationError, match=field):
+            Settings.model_validate({field: 0})
