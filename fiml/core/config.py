@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Literal
 
 from platformdirs import user_data_dir
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = [
@@ -209,6 +209,57 @@ class Settings(BaseSettings):
         description="This server's public MCP URL, the resource of RFC 9728's metadata "
         "(default: http://HOST:PORT/mcp of `fiml serve --http`).",
     )
+    http_max_sessions: int = Field(
+        default=10_000,
+        gt=0,
+        description="Open MCP transport sessions (stateful HTTP) the whole server holds, all "
+        "users together; past it the SDK answers 503. Each user gets a share of it "
+        "(http_sessions_per_user), at most a tenth.",
+    )
+    http_sessions_per_user: int = Field(
+        default=100,
+        gt=0,
+        description="Open MCP transport sessions (stateful HTTP) one user may hold; past it an "
+        "initialize gets 429 with Retry-After. A session closes on DELETE or after "
+        "http_session_idle_seconds without a request.",
+    )
+    http_session_idle_seconds: float = Field(
+        default=1800,
+        gt=0,
+        description="A transport session with no request for this long is closed (the SDK's "
+        "session_idle_timeout) and no longer counts to its user.",
+    )
+    http_in_flight_per_user: int = Field(
+        default=32,
+        gt=0,
+        description="Requests one user may have in flight at once over HTTP (server-sent event "
+        "streams of GET not counted); past it 429 with Retry-After.",
+    )
+    http_requests_per_minute_per_user: int = Field(
+        default=1200,
+        gt=0,
+        description="Requests one user may make a minute over HTTP: a burst of this many, then "
+        "an even rate; past it 429 with Retry-After.",
+    )
+    http_body_timeout_seconds: float = Field(
+        default=30,
+        gt=0,
+        description="Time a request's whole body must arrive in, from its headers; past it "
+        "408 and the connection is closed.",
+    )
+    http_keep_alive_seconds: int = Field(
+        default=5,
+        gt=0,
+        description="An idle connection between two requests is closed after this long "
+        "(uvicorn's timeout_keep_alive).",
+    )
+    http_max_connections: int = Field(
+        default=1000,
+        gt=0,
+        description="Open connections (and tasks) the HTTP server serves at once; a request "
+        "on one more gets 503 (uvicorn's limit_concurrency). Keep it below the process's open "
+        "file limit.",
+    )
     market_provider: Literal["live", "offline"] = Field(
         default="live",
         description="Where quotes come from: live providers, or synthetic offline quotes for "
@@ -251,3 +302,12 @@ class Settings(BaseSettings):
         if not value.startswith(("sqlite", "postgresql")):
             raise ValueError("database_url must be a sqlite or postgresql SQLAlchemy URL")
         return value
+
+    @model_validator(mode="after")
+    def _a_user_cannot_fill_the_server(self) -> Settings:
+        if self.http_sessions_per_user * 10 > self.http_max_sessions:
+            raise ValueError(
+                "http_sessions_per_user must be at most a tenth of http_max_sessions, so no "
+                "single user can fill the sessions all users share"
+            )
+        return self

@@ -47,6 +47,8 @@ from fiml.mcp.auth import (
     StaticIdentity,
     local_identity,
 )
+from fiml.mcp.body_deadline import BodyDeadline
+from fiml.mcp.fair_share import FairShare, FairShareLimits
 from fiml.mcp.oauth import CombinedVerifier, JwtVerifier, OAuthConfig
 from fiml.mcp.ops_routes import OpsEndpoints
 from fiml.mcp.resources import SessionResources
@@ -62,6 +64,7 @@ from fiml.sessions.store import SessionStore
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
+    from starlette.types import ASGIApp
 
 __all__ = [
     "MCP_PATH",
@@ -278,6 +281,8 @@ async def serve(
                 stateless=stateless,
                 json_response=json_response,
                 access_log=access_log,
+                settings=settings,
+                verifier=verifier,
             )
 
 
@@ -289,8 +294,15 @@ async def serve_http(
     stateless: bool,
     json_response: bool = True,
     access_log: bool = False,
+    settings: Settings | None = None,
+    verifier: TokenVerifier | None = None,
 ) -> None:
     """Serve ``server`` over streamable HTTP at :data:`MCP_PATH` on uvicorn until cancelled.
+
+    ``settings`` give the transport's limits (the ``http_*`` settings; default: their
+    defaults): with ``verifier``, the one the SDK authenticates with, each user's fair share
+    (:class:`~fiml.mcp.fair_share.FairShare`); the body deadline
+    (:class:`~fiml.mcp.body_deadline.BodyDeadline`), keep-alive timeout and connection cap.
 
     ``json_response``: answer each POST with one JSON body instead of a server-sent event
     stream; FIML's tools send no progress notifications, so the stream would only carry
@@ -306,14 +318,26 @@ async def serve_http(
     if stateless:
         logging.getLogger(_SDK_TRANSPORT_LOGGER).setLevel(logging.WARNING)
 
-    app = server.streamable_http_app(
+    limits = settings or Settings()
+    app: ASGIApp = server.streamable_http_app(
         streamable_http_path=MCP_PATH,
         stateless_http=stateless,
         json_response=json_response,
         host=host,
+        session_idle_timeout=limits.http_session_idle_seconds,
+        max_sessions=limits.http_max_sessions,
     )
+    if verifier is not None:
+        app = FairShare(app, verifier, FairShareLimits.from_settings(limits))
     config = uvicorn.Config(
-        app, host=host, port=port, log_level="info", access_log=access_log, lifespan="on"
+        BodyDeadline(app, limits.http_body_timeout_seconds),
+        host=host,
+        port=port,
+        log_level="info",
+        access_log=access_log,
+        lifespan="on",
+        timeout_keep_alive=limits.http_keep_alive_seconds,
+        limit_concurrency=limits.http_max_connections,
     )
     await uvicorn.Server(config).serve()
 
