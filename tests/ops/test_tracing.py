@@ -126,7 +126,7 @@ async def test_a_tool_call_is_a_span_under_the_sdks_with_its_store_operation_und
 
     sdk = one(spans, "tools/call get-session-info")
     tool = one(spans, "fiml.tool get-session-info")
-    store = one(spans, "fiml.store get_session")
+    store = one(spans, "fiml.store get_user_session")
     assert sdk.kind == SpanKind.SERVER
     assert parent_of(tool, sdk) and parent_of(store, tool)
     assert dict(tool.attributes or {}) == {
@@ -136,7 +136,7 @@ async def test_a_tool_call_is_a_span_under_the_sdks_with_its_store_operation_und
         "fiml.session_id": sid,
     }
     assert dict(store.attributes or {}) == {
-        "fiml.store.operation": "get_session",
+        "fiml.store.operation": "get_user_session",
         "fiml.store.backend": "sqlite",
         "fiml.outcome": "ok",
     }
