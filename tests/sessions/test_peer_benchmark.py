@@ -24,7 +24,9 @@ SCRIPT = SOURCE / "benchmarks" / "bench_peers.py"
 
 @pytest.mark.timeout(180)
 async def test_the_smallest_run_reports_every_operation_on_both_tiers() -> None:
-    database_url = await require_postgres()
+    # A database of its own: the benchmark drops and creates tables, which must not reach the
+    # database the other tests share (the schema test compares it with the models).
+    database_url = await require_postgres() + "_bench"
     redis_url = require_redis()
     env = {
         **os.environ,
