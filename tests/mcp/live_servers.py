@@ -23,6 +23,19 @@ from tests.conftest import sqlite_url
 from tests.mcp.conftest import ok
 
 READY_LINE = b"Uvicorn running on"
+INITIALIZE = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {
+        "protocolVersion": "2025-06-18",
+        "capabilities": {},
+        "clientInfo": {"name": "raw", "version": "0"},
+    },
+}
+"""A raw JSON-RPC ``initialize`` body, for tests that speak HTTP without the SDK's client."""
+ACCEPT = {"Accept": "application/json, text/event-stream"}
+"""What a streamable HTTP client must accept."""
 STARTUP_SECONDS = 60
 
 

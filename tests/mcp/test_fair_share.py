@@ -12,20 +12,9 @@ from pydantic import ValidationError
 
 from fiml.core.config import Settings
 from tests.mcp.conftest import ok
-from tests.mcp.live_servers import http_client, http_server, write_tokens
+from tests.mcp.live_servers import ACCEPT, INITIALIZE, http_client, http_server, write_tokens
 
 TIMEOUT = 120
-ACCEPT = {"Accept": "application/json, text/event-stream"}
-INITIALIZE = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {
-        "protocolVersion": "2025-06-18",
-        "capabilities": {},
-        "clientInfo": {"name": "flood", "version": "0"},
-    },
-}
 SESSIONS_PER_USER = 20
 IN_FLIGHT_PER_USER = 4
 LIMITS = {

@@ -11,20 +11,16 @@ import pytest
 from mcp import MCPError
 
 from tests.mcp.conftest import fails, new_session, ok
-from tests.mcp.live_servers import http_client, http_server, run_workflow, write_tokens
+from tests.mcp.live_servers import (
+    ACCEPT,
+    INITIALIZE,
+    http_client,
+    http_server,
+    run_workflow,
+    write_tokens,
+)
 
 TIMEOUT = 120
-INITIALIZE = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {
-        "protocolVersion": "2025-06-18",
-        "capabilities": {},
-        "clientInfo": {"name": "raw", "version": "0"},
-    },
-}
-ACCEPT = {"Accept": "application/json, text/event-stream"}
 
 
 @pytest.fixture

@@ -28,7 +28,7 @@ from fiml.core.errors import ConfigurationError
 from fiml.mcp import HashedTokenVerifier, TokenFile
 from fiml.mcp.oauth import CombinedVerifier, JwksSource, JwtVerifier, OAuthConfig
 from tests.mcp.conftest import ok
-from tests.mcp.live_servers import http_client, http_server, write_tokens
+from tests.mcp.live_servers import ACCEPT, INITIALIZE, http_client, http_server, write_tokens
 from tests.security.oauth_keys import (
     AUDIENCE,
     ISSUER,
@@ -307,21 +307,10 @@ async def test_a_served_resource_server_publishes_metadata_and_checks_tokens(
         "FIML_OAUTH_AUDIENCE": AUDIENCE,
         "FIML_OAUTH_JWKS_FILE": str(jwks_file),
     }
-    initialize = {
-        "jsonrpc": "2.0",
-        "id": 1,
-        "method": "initialize",
-        "params": {
-            "protocolVersion": "2025-06-18",
-            "capabilities": {},
-            "clientInfo": {"name": "raw", "version": "0"},
-        },
-    }
-    accept = {"Accept": "application/json, text/event-stream"}
 
     async def status(http: httpx.AsyncClient, url: str, token: str) -> int:
-        headers = {**accept, "Authorization": f"Bearer {token}"}
-        return (await http.post(url, json=initialize, headers=headers)).status_code
+        headers = {**ACCEPT, "Authorization": f"Bearer {token}"}
+        return (await http.post(url, json=INITIALIZE, headers=headers)).status_code
 
     with anyio.fail_after(TIMEOUT):
         async with (
@@ -330,7 +319,7 @@ async def test_a_served_resource_server_publishes_metadata_and_checks_tokens(
         ):
             origin = server.url.removesuffix("/mcp")
             metadata = (await http.get(f"{origin}/.well-known/oauth-protected-resource/mcp")).json()
-            anonymous = await http.post(server.url, json=initialize, headers=accept)
+            anonymous = await http.post(server.url, json=INITIALIZE, headers=ACCEPT)
 
             assert metadata["resource"] == server.url
             assert metadata["authorization_servers"] == [ISSUER]

@@ -21,21 +21,9 @@ import pytest
 from fiml.core.errors import ConfigurationError
 from fiml.mcp import HashedTokenVerifier, TokenFile
 from fiml.mcp.token_watch import CHECK_INTERVAL_SECONDS, WatchedTokenFile
-from tests.mcp.live_servers import http_server, write_tokens
+from tests.mcp.live_servers import ACCEPT, INITIALIZE, http_server, write_tokens
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="file modes are POSIX")
-
-INITIALIZE = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {
-        "protocolVersion": "2025-06-18",
-        "capabilities": {},
-        "clientInfo": {"name": "raw", "version": "0"},
-    },
-}
-ACCEPT = {"Accept": "application/json, text/event-stream"}
 
 
 class Ticks:
