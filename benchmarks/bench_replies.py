@@ -141,8 +141,8 @@ def _report(sizes: Sizes, before: Sizes | None) -> str:
         "Bytes of each tool's `tools/call` result on the wire (text block and structured "
         "content together), on a session holding 1, 10 and 100 queries; "
         "`python benchmarks/bench_replies.py`. `list-sessions` lists the sessions the run "
-        "made so far (1, 3, 5), `get-session-info` its 20 latest queries, `get-session-history` "
-        "its first page of 50."
+        "made so far (1, 3, 5), `get-session-info` its latest query (its default), "
+        "`get-session-history` its first page of 50."
     )
     if before is not None:
         lead += " Before → after the compact replies of issue 15."
