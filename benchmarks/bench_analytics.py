@@ -26,16 +26,14 @@ from datetime import timedelta
 from pathlib import Path
 from uuid import uuid4
 
-from harness import Timing, measure, table, write_section
+from harness import Timing, fresh_postgres, measure, table, write_section
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from fiml.core.config import Settings
 from fiml.sessions.analytics import SessionAnalytics
 from fiml.sessions.backends.sql import SqlBackend
-from fiml.sessions.db import create_engine
 from fiml.sessions.metrics import SessionFacts, insert_missing_facts
 from fiml.sessions.models import SessionType, utcnow
-from fiml.sessions.schema import drop_schema, upgrade_schema
 from fiml.sessions.store import SessionStore
 
 PG_URL = os.environ.get(
@@ -72,26 +70,10 @@ def _facts(count: int, rng: random.Random) -> list[SessionFacts]:
     return facts
 
 
-async def _ensure_pg_database() -> None:
-    import asyncpg
-
-    name = PG_URL.rsplit("/", 1)[1]
-    admin = await asyncpg.connect("postgresql://postgres@127.0.0.1:5432/postgres")
-    try:
-        if not await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
-            await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-
-
 async def _settings(deployment: str, directory: Path) -> Settings:
     if deployment == "sqlite":
         return Settings(database_url=f"sqlite+aiosqlite:///{directory / 'bench.db'}")
-    await _ensure_pg_database()
-    engine = create_engine(PG_URL)
-    await drop_schema(engine)
-    await upgrade_schema(engine)  # production databases are migrated on purpose
-    await engine.dispose()
+    await fresh_postgres(PG_URL)
     return Settings(database_url=PG_URL)
 
 

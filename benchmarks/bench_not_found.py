@@ -29,7 +29,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from uuid import UUID
 
-from harness import Operation, Timing, measure, table, write_section
+from harness import Operation, Timing, fresh_postgres, measure, table, write_section
 from mcp import Client
 
 from fiml.core.config import Settings
@@ -39,8 +39,6 @@ from fiml.mcp.auth import Identity, StaticIdentity
 from fiml.mcp.ownership import owned_session
 from fiml.mcp.server import build_server
 from fiml.sessions import SessionStore
-from fiml.sessions.db import create_engine
-from fiml.sessions.schema import drop_schema, upgrade_schema
 
 PG_URL = os.environ.get(
     "FIML_BENCH_NOT_FOUND_DATABASE_URL",
@@ -55,26 +53,10 @@ SEEDED_QUERIES = 20
 """Queries in bob's sessions, so that a foreign session that is read costs its history."""
 
 
-async def _ensure_pg_database() -> None:
-    import asyncpg
-
-    server, name = PG_URL.replace("+asyncpg", "").rsplit("/", 1)
-    admin = await asyncpg.connect(f"{server}/postgres")
-    try:
-        if not await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
-            await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-
-
 async def _settings(deployment: str, directory: Path) -> Settings:
     if deployment == "sqlite":
         return Settings(database_url=f"sqlite+aiosqlite:///{directory / 'bench.db'}")
-    await _ensure_pg_database()
-    engine = create_engine(PG_URL)
-    await drop_schema(engine)
-    await upgrade_schema(engine)
-    await engine.dispose()
+    await fresh_postgres(PG_URL)
     if deployment == "postgres":
         return Settings(database_url=PG_URL)
     return Settings(database_url=PG_URL, redis_url=REDIS_URL, redis_key_prefix=PREFIX)

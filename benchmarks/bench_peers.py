@@ -59,12 +59,10 @@ from typing import Any
 from uuid import uuid4
 
 from bench_store import postgres_floor, sqlite_floor
-from harness import Timing, table, write_section
+from harness import Timing, fresh_postgres, table, write_section
 
 from fiml.core.config import Settings
 from fiml.sessions import QueryRecord, SessionStore
-from fiml.sessions.db import create_engine
-from fiml.sessions.schema import drop_schema, upgrade_schema
 
 PG_URL = os.environ.get(
     "FIML_BENCH_PEERS_DATABASE_URL",
@@ -432,33 +430,9 @@ async def _sqlite_peers(tier: Tier, directory: Path, stack: AsyncExitStack) -> N
         tier.contestants.append(LangGraphSaver("LangGraph AsyncSqliteSaver", saver))
 
 
-async def _reset_postgres(url: str) -> None:
-    import asyncpg
-
-    plain = url.replace("+asyncpg", "")
-    server, name = plain.rsplit("/", 1)
-    admin = await asyncpg.connect(f"{server}/postgres")
-    try:
-        if not await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
-            await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    conn = await asyncpg.connect(plain)
-    try:
-        await conn.execute(f"DROP TABLE IF EXISTS {', '.join(PEER_TABLES)} CASCADE")
-    finally:
-        await conn.close()
-    engine = create_engine(url)
-    try:
-        await drop_schema(engine)
-        await upgrade_schema(engine)
-    finally:
-        await engine.dispose()
-
-
 @asynccontextmanager
 async def _postgres_tier(pg_url: str, redis_url: str, with_peers: bool) -> AsyncIterator[Tier]:
-    await _reset_postgres(pg_url)
+    await fresh_postgres(pg_url, drop_tables=PEER_TABLES)
     async with AsyncExitStack() as stack:
         insert = await stack.enter_async_context(postgres_floor(pg_url.replace("+asyncpg", "")))
         big = 1_000_000

@@ -30,14 +30,12 @@ from datetime import timedelta
 from pathlib import Path
 from uuid import UUID, uuid4
 
-from harness import WARMUP, Operation, Timing, measure, table, write_section
+from harness import WARMUP, Operation, Timing, fresh_postgres, measure, table, write_section
 
 from fiml.core.config import Settings
 from fiml.sessions import QueryRecord, SessionStore, SessionType
 from fiml.sessions.backends.sql import SqlBackend
-from fiml.sessions.db import create_engine
 from fiml.sessions.models import Session, utcnow
-from fiml.sessions.schema import drop_schema, upgrade_schema
 
 PG_URL = os.environ.get(
     "FIML_BENCH_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/fiml_bench"
@@ -58,27 +56,11 @@ def _query(i: int) -> QueryRecord:
     )
 
 
-async def _ensure_pg_database() -> None:
-    import asyncpg
-
-    server, name = ASYNCPG_URL.rsplit("/", 1)
-    admin = await asyncpg.connect(f"{server}/postgres")
-    try:
-        if not await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
-            await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-
-
 async def _reset(deployment: str, directory: Path) -> Settings:
     if deployment == "sqlite":
         (directory / "bench.db").unlink(missing_ok=True)
         return Settings(database_url=f"sqlite+aiosqlite:///{directory / 'bench.db'}")
-    await _ensure_pg_database()
-    engine = create_engine(PG_URL)
-    await drop_schema(engine)
-    await upgrade_schema(engine)  # production databases are migrated on purpose
-    await engine.dispose()
+    await fresh_postgres(PG_URL)
     if deployment == "postgres":
         return Settings(database_url=PG_URL)
     import redis.asyncio as redis

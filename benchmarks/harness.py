@@ -16,6 +16,39 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
+
+
+async def fresh_postgres(url: str, *, drop_tables: tuple[str, ...] = ()) -> None:
+    """Make the PostgreSQL database of ``url`` (``postgresql+asyncpg://``) ready for a run:
+    created if missing, ``drop_tables`` of other software dropped, FIML's schema dropped and
+    migrated to the newest revision, as production databases are migrated on purpose."""
+    import asyncpg
+
+    from fiml.sessions.db import create_engine
+    from fiml.sessions.schema import drop_schema, upgrade_schema
+
+    plain = url.replace("+asyncpg", "")
+    server, name = plain.rsplit("/", 1)
+    admin = await asyncpg.connect(f"{server}/postgres")
+    try:
+        if not await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+            await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    if drop_tables:
+        conn = await asyncpg.connect(plain)
+        try:
+            await conn.execute(f"DROP TABLE IF EXISTS {', '.join(drop_tables)} CASCADE")
+        finally:
+            await conn.close()
+    engine = create_engine(url)
+    try:
+        await drop_schema(engine)
+        await upgrade_schema(engine)
+    finally:
+        await engine.dispose()
+
+
 WARMUP = 20
 """Calls of an operation made before its timed calls, by default."""
 
