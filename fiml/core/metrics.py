@@ -160,9 +160,10 @@ class Recorder:
         """A session was archived (it had expired unclosed if ``expired``)."""
 
     def sessions_archived_in_place(self, count: int) -> None:
-        """``count`` sessions were archived, and the archive said how many, not which: in
-        place (SQL alone, one statement per batch), or in a batch another run had partly
-        archived already. Their type is ``unknown``."""
+        """``count`` sessions were archived, and which they were is not known here: in a
+        batch another run had partly archived already (the archive says how many), or
+        archived in place with facts that do not decode (quarantined). Their type is
+        ``unknown``."""
 
     def sessions_quarantined(self, count: int) -> None:
         """Archival quarantined ``count`` sessions."""

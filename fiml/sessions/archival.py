@@ -46,11 +46,15 @@ _ARCHIVE_CHUNK = 500
 def _count_archived(sessions: Sequence[Session], *, now: datetime) -> None:
     """Report sessions this run archived to the metrics, judged as their analytics facts
     are (counted when the archive took them: once, whichever run that was)."""
+    if recorder().enabled:
+        _count_facts([SessionFacts.from_session(session, now=now) for session in sessions])
+
+
+def _count_facts(archived: Sequence[SessionFacts]) -> None:
     metrics = recorder()
     if not metrics.enabled:
         return
-    for session in sessions:
-        facts = SessionFacts.from_session(session, now=now)
+    for facts in archived:
         metrics.session_archived(
             facts.session_type,
             expired=not facts.completed,
@@ -213,7 +217,9 @@ class Archiver:
             ids, now=now, end_now=end_now, record_facts=self.record_facts
         )
         report = CleanupReport(archived=done.archived, metrics_recorded=done.metrics_recorded)
-        recorder().sessions_archived_in_place(done.archived)
+        _count_facts(done.facts)
+        # Those whose facts do not decode: counted, their type unknown.
+        recorder().sessions_archived_in_place(done.archived - len(done.facts))
         if not done.unreadable:
             return report
         # Archived, but its facts do not decode: quarantined so that retention keeps it.

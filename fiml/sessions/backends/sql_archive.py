@@ -70,6 +70,9 @@ class ArchivedInPlace:
 
     archived: int = 0
     metrics_recorded: int = 0
+    facts: list[SessionFacts] = field(default_factory=list)
+    """The facts of the sessions this call archived (their type, how they ended), for the
+    operational metrics: of every one that decodes."""
     unreadable: dict[UUID, tuple[str | None, str]] = field(default_factory=dict)
     """Sessions archived whose facts could not be decoded: id -> (user id, reason)."""
 
@@ -277,14 +280,16 @@ class SqlArchive:
             outcome = ArchivedInPlace()
             rows = conn.execute(stmt).mappings().all()
             outcome.archived = len(rows)
-            if record_facts:
-                facts = []
-                for row in rows:
-                    try:
-                        facts.append(_facts_from_row(row))
-                    except UNDECODABLE as exc:
+            for row in rows:
+                try:
+                    outcome.facts.append(_facts_from_row(row))
+                except UNDECODABLE as exc:
+                    if record_facts:  # analytics needs them: the caller quarantines it
                         outcome.unreadable[row["id"]] = (row["user_id"], failure_reason(exc))
-                outcome.metrics_recorded = insert_missing_facts(conn, facts, recorded_at=now)
+            if record_facts:
+                outcome.metrics_recorded = insert_missing_facts(
+                    conn, outcome.facts, recorded_at=now
+                )
             release(conn, [row["id"] for row in rows if row["id"] not in outcome.unreadable])
             return outcome
 
