@@ -73,8 +73,9 @@ def tool_boundary(
             started = time.perf_counter()
             span = start_span(TOOL_SPAN, name, {"fiml.tool": name})
             error: BaseException | None = None
+            user = caller(identity)
             try:
-                with acting_as(caller(identity)):  # the audit trail names the caller
+                with acting_as(user):  # the audit trail names the caller
                     return await fn(*args, **kwargs)
             except FimlError as exc:
                 error = exc
@@ -85,7 +86,7 @@ def tool_boundary(
                 raise ToolError(f"internal error (incident {incident})") from None
             finally:
                 seconds = time.perf_counter() - started
-                tool_call_done(name, identity, kwargs, error, seconds, span)
+                tool_call_done(name, user, kwargs, error, seconds, span)
 
         return run
 

@@ -63,24 +63,24 @@ def _session(arguments: Mapping[str, Any]) -> str | None:
 
 def tool_call_done(
     tool: str,
-    identity: IdentityResolver | None,
+    user: str | None,
     arguments: Mapping[str, Any],
     error: BaseException | None,
     seconds: float,
     span: OpenSpan | None = None,
 ) -> None:
-    """Count the call, log its record and end its ``span`` (see the module docstring)."""
+    """Count the call, log its record and end its ``span`` (see the module docstring);
+    ``user`` is the verified caller (:func:`caller`), None when there was none."""
     outcome = outcome_of(error)
     if span is not None:
-        user = {"fiml.user_id": caller(identity), "fiml.session_id": _session(arguments)}
-        span.end(error, outcome, user)
+        span.end(error, outcome, {"fiml.user_id": user, "fiml.session_id": _session(arguments)})
     metrics = recorder()
     if metrics.enabled:
         metrics.tool_call(tool, outcome, seconds)
         if error is not None:
             metrics.error(type(error).__name__)
     if outcome == "refused":
-        with acting_as(caller(identity)):
+        with acting_as(user):
             audit(
                 "refused",
                 session_id=_session(arguments),
@@ -96,7 +96,7 @@ def tool_call_done(
     fields: dict[str, Any] = {
         "event": "tool.call",
         "tool": tool,
-        "user": caller(identity),
+        "user": user,
         "session_id": _session(arguments),
         "outcome": outcome,
         "duration_ms": round(seconds * 1000, 3),

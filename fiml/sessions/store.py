@@ -126,12 +126,7 @@ class SessionStore(TieredStore):
         ``session_recent_queries`` setting; :data:`ALL_QUERIES` for all). The history's
         counters always cover every query.
         """
-        sid = parse_session_id(session_id)
-        recent = self._recent(history_limit)
-        session = await self.backend.load(sid, recent_queries=recent)
-        if session is None and self._tiered:
-            session = await self.archive.load(sid, recent_queries=recent)
-        return session  # its baseline marked by the backend (models.session_from_store)
+        return await self._load(parse_session_id(session_id), history_limit, owner=None)
 
     async def get_user_session(
         self, session_id: UUID | str, user_id: str, *, history_limit: int | None = None
@@ -148,11 +143,17 @@ class SessionStore(TieredStore):
         sid = parse_session_id(session_id)
         if not isinstance(user_id, str):
             raise InvalidInputError("user_id", user_id, "must be a string")
+        return await self._load(sid, history_limit, owner=user_id)
+
+    async def _load(
+        self, session_id: UUID, history_limit: int | None, *, owner: str | None
+    ) -> Session | None:
+        """The active tier's session, else (tiered) the archive's; ``owner``: only theirs."""
         recent = self._recent(history_limit)
-        session = await self.backend.load(sid, recent_queries=recent, owner=user_id)
+        session = await self.backend.load(session_id, recent_queries=recent, owner=owner)
         if session is None and self._tiered:
-            session = await self.archive.load(sid, recent_queries=recent, owner=user_id)
-        return session
+            session = await self.archive.load(session_id, recent_queries=recent, owner=owner)
+        return session  # its baseline marked by the backend (models.session_from_store)
 
     def _recent(self, history_limit: int | None) -> int | None:
         """How many recent queries a read loads (None: all), from its ``history_limit``."""
