@@ -24,16 +24,16 @@ floor: a call that reads the store once adds both. Results replace the
 from __future__ import annotations
 
 import asyncio
+import functools
 import io
 import logging
-import statistics
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from harness import table, write_section
+from harness import cpu_per_call_by_variant, table, write_section
 
 from fiml.core.config import Settings
 from fiml.core.logs import EventFormatter, JsonFormatter
@@ -50,13 +50,6 @@ ROUNDS = 25
 CALLS_LOGGER = logging.getLogger("fiml.calls")
 
 Call = Callable[[], Awaitable[object]]
-
-
-async def _cpu_per_call(call: Call) -> float:
-    started = time.process_time()
-    for _ in range(BLOCK):
-        await call()
-    return (time.process_time() - started) / BLOCK * 1e6
 
 
 def _log_to_nowhere(formatter: logging.Formatter | None) -> None:
@@ -84,15 +77,11 @@ VARIANTS = ("floor", "metrics", "metrics + log text", "metrics + log json")
 
 
 async def _measure(call: Call) -> dict[str, float]:
-    blocks: dict[str, list[float]] = {v: [] for v in VARIANTS}
-    for _ in range(ROUNDS):
-        for variant in VARIANTS:
-            _setup(variant)
-            for _ in range(20):  # the variant's first calls make its label children
-                await call()
-            blocks[variant].append(await _cpu_per_call(call))
+    # The variant's first calls (the warm-up) make its label children.
+    setups = {variant: functools.partial(_setup, variant) for variant in VARIANTS}
+    figures = await cpu_per_call_by_variant(call, setups, rounds=ROUNDS, block=BLOCK)
     disable_metrics()
-    return {v: statistics.median(b) for v, b in blocks.items()}
+    return figures
 
 
 def _counting_cost(count: Callable[[PrometheusRecorder], None], n: int = 100_000) -> float:

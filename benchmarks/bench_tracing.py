@@ -26,15 +26,15 @@ floor: a call that reads the store once makes two spans. Results replace the
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
-import statistics
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from harness import table, write_section
+from harness import cpu_per_call_by_variant, table, write_section
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
@@ -79,23 +79,11 @@ def _use(provider: TracerProvider | None) -> None:
         tracing.enable_tracing(provider)
 
 
-async def _cpu_per_call(call: Call) -> float:
-    started = time.process_time()
-    for _ in range(BLOCK):
-        await call()
-    return (time.process_time() - started) / BLOCK * 1e6
-
-
 async def _measure(call: Call, providers: dict[str, TracerProvider | None]) -> dict[str, float]:
-    blocks: dict[str, list[float]] = {v: [] for v in providers}
-    for _ in range(ROUNDS):
-        for variant, provider in providers.items():
-            _use(provider)
-            for _ in range(20):
-                await call()
-            blocks[variant].append(await _cpu_per_call(call))
+    setups = {variant: functools.partial(_use, provider) for variant, provider in providers.items()}
+    figures = await cpu_per_call_by_variant(call, setups, rounds=ROUNDS, block=BLOCK)
     tracing.disable_tracing()
-    return {v: statistics.median(b) for v, b in blocks.items()}
+    return figures
 
 
 def _span_cost(provider: TracerProvider | None, n: int = 50_000) -> float:

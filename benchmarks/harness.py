@@ -10,7 +10,7 @@ import platform
 import re
 import statistics
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -54,6 +54,30 @@ WARMUP = 20
 
 
 Operation = Callable[[int], Awaitable[object]]
+
+
+async def cpu_per_call_by_variant(
+    call: Callable[[], Awaitable[object]],
+    setups: Mapping[str, Callable[[], object]],
+    *,
+    rounds: int,
+    block: int,
+    warmup: int = 20,
+) -> dict[str, float]:
+    """Median process CPU µs per ``call`` under each variant, over ``rounds`` of alternating
+    blocks of ``block`` calls (``setups[variant]()`` before each block, then ``warmup``
+    untimed calls), so load on a shared machine slows every variant alike."""
+    blocks: dict[str, list[float]] = {variant: [] for variant in setups}
+    for _ in range(rounds):
+        for variant, setup in setups.items():
+            setup()
+            for _ in range(warmup):
+                await call()
+            started = time.process_time()
+            for _ in range(block):
+                await call()
+            blocks[variant].append((time.process_time() - started) / block * 1e6)
+    return {variant: statistics.median(times) for variant, times in blocks.items()}
 
 
 @dataclass(frozen=True)
