@@ -10,13 +10,15 @@ running; queries; durations) is then compared with what
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from mcp import Client
+from sqlalchemy.engine import make_url
 
-from fiml.core.metrics import PrometheusRecorder
+from fiml.core.metrics import UNKNOWN_TYPE, PrometheusRecorder
 from fiml.market.service import MarketData
 from fiml.mcp import Identity, StaticIdentity, build_server
 from fiml.mcp.ops_routes import OpsEndpoints
@@ -161,3 +163,24 @@ async def test_overlapping_cleanups_count_each_session_once(
     archived = samples_by(metrics, "fiml_sessions_archived_total", "session_type")
     assert sum(archived.values()) == SESSIONS
     assert sample(metrics, "fiml_cleanup_sessions_total", outcome="archived") == SESSIONS
+
+
+async def test_a_session_archived_in_place_whose_facts_do_not_decode_counts_as_unknown(
+    tmp_path: Path, clock: MovableClock, metrics: PrometheusRecorder
+) -> None:
+    # SQL alone: the archiving statement's facts give each session's type; a damaged row's
+    # do not decode, so it alone is counted without a type, and the total stays exact.
+    settings = await settings_for("sqlite", tmp_path)
+    async with SessionStore(settings, clock=clock) as store:
+        made = [await store.create_session(["AAPL"], "equity", ttl_hours=1) for _ in range(3)]
+        database = make_url(settings.database_url).database
+        assert database is not None
+        with sqlite3.connect(database) as db:
+            db.execute("UPDATE sessions SET assets = '[not json' WHERE id = ?", (made[1].id.hex,))
+        clock.move(timedelta(hours=2))
+        report = await run_cleanup(store)
+    assert report.archived == 3
+    assert samples_by(metrics, "fiml_sessions_archived_total", "session_type") == {
+        "equity": 2.0,
+        UNKNOWN_TYPE: 1.0,
+    }
