@@ -6,7 +6,10 @@ only add rows, so :func:`reset_postgres` deletes the rows instead, when the sche
 exactly the one the last full reset left: the same relations with the same columns, types,
 defaults, constraints, indexes, triggers, policies, rules, grants, owners and tablespaces,
 and the same migration revision. A test that changed any of that (moved a table, revoked a
-grant, dropped a column, stamped another revision) is followed by the full reset.
+grant, dropped a column, stamped another revision) is followed by the full reset, which
+empties the database's ``public`` schema whole: a database left by another version of FIML
+(a later revision's table holding a foreign key to ``sessions``, its functions) must not stop
+the tests of this one, and FIML's own ``drop_schema`` drops only the tables it knows.
 FIML's keys are UUIDs and per-session numbers, so no sequence needs restarting.
 """
 
@@ -16,7 +19,7 @@ import asyncpg
 from sqlalchemy.engine import make_url
 
 from fiml.sessions.db import create_engine, metadata
-from fiml.sessions.schema import drop_schema, upgrade_schema
+from fiml.sessions.schema import upgrade_schema
 
 # Everything in the current schema that a migration or a test could change, as one digest.
 # Dropped columns stay in pg_attribute (attisdropped), so a test that drops one is noticed.
@@ -100,14 +103,27 @@ async def _empty_if_intact(url: str) -> bool:
         await conn.close()
 
 
+_EMPTY_SCHEMA = """
+DROP SCHEMA public CASCADE;
+CREATE SCHEMA public AUTHORIZATION pg_database_owner;
+GRANT USAGE ON SCHEMA public TO PUBLIC;
+"""
+"""The ``public`` schema as PostgreSQL 15 creates it in a new database: owned by the
+database's owner, usable by every role."""
+
+
 async def reset_postgres(url: str) -> None:
     """Leave FIML's tables empty at the newest schema, as after dropping and migrating them."""
     if await _empty_if_intact(url):
         return
     _clean_state.pop(url, None)
+    conn = await _connect(url)
+    try:
+        await conn.execute(_EMPTY_SCHEMA)
+    finally:
+        await conn.close()
     engine = create_engine(url)
     try:
-        await drop_schema(engine)
         await upgrade_schema(engine)
     finally:
         await engine.dispose()
