@@ -77,6 +77,7 @@ class RedisBackend(RedisReads, RedisExport):
         self._create = client.register_script(rk.CREATE)
         self._apply = client.register_script(rk.APPLY)
         self._read = client.register_script(rk.READ)
+        self._freezing_read = client.register_script(rk.FREEZING_READ)
         self._remove = client.register_script(rk.REMOVE)
 
     @classmethod

@@ -71,7 +71,7 @@ class RedisExport(RedisCommands):
         """Freeze the sessions (no more writes) and return them with their whole histories;
         one that does not decode is reported with the reason, and stays frozen."""
         replies = await self._pipeline(
-            (), [(self._read, self.keys.session_keys(s), (0, "1")) for s in session_ids]
+            (), [(self._freezing_read, self.keys.session_keys(s), (0, "1")) for s in session_ids]
         )
         export = ExportedSessions()
         for sid, reply in zip(session_ids, replies, strict=True):

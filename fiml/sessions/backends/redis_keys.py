@@ -41,6 +41,7 @@ from fiml.core.config import DEFAULT_REDIS_KEY_PREFIX
 __all__ = [
     "APPLY",
     "CREATE",
+    "FREEZING_READ",
     "QUERY_TYPE_PREFIX",
     "READ",
     "REMOVE",
@@ -117,7 +118,13 @@ CREATE = _lua("create")
 APPLY = _lua("apply")
 """One write to a session: every check, then every change (see the script's header)."""
 READ = _lua("read")
-"""Read a whole session for archival, freezing it on request."""
+"""Read a session (and, for archival, freeze it on request)."""
+FREEZING_READ = "#!lua flags=allow-oom\n" + READ
+"""The READ script as archival runs it, allowed to freeze a session while Redis is full to
+its ``maxmemory``: a full Redis refuses every write, and without the freeze cleanup could
+not archive the sessions whose removal frees the memory. Plain reads keep the script
+without flags, so a Redis that refuses writes for another reason (MISCONF, a failed
+snapshot) still serves them; the flags need Redis 7.0 or newer."""
 REMOVE = _lua("remove")
 """Delete a session's keys; returns whether it was there and its user.
 
