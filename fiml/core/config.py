@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from platformdirs import user_data_dir
 from pydantic import Field, field_validator, model_validator
@@ -16,6 +17,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 __all__ = [
     "DEFAULT_DATABASE_MAX_OVERFLOW",
     "DEFAULT_DATABASE_POOL_SIZE",
+    "DEFAULT_REDIS_INDEX_SHARDS",
     "DEFAULT_REDIS_KEY_PREFIX",
     "DEFAULT_REDIS_TIMEOUT_SECONDS",
     "Settings",
@@ -29,6 +31,7 @@ DEFAULT_DATABASE_MAX_OVERFLOW = 5
 default ``max_connections`` of 100 with room left for psql, migrations and monitoring."""
 DEFAULT_REDIS_KEY_PREFIX = "fiml"
 DEFAULT_REDIS_TIMEOUT_SECONDS = 5.0
+DEFAULT_REDIS_INDEX_SHARDS = 16
 
 
 def default_data_dir() -> Path:
@@ -121,6 +124,32 @@ class Settings(BaseSettings):
         ge=0,
         description="redis-py's health check: PING a pooled connection idle this long before "
         "using it (0: off; the pool already replaces connections the server closed).",
+    )
+    redis_cluster: bool = Field(
+        default=False,
+        description="Talk to redis_url as a Redis Cluster (redis-py's RedisCluster): the URL "
+        "names any one node, the client finds the others. A cluster has database 0 only.",
+    )
+    redis_index_shards: int = Field(
+        default=DEFAULT_REDIS_INDEX_SHARDS,
+        ge=1,
+        le=1024,
+        description="How many shards the per-user and expiry indexes are split into, by a "
+        "hash of the session id, each shard under its own hash tag so that a cluster spreads "
+        "them over its masters. A listing reads every shard of its user in one round trip. "
+        "Changing it re-shards the indexes when the next process starts.",
+    )
+    redis_wait_replicas: int = Field(
+        default=0,
+        ge=0,
+        description="After each session write, wait (Redis WAIT) until this many replicas "
+        "hold it before acknowledging it; 0: acknowledge at once (a failover may lose the "
+        "latest writes). A write that reaches fewer in time fails with a storage error.",
+    )
+    redis_wait_timeout_seconds: float = Field(
+        default=1,
+        gt=0,
+        description="How long a write waits for redis_wait_replicas replicas.",
     )
     database_pool_size: int = Field(
         default=DEFAULT_DATABASE_POOL_SIZE,
@@ -302,6 +331,17 @@ class Settings(BaseSettings):
         if not value.startswith(("sqlite", "postgresql")):
             raise ValueError("database_url must be a sqlite or postgresql SQLAlchemy URL")
         return value
+
+    @model_validator(mode="after")
+    def _a_cluster_has_database_zero_only(self) -> Settings:
+        if self.redis_cluster and self.redis_url:
+            database = urlsplit(self.redis_url).path.strip("/")
+            if database not in {"", "0"}:
+                raise ValueError(
+                    f"redis_url names database {database}, but a Redis Cluster (redis_cluster) "
+                    "has database 0 only"
+                )
+        return self
 
     @model_validator(mode="after")
     def _a_user_cannot_fill_the_server(self) -> Settings:

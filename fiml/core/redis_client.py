@@ -5,6 +5,9 @@ locks, the persistence check) opens one client with :func:`open_redis` and hands
 none of them builds a client of its own, so every Redis call of the process shares one pool,
 one set of timeouts and one retry policy. :func:`redis_client` is the same client for a
 single user, owning its pool (``RedisBackend.from_url``, tools and tests).
+
+With ``settings.redis_cluster`` the client is redis-py's ``RedisCluster`` instead, found
+from the one node ``redis_url`` names (:func:`cluster_client`); it keeps a pool per node.
 """
 
 from __future__ import annotations
@@ -17,9 +20,26 @@ from fiml.core.config import Settings
 from fiml.core.errors import MissingDependencyError
 
 if TYPE_CHECKING:
-    from redis.asyncio import BlockingConnectionPool, Redis
+    from typing import TypeAlias
 
-__all__ = ["POOL_WAIT_SECONDS", "open_redis", "redis_client", "redis_pool"]
+    from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
+
+    RedisClient: TypeAlias = Redis | RedisCluster
+    """Either client: the commands FIML sends are the same on both."""
+
+__all__ = [
+    "CLUSTER_CONNECTION_HEADROOM",
+    "POOL_WAIT_SECONDS",
+    "cluster_client",
+    "open_redis",
+    "redis_client",
+    "redis_pool",
+]
+
+CLUSTER_CONNECTION_HEADROOM = 16
+"""Connections per cluster node beyond ``redis_max_connections``: the session backend
+queues its calls at ``redis_max_connections`` (a cluster node's pool fails a call that
+finds it full instead of waiting), and the quote cache and job locks share the client."""
 
 POOL_WAIT_SECONDS = 60.0
 """How long a call waits for a free connection when all of them are busy, before it fails."""
@@ -72,8 +92,38 @@ def redis_pool(
     )
 
 
-def redis_client(url: str, settings: Settings, *, pool_wait: float = POOL_WAIT_SECONDS) -> Redis:
-    """A client on a :func:`redis_pool` of its own: closing the client closes the pool."""
+def cluster_client(url: str, settings: Settings) -> RedisCluster:
+    """redis-py's ``RedisCluster``, which learns the cluster from the node ``url`` names,
+    with the same timeouts, retries, protocol and decoding as :func:`redis_pool` (see
+    there). Its pool per node holds ``redis_max_connections`` plus
+    :data:`CLUSTER_CONNECTION_HEADROOM` connections. redis-py follows MOVED and ASK
+    redirections itself, and rereads the slot map after a node fails or a failover."""
+    try:
+        from redis.asyncio import RedisCluster
+        from redis.asyncio.retry import Retry
+        from redis.backoff import ExponentialBackoff, NoBackoff
+    except ImportError as exc:  # pragma: no cover - only without the redis extra
+        raise MissingDependencyError("redis", "redis") from exc
+    retries = settings.redis_retries
+    return RedisCluster.from_url(
+        url,
+        max_connections=settings.redis_max_connections + CLUSTER_CONNECTION_HEADROOM,
+        socket_connect_timeout=settings.redis_timeout_seconds,
+        socket_timeout=None,
+        retry=Retry(ExponentialBackoff() if retries else NoBackoff(), retries),
+        health_check_interval=settings.redis_health_check_interval_seconds,
+        protocol=2,
+        decode_responses=True,
+    )
+
+
+def redis_client(
+    url: str, settings: Settings, *, pool_wait: float = POOL_WAIT_SECONDS
+) -> RedisClient:
+    """A client on a :func:`redis_pool` of its own: closing the client closes the pool; a
+    :func:`cluster_client` with ``settings.redis_cluster``."""
+    if settings.redis_cluster:
+        return cluster_client(url, settings)
     pool = redis_pool(url, settings, pool_wait=pool_wait)  # first: it checks redis is installed
     from redis.asyncio import Redis
 
@@ -81,7 +131,7 @@ def redis_client(url: str, settings: Settings, *, pool_wait: float = POOL_WAIT_S
 
 
 @asynccontextmanager
-async def open_redis(url: str | None, settings: Settings) -> AsyncIterator[Redis | None]:
+async def open_redis(url: str | None, settings: Settings) -> AsyncIterator[RedisClient | None]:
     """The process's one client for ``url`` (``None`` when there is no Redis), its pool
     closed when the block ends.
 
@@ -91,6 +141,13 @@ async def open_redis(url: str | None, settings: Settings) -> AsyncIterator[Redis
     """
     if url is None:
         yield None
+        return
+    if settings.redis_cluster:  # a RedisCluster has no pool to lend: its users never close it
+        cluster = cluster_client(url, settings)
+        try:
+            yield cluster
+        finally:
+            await cluster.aclose()
         return
     pool = redis_pool(url, settings)  # first: it checks redis is installed
     from redis.asyncio import Redis

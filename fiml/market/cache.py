@@ -16,7 +16,7 @@ from fiml.core.errors import InvalidInputError, MissingDependencyError, StorageU
 from fiml.market.base import Quote
 
 if TYPE_CHECKING:
-    from redis.asyncio import Redis
+    from fiml.core.redis_client import RedisClient
 
 __all__ = [
     "DEFAULT_QUOTE_KEY_PREFIX",
@@ -106,7 +106,7 @@ class RedisQuoteCache:
 
     def __init__(
         self,
-        redis_client: Redis,
+        redis_client: RedisClient,
         ttl_seconds: float,
         prefix: str = DEFAULT_QUOTE_KEY_PREFIX,
         *,

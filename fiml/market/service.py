@@ -24,7 +24,7 @@ from fiml.market.pairs import parse_crypto_pair
 from fiml.market.yahoo import YahooFinanceProvider
 
 if TYPE_CHECKING:
-    from redis.asyncio import Redis
+    from fiml.core.redis_client import RedisClient
 
 __all__ = ["DEFAULT_CACHE_TTL_SECONDS", "MarketData", "QuoteResult"]
 
@@ -72,7 +72,7 @@ class MarketData:
     @classmethod
     def live(
         cls,
-        redis_client: Redis | None = None,
+        redis_client: RedisClient | None = None,
         *,
         timeout: float = DEFAULT_TIMEOUT_SECONDS,
         cache_ttl_seconds: float = DEFAULT_CACHE_TTL_SECONDS,

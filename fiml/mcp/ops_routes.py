@@ -33,7 +33,7 @@ from fiml.sessions.scheduler import JobScheduler
 from fiml.sessions.store import SessionStore
 
 if TYPE_CHECKING:
-    from redis.asyncio import Redis
+    from fiml.core.redis_client import RedisClient
 
 __all__ = ["OpsEndpoints"]
 
@@ -49,7 +49,7 @@ class OpsEndpoints:
         self,
         store: SessionStore,
         *,
-        redis: Redis | None = None,
+        redis: RedisClient | None = None,
         scheduler: JobScheduler | None = None,
         jobs_in_process: bool = False,
         timeout: float = DEFAULT_TIMEOUT_SECONDS,

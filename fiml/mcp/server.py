@@ -63,8 +63,9 @@ from fiml.sessions.scheduler import JobScheduler
 from fiml.sessions.store import SessionStore
 
 if TYPE_CHECKING:
-    from redis.asyncio import Redis
     from starlette.types import ASGIApp
+
+    from fiml.core.redis_client import RedisClient
 
 __all__ = [
     "MCP_PATH",
@@ -132,7 +133,9 @@ def build_server(
 
 
 @asynccontextmanager
-async def open_market(settings: Settings, redis: Redis | None = None) -> AsyncIterator[MarketData]:
+async def open_market(
+    settings: Settings, redis: RedisClient | None = None
+) -> AsyncIterator[MarketData]:
     """The market-data service the settings ask for, closed after; live quotes are cached in
     ``redis`` (the process's one client, closed by whoever opened it) when given."""
     if settings.market_provider == "offline":
@@ -149,7 +152,7 @@ async def open_market(settings: Settings, redis: Redis | None = None) -> AsyncIt
 
 @asynccontextmanager
 async def background_jobs(
-    store: SessionStore, *, enabled: bool, redis: Redis | None = None
+    store: SessionStore, *, enabled: bool, redis: RedisClient | None = None
 ) -> AsyncIterator[JobScheduler | None]:
     """Run the session jobs (cleanup, retention, metrics) in process while the block runs;
     yields the scheduler (None when not ``enabled``).

@@ -31,7 +31,7 @@ from fiml.sessions.schema import current_revision, head_revision
 from fiml.sessions.store import SessionStore
 
 if TYPE_CHECKING:
-    from redis.asyncio import Redis
+    from fiml.core.redis_client import RedisClient
 
 __all__ = ["DEFAULT_TIMEOUT_SECONDS", "ReadinessReport", "check_readiness", "deployment_readiness"]
 
@@ -64,7 +64,7 @@ async def _bounded(
 async def check_readiness(
     store: SessionStore,
     *,
-    redis: Redis | None = None,
+    redis: RedisClient | None = None,
     scheduler: JobScheduler | None = None,
     jobs_in_process: bool = False,
     within_seconds: float = DEFAULT_TIMEOUT_SECONDS,

@@ -18,7 +18,7 @@ from fiml.core.errors import StorageUnavailableError
 from fiml.sessions.backends.redis_keys import RedisKeyspace
 
 if TYPE_CHECKING:
-    from redis.asyncio import Redis
+    from fiml.core.redis_client import RedisClient
 
 __all__ = ["RedisJobLock"]
 
@@ -34,7 +34,9 @@ class RedisJobLock:
     :class:`~fiml.core.errors.StorageUnavailableError`.
     """
 
-    def __init__(self, client: Redis, *, settings: Settings, ttl_seconds: float = 600) -> None:
+    def __init__(
+        self, client: RedisClient, *, settings: Settings, ttl_seconds: float = 600
+    ) -> None:
         self._client = client
         self._keys = RedisKeyspace(settings.redis_key_prefix)
         self._timeout = settings.redis_timeout_seconds

@@ -61,6 +61,7 @@ async def test_serve_opens_one_redis_pool_and_lends_it_to_everything(
 
     backend, cache = built["store"].backend, built["market"].cache
     assert isinstance(backend, RedisBackend) and isinstance(cache, RedisQuoteCache)
+    assert isinstance(backend.redis, redis.Redis)
     assert built["new_pools"] == {id(backend.redis.connection_pool)}
     assert await raw.exists(f"{PREFIX}:quote:probe")
 
@@ -86,9 +87,10 @@ async def test_every_key_follows_the_one_prefix_setting(tmp_path: Path, raw: red
 
     stored = set(await raw.keys("*"))
     assert stored == {
-        keys.expiry_index,
+        keys.expiry_index(kept.id),
         keys.layout_marker,
-        keys.user_index("u1"),
+        keys.shard_count_marker,
+        keys.user_index("u1", kept.id),
         *(key for key in keys.session_keys(kept.id) if key in stored),
         f"{PREFIX}:quote:equity:yahoo:AAPL:",
     }

@@ -148,4 +148,4 @@ async def assert_archived_once(
     wrong: dict[UUID, Any] = {sid: row for sid, row in contents.items() if row != expected}
     assert wrong == {}
     assert await sessions_in_redis(raw) == set()
-    assert await raw.zcard(KEYS.expiry_index) == 0
+    assert [await raw.zcard(shard) for shard in KEYS.expiry_shards()] == [0] * KEYS.shards

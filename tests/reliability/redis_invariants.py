@@ -38,8 +38,10 @@ async def session_violations(raw: redis.Redis) -> list[str]:
     by_session: dict[str, set[str]] = {}
     for key in keys:
         by_session.setdefault(_tag(key), set()).add(key)
-    entries = await raw.zrange(KEYS.expiry_index, 0, -1, withscores=True)
-    expiry_index = dict(cast(list[tuple[str, float]], entries))
+    expiry_index: dict[str, float] = {}
+    for shard in KEYS.expiry_shards():
+        entries = await raw.zrange(shard, 0, -1, withscores=True)
+        expiry_index.update(cast(list[tuple[str, float]], entries))
     problems: list[str] = []
     for sid, present in sorted(by_session.items()):
         problems += [f"{sid}: {p}" for p in await _one_session(raw, sid, present, expiry_index)]
@@ -63,7 +65,7 @@ async def _one_session(
         problems.append(f"expiry index entry {score} is missing or later than {expires_us}")
     user = meta.get("user_id")
     if user is not None:
-        created = await raw.zscore(KEYS.user_index(user), sid)
+        created = await raw.zscore(KEYS.user_index(user, sid), sid)
         if created != int(meta["created_at"]):
             problems.append(f"user index entry {created} != created_at {meta['created_at']}")
     problems += await _history_problems(raw, keys, meta)

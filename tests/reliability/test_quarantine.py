@@ -101,13 +101,13 @@ async def test_an_index_entry_that_is_no_session_id_is_dropped_not_fatal(
     store: SessionStore, raw: redis.Redis
 ) -> None:
     ids = await due_sessions(store, 30, queries=1)
-    await raw.zadd(KEYS.expiry_index, {"not-a-uuid": 1})
+    await raw.zadd(KEYS.expiry_index("not-a-uuid"), {"not-a-uuid": 1})
     await raw.hset(KEYS.meta_key("not-a-uuid"), mapping={"expires_at": "1", "type": "equity"})
 
     report = await store.cleanup_expired_sessions()
 
     assert (report.archived, report.failed, report.quarantined) == (30, 0, 0)
-    assert await raw.zscore(KEYS.expiry_index, "not-a-uuid") is None
+    assert await raw.zscore(KEYS.expiry_index("not-a-uuid"), "not-a-uuid") is None
     assert await raw.exists(KEYS.meta_key("not-a-uuid"))  # not a session: not ours to delete
     await raw.delete(KEYS.meta_key("not-a-uuid"))
     assert await sessions_in_redis(raw) == set()

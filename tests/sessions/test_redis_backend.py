@@ -180,8 +180,8 @@ async def test_keys_of_one_session_share_one_hash_tag(
     keys = cast(list[str], await raw.keys(f"fiml:s:*{session.id}*"))
     assert sorted(keys) == sorted(KEYS.session_keys(session.id))
     assert {hash_tag(k) for k in keys} == {str(session.id)}
-    assert await raw.zscore(KEYS.user_index("u1"), str(session.id)) is not None
-    assert await raw.zscore(KEYS.expiry_index, str(session.id)) is not None
+    assert await raw.zscore(KEYS.user_index("u1", session.id), str(session.id)) is not None
+    assert await raw.zscore(KEYS.expiry_index(session.id), str(session.id)) is not None
 
 
 async def test_redis_never_expires_a_session_by_itself(
@@ -229,11 +229,14 @@ async def test_listing_and_cleanup_use_the_indexes_never_a_scan(
     page = await store.list_user_sessions_page("me", limit=2)
     rest = await store.list_user_sessions_page("me", limit=2, cursor=page.next_cursor)
     assert [s.id for s in page.sessions + rest.sessions] == [s.id for s in reversed(mine)]
-    assert spy.round_trips == 4  # index range + meta reads, per page
+    assert spy.round_trips == 4  # index ranges (one pipeline over the shards) + meta reads
     assert (await store.cleanup_expired_sessions()).archived == 0
-    assert spy.round_trips == 5  # one range of the expiry index: nothing is due
+    assert spy.round_trips == 5  # one count of each expiry shard: nothing is due
     assert not {"SCAN", "KEYS"} & set(spy.commands)
-    assert len(spy.commands) < 10
+    # per page one range per shard and one meta read per session; cleanup one count per
+    # shard and one check for an unsharded index:
+    # the cost follows the shard count and the page, not the 63 sessions stored
+    assert len(spy.commands) <= 3 * (KEYS.shards + 2)
 
 
 async def test_tracking_is_one_command_and_reading_one_round_trip_whatever_the_history(
@@ -426,7 +429,7 @@ async def test_close_is_archived_at_once_and_extend_is_rescored(
     assert archived is not None and archived.status is SessionStatus.ARCHIVED
     still = await store.get_session(extended.id)
     assert still is not None and still.status is SessionStatus.ACTIVE
-    score = await raw.zscore(KEYS.expiry_index, str(extended.id))
+    score = await raw.zscore(KEYS.expiry_index(extended.id), str(extended.id))
     assert score == (extended.expires_at - EPOCH) // timedelta(microseconds=1)
 
 
@@ -471,10 +474,10 @@ async def test_sessions_whose_keys_vanished_leave_no_hole_in_listing_or_cleanup(
 
     page = await store.list_user_sessions_page("u1", limit=3)
     assert [s.id for s in page.sessions] == [s.id for s in reversed(kept)]
-    assert await raw.zcard(KEYS.user_index("u1")) == 3
+    assert sum([await raw.zcard(k) for k in KEYS.user_shards("u1")]) == 3
     clock.move(2 * HOUR)  # the lost sessions are due, the kept ones (a day's TTL) are not
     assert (await store.cleanup_expired_sessions()).archived == 0
-    assert await raw.zcard(KEYS.expiry_index) == 3
+    assert sum([await raw.zcard(k) for k in KEYS.expiry_shards()]) == 3
 
 
 @pytest.mark.timeout(60)
@@ -489,6 +492,7 @@ async def test_two_hundred_concurrent_creates_wait_for_a_small_pool(tmp_path: Pa
         assert failures == []
         assert len(await store.list_user_sessions("u1", limit=1000)) == 200
         assert isinstance(store.backend, RedisBackend)
+        assert isinstance(store.backend.redis, redis.Redis)
         pool = store.backend.redis.connection_pool
         assert isinstance(pool, BlockingConnectionPool) and pool.max_connections == 8
 

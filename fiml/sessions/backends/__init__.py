@@ -15,8 +15,7 @@ from fiml.core.lazy import lazy_exports
 from fiml.sessions.backends.base import ActiveTier, ArchiveTier
 
 if TYPE_CHECKING:
-    from redis.asyncio import Redis
-
+    from fiml.core.redis_client import RedisClient
     from fiml.sessions.backends.sql import SqlBackend
 
 __all__ = ["ActiveTier", "ArchiveTier", "SqlBackend", "build_backends", "build_sql_backend"]
@@ -44,7 +43,7 @@ def build_sql_backend(settings: Settings) -> SqlBackend:
 
 
 def build_backends(
-    settings: Settings, *, redis: Redis | None = None
+    settings: Settings, *, redis: RedisClient | None = None
 ) -> tuple[ActiveTier, ArchiveTier]:
     """The active tier and the archive tier for these settings (mypy checks here that
     each backend satisfies its tier's Protocol); with ``settings.redis_url`` the active

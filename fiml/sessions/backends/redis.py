@@ -11,9 +11,12 @@ Reading a session is one run of the READ script, a consistent snapshot that load
 recent queries asked for (:mod:`~fiml.sessions.backends.redis_reads`).
 :mod:`~fiml.sessions.backends.redis_codec` converts sessions to and from the hashes.
 
-The user index and the expiry index are keys of their own, updated by separate commands,
-so a process may die between an index update and the session write. The order of the
-commands keeps both indexes safe to trust:
+The user index and the expiry index are keys of their own (sharded by session, see
+:mod:`~fiml.sessions.backends.redis_indexes`), updated by separate commands, so a process
+may die between an index update and the session write. The order of the commands keeps
+both indexes safe to trust (on a Redis Cluster, where the index shards and the session sit
+on different masters, a pipeline's commands to different masters run in no set order, so
+the index updates there get a round trip of their own before the session's script):
 
 - The expiry index holds, for every live session, a score *no later* than its real expiry;
   cleanup (:meth:`RedisBackend.expired_ids`) re-reads the real expiry from the session
@@ -40,10 +43,12 @@ with a TTL by earlier versions are made persistent once, when a backend first st
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 from uuid import UUID
 
-from redis.asyncio import Redis
+from redis.asyncio import RedisCluster
 
 from fiml.core.config import Settings
 from fiml.core.errors import InvalidInputError
@@ -57,6 +62,9 @@ from fiml.sessions.backends.redis_export import RedisExport, parsed_id
 from fiml.sessions.backends.redis_reads import RedisReads
 from fiml.sessions.models import Session
 
+if TYPE_CHECKING:
+    from fiml.core.redis_client import RedisClient
+
 __all__ = ["RedisBackend"]
 
 _LEGACY_TTL_BATCH = 500
@@ -68,12 +76,26 @@ class RedisBackend(RedisReads, RedisExport):
     name = "redis"
 
     def __init__(
-        self, client: Redis, *, archive_grace: timedelta, timeout: float, keys: rk.RedisKeyspace
+        self,
+        client: RedisClient,
+        *,
+        archive_grace: timedelta,
+        timeout: float,
+        keys: rk.RedisKeyspace,
+        max_calls: int | None = None,
+        wait_replicas: int = 0,
+        wait_timeout: float = 1.0,
+        owns_client: bool = True,
     ) -> None:
         self.redis = client
         self.keys = keys
         self._rescore_horizon = archive_grace / 2
         self._timeout = timeout
+        self._owns_client = owns_client
+        self._cluster = isinstance(client, RedisCluster)
+        self._gate = asyncio.Semaphore(max_calls) if self._cluster and max_calls else None
+        self._wait_replicas = wait_replicas
+        self._wait_milliseconds = max(1, round(wait_timeout * 1000))
         self._create = client.register_script(rk.CREATE)
         self._apply = client.register_script(rk.APPLY)
         self._read = client.register_script(rk.READ)
@@ -81,35 +103,53 @@ class RedisBackend(RedisReads, RedisExport):
         self._remove = client.register_script(rk.REMOVE)
 
     @classmethod
-    def on_client(cls, client: Redis, *, settings: Settings) -> RedisBackend:
+    def on_client(
+        cls, client: RedisClient, *, settings: Settings, owns_client: bool = False
+    ) -> RedisBackend:
         """A backend on ``client`` (the process's one, see :func:`~fiml.core.redis_client.
-        open_redis`) with the settings' timeout, grace and key prefix; closing the backend
-        closes the client, and a client on a pool lent by ``open_redis`` leaves the pool open."""
+        open_redis`) with the settings' timeout, grace, key prefix, index shards and
+        replica wait; closing the backend leaves a lent client (``owns_client`` false) to
+        its owner."""
         grace = timedelta(hours=settings.session_archive_grace_hours)
-        keys = rk.RedisKeyspace(settings.redis_key_prefix)
-        return cls(client, archive_grace=grace, timeout=settings.redis_timeout_seconds, keys=keys)
+        keys = rk.RedisKeyspace(settings.redis_key_prefix, settings.redis_index_shards)
+        return cls(
+            client,
+            archive_grace=grace,
+            timeout=settings.redis_timeout_seconds,
+            keys=keys,
+            max_calls=settings.redis_max_connections,
+            wait_replicas=settings.redis_wait_replicas,
+            wait_timeout=settings.redis_wait_timeout_seconds,
+            owns_client=owns_client,
+        )
 
     @classmethod
     def from_url(cls, url: str, *, settings: Settings) -> RedisBackend:
-        """A backend on a :func:`~fiml.core.redis_client.redis_client` of its own."""
-        return cls.on_client(redis_client(url, settings), settings=settings)
+        """A backend on a :func:`~fiml.core.redis_client.redis_client` of its own (a
+        ``RedisCluster`` with ``settings.redis_cluster``)."""
+        return cls.on_client(redis_client(url, settings), settings=settings, owns_client=True)
 
     async def initialize(self) -> None:
-        """Check that Redis answers, load the scripts, and make keys that earlier versions
-        wrote with a TTL persistent (once per Redis database)."""
+        """Check that Redis answers, load the scripts, make keys that earlier versions
+        wrote with a TTL persistent (once per Redis database), and move index entries of
+        earlier versions or shard counts into the shards."""
         await self._call("PING")
         await self._load_scripts()
         if not await self._call("EXISTS", self.keys.layout_marker):
             await self._persist_legacy_keys()
+        await self._move_indexes()
 
     async def _persist_legacy_keys(self) -> None:
         """PERSIST the keys of every indexed session: a walk of the expiry index, which
         holds every live session, done once; running it twice, or concurrently, is harmless."""
+        for index in (self.keys.legacy_expiry_index, *self.keys.expiry_shards()):
+            await self._persist_keys_of(index)
+        await self._call("SET", self.keys.layout_marker, "1")
+
+    async def _persist_keys_of(self, index: str) -> None:
         start = 0
         while True:
-            members = await self._call(
-                "ZRANGE", self.keys.expiry_index, start, start + _LEGACY_TTL_BATCH - 1
-            )
+            members = await self._call("ZRANGE", index, start, start + _LEGACY_TTL_BATCH - 1)
             commands: list[Command] = [
                 ("PERSIST", key)
                 for member in members
@@ -119,25 +159,30 @@ class RedisBackend(RedisReads, RedisExport):
             if commands:
                 await self._pipeline(commands)
             if len(members) < _LEGACY_TTL_BATCH:
-                break
+                return
             start += _LEGACY_TTL_BATCH
-        await self._call("SET", self.keys.layout_marker, "1")
 
     async def close(self) -> None:
-        """Close the client, and its connection pool when the client owns it (``from_url``)."""
-        await self.redis.aclose()
+        """Close the client (and its pools) when the backend owns it (``from_url``)."""
+        if self._owns_client:
+            await self.redis.aclose()
 
     async def insert(self, session: Session) -> None:
         """Index the session first, then create its keys (see the module docstring)."""
         sid = str(session.id)
         commands: list[Command] = [
-            ("ZADD", self.keys.expiry_index, "LT", to_micros(session.expires_at), sid)
+            ("ZADD", self.keys.expiry_index(sid), "LT", to_micros(session.expires_at), sid)
         ]
         if session.user_id is not None:
             created = to_micros(session.created_at)
-            commands.append(("ZADD", self.keys.user_index(session.user_id), "NX", created, sid))
+            user_index = self.keys.user_index(session.user_id, sid)
+            commands.append(("ZADD", user_index, "NX", created, sid))
         create = (self._create, self.keys.session_keys(sid), create_args(session))
-        results = await self._pipeline(commands, [create])
+        if self._cluster:  # the indexes first, whatever master holds them (module docstring)
+            await self._pipeline(commands, durable=True)
+            results = await self._pipeline((), [create], durable=True)
+        else:
+            results = await self._pipeline(commands, [create], durable=True)
         if not results[-1]:
             raise InvalidInputError("session_id", sid, "a session with this id already exists")
 
@@ -146,13 +191,16 @@ class RedisBackend(RedisReads, RedisExport):
     ) -> HistoryCounters:
         """Apply one write in one script run; see the module docstring for the index."""
         earliest = earliest_expiry(changes, now)
+        sid = str(session_id)
         if earliest is not None:
-            await self._call(
-                "ZADD", self.keys.expiry_index, "XX", "LT", to_micros(earliest), str(session_id)
-            )
+            lower = ("ZADD", self.keys.expiry_index(sid), "XX", "LT", to_micros(earliest), sid)
+            await self._pipeline([lower], durable=True)
         keys = self.keys.session_keys(session_id)
         args = apply_args(changes, now, limits)
-        reply = await self._run(self._apply, keys, args)
+        if self._wait_replicas:
+            (reply,) = await self._pipeline((), [(self._apply, keys, args)], durable=True)
+        else:
+            reply = await self._run(self._apply, keys, args)
         return counters_or_refusal(reply, session_id, changes, now=now, limits=limits)
 
     async def delete(self, session_id: UUID) -> bool:

@@ -3,8 +3,9 @@
 Archival is export -> SQL upsert -> remove. The export freezes each session (the READ
 script with its freeze flag), so that it refuses writes until it is removed and nothing
 written after the copy can be lost; should archiving fail, the exporter thaws what it
-froze. Cleanup finds due sessions through the expiry index, re-checking each on its meta
-hash and repairing the index as it goes (see :mod:`~fiml.sessions.backends.redis`).
+froze. Cleanup finds due sessions through the expiry index, shard after shard, re-checking
+each on its meta hash and repairing the index as it goes (see
+:mod:`~fiml.sessions.backends.redis`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from fiml.sessions.backends.redis_codec import (
     stored_micros,
     to_micros,
 )
-from fiml.sessions.backends.redis_commands import Command, RedisCommands
+from fiml.sessions.backends.redis_commands import Command
+from fiml.sessions.backends.redis_indexes import RedisIndexes
 from fiml.sessions.models import Session
 from fiml.sessions.quarantine import UNDECODABLE, failure_reason
 
@@ -47,7 +49,7 @@ def parsed_id(member: str) -> UUID | None:
         return None
 
 
-class RedisExport(RedisCommands):
+class RedisExport(RedisIndexes):
     """Archival's side of :class:`~fiml.sessions.backends.redis.RedisBackend`."""
 
     _rescore_horizon: timedelta
@@ -57,21 +59,21 @@ class RedisExport(RedisCommands):
         removed = await self._pipeline(
             (), [(self._remove, self.keys.session_keys(sid), ()) for sid in session_ids]
         )
-        by_user: dict[str, list[str]] = {}
+        by_key: dict[str, list[str]] = {}
         for sid, (_existed, user) in zip(session_ids, removed, strict=True):
+            by_key.setdefault(self.keys.expiry_index(sid), []).append(str(sid))
             if user is not None:
-                by_user.setdefault(user, []).append(str(sid))
-        commands: list[Command] = [("ZREM", self.keys.expiry_index, *map(str, session_ids))]
-        commands += [("ZREM", self.keys.user_index(user), *ids) for user, ids in by_user.items()]
-        if session_ids:
-            await self._pipeline(commands)
+                by_key.setdefault(self.keys.user_index(user, sid), []).append(str(sid))
+        await self._pipeline([("ZREM", key, *ids) for key, ids in by_key.items()])
         return sum(existed for existed, _user in removed)
 
     async def export_sessions(self, session_ids: Sequence[UUID]) -> ExportedSessions:
         """Freeze the sessions (no more writes) and return them with their whole histories;
         one that does not decode is reported with the reason, and stays frozen."""
         replies = await self._pipeline(
-            (), [(self._freezing_read, self.keys.session_keys(s), (0, "1")) for s in session_ids]
+            (),
+            [(self._freezing_read, self.keys.session_keys(s), (0, "1")) for s in session_ids],
+            durable=True,  # a freeze a failover lost would let a write in before the delete
         )
         export = ExportedSessions()
         for sid, reply in zip(session_ids, replies, strict=True):
@@ -95,21 +97,41 @@ class RedisExport(RedisCommands):
     async def expired_ids(self, *, now: datetime, limit: int, skip: int = 0) -> list[UUID]:
         """Sessions due for archival, from the expiry index, each re-checked on its meta.
 
-        A session whose stored expiry is damaged counts as due, so that archival meets it
-        and quarantines it; an index entry that is no session id at all is dropped.
+        The shards are walked in order; ``skip`` due entries (those archival left behind)
+        are passed over first, whole shards at a time by their counts. A session whose
+        stored expiry is damaged counts as due, so that archival meets it and quarantines
+        it; an index entry that is no session id at all is dropped. The first call of a
+        run also finds an unsharded index an earlier version still writes, and moves it.
         """
+        now_us = to_micros(now)
+        shards = self.keys.expiry_shards()
+        *counts, legacy = await self._pipeline(
+            [("ZCOUNT", key, "-inf", now_us) for key in shards]
+            + [("EXISTS", self.keys.legacy_expiry_index)]
+        )
+        if legacy and skip == 0:
+            await self._move_indexes()
+            counts = await self._pipeline([("ZCOUNT", key, "-inf", now_us) for key in shards])
+        due: list[UUID] = []
+        for key, count in zip(shards, counts, strict=True):
+            if len(due) >= limit:
+                break
+            if skip >= count:
+                skip -= count
+                continue
+            due += await self._due_in(key, now, limit - len(due), skip)
+            skip = 0
+        return list(dict.fromkeys(due))
+
+    async def _due_in(self, key: str, now: datetime, limit: int, skip: int) -> list[UUID]:
+        """Up to ``limit`` due sessions of one expiry shard, past its first ``skip`` due
+        entries."""
         now_us = to_micros(now)
         due: list[UUID] = []
         while len(due) < limit:
             wanted = limit - len(due)
             batch = await self._call(
-                "ZRANGEBYSCORE",
-                self.keys.expiry_index,
-                "-inf",
-                now_us,
-                "LIMIT",
-                skip + len(due),
-                wanted,
+                "ZRANGEBYSCORE", key, "-inf", now_us, "LIMIT", skip + len(due), wanted
             )
             if not batch:
                 break
@@ -120,13 +142,13 @@ class RedisExport(RedisCommands):
                 sid, expires_us = parsed_id(member), stored_micros(expires)
                 if sid is not None and expires is not None and (expires_us or 0) <= now_us:
                     due.append(sid)
-            await self._repair_expiry_index(batch, expiries, now)
+            await self._repair_expiry_index(key, batch, expiries, now)
             if len(batch) < wanted:
                 break
-        return list(dict.fromkeys(due))
+        return due
 
     async def _repair_expiry_index(
-        self, members: list[str], expiries: list[str | None], now: datetime
+        self, key: str, members: list[str], expiries: list[str | None], now: datetime
     ) -> None:
         """Drop entries of vanished sessions and entries that are no session id; re-score
         those not yet due (capped, see above)."""
@@ -148,8 +170,8 @@ class RedisExport(RedisCommands):
         }
         commands: list[Command] = []
         if gone:
-            commands.append(("ZREM", self.keys.expiry_index, *gone))
+            commands.append(("ZREM", key, *gone))
         if later:
             items = [x for m, score in later.items() for x in (score, m)]
-            commands.append(("ZADD", self.keys.expiry_index, "XX", *items))
+            commands.append(("ZADD", key, "XX", *items))
         await self._pipeline(commands)

@@ -11,16 +11,27 @@ sessions package touches, so the whole layout reads at a glance::
     <p>:s:{<session id>}:preferences           hash: key -> JSON value
     <p>:s:{<session id>}:intermediate_results  hash: key -> JSON value
     <p>:s:{<session id>}:metadata              hash: key -> JSON value
-    <p>:user:<user id>:sessions                sorted set: session id, score = created_at
-    <p>:expiry                                 sorted set: session id, score <= expires_at
+    <p>:users:{<n>:<user id>}:sessions        sorted set: shard n of a user's sessions,
+                                               session id, score = created_at
+    <p>:expiry:{<n>}                           sorted set: shard n of the expiry index,
+                                               session id, score <= expires_at
     <p>:job-lock:<job name>                    string: holder token of a running job
     <p>:layout:no-ttl                          string: set once no session key has a TTL
+    <p>:layout:index-shards                    string: the shard count the indexes hold
+    <p>:user:<user id>:sessions, <p>:expiry    the unsharded indexes of earlier versions,
+                                               moved into the shards at start (below)
     <p>:quote:<provider key>                   string: cached quote JSON, written by
                                                fiml.market.cache (market data)
 
 The keys of one session share the hash tag ``{<session id>}``, so they live in one Redis
 Cluster slot and one script may touch them all. The two indexes are keys of their own and
-are never touched by a script.
+are never touched by a script. Each is split into ``FIML_REDIS_INDEX_SHARDS`` shards
+(:meth:`RedisKeyspace.shard_of`: a CRC-32 of the session id), each shard under a hash tag
+of its own, so that a cluster spreads them over its slots, hence its masters: a user's
+shard ``n`` is tagged ``{<n>:<user id>}``, so different users' indexes spread too. A
+session's entries sit in the same shard number of both indexes. The unsharded indexes of
+earlier versions (and shards of an earlier shard count) are moved into the shards by
+:mod:`~fiml.sessions.backends.redis_indexes` when a backend starts.
 
 Fields of the meta hash (times are integer microseconds since the Unix epoch, as decimal
 strings, so they round-trip exactly and compare exactly inside Lua, whose numbers are
@@ -32,11 +43,12 @@ on, so nothing written after the copy can be lost when the keys are deleted).
 
 from __future__ import annotations
 
+import zlib
 from importlib import resources
 from typing import NamedTuple
 from uuid import UUID
 
-from fiml.core.config import DEFAULT_REDIS_KEY_PREFIX
+from fiml.core.config import DEFAULT_REDIS_INDEX_SHARDS, DEFAULT_REDIS_KEY_PREFIX
 
 __all__ = [
     "APPLY",
@@ -71,16 +83,62 @@ class SessionKeys(NamedTuple):
 
 
 class RedisKeyspace:
-    """The keys of one deployment, all under ``prefix`` (``settings.redis_key_prefix``)."""
+    """The keys of one deployment, all under ``prefix`` (``settings.redis_key_prefix``),
+    its indexes in ``shards`` shards (``settings.redis_index_shards``)."""
 
-    __slots__ = ("expiry_index", "layout_marker", "prefix")
+    __slots__ = (
+        "layout_marker",
+        "legacy_expiry_index",
+        "prefix",
+        "shard_count_marker",
+        "shards",
+    )
 
-    def __init__(self, prefix: str = DEFAULT_REDIS_KEY_PREFIX) -> None:
+    def __init__(
+        self, prefix: str = DEFAULT_REDIS_KEY_PREFIX, shards: int = DEFAULT_REDIS_INDEX_SHARDS
+    ) -> None:
         self.prefix = prefix
-        self.expiry_index = f"{prefix}:expiry"
+        self.shards = shards
         self.layout_marker = f"{prefix}:layout:no-ttl"
         """Present once the keys of every session are persistent: earlier versions gave
         them a TTL, which ``RedisBackend.initialize`` removes once per database."""
+        self.shard_count_marker = f"{prefix}:layout:index-shards"
+        """The shard count the indexes were last moved into (absent: none yet)."""
+        self.legacy_expiry_index = f"{prefix}:expiry"
+        """The one expiry index of versions before the shards."""
+
+    def shard_of(self, session_id: UUID | str) -> int:
+        """The index shard of a session: stable across processes and restarts (CRC-32,
+        not Python's salted ``hash``)."""
+        return zlib.crc32(str(session_id).encode()) % self.shards
+
+    def expiry_shard(self, shard: int) -> str:
+        """Shard ``shard`` of the expiry index."""
+        return f"{self.prefix}:expiry:{{{shard}}}"
+
+    def expiry_index(self, session_id: UUID | str) -> str:
+        """The expiry index shard that holds a session."""
+        return self.expiry_shard(self.shard_of(session_id))
+
+    def expiry_shards(self) -> list[str]:
+        """Every shard of the expiry index, in shard order."""
+        return [self.expiry_shard(n) for n in range(self.shards)]
+
+    def user_shard(self, user_id: str, shard: int) -> str:
+        """Shard ``shard`` of one user's index."""
+        return f"{self.prefix}:users:{{{shard}:{user_id}}}:sessions"
+
+    def user_index(self, user_id: str, session_id: UUID | str) -> str:
+        """The shard of a user's index that holds a session."""
+        return self.user_shard(user_id, self.shard_of(session_id))
+
+    def user_shards(self, user_id: str) -> list[str]:
+        """Every shard of one user's index, in shard order."""
+        return [self.user_shard(user_id, n) for n in range(self.shards)]
+
+    def legacy_user_index(self, user_id: str) -> str:
+        """The one index of a user's sessions of versions before the shards."""
+        return f"{self.prefix}:user:{user_id}:sessions"
 
     def session_keys(self, session_id: UUID | str) -> SessionKeys:
         """The hash-tagged keys of one session."""
@@ -98,10 +156,6 @@ class RedisKeyspace:
     def meta_key(self, session_id: UUID | str) -> str:
         """The meta hash of one session (``session_keys(session_id).meta``)."""
         return f"{self.prefix}:s:{{{session_id}}}:meta"
-
-    def user_index(self, user_id: str) -> str:
-        """The sorted set of one user's sessions."""
-        return f"{self.prefix}:user:{user_id}:sessions"
 
     def job_lock(self, job_name: str) -> str:
         """The lock of one background job (:class:`~fiml.sessions.joblock.RedisJobLock`)."""

@@ -23,7 +23,7 @@ from fiml.core.config import Settings
 from fiml.core.redis_client import redis_client
 
 if TYPE_CHECKING:
-    from redis.asyncio import Redis
+    from fiml.core.redis_client import RedisClient
 
 __all__ = ["Persistence", "persistence_warning", "read_persistence"]
 
@@ -41,7 +41,7 @@ class Persistence:
     """What was read, for the warning: ``appendonly no, save ""`` or the INFO fields."""
 
 
-async def read_persistence(client: Redis) -> Persistence:
+async def read_persistence(client: RedisClient) -> Persistence:
     """Ask a Redis how it persists; redis-py's errors pass when it cannot answer at all."""
     from redis.exceptions import ResponseError
 
@@ -68,7 +68,7 @@ def _shown(url: str) -> str:
     return f"{parts.hostname or '127.0.0.1'}:{parts.port or 6379}{parts.path or '/0'}"
 
 
-async def persistence_warning(settings: Settings, client: Redis | None = None) -> str | None:
+async def persistence_warning(settings: Settings, client: RedisClient | None = None) -> str | None:
     """The one warning line for the settings' Redis, or None when it persists its writes
     (AOF or RDB on) or no Redis is configured.
 
@@ -86,7 +86,7 @@ async def persistence_warning(settings: Settings, client: Redis | None = None) -
         await own.aclose()
 
 
-async def _warning(url: str, client: Redis, settings: Settings) -> str | None:
+async def _warning(url: str, client: RedisClient, settings: Settings) -> str | None:
     from redis.exceptions import RedisError
 
     where = f"Redis at {_shown(url)}"

@@ -1,9 +1,10 @@
 """What the Redis backend reads: sessions, pages of history, listings and counts.
 
 A session is read by one run of the READ script, a consistent snapshot in one round trip;
-a listing walks the user's index and reads each session's meta hash, dropping index
-entries whose session is gone; a count checks candidates from an index on their meta
-hashes, in pipelined batches, never scanning the keyspace.
+a listing merges the shards of the user's index (:mod:`~fiml.sessions.backends.
+redis_indexes`) and reads each session's meta hash, dropping index entries whose session
+is gone; a count checks candidates from an index on their meta hashes, in pipelined
+batches, never scanning the keyspace.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from fiml.sessions.backends.redis_codec import (
     summary_values,
     to_micros,
 )
-from fiml.sessions.backends.redis_commands import RedisCommands
+from fiml.sessions.backends.redis_indexes import RedisIndexes
 from fiml.sessions.backends.summaries import skip_corrupt, summaries_from_values
 from fiml.sessions.models import QueryRecord, Session, SessionSummary, queries_from_json, utcnow
 from fiml.sessions.quarantine import UNDECODABLE, failure_reason
@@ -37,15 +38,7 @@ _ACTIVE_FIELDS = tuple(
 )
 
 
-def _score_pairs(reply: list[Any]) -> list[tuple[str, int]]:
-    """(member, score) of a WITHSCORES reply: pairs in RESP3, one flat list in RESP2.
-    Scores are integer microseconds below 2**53, so the doubles hold them exactly."""
-    if reply and isinstance(reply[0], list):
-        return [(member, int(float(score))) for member, score in reply]
-    return [(m, int(float(s))) for m, s in zip(reply[::2], reply[1::2], strict=True)]
-
-
-class RedisReads(RedisCommands):
+class RedisReads(RedisIndexes):
     """The reads of :class:`~fiml.sessions.backends.redis.RedisBackend`."""
 
     async def load(
@@ -95,44 +88,30 @@ class RedisReads(RedisCommands):
 
         Redis holds no archived sessions, so ``include_archived`` changes nothing here.
         """
-        key = self.keys.user_index(user_id)
-        after = None if cursor is None else (to_micros(cursor.created_at), str(cursor.session_id))
+        after = None if cursor is None else (str(cursor.session_id), to_micros(cursor.created_at))
         rows: list[dict[str, Any]] = []
         exhausted = False
         while len(rows) < limit and not exhausted:
-            entries, exhausted = await self._index_after(key, after, limit - len(rows))
+            entries, exhausted = await self._user_page(user_id, after, limit - len(rows))
             if not entries:
                 break
-            rows += await self._summary_rows(key, [member for member, _ in entries])
-            after = (entries[-1][1], entries[-1][0])
+            rows += await self._summary_rows(user_id, [member for member, _ in entries])
+            after = entries[-1]
         return summaries_from_values(rows, utcnow())
 
-    async def _index_after(
-        self, key: str, after: tuple[int, str] | None, count: int
-    ) -> tuple[list[tuple[str, int]], bool]:
-        """Up to ``count`` (member, score) entries strictly after ``after``, newest first
-        (equal scores come in member order, descending), and whether the index ran out."""
-        top = "+inf" if after is None else after[0]
-        offset = 0
-        while True:
-            reply = await self._call(
-                "ZREVRANGEBYSCORE", key, top, "-inf", "WITHSCORES", "LIMIT", offset, count
-            )
-            batch = _score_pairs(reply)
-            entries = [(m, s) for m, s in batch if after is None or (s, m) < after]
-            if entries or len(batch) < count:
-                return entries, len(batch) < count
-            offset += count
-
-    async def _summary_rows(self, key: str, members: list[str]) -> list[dict[str, Any]]:
+    async def _summary_rows(self, user_id: str, members: list[str]) -> list[dict[str, Any]]:
         """Listing rows from the sessions' meta hashes; drops index entries of vanished ones."""
         metas = await self._pipeline(
             [("HMGET", self.keys.meta_key(m), *SUMMARY_META_NAMES) for m in members]
         )
         found = dict(zip(members, metas, strict=True))
-        gone = [member for member, meta in found.items() if not any(meta)]
+        gone = [
+            ("ZREM", self.keys.user_index(user_id, m), m)
+            for m, meta in found.items()
+            if not any(meta)
+        ]
         if gone:
-            await self._call("ZREM", key, *gone)
+            await self._pipeline(gone)
         rows = []
         for member, meta in found.items():
             if not any(meta):
@@ -159,9 +138,9 @@ class RedisReads(RedisCommands):
         """
         if user_id is not None:
             low = "-inf" if created_since is None else to_micros(created_since)
-            members = await self._call("ZRANGEBYSCORE", self.keys.user_index(user_id), low, "+inf")
+            members = await self._user_members(user_id, low)
         else:
-            members = await self._call("ZRANGE", self.keys.expiry_index, 0, -1)
+            members = await self._expiry_members()
         now_us = to_micros(now)
         since_us = None if created_since is None else to_micros(created_since)
         count = 0
