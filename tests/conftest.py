@@ -26,6 +26,7 @@ from fiml.sessions.backends.sql import SqlBackend
 from fiml.sessions.store import SessionStore
 from tests.clock import MovableClock
 from tests.database_reset import reset_postgres as reset_postgres  # the tests import it here
+from tests.redis_cluster import cluster_tools_missing, cluster_url
 
 POSTGRES_URL = os.environ.get(
     "FIML_TEST_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/fiml_test"
@@ -33,8 +34,12 @@ POSTGRES_URL = os.environ.get(
 REDIS_URL = os.environ.get("FIML_TEST_REDIS_URL", "redis://127.0.0.1:6379/14")
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
-STORE_KINDS = ["sqlite", "postgres", "redis+postgres"]
-"""Every deployment the contract suite runs on (shared design, section 3)."""
+CLUSTER_KIND = "redis-cluster+postgres"
+STORE_KINDS = ["sqlite", "postgres", "redis+postgres", CLUSTER_KIND]
+"""Every deployment the contract suite runs on (shared design, section 3). The Redis
+Cluster one runs only in modules that set ``ON_CLUSTER = True`` (the contract suite and
+the owned reads): elsewhere it would repeat, on the cluster, tests of code above the
+storage tier that single Redis covers, and the suite's time with them."""
 
 
 def _reachable(url: str, default_port: int) -> bool:
@@ -92,6 +97,30 @@ def require_redis() -> str:
     """The test Redis URL, after checking it is up."""
     require_service("Redis", REDIS_URL, 6379)
     return REDIS_URL
+
+
+def require_redis_cluster() -> str:
+    """The URL of the test Redis Cluster (one this run starts, see tests/redis_cluster.py)."""
+    if os.environ.get("FIML_TEST_REDIS_CLUSTER_URL") is None:
+        missing = cluster_tools_missing()
+        if missing is not None:
+            if IN_CI:
+                pytest.fail(f"no Redis Cluster can be started: {missing}")
+            pytest.skip(f"no Redis Cluster can be started: {missing}")
+    url = cluster_url()
+    require_service("Redis Cluster", url, 6379)
+    return url
+
+
+async def reset_redis_cluster(url: str) -> None:
+    """Empty every master of the test Redis Cluster."""
+    from redis.asyncio import RedisCluster
+
+    client = RedisCluster.from_url(url)
+    try:
+        await client.flushall(target_nodes=RedisCluster.PRIMARIES)
+    finally:
+        await client.aclose()
 
 
 async def reset_redis(url: str) -> None:
@@ -161,7 +190,26 @@ async def settings_for(kind: str, tmp_path: Path, **overrides: Any) -> Settings:
         rd = require_redis()
         await reset_redis(rd)
         return Settings(database_url=pg, redis_url=rd, **overrides)
+    if kind == CLUSTER_KIND:
+        cluster = require_redis_cluster()
+        await reset_redis_cluster(cluster)
+        return Settings(database_url=pg, redis_url=cluster, redis_cluster=True, **overrides)
     raise ValueError(kind)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Leave out the Redis Cluster deployment where the module does not ask for it."""
+    kept, left_out = [], []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        on_cluster = callspec is not None and CLUSTER_KIND in callspec.params.values()
+        if on_cluster and not getattr(getattr(item, "module", None), "ON_CLUSTER", False):
+            left_out.append(item)
+        else:
+            kept.append(item)
+    if left_out:
+        config.hook.pytest_deselected(items=left_out)
+        items[:] = kept
 
 
 @pytest.fixture(params=STORE_KINDS)

@@ -15,6 +15,9 @@ from sqlalchemy.engine import Engine
 from fiml.core.errors import InvalidInputError, InvalidSessionIdError
 from fiml.sessions import QueryRecord, SessionStore
 
+ON_CLUSTER = True
+"""Owned reads run on the Redis Cluster deployment too (tests/conftest.py)."""
+
 UNKNOWN = UUID("00000000-0000-4000-8000-000000000000")
 
 

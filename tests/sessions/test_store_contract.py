@@ -32,6 +32,9 @@ from fiml.sessions.models import SessionStatus, utcnow
 from fiml.sessions.store import changes_since_read
 from tests.clock import MovableClock
 
+ON_CLUSTER = True
+"""The whole contract runs on the Redis Cluster deployment too (tests/conftest.py)."""
+
 AGO = timedelta(hours=2)
 """How far back the clock is moved to create sessions that have expired by now (their TTL
 is an hour): the store and the session's own properties then agree once it is moved back."""
