@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from uuid import UUID
 
@@ -38,11 +39,13 @@ async def run_workers(
     settings: Settings, mode: str, session_id: UUID, processes: int, writers: int
 ) -> None:
     """``processes`` OS processes with ``writers`` concurrent writers each, all at once,
-    on the settings' deployment (with their pool defaults); any failure fails the test."""
+    on the settings' deployment (with their pool defaults, and on a Redis Cluster when
+    the settings are); any failure fails the test."""
+    env = {**os.environ, "FIML_REDIS_CLUSTER": "true" if settings.redis_cluster else "false"}
     args = [mode, settings.database_url, settings.redis_url or "", str(session_id), str(writers)]
     procs = [
         await asyncio.create_subprocess_exec(
-            sys.executable, "-c", WORKER, *args, f"p{p}", stderr=asyncio.subprocess.PIPE
+            sys.executable, "-c", WORKER, *args, f"p{p}", stderr=asyncio.subprocess.PIPE, env=env
         )
         for p in range(processes)
     ]
