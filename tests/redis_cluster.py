@@ -105,7 +105,9 @@ class LocalCluster:
 
     def masters(self) -> list[int]:
         """The ports of the nodes that are masters now."""
-        return [port for port in self.live_ports() if "role:master" in _cli(port, "INFO", "replication")]
+        return [
+            port for port in self.live_ports() if "role:master" in _cli(port, "INFO", "replication")
+        ]
 
     def live_ports(self) -> list[int]:
         return [port for port, process in self.processes.items() if process.poll() is None]
