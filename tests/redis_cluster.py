@@ -13,6 +13,7 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -126,6 +127,13 @@ class LocalCluster:
         process.kill()
         process.wait(10)
 
+    def pause(self, port: int) -> None:
+        """SIGSTOP one node: its links stay open, it answers nothing (a cut link)."""
+        os.kill(self.processes[port].pid, signal.SIGSTOP)
+
+    def resume(self, port: int) -> None:
+        os.kill(self.processes[port].pid, signal.SIGCONT)
+
     def wait_for_master(self, port: int) -> None:
         """Wait until ``port`` is a master and the cluster is whole again."""
         self._wait(lambda: "role:master" in _cli(port, "INFO", "replication"), f"{port} promoted")
@@ -133,8 +141,8 @@ class LocalCluster:
 
     def _replicas_in_sync(self) -> bool:
         masters = self.masters()
-        return len(masters) == NODES // 2 and all(
-            "connected_slaves:1" in _cli(port, "INFO", "replication") for port in masters
+        return len(masters) == NODES // 2 and all(  # online: the first sync is done
+            "state=online" in _cli(port, "INFO", "replication") for port in masters
         )
 
     @staticmethod
