@@ -131,6 +131,10 @@ class LocalCluster:
         """SIGSTOP one node: its links stay open, it answers nothing (a cut link)."""
         os.kill(self.processes[port].pid, signal.SIGSTOP)
 
+    def drop_replicas(self, master: int) -> None:
+        """Have a master close its replication links (a paused replica cannot reconnect)."""
+        _cli(master, "CLIENT", "KILL", "TYPE", "replica")
+
     def resume(self, port: int) -> None:
         os.kill(self.processes[port].pid, signal.SIGCONT)
 

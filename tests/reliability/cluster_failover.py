@@ -41,11 +41,12 @@ async def failover_under_load(
     before: float = 1.0,
     after: float = 1.5,
     cut_replication: bool = False,
+    cut_seconds: float = 2.0,
 ) -> FailoverResult:
     """Writers append queries to ``sessions`` sessions nonstop; after ``before`` seconds
     the master of the first session is SIGKILLed (with ``cut_replication``, its replica
-    is paused first, so the master acknowledges writes no replica received, then resumed
-    to be promoted); writing goes on ``after`` seconds past the promotion. Then every
+    is paused and its link dropped by the master ``cut_seconds`` first, so the master
+    acknowledges writes no replica received, then resumed to be promoted); writing goes on ``after`` seconds past the promotion. Then every
     session is read back and each acknowledged query looked for."""
     result = FailoverResult()
     async with SessionStore(settings) as store:
@@ -78,7 +79,8 @@ async def failover_under_load(
         await asyncio.sleep(before)
         if cut_replication:
             cluster.pause(replica)
-            await asyncio.sleep(0.5)
+            cluster.drop_replicas(victim)
+            await asyncio.sleep(cut_seconds)
         cluster.kill(victim)
         if cut_replication:
             cluster.resume(replica)

@@ -44,6 +44,7 @@ async def test_waiting_for_a_replica_loses_no_acknowledged_write_at_failover(
         redis_cluster=True,
         redis_wait_replicas=1,
         redis_timeout_seconds=2,
+        session_max_queries_per_session=1_000_000,
     )
     result = await failover_under_load(own_cluster, settings, cut_replication=True)
     assert result.acknowledged > 100  # the writers did write, before and after
