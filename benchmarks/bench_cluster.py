@@ -88,7 +88,7 @@ async def _wait_cost(cluster: LocalCluster, samples: int) -> list[list[str]]:
 
 async def _failovers() -> list[list[str]]:
     rows = []
-    cases = (
+    cases: tuple[tuple[str, dict[str, int], bool], ...] = (
         ("no WAIT, replication link up", {}, False),
         ("no WAIT, replication link cut 2 s before the kill", {}, True),
         ("WAIT 1 replica, link cut 2 s before the kill", {"redis_wait_replicas": 1}, True),
@@ -160,5 +160,3 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
-
-

@@ -46,8 +46,9 @@ async def failover_under_load(
     """Writers append queries to ``sessions`` sessions nonstop; after ``before`` seconds
     the master of the first session is SIGKILLed (with ``cut_replication``, its replica
     is paused and its link dropped by the master ``cut_seconds`` first, so the master
-    acknowledges writes no replica received, then resumed to be promoted); writing goes on ``after`` seconds past the promotion. Then every
-    session is read back and each acknowledged query looked for."""
+    acknowledges writes no replica received, then resumed to be promoted); writing goes
+    on ``after`` seconds past the promotion. Then every session is read back and each
+    acknowledged query looked for."""
     result = FailoverResult()
     async with SessionStore(settings) as store:
         ids = [
