@@ -166,8 +166,8 @@ class Copier:
                         "expires_at": expires,
                     },
                 )
-                pipe.zadd(self.keys.expiry_index, {sid: expires})
-                pipe.zadd(self.keys.user_index(owner), {sid: created})
+                pipe.zadd(self.keys.expiry_index(sid), {sid: expires})
+                pipe.zadd(self.keys.user_index(owner, sid), {sid: created})
                 self.made += 1
                 done += 1
             await pipe.execute()
@@ -206,7 +206,9 @@ async def run(sizes: Sequence[int], samples: int) -> None:
                 per_copy = (await used_memory(raw) - before) / added if added else 0.0
                 stored = size
                 if some_copy is None:
-                    member = await raw.zrange(keys.user_index("user-0"), 0, 0)
+                    member: list[object] = []
+                    for shard in keys.user_shards("user-0"):
+                        member = member or list(await raw.zrange(shard, 0, 0))
                     first = member[0]
                     some_copy = uuid.UUID(
                         first.decode() if isinstance(first, bytes) else str(first)

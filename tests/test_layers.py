@@ -43,6 +43,7 @@ BACKEND_FAMILIES = {
         "redis_codec",
         "redis_commands",
         "redis_export",
+        "redis_indexes",
         "redis_keys",
         "redis_persistence",
         "redis_reads",

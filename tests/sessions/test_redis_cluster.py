@@ -17,11 +17,17 @@ from redis.asyncio import RedisCluster
 
 from fiml.core.config import Settings
 from fiml.core.errors import StorageUnavailableError
+from fiml.core.redis_client import open_redis
+from fiml.market.service import MarketData
 from fiml.sessions import ALL_QUERIES, QueryRecord, SessionStore
+from fiml.sessions.backends import build_backends
 from fiml.sessions.backends import redis_keys as rk
 from fiml.sessions.backends.redis import RedisBackend
+from fiml.sessions.joblock import RedisJobLock
+from fiml.sessions.jobs import CLEANUP_JOB, run_cleanup
 from fiml.sessions.models import SessionStatus
 from tests.conftest import CLUSTER_KIND, settings_for, sql_archive
+from tests.market.test_cache import make_quote
 from tests.reliability.archive_checks import due_sessions
 from tests.sessions.concurrent_writers import run_workers
 
@@ -180,3 +186,26 @@ async def test_a_write_no_replica_can_confirm_in_time_fails_loudly(tmp_path: Pat
     async with SessionStore(settings) as store:
         with pytest.raises(StorageUnavailableError, match="reached 1 of 2 replicas"):
             await store.create_session(["AAPL"], "equity", user_id="u1")
+
+
+async def test_one_cluster_client_serves_sessions_job_locks_and_the_quote_cache(
+    settings: Settings,
+) -> None:
+    """What ``fiml serve`` does with a cluster: one client, lent to every user of Redis."""
+    async with open_redis(settings.redis_url, settings) as client:
+        assert isinstance(client, RedisCluster)
+        backend, archive = build_backends(settings, redis=client)
+        async with SessionStore(settings, backend=backend, archive=archive) as store:
+            done = await store.create_session(["MSFT"], "equity", user_id="u1")
+            await store.close_session(done.id)
+            lock = RedisJobLock(client, settings=settings)
+            async with lock.hold(CLEANUP_JOB) as held:
+                assert held
+                async with lock.hold(CLEANUP_JOB) as again:
+                    assert not again  # held once across the cluster
+                assert (await run_cleanup(store)).archived == 1
+        market = MarketData.live(client)
+        async with market:
+            await market.cache.set("equity:yahoo:AAPL:", make_quote())
+            assert await market.cache.get("equity:yahoo:AAPL:") is not None
+        assert await client.ping()  # closing the store and the market left the client open
