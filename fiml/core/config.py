@@ -137,7 +137,8 @@ class Settings(BaseSettings):
         description="How many shards the per-user and expiry indexes are split into, by a "
         "hash of the session id, each shard under its own hash tag so that a cluster spreads "
         "them over its masters. A listing reads every shard of its user in one round trip. "
-        "Changing it re-shards the indexes when the next process starts.",
+        "On a single Redis 1 is cheaper; changing it re-shards the indexes when the next "
+        "process starts.",
     )
     redis_wait_replicas: int = Field(
         default=0,

@@ -117,12 +117,18 @@ def cluster_client(url: str, settings: Settings) -> RedisCluster:
     )
 
 
+def _is_cluster(url: str, settings: Settings) -> bool:
+    """Whether ``url`` is the cluster ``settings.redis_cluster`` speaks of: the sessions'
+    Redis only (a Celery broker's Redis the job locks fall back to is a plain one)."""
+    return settings.redis_cluster and url == settings.redis_url
+
+
 def redis_client(
     url: str, settings: Settings, *, pool_wait: float = POOL_WAIT_SECONDS
 ) -> RedisClient:
     """A client on a :func:`redis_pool` of its own: closing the client closes the pool; a
     :func:`cluster_client` with ``settings.redis_cluster``."""
-    if settings.redis_cluster:
+    if _is_cluster(url, settings):
         return cluster_client(url, settings)
     pool = redis_pool(url, settings, pool_wait=pool_wait)  # first: it checks redis is installed
     from redis.asyncio import Redis
@@ -142,7 +148,7 @@ async def open_redis(url: str | None, settings: Settings) -> AsyncIterator[Redis
     if url is None:
         yield None
         return
-    if settings.redis_cluster:  # a RedisCluster has no pool to lend: its users never close it
+    if _is_cluster(url, settings):  # a RedisCluster has no pool to lend: its users never close it
         cluster = cluster_client(url, settings)
         try:
             yield cluster

@@ -6,7 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import cast
 
+import pytest
 import redis.asyncio as redis
+from pydantic import ValidationError
 
 from fiml.core.config import Settings
 from fiml.sessions import SessionStore
@@ -99,3 +101,13 @@ async def test_a_new_shard_count_reshards_at_start(tmp_path: Path, raw: redis.Re
         assert await raw.zscore(KEYS.expiry_index(sid), sid) is not None
         assert await raw.zscore(KEYS.user_index("u1", sid), sid) is not None
     assert len(due) == 10
+
+
+def test_cluster_settings_are_checked() -> None:
+    with pytest.raises(ValidationError, match="database 0 only"):
+        Settings(redis_url="redis://127.0.0.1:7100/14", redis_cluster=True)
+    with pytest.raises(ValidationError, match="redis_index_shards"):
+        Settings(redis_index_shards=0)
+    with pytest.raises(ValidationError, match="redis_wait_replicas"):
+        Settings(redis_wait_replicas=-1)
+    assert Settings(redis_url="redis://127.0.0.1:7100", redis_cluster=True).redis_cluster
