@@ -18,6 +18,9 @@ With ``FIML_REDIS_WAIT_REPLICAS`` a durable write (:meth:`RedisCommands._pipelin
 ``durable=True``) is followed, on each connection that carried part of it, by
 ``WAIT replicas timeout``: Redis answers once that many replicas acknowledged everything
 that connection wrote, so the write is acknowledged only once it would survive a failover.
+One case it does not cover: a slot moved to another master by a live resharding while a
+durable pipeline is under way, where redis-py resends the redirected command on the new
+master but the WAIT has already been answered by the old one.
 """
 
 from __future__ import annotations
@@ -197,10 +200,11 @@ class RedisCommands:
     async def _send(
         self, commands: Sequence[Command], *, transaction: bool, durable: bool = False
     ) -> list[Any]:
-        waits = self._waits(commands) if durable and self._wait_replicas else []
-        after = {position: node for position, node in waits}
         wait = ("WAIT", self._wait_replicas, self._wait_milliseconds)
         try:
+            # where the WAITs go reads the slot map, which a failover may leave unknown
+            waits = self._waits(commands) if durable and self._wait_replicas else []
+            after = {position: node for position, node in waits}
             async with (
                 self._turn(),
                 asyncio.timeout(self._timeout + self._wait_milliseconds / 1000 * bool(waits)),
