@@ -255,16 +255,18 @@ class HeadDeadline:
 async def _read_head(reader: asyncio.StreamReader, buffer: bytearray, client: str) -> _Head | None:
     """The next head, taken off the front of ``buffer`` (read into as needed); None if the
     client closed before starting one."""
+    scanned = 0  # where the search for the head's end resumes: each byte is searched once
     while True:
-        while buffer and buffer[0] in b"\r\n":
+        while not scanned and buffer and buffer[0] in b"\r\n":
             del buffer[:1]  # blank lines before a request line are to be ignored (RFC 9112)
-        end = _HEAD_END.search(buffer)
-        if end is not None:
+        end = _HEAD_END.search(buffer, scanned)
+        if end is not None and end.start() <= HEAD_LIMIT:
             raw = bytes(buffer[: end.start()])
             del buffer[: end.end()]
             return _Head(raw, client)
-        if len(buffer) > HEAD_LIMIT:
+        if end is not None or len(buffer) > HEAD_LIMIT:
             raise _Refused(431)
+        scanned = max(0, len(buffer) - 3)  # an end may straddle what came next
         data = await reader.read(_CHUNK)
         if not data:
             if buffer:
