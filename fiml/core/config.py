@@ -244,6 +244,7 @@ class Settings(BaseSettings):
     http_header_timeout_seconds: float = Field(
         default=10,
         ge=0,
+        allow_inf_nan=False,
         description="Time a request's line and headers must arrive in, from the connection's "
         "arrival (a later request on a kept-alive connection: from its first byte); past it "
         "408 (later requests: no answer) and the connection is closed. 0 turns the front "
