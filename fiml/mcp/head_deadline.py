@@ -205,19 +205,14 @@ class HeadDeadline:
             # uvicorn is not listening yet (before its "running on" line) or any more.
             await _refuse(reader, writer, 503)
             return
+        requests = asyncio.create_task(self._requests(reader, buffer, head, up_writer, client))
+        # A later head too slow or malformed ends the connection: the replies stop too.
+        requests.add_done_callback(lambda task: _abort_on_failure(task, up_writer))
         try:
-            requests = asyncio.create_task(self._requests(reader, buffer, head, up_writer, client))
-            replies = asyncio.create_task(_pipe(up_reader, writer))
-            await asyncio.wait((requests, replies), return_when=asyncio.FIRST_COMPLETED)
-            if requests.done() and not requests.cancelled() and requests.exception() is None:
-                # The client finished sending: let uvicorn see the end and answer.
-                with contextlib.suppress(OSError):
-                    up_writer.write_eof()
-                await replies
-            requests.cancel()
-            replies.cancel()
-            await asyncio.gather(requests, replies, return_exceptions=True)
+            await _pipe(up_reader, writer)  # uvicorn's bytes, until it closes its side
         finally:
+            requests.cancel()
+            await asyncio.gather(requests, return_exceptions=True)
             up_writer.transport.abort()
 
     async def _requests(
@@ -232,24 +227,30 @@ class HeadDeadline:
         head is too slow or malformed (raises)."""
         current: _Head | None = head
         while current is not None:
-            upstream.write(current.data)
             if current.chunked:
-                upstream.write(bytes(buffer))
+                upstream.write(current.data + buffer)
                 await upstream.drain()
                 await _pipe(reader, upstream)
-                return
-            await _pass_body(reader, buffer, current.body_length, upstream)
+                break
+            await _pass_body(reader, buffer, current, upstream)
             await upstream.drain()
             if not buffer:
                 first = await reader.read(_CHUNK)
                 if not first:
-                    return
+                    break
                 buffer += first
             try:
                 async with asyncio.timeout(self.seconds):
                     current = await _read_head(reader, buffer, client)
             except (TimeoutError, _Refused) as exc:
                 raise ConnectionAbortedError("a later request head was too slow") from exc
+        # The client has finished sending: uvicorn sees the end, and answers what it has.
+        upstream.write_eof()
+
+
+def _abort_on_failure(task: asyncio.Task[None], upstream: asyncio.StreamWriter) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        upstream.transport.abort()
 
 
 async def _read_head(reader: asyncio.StreamReader, buffer: bytearray, client: str) -> _Head | None:
@@ -276,14 +277,15 @@ async def _read_head(reader: asyncio.StreamReader, buffer: bytearray, client: st
 
 
 async def _pass_body(
-    reader: asyncio.StreamReader, buffer: bytearray, length: int, upstream: asyncio.StreamWriter
+    reader: asyncio.StreamReader, buffer: bytearray, head: _Head, upstream: asyncio.StreamWriter
 ) -> None:
+    """Pass ``head`` on, then its body; what of the body has come already goes in the same
+    write, so uvicorn usually gets a whole small request at once."""
     # Bytes arrive as they come; uvicorn's body deadline (BodyDeadline) times a slow body.
-    taken = min(length, len(buffer))
-    if taken:
-        upstream.write(bytes(buffer[:taken]))
-        del buffer[:taken]
-    remaining = length - taken
+    taken = min(head.body_length, len(buffer))
+    upstream.write(head.data + buffer[:taken])
+    del buffer[:taken]
+    remaining = head.body_length - taken
     while remaining:
         data = await reader.read(min(remaining, _CHUNK))
         if not data:
