@@ -268,8 +268,8 @@ class Settings(BaseSettings):
         description="Open connections the HTTP server holds at once, slow ones included; one "
         "more gets 503 and is closed (with http_header_timeout_seconds 0: uvicorn's "
         "limit_concurrency, which counts connections and tasks and answers 503 to a request). "
-        "Keep it below half the process's open file limit: each connection also holds one to "
-        "uvicorn.",
+        "Keep it below a third of the process's open file limit: behind the front each "
+        "connection holds three descriptors (the client's, and both ends of uvicorn's).",
     )
     market_provider: Literal["live", "offline"] = Field(
         default="live",
