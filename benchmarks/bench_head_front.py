@@ -5,14 +5,14 @@
 Two real ``python -m fiml.mcp --http --stateless`` processes (offline quotes, a SQLite file
 each) run side by side: *uvicorn alone* (``FIML_HTTP_HEADER_TIMEOUT_SECONDS=0``) and *behind
 the front* (the default, 10 s). One client, speaking raw HTTP/1.1 on sockets so that its own
-cost stays small, times in alternating blocks (a busy machine slows both alike):
+cost stays small, times in blocks in ABBA order (a busy machine slows both alike):
 
 - *kept alive*: ``GET /healthz`` one after the other on one connection;
 - *a connection each*: the same, each on a new connection (connect, request, close);
 - *tool call*: ``tools/call list-sessions`` (JSON-RPC, bearer token) on one connection.
 
 Figures: median wall time per request (µs) and the server process's CPU per request
-(user + system from /proc, Linux), each with its ratio to uvicorn alone. Results replace
+(on a CPU, /proc/PID/task/*/schedstat, Linux), each with its ratio to uvicorn alone. Results replace
 the ``head-front-overhead`` section of benchmarks/RESULTS.md.
 """
 
@@ -36,7 +36,7 @@ from harness import table, write_section
 from fiml.mcp import TokenFile
 
 BLOCK = 300
-ROUNDS = 12
+ROUNDS = 16
 READY_LINE = b"Uvicorn running on"
 CALL = json.dumps(
     {
@@ -55,8 +55,10 @@ class Server:
     pid: int
 
     def cpu_seconds(self) -> float:
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        # schedstat's first field: nanoseconds on a CPU, finer than stat's 10 ms ticks; one
+        # file a thread (the event loop's, SQLite's), all living through the run.
+        tasks = Path(f"/proc/{self.pid}/task").glob("*/schedstat")
+        return sum(int(task.read_text().split()[0]) for task in tasks) / 1e9
 
 
 def _free_port() -> int:
@@ -181,8 +183,9 @@ async def main() -> None:
                 samples: dict[str, list[tuple[float, float]]] = {"alone": [], "front": []}
                 for server in (alone, front):
                     await _block(scenario, server, token)  # warm up
-                for _ in range(ROUNDS):
-                    for server in (alone, front):
+                for round_ in range(ROUNDS):
+                    # ABBA: neither server always runs right after the other.
+                    for server in (alone, front) if round_ % 2 else (front, alone):
                         samples[server.name].append(await _block(scenario, server, token))
                 wall = {k: statistics.median(w for w, _ in v) for k, v in samples.items()}
                 cpu = {k: statistics.median(c for _, c in v) for k, v in samples.items()}
@@ -191,7 +194,7 @@ async def main() -> None:
                         label,
                         f"{wall['alone']:.0f}",
                         f"{wall['front']:.0f}",
-                        f"+{wall['front'] - wall['alone']:.0f}",
+                        f"{wall['front'] - wall['alone']:+.0f}",
                         f"{wall['front'] / wall['alone']:.2f}",
                         f"{cpu['alone']:.0f}",
                         f"{cpu['front']:.0f}",
@@ -201,10 +204,10 @@ async def main() -> None:
     body = (
         f"Two `fiml serve --http --stateless` processes side by side, uvicorn alone "
         f"(`FIML_HTTP_HEADER_TIMEOUT_SECONDS=0`) and behind the head deadline's front (the "
-        f"default), one raw HTTP/1.1 client, median of {ROUNDS} alternating blocks of {BLOCK} "
+        f"default), one raw HTTP/1.1 client, median of {ROUNDS} blocks in ABBA order of {BLOCK} "
         "sequential requests per server. Wall µs is the client's time per request; server CPU "
-        "is the server process's user + system time per request (/proc, 10 ms ticks over "
-        "each block). Ratios are to uvicorn alone in the same run.\n\n"
+        "is the server process's time on a CPU per request (/proc/PID/task/*/schedstat, all "
+        "threads). Ratios are to uvicorn alone in the same run.\n\n"
         + table(
             rows,
             [
