@@ -6,6 +6,8 @@ passes on to uvicorn is the request the client sent."""
 from __future__ import annotations
 
 import json
+import socket
+import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 
@@ -14,7 +16,14 @@ import pytest
 from anyio.abc import SocketStream
 
 from tests.mcp.conftest import ok
-from tests.mcp.live_servers import INITIALIZE, RunningServer, http_client, http_server, write_tokens
+from tests.mcp.live_servers import (
+    INITIALIZE,
+    RunningServer,
+    http_client,
+    http_server,
+    server_env,
+    write_tokens,
+)
 
 HEADER_SECONDS = 2
 SLOW_HEADS = 300
@@ -236,3 +245,19 @@ async def test_the_front_passes_requests_on_as_sent_and_refuses_ambiguous_ones(
     assert server.log.count(b"127.0.0.1:") >= 4
     assert server.log.count(b'"GET /healthz HTTP/1.1" 200') == 2
     assert b"6.6.6.6" not in server.log
+
+
+async def test_a_port_in_use_is_a_one_line_error(tmp_path: Path, tokens: dict[str, str]) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        command = [sys.executable, "-m", "fiml.mcp", "--http", "--host", "127.0.0.1"]
+        command += ["--port", str(port), "--tokens", str(tmp_path / "tokens.json")]
+        with anyio.fail_after(60):
+            result = await anyio.run_process(
+                command, env=server_env(tmp_path), cwd=str(tmp_path), check=False
+            )
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.decode().splitlines() if "error" in line.lower()]
+    assert any(f"cannot listen on 127.0.0.1:{port}" in line for line in errors), errors
