@@ -35,9 +35,12 @@ import contextlib
 import logging
 import re
 import shutil
+import signal
 import tempfile
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from fiml.core.errors import ConfigurationError
@@ -147,6 +150,7 @@ class HeadDeadline:
         import uvicorn
 
         directory = Path(tempfile.mkdtemp(prefix="fiml-http-"))  # 0700: this user only
+        terminated = False
         try:
             self._upstream = str(directory / "uvicorn.sock")
             # Only the front can reach the socket, so its X-Forwarded-For is trusted.
@@ -165,11 +169,16 @@ class HeadDeadline:
                 self.max_connections,
             )
             try:
-                await server.serve()
+                with _sigterm_raised():
+                    await server.serve()
+            except _Terminated:
+                terminated = True
             finally:
                 front.close()
         finally:
             shutil.rmtree(directory, ignore_errors=True)
+        if terminated:
+            signal.raise_signal(signal.SIGTERM)  # under the handler from before, as uvicorn would
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self.open_connections >= self.max_connections:
@@ -312,6 +321,33 @@ async def _refuse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, st
             while await reader.read(_CHUNK):
                 pass
     writer.transport.abort()
+
+
+class _Terminated(Exception):
+    """SIGTERM, raised so that the socket's directory is removed before the process ends."""
+
+
+@contextlib.contextmanager
+def _sigterm_raised() -> Iterator[None]:
+    """SIGTERM raises :class:`_Terminated` in this block (main thread only).
+
+    uvicorn shuts down gracefully on SIGTERM, then raises it again under the handler it
+    found; by default that one ends the process at once, before any ``finally`` of ours
+    (the socket's directory would be left behind). uvicorn installs its own handler as its
+    ``serve`` starts, before any await, so this one acts only on that raise.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signals reach the main thread only; uvicorn captures none here either
+        return
+
+    def terminated(signum: int, frame: FrameType | None) -> None:
+        raise _Terminated
+
+    previous = signal.signal(signal.SIGTERM, terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 async def _close(writer: asyncio.StreamWriter) -> None:

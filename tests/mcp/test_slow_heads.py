@@ -6,6 +6,7 @@ passes on to uvicorn is the request the client sent."""
 from __future__ import annotations
 
 import json
+import re
 import socket
 import sys
 from collections.abc import Callable, Coroutine
@@ -245,6 +246,10 @@ async def test_the_front_passes_requests_on_as_sent_and_refuses_ambiguous_ones(
     assert server.log.count(b"127.0.0.1:") >= 4
     assert server.log.count(b'"GET /healthz HTTP/1.1" 200') == 2
     assert b"6.6.6.6" not in server.log
+    # Stopped by SIGTERM, the server leaves no directory of its private socket behind.
+    socket_path = re.search(rb"unix socket (\S+)", server.log)
+    assert socket_path is not None
+    assert not Path(socket_path.group(1).decode()).parent.exists()
 
 
 async def test_a_port_in_use_is_a_one_line_error(tmp_path: Path, tokens: dict[str, str]) -> None:
