@@ -7,7 +7,7 @@ installed, as :func:`fiml.mcp.server.run_server` chooses it), so the CPU it cost
 call is what any Python JSON-over-HTTP endpoint costs on this machine: the part of a
 tracked search that no change to FIML can remove.
 
-    python benchmarks/http_floor.py --port 8100
+    python benchmarks/http_floor.py --port 8100 [--header-timeout 10]
 """
 
 from __future__ import annotations
@@ -44,21 +44,46 @@ def app() -> Starlette:
     return Starlette(routes=[Route(PATH, echo, methods=["POST"])])
 
 
-async def serve(host: str, port: int) -> None:
-    """Serve the echo with the uvicorn configuration of ``fiml serve --http``."""
-    config = uvicorn.Config(
-        app(), host=host, port=port, log_level="info", access_log=False, lifespan="on"
-    )
-    await uvicorn.Server(config).serve()
+async def serve(host: str, port: int, header_timeout: float = 0) -> None:
+    """Serve the echo with the uvicorn configuration of ``fiml serve --http``; with
+    ``header_timeout``, behind its head deadline's front (bench_head_front.py)."""
+
+    def config(
+        *,
+        host: str = host,
+        port: int = port,
+        uds: str | None = None,
+        forwarded_allow_ips: str | None = None,
+    ) -> uvicorn.Config:
+        return uvicorn.Config(
+            app(),
+            host=host,
+            port=port,
+            uds=uds,
+            forwarded_allow_ips=forwarded_allow_ips,
+            log_level="info",
+            access_log=False,
+            lifespan="on",
+        )
+
+    if not header_timeout:
+        await uvicorn.Server(config()).serve()
+        return
+    from fiml.mcp.head_deadline import HeadDeadline
+
+    await HeadDeadline(header_timeout, 1000).serve(config, host=host, port=port)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--header-timeout", type=float, default=0, help="0: no front")
     args = parser.parse_args()
     uvloop = importlib.util.find_spec("uvloop") is not None
-    anyio.run(serve, args.host, args.port, backend_options={"use_uvloop": uvloop})
+    anyio.run(
+        serve, args.host, args.port, args.header_timeout, backend_options={"use_uvloop": uvloop}
+    )
 
 
 if __name__ == "__main__":

@@ -271,6 +271,15 @@ class Settings(BaseSettings):
         description="Requests one user may make a minute over HTTP: a burst of this many, then "
         "an even rate; past it 429 with Retry-After.",
     )
+    http_header_timeout_seconds: float = Field(
+        default=10,
+        ge=0,
+        allow_inf_nan=False,
+        description="Time a request's line and headers must arrive in, from the connection's "
+        "arrival (a later request on a kept-alive connection: from its first byte); past it "
+        "408 (later requests: no answer) and the connection is closed. 0 turns the front "
+        "that enforces it off, and uvicorn listens on the port itself, with no header timeout.",
+    )
     http_body_timeout_seconds: float = Field(
         default=30,
         gt=0,
@@ -286,9 +295,11 @@ class Settings(BaseSettings):
     http_max_connections: int = Field(
         default=1000,
         gt=0,
-        description="Open connections (and tasks) the HTTP server serves at once; a request "
-        "on one more gets 503 (uvicorn's limit_concurrency). Keep it below the process's open "
-        "file limit.",
+        description="Open connections the HTTP server holds at once, slow ones included; one "
+        "more gets 503 and is closed (with http_header_timeout_seconds 0: uvicorn's "
+        "limit_concurrency, which counts connections and tasks and answers 503 to a request). "
+        "Keep it below a third of the process's open file limit: behind the front each "
+        "connection holds three descriptors (the client's, and both ends of uvicorn's).",
     )
     market_provider: Literal["live", "offline"] = Field(
         default="live",

@@ -10,7 +10,7 @@ request answered before its body was read (401, 429) is answered with ``Connecti
 too, since uvicorn would otherwise keep reading the unread body.
 
 Reading the request line and headers happens in uvicorn before any ASGI app runs, so no
-ASGI middleware can time it out; docs/RELIABILITY.md says what covers that.
+ASGI middleware can time it out: :mod:`fiml.mcp.head_deadline` does, in front of uvicorn.
 """
 
 from __future__ import annotations

@@ -305,7 +305,8 @@ async def serve_http(
     ``settings`` give the transport's limits (the ``http_*`` settings; default: their
     defaults): with ``verifier``, the one the SDK authenticates with, each user's fair share
     (:class:`~fiml.mcp.fair_share.FairShare`); the body deadline
-    (:class:`~fiml.mcp.body_deadline.BodyDeadline`), keep-alive timeout and connection cap.
+    (:class:`~fiml.mcp.body_deadline.BodyDeadline`), keep-alive timeout and connection cap;
+    the header deadline, in front of uvicorn (:class:`~fiml.mcp.head_deadline.HeadDeadline`).
 
     ``json_response``: answer each POST with one JSON body instead of a server-sent event
     stream; FIML's tools send no progress notifications, so the stream would only carry
@@ -332,17 +333,33 @@ async def serve_http(
     )
     if verifier is not None:
         app = FairShare(app, verifier, FairShareLimits.from_settings(limits))
-    config = uvicorn.Config(
-        BodyDeadline(app, limits.http_body_timeout_seconds),
-        host=host,
-        port=port,
-        log_level="info",
-        access_log=access_log,
-        lifespan="on",
-        timeout_keep_alive=limits.http_keep_alive_seconds,
-        limit_concurrency=limits.http_max_connections,
-    )
-    await uvicorn.Server(config).serve()
+
+    def config(
+        *,
+        host: str = host,
+        port: int = port,
+        uds: str | None = None,
+        forwarded_allow_ips: str | None = None,
+    ) -> uvicorn.Config:
+        return uvicorn.Config(
+            BodyDeadline(app, limits.http_body_timeout_seconds),
+            log_level="info",
+            access_log=access_log,
+            lifespan="on",
+            timeout_keep_alive=limits.http_keep_alive_seconds,
+            limit_concurrency=limits.http_max_connections,
+            host=host,
+            port=port,
+            uds=uds,
+            forwarded_allow_ips=forwarded_allow_ips,
+        )
+
+    if limits.http_header_timeout_seconds == 0:
+        await uvicorn.Server(config()).serve()
+        return
+    from fiml.mcp.head_deadline import HeadDeadline
+
+    await HeadDeadline.from_settings(limits).serve(config, host=host, port=port)
 
 
 async def serve_stdio(

@@ -107,6 +107,15 @@ def test_a_sqlite_file_under_a_regular_file_is_named(
         ("FIML_MARKET_PROVIDER", "psychic", "FIML_MARKET_PROVIDER"),
         ("FIML_REDIS_KEY_PREFIX", "fiml{x}", "FIML_REDIS_KEY_PREFIX: String should match"),
         ("FIML_REDIS_KEY_PREFIX", "", "FIML_REDIS_KEY_PREFIX: String should have at least 1"),
+        (
+            "FIML_HTTP_HEADER_TIMEOUT_SECONDS",
+            "-1",
+            "FIML_HTTP_HEADER_TIMEOUT_SECONDS: Input should be greater than or equal to 0",
+        ),
+        ("FIML_HTTP_HEADER_TIMEOUT_SECONDS", "nan", "FIML_HTTP_HEADER_TIMEOUT_SECONDS: Input"),
+        ("FIML_HTTP_HEADER_TIMEOUT_SECONDS", "soon", "FIML_HTTP_HEADER_TIMEOUT_SECONDS: Input"),
+        ("FIML_HTTP_MAX_CONNECTIONS", "0", "FIML_HTTP_MAX_CONNECTIONS: Input should be greater"),
+        ("FIML_HTTP_BODY_TIMEOUT_SECONDS", "0", "FIML_HTTP_BODY_TIMEOUT_SECONDS: Input should be"),
     ],
 )
 def test_bad_settings_are_one_line(
