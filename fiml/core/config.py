@@ -15,6 +15,7 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = [
+    "CLUSTER_REDIS_INDEX_SHARDS",
     "DEFAULT_DATABASE_MAX_OVERFLOW",
     "DEFAULT_DATABASE_POOL_SIZE",
     "DEFAULT_REDIS_INDEX_SHARDS",
@@ -31,7 +32,10 @@ DEFAULT_DATABASE_MAX_OVERFLOW = 5
 default ``max_connections`` of 100 with room left for psql, migrations and monitoring."""
 DEFAULT_REDIS_KEY_PREFIX = "fiml"
 DEFAULT_REDIS_TIMEOUT_SECONDS = 5.0
-DEFAULT_REDIS_INDEX_SHARDS = 16
+DEFAULT_REDIS_INDEX_SHARDS = 1
+"""Index shards on a single Redis: one is cheapest there (a listing reads every shard)."""
+CLUSTER_REDIS_INDEX_SHARDS = 16
+"""Index shards on a Redis Cluster, enough to spread the indexes over its masters."""
 
 
 def default_data_dir() -> Path:
@@ -131,14 +135,14 @@ class Settings(BaseSettings):
         "names any one node, the client finds the others. A cluster has database 0 only.",
     )
     redis_index_shards: int = Field(
-        default=DEFAULT_REDIS_INDEX_SHARDS,
-        ge=1,
+        default=0,
+        ge=0,
         le=1024,
         description="How many shards the per-user and expiry indexes are split into, by a "
         "hash of the session id, each shard under its own hash tag so that a cluster spreads "
         "them over its masters. A listing reads every shard of its user in one round trip. "
-        "On a single Redis 1 is cheaper; changing it re-shards the indexes when the next "
-        "process starts.",
+        "0 (the default): 16 on a Redis Cluster, 1 on a single Redis, where one is cheapest. "
+        "Changing it re-shards the indexes when the next process starts.",
     )
     redis_wait_replicas: int = Field(
         default=0,
@@ -343,6 +347,15 @@ class Settings(BaseSettings):
         if not value.startswith(("sqlite", "postgresql")):
             raise ValueError("database_url must be a sqlite or postgresql SQLAlchemy URL")
         return value
+
+    @model_validator(mode="after")
+    def _index_shards_for_the_redis_in_use(self) -> Settings:
+        if self.redis_index_shards == 0:
+            shards = (
+                CLUSTER_REDIS_INDEX_SHARDS if self.redis_cluster else DEFAULT_REDIS_INDEX_SHARDS
+            )
+            self.redis_index_shards = shards
+        return self
 
     @model_validator(mode="after")
     def _a_cluster_has_database_zero_only(self) -> Settings:

@@ -15,7 +15,7 @@ from typing import Any, cast
 import pytest
 from redis.asyncio import RedisCluster
 
-from fiml.core.config import Settings
+from fiml.core.config import CLUSTER_REDIS_INDEX_SHARDS, Settings
 from fiml.core.errors import StorageUnavailableError
 from fiml.core.redis_client import open_redis
 from fiml.market.service import MarketData
@@ -31,7 +31,7 @@ from tests.market.test_cache import make_quote
 from tests.reliability.archive_checks import due_sessions
 from tests.sessions.concurrent_writers import run_workers
 
-KEYS = rk.RedisKeyspace()
+KEYS = rk.RedisKeyspace(shards=CLUSTER_REDIS_INDEX_SHARDS)
 
 
 @pytest.fixture

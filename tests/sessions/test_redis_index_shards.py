@@ -95,11 +95,12 @@ async def test_a_new_shard_count_reshards_at_start(tmp_path: Path, raw: redis.Re
     async with SessionStore(more) as store:
         assert await all_listed(store, "u1") == before
         assert (await store.cleanup_expired_sessions()).archived == 10
-    assert await raw.get(KEYS.shard_count_marker) == "16"
+    sixteen = rk.RedisKeyspace(shards=16)
+    assert await raw.get(sixteen.shard_count_marker) == "16"
     for session in live:
         sid = str(session.id)
-        assert await raw.zscore(KEYS.expiry_index(sid), sid) is not None
-        assert await raw.zscore(KEYS.user_index("u1", sid), sid) is not None
+        assert await raw.zscore(sixteen.expiry_index(sid), sid) is not None
+        assert await raw.zscore(sixteen.user_index("u1", sid), sid) is not None
     assert len(due) == 10
 
 
@@ -107,7 +108,10 @@ def test_cluster_settings_are_checked() -> None:
     with pytest.raises(ValidationError, match="database 0 only"):
         Settings(redis_url="redis://127.0.0.1:7100/14", redis_cluster=True)
     with pytest.raises(ValidationError, match="redis_index_shards"):
-        Settings(redis_index_shards=0)
+        Settings(redis_index_shards=-1)
+    assert Settings().redis_index_shards == 1
+    assert Settings(redis_url="redis://127.0.0.1:7100", redis_cluster=True).redis_index_shards == 16
+    assert Settings(redis_cluster=True, redis_index_shards=4).redis_index_shards == 4
     with pytest.raises(ValidationError, match="redis_wait_replicas"):
         Settings(redis_wait_replicas=-1)
     assert Settings(redis_url="redis://127.0.0.1:7100", redis_cluster=True).redis_cluster
