@@ -22,6 +22,7 @@ from uuid import UUID
 
 from sqlalchemy import Connection, Table, and_, delete, func, or_, select, tuple_
 
+from fiml.core.audit import audit
 from fiml.core.errors import InvalidInputError, SessionNotFoundError
 from fiml.sessions.backends.base import ListCursor
 from fiml.sessions.db import ShareRow
@@ -37,9 +38,9 @@ if TYPE_CHECKING:
 __all__ = [
     "MAX_READERS",
     "SHARES",
+    "SessionSharing",
     "Share",
     "SharedPage",
-    "SessionSharing",
     "forget_shares",
     "grant_share",
     "list_shares",
@@ -129,7 +130,9 @@ def list_shares(
         stmt = stmt.where(
             or_(
                 SHARES.c.shared_at < after.created_at,
-                and_(SHARES.c.shared_at == after.created_at, SHARES.c.session_id < after.session_id),
+                and_(
+                    SHARES.c.shared_at == after.created_at, SHARES.c.session_id < after.session_id
+                ),
             )
         )
     stmt = stmt.order_by(SHARES.c.shared_at.desc(), SHARES.c.session_id.desc()).limit(limit)
@@ -192,14 +195,20 @@ class SessionSharing:
         if reader == owner:
             raise InvalidInputError("user_id", user_id, "is the session's owner")
         share = Share(session.id, reader, owner, self.store.now())
-        return await self.store.archive.grant_share(share, max_readers=MAX_READERS)
+        granted = await self.store.archive.grant_share(share, max_readers=MAX_READERS)
+        audit("share", session_id=session.id, reader=reader, outcome="ok" if granted else "had")
+        return granted
 
     async def unshare(self, owner: str, session_id: UUID | str, user_id: str) -> bool:
         """Take ``user_id``'s access to ``owner``'s session back; False if they had none.
         Their next read of it is refused."""
         reader = cast(str, check_user_id(user_id, optional=False))
         session = await self._owned(owner, session_id)
-        return await self.store.archive.revoke_share(session.id, reader)
+        revoked = await self.store.archive.revoke_share(session.id, reader)
+        audit(
+            "unshare", session_id=session.id, reader=reader, outcome="ok" if revoked else "absent"
+        )
+        return revoked
 
     async def shared_with(
         self, reader: str, *, limit: int = 20, cursor: str | None = None

@@ -107,7 +107,7 @@ class SessionStore(TieredStore):
         user = check_user_id(user_id)
         first = (
             {}
-            if preferences is None
+            if preferences is None or preferences == {}
             else state_changes(
                 context=None, preferences=preferences, intermediate_results=None, remove_context=()
             ).set_keys["preferences"]

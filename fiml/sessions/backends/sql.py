@@ -53,8 +53,8 @@ from fiml.sessions.backends.rules import StoredSession, plan_write
 from fiml.sessions.backends.sql_archive import ArchivedInPlace, SqlArchive
 from fiml.sessions.backends.sql_faults import unavailable_as_error
 from fiml.sessions.backends.sql_metrics import SqlMetrics
-from fiml.sessions.backends.sql_sharing import SqlSharing
 from fiml.sessions.backends.sql_rows import Q, S, decoded, query_values, selected, session_from_row
+from fiml.sessions.backends.sql_sharing import SqlSharing
 from fiml.sessions.backends.summaries import skip_corrupt, summaries_from_values
 from fiml.sessions.models import (
     STATE_SECTIONS,
