@@ -23,7 +23,7 @@ from fiml.mcp.flat_schema import ResultModel
 from fiml.mcp.replies import reply
 from fiml.mcp.schemas import SessionListItem
 from fiml.sessions.models import SessionSummary
-from fiml.sessions.sharing import MAX_READERS, SessionSharing
+from fiml.sessions.sharing import MAX_READERS, SessionSharing, ShareChange
 from fiml.sessions.store import SessionStore
 
 __all__ = ["ShareResult", "ShareTools", "SharedSession", "SharedSessionList"]
@@ -52,6 +52,16 @@ class ShareResult(ResultModel):
     user_id: str
     shared: bool = Field(description="True when user_id may now read the session.")
     changed: bool = Field(description="False when the call found it so already.")
+
+    @classmethod
+    def of(cls, change: ShareChange) -> ShareResult:
+        """The result of a share or unshare."""
+        return cls(
+            session_id=change.session_id,
+            user_id=change.reader_id,
+            shared=change.shared,
+            changed=change.changed,
+        )
 
 
 class SharedSession(SessionListItem):
@@ -95,20 +105,14 @@ class ShareTools:
         extend or close it). They find it with list-shared-sessions; unshare-session takes
         it back at once. Archived sessions stay shared."""
         owner = self.identity.current().user_id
-        changed = await self.sharing.share(owner, session_id, user_id)
-        return reply(
-            ShareResult(session_id=UUID(session_id), user_id=user_id, shared=True, changed=changed)
-        )
+        return reply(ShareResult.of(await self.sharing.share(owner, session_id, user_id)))
 
     async def unshare_session(
         self, session_id: SessionIdArg, user_id: ReaderArg
     ) -> Annotated[CallToolResult, ShareResult]:
         """Stop sharing one of your sessions with a user; their next read is refused."""
         owner = self.identity.current().user_id
-        changed = await self.sharing.unshare(owner, session_id, user_id)
-        return reply(
-            ShareResult(session_id=UUID(session_id), user_id=user_id, shared=False, changed=changed)
-        )
+        return reply(ShareResult.of(await self.sharing.unshare(owner, session_id, user_id)))
 
     async def list_shared_sessions(
         self, limit: PageLimitArg = 20, cursor: CursorArg = None

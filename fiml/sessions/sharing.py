@@ -40,6 +40,7 @@ __all__ = [
     "SHARES",
     "SessionSharing",
     "Share",
+    "ShareChange",
     "SharedPage",
     "forget_shares",
     "grant_share",
@@ -62,6 +63,17 @@ class Share:
     reader_id: str
     owner_id: str
     shared_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ShareChange:
+    """What share or unshare did: whether ``reader_id`` may read ``session_id`` now, and
+    whether the call changed that."""
+
+    session_id: UUID
+    reader_id: str
+    shared: bool
+    changed: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,8 +197,8 @@ class SessionSharing:
             raise SessionNotFoundError(sid)
         return session
 
-    async def share(self, owner: str, session_id: UUID | str, user_id: str) -> bool:
-        """Let ``user_id`` read ``owner``'s session; False if they could already.
+    async def share(self, owner: str, session_id: UUID | str, user_id: str) -> ShareChange:
+        """Let ``user_id`` read ``owner``'s session (``changed`` False if they could already).
 
         Any session of the owner's, in any state: an archived one stays readable.
         """
@@ -197,18 +209,17 @@ class SessionSharing:
         share = Share(session.id, reader, owner, self.store.now())
         granted = await self.store.archive.grant_share(share, max_readers=MAX_READERS)
         audit("share", session_id=session.id, reader=reader, outcome="ok" if granted else "had")
-        return granted
+        return ShareChange(session.id, reader, shared=True, changed=granted)
 
-    async def unshare(self, owner: str, session_id: UUID | str, user_id: str) -> bool:
-        """Take ``user_id``'s access to ``owner``'s session back; False if they had none.
-        Their next read of it is refused."""
+    async def unshare(self, owner: str, session_id: UUID | str, user_id: str) -> ShareChange:
+        """Take ``user_id``'s access to ``owner``'s session back (``changed`` False if they
+        had none). Their next read of it is refused."""
         reader = cast(str, check_user_id(user_id, optional=False))
         session = await self._owned(owner, session_id)
         revoked = await self.store.archive.revoke_share(session.id, reader)
-        audit(
-            "unshare", session_id=session.id, reader=reader, outcome="ok" if revoked else "absent"
-        )
-        return revoked
+        outcome = "ok" if revoked else "absent"
+        audit("unshare", session_id=session.id, reader=reader, outcome=outcome)
+        return ShareChange(session.id, reader, shared=False, changed=revoked)
 
     async def shared_with(
         self, reader: str, *, limit: int = 20, cursor: str | None = None

@@ -157,6 +157,20 @@ def list_templates(
     return [_template(row) for row in conn.execute(stmt).all()]
 
 
+def _checked_cursor(cursor: Any) -> str | None:
+    """The name a listing continues after (None or "": the first page); a cursor is the
+    last name of a page, so anything that is no template name is refused."""
+    if cursor is None or cursor == "":
+        return None
+    try:
+        name = check_label("cursor", cursor)
+    except InvalidInputError:
+        raise InvalidCursorError(cursor) from None
+    if name != cursor:
+        raise InvalidCursorError(cursor)
+    return name
+
+
 class SessionTemplates:
     """Save, find and list users' templates, on ``store``'s archive database."""
 
@@ -210,9 +224,7 @@ class SessionTemplates:
         """A page of ``user_id``'s templates in name order; ``next_cursor`` continues."""
         user = cast(str, check_user_id(user_id, optional=False))
         limit = checked_page_limit(limit)
-        if cursor is not None and not isinstance(cursor, str):
-            raise InvalidCursorError(cursor)
-        after = cursor or None
+        after = _checked_cursor(cursor)
         found = await self.store.archive.list_templates(user, limit=limit + 1, after=after)
         page = found[:limit]
         next_cursor = page[-1].name if len(found) > limit and page else None
