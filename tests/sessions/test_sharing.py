@@ -8,6 +8,7 @@ every state of the session (archived included), and nothing else.
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
@@ -16,6 +17,7 @@ from fiml.sessions import QueryRecord, SessionStore
 from fiml.sessions.models import SessionStatus
 from fiml.sessions.sharing import MAX_READERS, SessionSharing, readable_session
 from tests.clock import MovableClock
+from tests.sessions.test_owned_reads import spy_on_loads
 
 UNKNOWN = "00000000-0000-4000-8000-000000000000"
 
@@ -164,3 +166,32 @@ async def test_a_deleted_session_is_no_longer_readable_by_its_reader(
 
     deleted = await _not_found(store, "bob", sid)
     assert deleted == (await _not_found(store, "bob", UNKNOWN)).replace(UNKNOWN, sid)
+
+
+@pytest.mark.parametrize("state", ["active", "archived"])
+async def test_a_session_not_shared_with_the_caller_costs_the_reads_of_an_unknown_id(
+    store: SessionStore, monkeypatch: pytest.MonkeyPatch, state: str
+) -> None:
+    sid = await _alices(store)
+    await SessionSharing(store).share("alice", sid, "bob")
+    if state == "archived":
+        await store.archive_session(sid)
+    loads = spy_on_loads(store, monkeypatch)
+    lookups: list[tuple[str, bool]] = []
+    real_lookup = store.archive.share_owner
+
+    async def counted_lookup(session_id: Any, reader_id: str) -> str | None:
+        owner = await real_lookup(session_id, reader_id)
+        lookups.append((reader_id, owner is None))
+        return owner
+
+    monkeypatch.setattr(store.archive, "share_owner", counted_lookup)
+
+    await _not_found(store, "carol", sid)
+    foreign = (list(loads), list(lookups))
+    loads.clear()
+    lookups.clear()
+    await _not_found(store, "carol", UNKNOWN)
+
+    assert foreign == (loads, lookups)
+    assert lookups == [("carol", True)]
