@@ -51,6 +51,7 @@ from fiml.mcp.body_deadline import BodyDeadline
 from fiml.mcp.fair_share import FairShare, FairShareLimits
 from fiml.mcp.oauth import CombinedVerifier, JwtVerifier, OAuthConfig
 from fiml.mcp.ops_routes import OpsEndpoints
+from fiml.mcp.resource_listing import SessionResourceListing
 from fiml.mcp.resources import SessionResources
 from fiml.mcp.search_tools import SearchTools
 from fiml.mcp.session_tools import SessionTools
@@ -126,6 +127,7 @@ def build_server(
         version=__version__,
         token_verifier=token_verifier,
         auth=auth,
+        middleware=[SessionResourceListing(store, identity)],
     )
     SessionTools(store, identity).register(server)
     ShareTools(store, identity).register(server)

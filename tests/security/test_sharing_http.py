@@ -59,6 +59,8 @@ async def test_a_shared_session_over_http_is_read_only_to_its_reader_until_unsha
             carols_unknown = await fails(carol, "get-session-info", session_id=unknown)
             carols_list = await ok(carol, "list-shared-sessions")
             after = await ok(alice, "get-session-info", session_id=sid)
+            alices_resources = await alice.list_resources()
+            bobs_resources = await bob.list_resources()
 
             await ok(alice, "unshare-session", session_id=sid, user_id="bob")
             revoked = await fails(bob, "get-session-info", session_id=sid)
@@ -77,5 +79,7 @@ async def test_a_shared_session_over_http_is_read_only_to_its_reader_until_unsha
     assert after["stats"] == before["stats"]
     assert after["session"]["expires_at"] == before["session"]["expires_at"]
     assert (after["session"]["status"], after["context"]) == ("active", {})
+    assert [str(r.uri) for r in alices_resources.resources] == [f"session://{sid}"]
+    assert bobs_resources.resources == []  # resources/list is the caller's own sessions
     assert revoked == carols_unknown.replace(unknown, sid)
     assert listed_after["sessions"] == []
