@@ -4,6 +4,7 @@ in-memory client with several users."""
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 from uuid import uuid4
 
@@ -11,6 +12,8 @@ import pytest
 from mcp import Client, MCPError
 from mcp.types import TextResourceContents
 
+from fiml.core.audit import AUDIT_LOGGER
+from fiml.core.logs import event_fields
 from fiml.mcp.replies import reply_bytes
 from fiml.sessions.store import SessionStore
 from tests.mcp.conftest import WRITE_IDS, WRITES, Connect, fails, new_session, ok, snapshot
@@ -252,3 +255,26 @@ async def test_the_new_replies_are_compact(connect: Connect) -> None:
     assert reply_bytes(share) <= 300
     assert reply_bytes(shared) <= 100 + 800 * 20  # a listed session, its owner and time, twice
     assert reply_bytes(templates) <= 100 + 500 * 20
+
+
+async def test_sharing_and_unsharing_are_on_the_audit_trail(
+    connect: Connect, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger=AUDIT_LOGGER)
+    async with connect("alice") as alice:
+        sid = await new_session(alice)
+        caplog.clear()
+        await ok(alice, "share-session", session_id=sid, user_id="bob")
+        await ok(alice, "share-session", session_id=sid, user_id="bob")
+        await ok(alice, "unshare-session", session_id=sid, user_id="bob")
+        await ok(alice, "unshare-session", session_id=sid, user_id="bob")
+
+    records = [event_fields(r) for r in caplog.records if r.name == AUDIT_LOGGER]
+    assert [
+        (r["actor"], r["action"], r["outcome"], r["reader"], r["session_id"]) for r in records
+    ] == [
+        ("alice", "share", "ok", "bob", sid),
+        ("alice", "share", "had", "bob", sid),
+        ("alice", "unshare", "ok", "bob", sid),
+        ("alice", "unshare", "absent", "bob", sid),
+    ]
