@@ -9,8 +9,9 @@ fields are
 - ``actor``: who acted — a user of the MCP server, ``cli:<OS user>`` for the ``fiml``
   commands, ``system`` for the background jobs; ``None`` when a request had no valid token;
 - ``action``: ``create``, ``extend``, ``close``, ``archive``, ``delete``, ``retention``
-  (archives past the retention period deleted), ``refused`` (a tool call refused) or
-  ``auth_refused`` (a bearer token refused);
+  (archives past the retention period deleted), ``share`` / ``unshare`` (a reader granted or
+  refused a session, named in ``reader``; outcome ``had`` / ``absent`` when nothing changed),
+  ``refused`` (a tool call refused) or ``auth_refused`` (a bearer token refused);
 - ``session_id`` (when one session is concerned), ``outcome`` (``ok`` or ``refused``),
   ``at`` (ISO 8601, UTC), and where they apply ``tool``, ``error`` (a class name),
   ``count`` (sessions a job's run concerned) and ``reason``.

@@ -20,6 +20,8 @@ from fiml.sessions.store import MAX_PAGE
 
 __all__ = [
     "AssetsArg",
+    "CreateAssetsArg",
+    "CreateSessionTypeArg",
     "CursorArg",
     "DaysArg",
     "HoursArg",
@@ -34,6 +36,7 @@ __all__ = [
     "SessionTypeArg",
     "StateArg",
     "TagsArg",
+    "TemplateArg",
     "TtlArg",
     "advertised_session_type",
     "argument",
@@ -94,6 +97,28 @@ AssetsArg = Annotated[
     argument(
         f"The symbols under study (1-{MAX_ASSETS}), e.g. ['AAPL', 'MSFT'].",
         schema={"minItems": 1, "maxItems": MAX_ASSETS},
+    ),
+]
+CreateAssetsArg = Annotated[
+    list[str] | None,
+    argument(
+        f"The symbols under study (1-{MAX_ASSETS}), e.g. ['AAPL', 'MSFT']; required unless "
+        "a template gives them.",
+        schema={"minItems": 1, "maxItems": MAX_ASSETS},
+    ),
+]
+CreateSessionTypeArg = Annotated[
+    str | None,
+    argument(
+        "What kind of analysis this is; required unless a template gives it.",
+        schema={"enum": [*_SESSION_TYPES, None]},
+    ),
+]
+TemplateArg = Annotated[
+    str | None,
+    argument(
+        "Start from your template of this name (save-session-template): its assets, type, "
+        "tags, TTL and preferences, each overridden by the arguments given here."
     ),
 ]
 TagsArg = Annotated[

@@ -1,4 +1,5 @@
-"""Each session as an MCP resource, ``session://{session_id}``, readable by its owner only."""
+"""Each session as an MCP resource, ``session://{session_id}``, readable by its owner and by
+the users it is shared with only."""
 
 from __future__ import annotations
 
@@ -6,8 +7,8 @@ from mcp.server.mcpserver import MCPServer
 
 from fiml.mcp.auth import IdentityResolver
 from fiml.mcp.boundary import resource_boundary
-from fiml.mcp.ownership import owned_session
 from fiml.mcp.schemas import SessionInfo
+from fiml.sessions.sharing import readable_session
 from fiml.sessions.store import SessionStore
 
 __all__ = ["SESSION_URI_TEMPLATE", "SessionResources"]
@@ -30,11 +31,12 @@ class SessionResources:
             SESSION_URI_TEMPLATE,
             name="analysis-session",
             title="Analysis session",
-            description="One of your analysis sessions: details, stats, recent queries, context.",
+            description="One of your analysis sessions, or one shared with you: details, stats, "
+            "recent queries, context.",
             mime_type="application/json",
         )(reader)
 
     async def read_session(self, session_id: str) -> str:
-        """The session as JSON, if it is the caller's; not found otherwise."""
-        session = await owned_session(self.store, self.identity.current(), session_id)
+        """The session as JSON, if it is the caller's or shared with them; not found otherwise."""
+        session = await readable_session(self.store, self.identity.current().user_id, session_id)
         return SessionInfo.from_session(session).model_dump_json()

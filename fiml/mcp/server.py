@@ -51,9 +51,12 @@ from fiml.mcp.body_deadline import BodyDeadline
 from fiml.mcp.fair_share import FairShare, FairShareLimits
 from fiml.mcp.oauth import CombinedVerifier, JwtVerifier, OAuthConfig
 from fiml.mcp.ops_routes import OpsEndpoints
+from fiml.mcp.resource_listing import SessionResourceListing
 from fiml.mcp.resources import SessionResources
 from fiml.mcp.search_tools import SearchTools
 from fiml.mcp.session_tools import SessionTools
+from fiml.mcp.share_tools import ShareTools
+from fiml.mcp.template_tools import TemplateTools
 from fiml.mcp.token_watch import WatchedTokenFile
 from fiml.sessions.analytics import SessionAnalytics
 from fiml.sessions.backends import build_backends
@@ -124,8 +127,11 @@ def build_server(
         version=__version__,
         token_verifier=token_verifier,
         auth=auth,
+        middleware=[SessionResourceListing(store, identity)],
     )
     SessionTools(store, identity).register(server)
+    ShareTools(store, identity).register(server)
+    TemplateTools(store, identity).register(server)
     SearchTools(store, market, identity).register(server)
     AnalyticsTool(identity, stats or AnalyticsStats(SessionAnalytics(store))).register(server)
     SessionResources(store, identity).register(server)

@@ -1,7 +1,8 @@
 """The session tools: create, inspect, list, extend, close, page history, update context.
 
 Every tool acts for the caller the transport identified, on the caller's own sessions
-only; another user's session is reported exactly like an unknown one.
+only; another user's session is reported exactly like an unknown one. The two reading
+tools (info, history) also read a session shared with the caller (:mod:`fiml.sessions.sharing`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from mcp.types import CallToolResult, ToolAnnotations
 
 from fiml.core.errors import InvalidInputError
 from fiml.mcp.arguments import (
-    AssetsArg,
+    CreateAssetsArg,
+    CreateSessionTypeArg,
     CursorArg,
     HoursArg,
     IncludeArchivedArg,
@@ -21,9 +23,9 @@ from fiml.mcp.arguments import (
     PageLimitArg,
     RemoveKeysArg,
     SessionIdArg,
-    SessionTypeArg,
     StateArg,
     TagsArg,
+    TemplateArg,
     TtlArg,
     advertised_session_type,
     argument,
@@ -40,7 +42,9 @@ from fiml.mcp.schemas import (
     SessionList,
     SessionListItem,
 )
+from fiml.sessions.sharing import readable_session
 from fiml.sessions.store import SessionStore
+from fiml.sessions.templates import SessionTemplates
 
 __all__ = ["INFO_MAX_QUERIES", "INFO_RECENT_QUERIES", "SessionTools"]
 
@@ -79,6 +83,7 @@ class SessionTools:
     def __init__(self, store: SessionStore, identity: IdentityResolver) -> None:
         self.store = store
         self.identity = identity
+        self.templates = SessionTemplates(store)
 
     def register(self, server: MCPServer) -> None:
         """Add every session tool to ``server``."""
@@ -97,23 +102,40 @@ class SessionTools:
 
     async def create_analysis_session(
         self,
-        assets: AssetsArg,
-        session_type: SessionTypeArg,
+        assets: CreateAssetsArg = None,
+        session_type: CreateSessionTypeArg = None,
         ttl_hours: TtlArg = None,
         tags: TagsArg = None,
+        template: TemplateArg = None,
     ) -> Annotated[CallToolResult, SessionDetails]:
         """Open an analysis session on some assets and get its session_id.
 
         Pass the session_id to search-by-symbol / search-by-coin to have each query
         remembered, and to the other session tools. The session expires after ttl_hours
         unless extended; close it with close-analysis-session when the analysis is done.
+        With template, the session starts from your saved template; what you pass here
+        overrides it.
         """
+        user = self.identity.current().user_id
+        preferences: dict[str, Any] | None = None
+        if template is not None:
+            saved = await self.templates.get(user, template)
+            assets = saved.assets if assets is None else assets
+            session_type = saved.session_type.value if session_type is None else session_type
+            ttl_hours = saved.ttl_hours if ttl_hours is None else ttl_hours
+            tags = saved.tags if tags is None else tags
+            preferences = saved.preferences
+        if assets is None:
+            raise InvalidInputError("assets", None, "is required without a template")
+        if session_type is None:
+            raise InvalidInputError("session_type", None, "is required without a template")
         session = await self.store.create_session(
             assets=assets,
             session_type=advertised_session_type(session_type),
-            user_id=self.identity.current().user_id,
+            user_id=user,
             ttl_hours=ttl_hours,
             tags=tags,
+            preferences=preferences,
         )
         return reply(SessionDetails.from_session(session))
 
@@ -126,8 +148,8 @@ class SessionTools:
         archived sessions are readable too.
         """
         count = _info_queries(recent_queries)
-        session = await owned_session(
-            self.store, self.identity.current(), session_id, history_limit=count
+        session = await readable_session(
+            self.store, self.identity.current().user_id, session_id, history_limit=count
         )
         return reply(SessionInfo.from_session(session))
 
@@ -182,8 +204,8 @@ class SessionTools:
         limit: PageLimitArg = 50,
     ) -> Annotated[CallToolResult, HistoryResult]:
         """A page of a session's tracked queries, oldest first (follow next_offset)."""
-        session = await owned_session(
-            self.store, self.identity.current(), session_id, history_limit=0
+        session = await readable_session(
+            self.store, self.identity.current().user_id, session_id, history_limit=0
         )
         page = await self.store.get_history(session.id, offset=offset, limit=limit)
         return reply(HistoryResult.from_page(page))

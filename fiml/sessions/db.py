@@ -14,6 +14,10 @@ Tables:
   a reason of their own (a value the archive cannot hold, a record that cannot be decoded),
   with the reason; they stay where they are, are retried by every cleanup, and are never
   removed by retention until an operator deletes them.
+- ``session_shares`` (:class:`ShareRow`): who may read which session besides its owner
+  (``fiml.sessions.sharing``).
+- ``session_templates`` (:class:`TemplateRow`): each user's named session templates
+  (``fiml.sessions.templates``).
 """
 
 from __future__ import annotations
@@ -65,6 +69,8 @@ __all__ = [
     "SessionMetricTag",
     "SessionMetrics",
     "SessionRecord",
+    "ShareRow",
+    "TemplateRow",
     "create_engine",
     "create_thread_engine",
     "is_sqlite",
@@ -256,6 +262,38 @@ class QuarantineRow(Base):
     first_failed_at: Mapped[datetime] = mapped_column(UTCDateTime)
     last_failed_at: Mapped[datetime] = mapped_column(UTCDateTime)
     attempts: Mapped[int] = mapped_column(Integer, default=1)
+
+
+class ShareRow(Base):
+    """One reader of one session: ``reader_id`` may read ``session_id``, ``owner_id``'s.
+
+    No foreign key, as for the quarantine: on tiered deployments the session lives in
+    Redis until it is archived, and the grant must hold on both sides of archival.
+    """
+
+    __tablename__ = "session_shares"
+
+    session_id: Mapped[UUID] = mapped_column(Uuid, primary_key=True)
+    reader_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    owner_id: Mapped[str] = mapped_column(String(255))
+    shared_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (Index("ix_session_shares_reader", "reader_id", "shared_at", "session_id"),)
+
+
+class TemplateRow(Base):
+    """A user's named template: what a session created from it starts with."""
+
+    __tablename__ = "session_templates"
+
+    user_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    session_type: Mapped[str] = mapped_column(String(32))
+    assets: Mapped[list[str]] = mapped_column(JsonType)
+    tags: Mapped[list[str]] = mapped_column(JsonType)
+    ttl_hours: Mapped[float | None] = mapped_column(Float)
+    preferences: Mapped[dict[str, Any]] = mapped_column(JsonType)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 def is_sqlite(engine: AsyncEngine) -> bool:

@@ -95,12 +95,23 @@ class SessionStore(TieredStore):
         user_id: str | None = None,
         ttl_hours: float | None = None,
         tags: Sequence[str] | None = None,
+        preferences: dict[str, Any] | None = None,
     ) -> Session:
-        """Open a session on ``assets``; it expires ``ttl_hours`` from now (fractions allowed)."""
+        """Open a session on ``assets``; it expires ``ttl_hours`` from now (fractions allowed).
+
+        ``preferences`` are the session's first preference keys, checked as
+        :meth:`update_state` checks them and written with the session (a template's)."""
         kind = parse_session_type(session_type)
         ttl = self.settings.session_default_ttl_hours if ttl_hours is None else ttl_hours
         ttl = check_hours("ttl_hours", ttl, maximum=self.settings.session_max_ttl_hours)
         user = check_user_id(user_id)
+        first = (
+            {}
+            if preferences is None or preferences == {}
+            else state_changes(
+                context=None, preferences=preferences, intermediate_results=None, remove_context=()
+            ).set_keys["preferences"]
+        )
         now = self.now()
         session = Session(
             user_id=user,
@@ -111,6 +122,7 @@ class SessionStore(TieredStore):
             last_accessed_at=now,
             expires_at=now + timedelta(hours=ttl),
         )
+        session.state.preferences.update(first)
         await self.backend.insert(session)
         session.mark_baseline()
         recorder().session_created(kind.value)

@@ -45,7 +45,13 @@ T = TypeVar("T")
 USERS = {"alice": "user", "bob": "user", "root": "admin"}
 """Who the harness serves; alice is the fuzzing user, bob owns the foreign session."""
 
-READ_ONLY_TOOLS = {"get-session-info", "list-sessions", "get-session-history"}
+READ_ONLY_TOOLS = {
+    "get-session-info",
+    "list-sessions",
+    "get-session-history",
+    "list-shared-sessions",
+    "list-session-templates",
+}
 """Tools that must leave the store exactly as it was, even when they succeed.
 
 ``get-session-analytics`` is read-only too, but records metrics of sessions that finished

@@ -51,6 +51,11 @@ TOOLS = [
     "search-by-symbol",
     "search-by-coin",
     "get-session-analytics",
+    "share-session",
+    "unshare-session",
+    "list-shared-sessions",
+    "save-session-template",
+    "list-session-templates",
 ]
 """Every tool the server lists; ``test_every_tool_is_fuzzed`` keeps this complete."""
 
@@ -194,6 +199,8 @@ small_values = st.recursive(
     ),
     max_leaves=6,
 )
+readers = st.one_of(st.sampled_from(["bob", "alice", "root", "", "x" * 256]), text)
+"""Who a session is shared with: another user, the caller, empty, too long, anything."""
 states = weighted(
     (2, st.dictionaries(key_text, small_values, min_size=1, max_size=4)),
     (1, st.dictionaries(key_text, anything, max_size=5)),
@@ -205,6 +212,7 @@ TYPED: dict[str, dict[str, st.SearchStrategy[Any]]] = {
         "session_type": weighted((3, st.sampled_from(SESSION_TYPES)), (1, text)),
         "ttl_hours": numbers_typed,
         "tags": labels,
+        "template": st.one_of(st.sampled_from(["watch", "Watch", " watch", "x" * 65]), text),
     },
     "get-session-info": {"session_id": typed_session_ids},
     "list-sessions": {
@@ -241,6 +249,24 @@ TYPED: dict[str, dict[str, st.SearchStrategy[Any]]] = {
         "user_id": st.one_of(st.sampled_from(["alice", "bob", "root", "x" * 256]), text),
         "all_users": st.booleans(),
     },
+    "share-session": {"session_id": typed_session_ids, "user_id": readers},
+    "unshare-session": {"session_id": typed_session_ids, "user_id": readers},
+    "list-shared-sessions": {
+        "limit": st.one_of(st.integers(-5, 1005), huge_ints),
+        "cursor": text,
+    },
+    "save-session-template": {
+        "name": st.one_of(st.sampled_from(["watch", "Watch", " watch", "x" * 65]), text),
+        "assets": labels,
+        "session_type": weighted((3, st.sampled_from(SESSION_TYPES)), (1, text)),
+        "tags": labels,
+        "ttl_hours": numbers_typed,
+        "preferences": states,
+    },
+    "list-session-templates": {
+        "limit": st.one_of(st.integers(-5, 1005), huge_ints),
+        "cursor": text,
+    },
 }
 """For each tool, a strategy per argument, of the type its schema asks for."""
 
@@ -253,6 +279,9 @@ REQUIRED = {
     "update-session-context": {"session_id", "context"},
     "search-by-symbol": {"symbol"},
     "search-by-coin": {"symbol"},
+    "share-session": {"session_id", "user_id"},
+    "unshare-session": {"session_id", "user_id"},
+    "save-session-template": {"name", "assets", "session_type"},
 }
 EXTRA_ARGUMENTS = {
     "user_id": st.sampled_from(["bob", "root"]),

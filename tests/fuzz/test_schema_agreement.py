@@ -52,6 +52,18 @@ def valid_arguments(harness: Harness) -> dict[str, dict[str, Any]]:
         "search-by-symbol": {"symbol": "AAPL", "session_id": own, "context": "recent"},
         "search-by-coin": {"symbol": "BTC", "pair": "USDT", "session_id": own},
         "get-session-analytics": {"session_type": "equity", "days": 7},
+        "share-session": {"session_id": own, "user_id": "bob"},
+        "unshare-session": {"session_id": own, "user_id": "bob"},
+        "list-shared-sessions": {"limit": 5, "cursor": ""},
+        "save-session-template": {
+            "name": "watch",
+            "assets": ["AAPL"],
+            "session_type": "equity",
+            "tags": ["t"],
+            "ttl_hours": 2,
+            "preferences": {"p": "x"},
+        },
+        "list-session-templates": {"limit": 5, "cursor": ""},
     }
 
 

@@ -49,7 +49,7 @@ LITERALS = {
     "empty-object": "{}",
 }
 PARAMETERS = {
-    "create-analysis-session": ["assets", "session_type", "ttl_hours", "tags"],
+    "create-analysis-session": ["assets", "session_type", "ttl_hours", "tags", "template"],
     "get-session-info": ["session_id"],
     "list-sessions": ["include_archived", "limit", "cursor"],
     "extend-session": ["session_id", "hours"],
@@ -59,6 +59,18 @@ PARAMETERS = {
     "search-by-symbol": ["symbol", "market", "session_id"],
     "search-by-coin": ["symbol", "pair", "session_id"],
     "get-session-analytics": ["session_type", "days", "user_id", "all_users"],
+    "share-session": ["session_id", "user_id"],
+    "unshare-session": ["session_id", "user_id"],
+    "list-shared-sessions": ["limit", "cursor"],
+    "save-session-template": [
+        "name",
+        "assets",
+        "session_type",
+        "tags",
+        "ttl_hours",
+        "preferences",
+    ],
+    "list-session-templates": ["limit", "cursor"],
 }
 BODIES = {
     "not-json": b"not json",
@@ -102,7 +114,10 @@ def valid_arguments(harness: Harness, tool: str) -> dict[str, str]:
         "hours": "1",
         "context": '{"k": 1}',
         "symbol": '"AAPL"' if tool != "search-by-coin" else '"BTC"',
+        "name": '"watch"',
     }
+    if tool in {"share-session", "unshare-session"}:
+        plain["user_id"] = '"bob"'  # the reader (get-session-analytics' user_id is optional)
     return {name: plain[name] for name in PARAMETERS[tool] if name in plain}
 
 

@@ -21,7 +21,7 @@ from mcp import Client
 from pydantic import BaseModel
 from referencing import Registry
 
-from fiml.mcp import schemas
+from fiml.mcp import schemas, share_tools, template_tools
 from fiml.mcp.flat_schema import flat_json_schema, pydantic_json_schema
 from tests.mcp.conftest import Connect, new_session, ok
 
@@ -36,6 +36,11 @@ RESULT_MODELS: dict[str, type[BaseModel]] = {
     "search-by-symbol": schemas.SearchResult,
     "search-by-coin": schemas.SearchResult,
     "get-session-analytics": schemas.AnalyticsResult,
+    "share-session": share_tools.ShareResult,
+    "unshare-session": share_tools.ShareResult,
+    "list-shared-sessions": share_tools.SharedSessionList,
+    "save-session-template": template_tools.TemplateView,
+    "list-session-templates": template_tools.TemplateList,
 }
 
 
@@ -92,8 +97,8 @@ async def real_results(client: Client) -> dict[str, list[dict[str, Any]]]:
     sid = await new_session(client, "AAPL", "BTC", tags=["t"], ttl_hours=2)
     results: dict[str, list[dict[str, Any]]] = {name: [] for name in RESULT_MODELS}
 
-    async def call(name: str, **arguments: Any) -> None:
-        results[name].append(await ok(client, name, **arguments))
+    async def call(tool: str, /, **arguments: Any) -> None:
+        results[tool].append(await ok(client, tool, **arguments))
 
     await call("create-analysis-session", assets=["MSFT"], session_type="equity")
     await call("search-by-symbol", symbol="AAPL")
@@ -107,6 +112,20 @@ async def real_results(client: Client) -> dict[str, list[dict[str, Any]]]:
     await call("close-analysis-session", session_id=sid)
     await call("get-session-info", session_id=sid)
     await call("get-session-analytics")
+    await call("share-session", session_id=sid, user_id="bob")
+    await call("list-shared-sessions")  # its items' schema: tests/mcp/test_sharing_tools.py
+    await call("unshare-session", session_id=sid, user_id="bob")
+    await call("save-session-template", name="t", assets=["AAPL"], session_type="equity")
+    await call(
+        "save-session-template",
+        name="u",
+        assets=["BTC"],
+        session_type="crypto",
+        tags=["x"],
+        ttl_hours=2,
+        preferences={"p": [1]},
+    )
+    await call("list-session-templates")
     return results
 
 

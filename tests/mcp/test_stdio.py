@@ -38,6 +38,11 @@ SPEC_TOOLS = {
     "get-session-analytics",
     "search-by-symbol",
     "search-by-coin",
+    "share-session",
+    "unshare-session",
+    "list-shared-sessions",
+    "save-session-template",
+    "list-session-templates",
 }
 
 

@@ -15,15 +15,24 @@ SESSION_TOOLS = {
     "update-session-context",
     "get-session-analytics",
 }
+SHARING_TOOLS = {"share-session", "unshare-session", "list-shared-sessions"}
+TEMPLATE_TOOLS = {"save-session-template", "list-session-templates"}
 SEARCH_TOOLS = {"search-by-symbol", "search-by-coin"}
-READ_ONLY = {"get-session-info", "list-sessions", "get-session-history", "get-session-analytics"}
+READ_ONLY = {
+    "get-session-info",
+    "list-sessions",
+    "get-session-history",
+    "get-session-analytics",
+    "list-shared-sessions",
+    "list-session-templates",
+}
 
 
 async def test_every_tool_is_listed_with_input_and_output_schemas(connect: Connect) -> None:
     async with connect("alice") as alice:
         tools = {tool.name: tool for tool in (await alice.list_tools()).tools}
 
-        assert set(tools) == SESSION_TOOLS | SEARCH_TOOLS
+        assert set(tools) == SESSION_TOOLS | SHARING_TOOLS | TEMPLATE_TOOLS | SEARCH_TOOLS
         for tool in tools.values():
             assert tool.description, tool.name
             assert tool.input_schema["type"] == "object"
@@ -48,8 +57,19 @@ async def test_input_schemas_tell_clients_what_is_allowed(connect: Connect) -> N
         create = tools["create-analysis-session"].input_schema
         search = tools["search-by-symbol"].input_schema
 
-        assert create["required"] == ["assets", "session_type"]
-        assert create["properties"]["session_type"]["enum"] == [t.value for t in SessionType]
+        # assets and session_type may come from a template instead (checked by the tool)
+        assert "required" not in create
+        assert set(create["properties"]) == {
+            "assets",
+            "session_type",
+            "ttl_hours",
+            "tags",
+            "template",
+        }
+        assert create["properties"]["session_type"]["enum"] == [
+            *(t.value for t in SessionType),
+            None,
+        ]
         assert create["properties"]["assets"]["maxItems"] == 50
         assert search["required"] == ["symbol"]
         assert search["properties"]["session_id"]["format"] == "uuid"
@@ -62,7 +82,8 @@ async def test_no_tool_but_admin_analytics_takes_a_user_argument(connect: Connec
 
         taking_a_user = {t.name for t in tools if "user_id" in t.input_schema["properties"]}
 
-        assert taking_a_user == {"get-session-analytics"}
+        # The sharing tools' user_id names the reader, never who is calling.
+        assert taking_a_user == {"get-session-analytics", "share-session", "unshare-session"}
 
 
 async def test_sessions_are_a_resource_template(connect: Connect) -> None:

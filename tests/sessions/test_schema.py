@@ -209,7 +209,10 @@ async def test_a_postgres_schema_behind_the_package_is_refused_and_left_as_it_wa
     assert (refused.value.current, refused.value.head) == ("0002", head_revision())
     assert "@127.0.0.1" in refused.value.database
     _assert_one_line(refused.value, "revision 0002", head_revision(), "`fiml db upgrade`")
-    assert await _schema_state(url) == ("0002", ["session_quarantine"])
+    assert await _schema_state(url) == (
+        "0002",
+        ["session_quarantine", "session_shares", "session_templates"],
+    )
 
 
 async def test_a_postgres_database_without_the_schema_is_refused_and_left_empty() -> None:
@@ -314,6 +317,8 @@ async def test_sqlite_migrates_itself_from_nothing_and_from_an_older_revision(
             "session_metric_tags",
             "session_metrics",
             "session_quarantine",
+            "session_shares",
+            "session_templates",
         ],
     )
 

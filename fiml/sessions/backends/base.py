@@ -30,6 +30,8 @@ if TYPE_CHECKING:  # the archive's types, which only its SQL implementation buil
     from fiml.sessions.metrics_rows import RecordedRows
     from fiml.sessions.metrics_stats import FinishedStats
     from fiml.sessions.quarantine import QuarantinedSession
+    from fiml.sessions.sharing import Share
+    from fiml.sessions.templates import SessionTemplate
 
 __all__ = [
     "LIST_SIZES",
@@ -40,6 +42,7 @@ __all__ = [
     "ListChange",
     "ListCursor",
     "SessionChanges",
+    "SharingRecords",
     "WriteLimits",
     "list_size_error",
 ]
@@ -256,7 +259,41 @@ class ActiveTier(_Tier, Protocol):
         """Drop sessions that the archive tier now holds; returns how many were here."""
 
 
-class ArchiveTier(_Tier, Protocol):
+class SharingRecords(Protocol):
+    """Grants of read access and users' templates, kept with the archive (always SQL)."""
+
+    async def grant_share(self, share: Share, *, max_readers: int) -> bool:
+        """Record a grant; False if the reader had it already."""
+
+    async def revoke_share(self, session_id: UUID, reader_id: str) -> bool:
+        """Remove a grant; False if there was none."""
+
+    async def share_owner(self, session_id: UUID, reader_id: str) -> str | None:
+        """The owner of ``session_id`` if it is shared with ``reader_id``, else None."""
+
+    async def list_shares(
+        self, reader_id: str, *, limit: int, after: ListCursor | None
+    ) -> list[Share]:
+        """The grants to ``reader_id``, most recently granted first, after ``after``."""
+
+    async def forget_shares(self, grants: list[tuple[UUID, str]]) -> None:
+        """Drop grants (session id, reader id) whose session is gone."""
+
+    async def save_template(
+        self, user_id: str, template: SessionTemplate, *, max_templates: int
+    ) -> None:
+        """Store a template, replacing the user's of the same name."""
+
+    async def load_template(self, user_id: str, name: str) -> SessionTemplate | None:
+        """The user's template ``name``, or None."""
+
+    async def list_templates(
+        self, user_id: str, *, limit: int, after: str | None
+    ) -> list[SessionTemplate]:
+        """The user's templates in name order, after the name ``after``."""
+
+
+class ArchiveTier(_Tier, SharingRecords, Protocol):
     """Where finished sessions and their analytics facts are kept: always SQL."""
 
     async def archive_in_place(

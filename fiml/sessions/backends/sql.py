@@ -54,6 +54,7 @@ from fiml.sessions.backends.sql_archive import ArchivedInPlace, SqlArchive
 from fiml.sessions.backends.sql_faults import unavailable_as_error
 from fiml.sessions.backends.sql_metrics import SqlMetrics
 from fiml.sessions.backends.sql_rows import Q, S, decoded, query_values, selected, session_from_row
+from fiml.sessions.backends.sql_sharing import SqlSharing
 from fiml.sessions.backends.summaries import skip_corrupt, summaries_from_values
 from fiml.sessions.models import (
     STATE_SECTIONS,
@@ -199,10 +200,11 @@ def _delete(conn: Connection, session_id: UUID) -> bool:
     return bool(result.rowcount)
 
 
-class SqlBackend(SqlArchive, SqlMetrics):
+class SqlBackend(SqlArchive, SqlMetrics, SqlSharing):
     """Sessions in a SQL database; also the archive of every deployment (its archive side is
     :class:`~fiml.sessions.backends.sql_archive.SqlArchive`, its analytics methods
-    :class:`~fiml.sessions.backends.sql_metrics.SqlMetrics`).
+    :class:`~fiml.sessions.backends.sql_metrics.SqlMetrics`, its grants and templates
+    :class:`~fiml.sessions.backends.sql_sharing.SqlSharing`).
 
     Each method's SQL runs whole in one place (see :class:`SqlArchive`): one hop to the
     database thread and back on SQLite, one ``run_sync`` on PostgreSQL.
