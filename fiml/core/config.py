@@ -83,6 +83,12 @@ class Settings(BaseSettings):
     session_retention_days: float = Field(default=30, gt=0)
     session_max_queries_per_session: int = Field(default=1000, gt=0)
     session_enable_analytics: bool = True
+    session_sliding_ttl: bool = Field(
+        default=False,
+        description="Each write to a session pushes its expiry back by the time since its "
+        "last write, so that a session written at least once per TTL keeps its TTL ahead of "
+        "it; never past session_max_ttl_hours from its creation.",
+    )
 
     session_recent_queries: int = Field(
         default=20,

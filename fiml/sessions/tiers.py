@@ -85,6 +85,7 @@ class TieredStore:
         return WriteLimits(
             max_queries=self.settings.session_max_queries_per_session,
             max_ttl=timedelta(hours=self.settings.session_max_ttl_hours),
+            sliding_ttl=self.settings.session_sliding_ttl,
         )
 
     async def initialize(self) -> None:

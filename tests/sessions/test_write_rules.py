@@ -32,6 +32,7 @@ from fiml.sessions.backends.rules import PlannedWrite, StoredSession, plan_write
 from fiml.sessions.models import MAX_STATE_KEYS, MAX_TAGS, session_from_store, utcnow
 
 LIMITS = WriteLimits(max_queries=4, max_ttl=timedelta(hours=48))
+SLIDING = replace(LIMITS, sliding_ttl=True)
 HOUR = timedelta(hours=1)
 Changes = Callable[[Session, datetime], SessionChanges]
 
@@ -45,6 +46,7 @@ class Case:
     changes: Changes
     refusal: type[Exception] | None = None
     stored: Callable[[datetime], dict[str, Any]] = lambda now: {}
+    limits: WriteLimits = LIMITS
 
 
 def stored_session(now: datetime, **overrides: Any) -> Session:
@@ -275,7 +277,58 @@ CASES = [
         lambda s, now: SessionChanges(assets=ListChange([], ["AAPL", "MSFT"]), extend_by=48 * HOUR),
         InvalidInputError,
     ),
+    Case(
+        "a sliding expiry moves later by the time since the last write",
+        lambda s, now: SessionChanges(),
+        limits=SLIDING,
+    ),
+    Case(
+        "a sliding expiry adds to an extension",
+        lambda s, now: SessionChanges(extend_by=HOUR, new_queries=[query("a", now)]),
+        limits=SLIDING,
+    ),
+    Case(
+        "a sliding expiry stops at the maximum TTL from creation",
+        lambda s, now: SessionChanges(),
+        stored=lambda now: {"expires_at": now + 44 * HOUR, "last_accessed_at": now - 2 * HOUR},
+        limits=SLIDING,
+    ),
+    Case(
+        "a sliding expiry never brings an expiry past the cap forward",
+        lambda s, now: SessionChanges(),
+        stored=lambda now: {"expires_at": now + 46 * HOUR},
+        limits=SLIDING,
+    ),
+    Case(
+        "closing under a sliding expiry still ends the session now",
+        lambda s, now: SessionChanges(close=True),
+        limits=SLIDING,
+    ),
+    Case(
+        "ending now under a sliding expiry still ends the session now",
+        lambda s, now: SessionChanges(end_now=True),
+        limits=SLIDING,
+    ),
 ]
+
+
+def test_a_sliding_expiry_is_what_the_cases_say() -> None:
+    """The sliding cases pinned by their values, not only by agreement."""
+    now = utcnow()
+    expected = {
+        "a sliding expiry moves later by the time since the last write": now + 2 * HOUR,
+        "a sliding expiry adds to an extension": now + 3 * HOUR,
+        "a sliding expiry stops at the maximum TTL from creation": now + 45 * HOUR,
+        "a sliding expiry never brings an expiry past the cap forward": None,
+        "closing under a sliding expiry still ends the session now": now,
+        "ending now under a sliding expiry still ends the session now": now,
+    }
+    for case in CASES:
+        if case.name not in expected:
+            continue
+        session, changes = _build(case, now)
+        write = plan_write(session.id, _stored(session), changes, now=now, limits=case.limits)
+        assert write.values.get("expires_at") == expected[case.name], case.name
 
 
 def _stored(session: Session) -> StoredSession:
@@ -284,10 +337,14 @@ def _stored(session: Session) -> StoredSession:
 
 
 def _planned(
-    session: Session, stored: StoredSession, changes: SessionChanges, now: datetime
+    session: Session,
+    stored: StoredSession,
+    changes: SessionChanges,
+    now: datetime,
+    limits: WriteLimits = LIMITS,
 ) -> PlannedWrite | Exception:
     try:
-        return plan_write(session.id, stored, changes, now=now, limits=LIMITS)
+        return plan_write(session.id, stored, changes, now=now, limits=limits)
     except Exception as exc:
         return exc
 
@@ -306,7 +363,7 @@ def test_the_rules_decide_each_case_as_it_says() -> None:
     now = utcnow()
     for case in CASES:
         session, changes = _build(case, now)
-        outcome = _planned(session, _stored(session), changes, now)
+        outcome = _planned(session, _stored(session), changes, now, case.limits)
         if case.refusal is None:
             assert isinstance(outcome, PlannedWrite), f"{case.name}: {outcome!r}"
         else:
@@ -341,11 +398,11 @@ async def _mismatch(store: SessionStore, case: Case, now: datetime) -> str | Non
     """How the active tier's outcome of ``case`` differs from the rules', if it does."""
     session, changes = _build(case, now)
     stored = await _plant(store, session)
-    expected = _planned(session, stored, changes, now)
+    expected = _planned(session, stored, changes, now, case.limits)
     before = await _read_back(store, session)
     actual: HistoryCounters | Exception
     try:
-        actual = await store.backend.apply(session.id, changes, now=now, limits=LIMITS)
+        actual = await store.backend.apply(session.id, changes, now=now, limits=case.limits)
     except Exception as exc:
         actual = exc
     after = await _read_back(store, session)

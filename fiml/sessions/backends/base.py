@@ -54,6 +54,8 @@ class WriteLimits:
 
     max_queries: int
     max_ttl: timedelta
+    sliding_ttl: bool = False
+    """Each write slides the expiry (``rules.slid_expiry``), up to ``max_ttl`` from creation."""
 
 
 @dataclass(frozen=True, slots=True)

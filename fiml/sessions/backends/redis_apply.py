@@ -14,7 +14,7 @@ strings of microseconds, exact in Lua, where a JSON number is a double:
 - always: ``now``, ``max_ttl`` (times), ``max_queries``, ``max_state_keys`` (numbers),
   ``queries``: one ``[id, cache_hit 0|1, query_type, timestamp]`` per new query (maybe none);
 - when set: ``expected_version`` (a number), ``expires_at``, ``extend_by`` (times),
-  ``close``, ``end_now`` (1);
+  ``close``, ``end_now``, ``sliding`` (1: the expiry slides, ``rules.slid_expiry``);
 - when the write edits the list: ``assets``, ``tags``: ``{added, removed, replace, min,
   max}``, the :class:`~fiml.sessions.backends.base.ListChange` and the sizes the merged
   list must stay within;
@@ -99,6 +99,8 @@ def apply_args(changes: SessionChanges, now: datetime, limits: WriteLimits) -> l
         header["close"] = 1
     if changes.end_now:
         header["end_now"] = 1
+    if limits.sliding_ttl:
+        header["sliding"] = 1
     queries = changes.new_queries
     header["queries"] = [
         [str(q.id), int(q.cache_hit), q.query_type, str(to_micros(q.timestamp))] for q in queries

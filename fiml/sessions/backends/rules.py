@@ -28,7 +28,9 @@ A write that passes bumps the version by one, records the new queries (the first
 id, in order) and their counters, merges the state sections (sets, then deletes) and the
 lists, sets the new expiry, closes the session (``closed_at``: now) on ``close``, brings
 expiry forward to now on ``close`` or ``end_now``, and moves ``last_accessed_at`` to now
-unless it is later already.
+unless it is later already. With ``WriteLimits.sliding_ttl`` a write that neither closes
+nor ends the session also slides its expiry (:func:`slid_expiry`): later by the time since
+the last write, never past ``max_ttl`` from creation, never earlier than it was.
 """
 
 from __future__ import annotations
@@ -64,6 +66,7 @@ __all__ = [
     "StoredSession",
     "new_expiry",
     "plan_write",
+    "slid_expiry",
     "state_keys_error",
 ]
 
@@ -75,6 +78,8 @@ class StoredSession:
     version: int
     expires_at: datetime
     last_accessed_at: datetime
+    created_at: datetime | None = None
+    """Needed by a sliding expiry only (its cap is ``max_ttl`` from creation)."""
     closed_at: datetime | None = None
     archived_at: datetime | None = None
     total_queries: int = 0
@@ -152,6 +157,22 @@ def new_expiry(
             raise InvalidTTLError("ttl_hours", round(remaining, 6), minimum=0, maximum=hours)
         return changes.expires_at
     return None
+
+
+def slid_expiry(
+    expires_at: datetime, last_accessed_at: datetime, now: datetime, cap: datetime
+) -> datetime | None:
+    """A sliding expiry: ``expires_at`` pushed later by the time since the last write, at
+    most to ``cap``; None when that is not later than ``expires_at``.
+
+    Pushing by the time since the last write, rather than setting ``now`` plus a TTL,
+    needs no stored TTL: a session written once per TTL keeps the TTL it was created with
+    ahead of it (plus any hours an extension gave it), as from its creation, whose time is
+    its first ``last_accessed_at``.
+    """
+    gained = max(now - last_accessed_at, timedelta(0))
+    target = min(expires_at + gained, cap)
+    return target if target > expires_at else None
 
 
 def _merged_list(name: str, stored: Sequence[str], change: ListChange) -> list[str]:
@@ -244,6 +265,13 @@ def plan_write(
     expiry = new_expiry(stored.expires_at, changes, now, limits.max_ttl)
     if expiry is not None:
         values["expires_at"] = expiry
+    sliding = limits.sliding_ttl and not (changes.close or changes.end_now)
+    if sliding and stored.created_at is not None:
+        current = values.get("expires_at", stored.expires_at)
+        cap = stored.created_at + limits.max_ttl
+        slid = slid_expiry(current, stored.last_accessed_at, now, cap)
+        if slid is not None:
+            values["expires_at"] = slid
     if changes.close:
         values["closed_at"] = now
     if changes.close or changes.end_now:

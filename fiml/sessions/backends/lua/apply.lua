@@ -7,7 +7,8 @@
 --   strings of microseconds (exact, unlike JSON numbers, which Lua reads as doubles):
 --   always: now, max_ttl (times), max_queries, max_state_keys (numbers), and queries: one
 --     [id, cache_hit 0|1, query_type, timestamp] per new query (maybe none);
---   when set: expected_version (a number), expires_at, extend_by (times), close, end_now (1);
+--   when set: expected_version (a number), expires_at, extend_by (times), close, end_now,
+--     sliding (1: the expiry slides by the time since the last write, rules.slid_expiry);
 --   when the write edits the list: assets, tags: {added, removed, replace, min, max}, the
 --     edit to merge into the stored list (base.ListChange) and the sizes the result must
 --     stay within;
@@ -22,7 +23,8 @@
 local function decimal(x) return string.format('%.0f', x) end  -- exact, unlike tostring
 local meta = KEYS[1]
 local m = redis.call('HMGET', meta, 'version', 'expires_at', 'closed_at', 'frozen',
-  'total_queries', 'cache_hits', 'first_query_at', 'last_query_at', 'last_accessed_at')
+  'total_queries', 'cache_hits', 'first_query_at', 'last_query_at', 'last_accessed_at',
+  'created_at')
 if not m[1] then return {'not_found'} end
 if m[3] then return {'closed'} end
 local w = cjson.decode(ARGV[1])
@@ -92,6 +94,13 @@ if w.extend_by then
 elseif w.expires_at and tonumber(w.expires_at) ~= expires then
   new_expiry = tonumber(w.expires_at)
   if new_expiry <= now or new_expiry - now > max_ttl then return {'ttl', m[2]} end
+end
+if w.sliding and not (w.close or w.end_now) then
+  -- later by the time since the last write, never past max_ttl from creation
+  local base = new_expiry or expires
+  local gained = math.max(now - tonumber(m[9]), 0)
+  local target = math.min(base + gained, tonumber(m[10]) + max_ttl)
+  if target > base then new_expiry = target end
 end
 if w.close or w.end_now then new_expiry = math.min(new_expiry or expires, now) end
 
