@@ -69,6 +69,7 @@ __all__ = [
     "SessionMetricTag",
     "SessionMetrics",
     "SessionRecord",
+    "SessionSearchTerm",
     "ShareRow",
     "TemplateRow",
     "create_engine",
@@ -154,6 +155,34 @@ class SessionRecord(Base):
             "archived_at",
             sqlite_where=text("archived_at IS NOT NULL"),
             postgresql_where=text("archived_at IS NOT NULL"),
+        ),
+    )
+
+
+class SessionSearchTerm(Base):
+    """One asset (``kind`` 'asset') or tag ('tag') a session is found by
+    (:mod:`fiml.sessions.search`), with its user and creation time, so that finding a user's
+    sessions by one is a range scan of ``(user_id, kind, term, created_at, session_id)``,
+    newest first, whatever the number of sessions stored. Kept by the write path."""
+
+    __tablename__ = "session_search_terms"
+
+    session_id: Mapped[UUID] = mapped_column(
+        Uuid, ForeignKey("sessions.id", ondelete="CASCADE"), primary_key=True
+    )
+    kind: Mapped[str] = mapped_column(String(8), primary_key=True)
+    term: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        Index(
+            "ix_session_search_terms_user_term",
+            "user_id",
+            "kind",
+            "term",
+            "created_at",
+            "session_id",
         ),
     )
 

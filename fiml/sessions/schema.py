@@ -47,7 +47,7 @@ _VERSION_TABLE = "alembic_version"
 _READ_REVISION = text("SELECT version_num FROM alembic_version")
 
 
-REVISIONS = ("0001", "0002", "0003", "0007")
+REVISIONS = ("0001", "0002", "0003", "0007", "0005")
 """The revisions of the migrations shipped in ``migrations/versions``, oldest first. A new
 migration's revision is appended here too: tests/sessions/test_schema.py fails until it is."""
 HEAD_REVISION = REVISIONS[-1]
@@ -188,7 +188,14 @@ async def verify_schema(engine: AsyncEngine) -> SchemaReport:
         return await conn.run_sync(_inspect)
 
 
+# What migration 0005 adds on SQLite outside the ORM schema (triggers go with their tables).
+_SQLITE_SEARCH_TABLES = ("session_search_fts", "session_search_docs")
+
+
 def _drop(connection: Connection) -> None:
+    if connection.dialect.name == "sqlite":
+        for table in _SQLITE_SEARCH_TABLES:
+            connection.execute(text(f"DROP TABLE IF EXISTS {table}"))
     metadata.drop_all(connection)
     connection.execute(text("DROP TABLE IF EXISTS alembic_version"))
 

@@ -55,6 +55,7 @@ from fiml.sessions.paging import (
     merged_listings,
 )
 from fiml.sessions.quarantine import QuarantinedSession
+from fiml.sessions.search import SessionSearch
 from fiml.sessions.tiers import TieredStore
 
 __all__ = [
@@ -348,6 +349,44 @@ class SessionStore(TieredStore):
             found = merged_listings(found, archived)
         return SessionPage.of(found, limit=limit, now=self._own_time())
 
+    async def search_user_sessions(
+        self,
+        user_id: str,
+        *,
+        asset: str | None = None,
+        tag: str | None = None,
+        session_type: SessionType | str | None = None,
+        text: str | None = None,
+        since: datetime | str | None = None,
+        until: datetime | str | None = None,
+        include_archived: bool = True,
+        limit: int = 20,
+        cursor: str | None = None,
+    ) -> SessionPage:
+        """A page of ``user_id``'s sessions that match every criterion given, newest first;
+        pass ``next_cursor`` for the next. The rules of each criterion are
+        :mod:`fiml.sessions.search`'s; archived sessions are searched too unless
+        ``include_archived`` is false."""
+        user = cast(str, check_user_id(user_id, optional=False))
+        search = SessionSearch.checked(
+            asset=asset,
+            tag=tag,
+            session_type=session_type,
+            text=text,
+            since=since,
+            until=until,
+            include_archived=include_archived,
+        )
+        limit = checked_page_limit(limit)
+        position = checked_cursor(cursor)
+        found = await self.backend.search_user(user, search, limit=limit + 1, cursor=position)
+        if include_archived and self._tiered:
+            archived = await self.archive.search_user(
+                user, search, limit=limit + 1, cursor=position
+            )
+            found = merged_listings(found, archived)
+        return SessionPage.of(found, limit=limit, now=self._own_time())
+
     async def archive_session(self, session_id: UUID | str) -> bool:
         """Archive one session now, ending it if it is still running; False if it was
         archived already. If archiving fails, the session is left exactly as it was."""
@@ -415,6 +454,7 @@ instrument_operations(
         "delete_session",
         "list_user_sessions",
         "list_user_sessions_page",
+        "search_user_sessions",
         "archive_session",
         "cleanup_expired_sessions",
         "list_quarantined",

@@ -30,6 +30,7 @@ if TYPE_CHECKING:  # the archive's types, which only its SQL implementation buil
     from fiml.sessions.metrics_rows import RecordedRows
     from fiml.sessions.metrics_stats import FinishedStats
     from fiml.sessions.quarantine import QuarantinedSession
+    from fiml.sessions.search import SessionSearch
     from fiml.sessions.sharing import Share
     from fiml.sessions.templates import SessionTemplate
 
@@ -218,6 +219,12 @@ class _Tier(Protocol):
         cursor: ListCursor | None,
     ) -> list[SessionSummary]:
         """Up to ``limit`` of a user's sessions, newest first, after ``cursor``."""
+
+    async def search_user(
+        self, user_id: str, search: SessionSearch, *, limit: int, cursor: ListCursor | None
+    ) -> list[SessionSummary]:
+        """Up to ``limit`` of a user's sessions matching ``search`` (its rules:
+        :mod:`fiml.sessions.search`), newest first, after ``cursor``."""
 
 
 class ActiveTier(_Tier, Protocol):

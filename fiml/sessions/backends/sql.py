@@ -54,6 +54,7 @@ from fiml.sessions.backends.sql_archive import ArchivedInPlace, SqlArchive
 from fiml.sessions.backends.sql_faults import unavailable_as_error
 from fiml.sessions.backends.sql_metrics import SqlMetrics
 from fiml.sessions.backends.sql_rows import Q, S, decoded, query_values, selected, session_from_row
+from fiml.sessions.backends.sql_search import index_session, index_write, search_statement
 from fiml.sessions.backends.sql_sharing import SqlSharing
 from fiml.sessions.backends.summaries import skip_corrupt, summaries_from_values
 from fiml.sessions.models import (
@@ -65,6 +66,7 @@ from fiml.sessions.models import (
     utcnow,
 )
 from fiml.sessions.quarantine import UNDECODABLE, failure_reason, release
+from fiml.sessions.search import SessionSearch
 
 __all__ = ["ArchivedInPlace", "SqlBackend", "unavailable_as_error"]
 
@@ -129,6 +131,7 @@ def _insert(conn: Connection, session: Session) -> None:
         start = session.state.history.total_queries - len(queries) + 1
         rows = [query_values(session.id, start + i, q) for i, q in enumerate(queries)]
         conn.execute(_INSERT_QUERIES, rows)
+    index_session(conn, session)
 
 
 def _load(
@@ -190,6 +193,7 @@ def _apply(
         rows = [query_values(session_id, n, q) for n, q in enumerate(write.new_queries, total + 1)]
         conn.execute(_INSERT_QUERIES, rows)
     conn.execute(_UPDATE_SESSION, {"sid_": session_id, **write.values})
+    index_write(conn, session_id, stored_values, write.values, write.new_queries)
     return write.counters
 
 
@@ -267,6 +271,20 @@ class SqlBackend(SqlArchive, SqlMetrics, SqlSharing):
                 )
             )
         stmt = stmt.order_by(S.c.created_at.desc(), S.c.id.desc()).limit(limit)
+        return await self._summaries(stmt)
+
+    async def search_user(
+        self, user_id: str, search: SessionSearch, *, limit: int, cursor: ListCursor | None
+    ) -> list[SessionSummary]:
+        """Up to ``limit`` of a user's sessions matching ``search``, newest first, after
+        ``cursor``, through the search indexes (:mod:`~fiml.sessions.backends.sql_search`)."""
+        dialect = self.engine.dialect.name
+        return await self._summaries(
+            search_statement(dialect, user_id, search, limit=limit, cursor=cursor)
+        )
+
+    async def _summaries(self, stmt: Select[Any]) -> list[SessionSummary]:
+        """The listing entries a statement selects, leaving out (and logging) damaged rows."""
         rows = await self._reading(lambda conn: conn.execute(stmt).mappings().all())
         entries = []
         for row in rows:

@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from fiml.sessions.backends.fields import by_name, values_of
 from fiml.sessions.backends.sql_faults import unavailable_as_error
 from fiml.sessions.backends.sql_rows import Q, S, decoded, query_values, selected
+from fiml.sessions.backends.sql_search import index_session
 from fiml.sessions.db import (
     READ_ONLY_OPTION,
     STATEMENT_SNAPSHOT_OPTION,
@@ -327,6 +328,9 @@ class SqlArchive:
             ]
             for query_batch in _chunks(query_rows, _QUERY_ROWS_PER_CALL):
                 conn.execute(insert(Q), list(query_batch))
+            for s in sessions:
+                if s.id in new_ids:
+                    index_session(conn, s)
             recorded = 0
             if record_facts:
                 facts = [

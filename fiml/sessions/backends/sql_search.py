@@ -1,0 +1,188 @@
+"""Finding a user's sessions in SQL (:mod:`fiml.sessions.search` has the criteria).
+
+Assets and tags are rows of ``session_search_terms`` (:class:`~fiml.sessions.db.
+SessionSearchTerm`), written by the same transaction as the session: a search by one is a
+range scan of its ``(user, kind, term, created, id)`` index, newest first, so it reads
+about as many rows as it returns, whatever the number of sessions stored. Words are found
+by each database's full-text index, which migration 0005 creates and which the database
+keeps itself: on PostgreSQL ``tsvector`` columns (``sessions.context_search``, set by a
+trigger when the context changes, and the generated ``session_queries.summary_search``)
+under GIN indexes; on SQLite an FTS5 table kept by triggers. Both parse with their plain
+configuration ('simple', 'unicode61'): words of letters and digits, without case.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any, cast
+from uuid import UUID
+
+from sqlalchemy import (
+    Column,
+    Connection,
+    Integer,
+    MetaData,
+    Select,
+    Table,
+    and_,
+    column,
+    delete,
+    exists,
+    func,
+    literal_column,
+    or_,
+    select,
+    table,
+    union,
+)
+from sqlalchemy.dialects.postgresql import TSVECTOR
+from sqlalchemy.types import Uuid
+
+from fiml.sessions.backends.base import ListCursor
+from fiml.sessions.backends.fields import SUMMARY_FIELDS
+from fiml.sessions.backends.sql_rows import S, selected
+from fiml.sessions.db import SessionSearchTerm
+from fiml.sessions.metrics import dialect_insert
+from fiml.sessions.models import QueryRecord, Session
+from fiml.sessions.search import SessionSearch, query_asset
+
+__all__ = ["index_session", "index_write", "search_statement"]
+
+T = cast(Table, SessionSearchTerm.__table__)
+_LISTING_COLUMNS = selected(SUMMARY_FIELDS)
+
+# What migration 0005 adds outside the ORM schema (read by searches only, never written).
+_full_text = MetaData()
+_CONTEXT_TEXT = Table(
+    "sessions", _full_text, Column("id", Uuid), Column("context_search", TSVECTOR)
+)
+_SUMMARY_TEXT = Table(
+    "session_queries",
+    _full_text,
+    Column("session_id", Uuid),
+    Column("summary_search", TSVECTOR),
+)
+_DOCS = Table(
+    "session_search_docs",
+    _full_text,
+    Column("doc_id", Integer),
+    Column("session_id", Uuid),
+    Column("part", Integer),
+)
+_FTS = table("session_search_fts", column("rowid"))
+
+
+def _term_rows(
+    session_id: UUID, user_id: str | None, created_at: datetime, kind: str, terms: Iterable[str]
+) -> list[dict[str, Any]]:
+    return [
+        {
+            "session_id": session_id,
+            "kind": kind,
+            "term": term,
+            "user_id": user_id,
+            "created_at": created_at,
+        }
+        for term in dict.fromkeys(terms)
+    ]
+
+
+def _insert_terms(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        conn.execute(dialect_insert(conn, T).on_conflict_do_nothing(), rows)
+
+
+def _query_assets(queries: Iterable[QueryRecord]) -> list[str]:
+    return [asset for asset in map(query_asset, queries) if asset is not None]
+
+
+def index_session(conn: Connection, session: Session) -> None:
+    """The terms of a session just inserted (active, or copied into the archive)."""
+    sid, user, created = session.id, session.user_id, session.created_at
+    assets = [*session.assets, *_query_assets(session.state.history.queries)]
+    rows = _term_rows(sid, user, created, "asset", assets)
+    rows += _term_rows(sid, user, created, "tag", session.tags)
+    _insert_terms(conn, rows)
+
+
+def index_write(
+    conn: Connection,
+    session_id: UUID,
+    stored: dict[str, Any],
+    values: dict[str, Any],
+    queries: Sequence[QueryRecord],
+) -> None:
+    """The terms a write changes: assets it adds (the asset index only grows), the
+    symbols of its new queries, and the tags, set whole when the write changes them."""
+    user, created = stored["user_id"], stored["created_at"]
+    assets = [*values.get("assets", ()), *_query_assets(queries)]
+    rows = _term_rows(session_id, user, created, "asset", assets)
+    if "tags" in values:
+        conn.execute(delete(T).where(T.c.session_id == session_id, T.c.kind == "tag"))
+        rows += _term_rows(session_id, user, created, "tag", values["tags"])
+    _insert_terms(conn, rows)
+
+
+def _has_term(kind: str, term: str) -> Any:
+    return exists().where(T.c.session_id == S.c.id, T.c.kind == kind, T.c.term == term)
+
+
+def _matching_words(dialect: str, words: Sequence[str]) -> Any:
+    """The ids of the sessions whose context, or one of whose result summaries, holds
+    every word, from the full-text index."""
+    if dialect == "postgresql":
+        wanted = func.plainto_tsquery("simple", " ".join(words))
+        return union(
+            select(_CONTEXT_TEXT.c.id).where(_CONTEXT_TEXT.c.context_search.op("@@")(wanted)),
+            select(_SUMMARY_TEXT.c.session_id).where(
+                _SUMMARY_TEXT.c.summary_search.op("@@")(wanted)
+            ),
+        )
+    phrase = " ".join(f'"{word}"' for word in words)  # words are letters and digits only
+    found = select(_FTS.c.rowid).where(literal_column("session_search_fts").op("MATCH")(phrase))
+    return select(_DOCS.c.session_id).where(_DOCS.c.doc_id.in_(found))
+
+
+def search_statement(
+    dialect: str, user_id: str, search: SessionSearch, *, limit: int, cursor: ListCursor | None
+) -> Select[Any]:
+    """The listing columns of up to ``limit`` matching sessions, newest first.
+
+    Searching by asset or tag walks that term's index rows of the user, newest first; any
+    other criterion is checked on each row met, so a search costs about the rows it
+    returns when its asset or tag is selective.
+    """
+    stmt = select(*_LISTING_COLUMNS)
+    driver = ("asset", search.asset) if search.asset is not None else None
+    if driver is None and search.tag is not None:
+        driver = ("tag", search.tag)
+    if driver is not None:
+        kind, term = driver
+        created, sid = T.c.created_at, T.c.session_id
+        stmt = stmt.select_from(T.join(S, S.c.id == T.c.session_id)).where(
+            T.c.user_id == user_id, T.c.kind == kind, T.c.term == term
+        )
+    else:
+        created, sid = S.c.created_at, S.c.id
+        stmt = stmt.where(S.c.user_id == user_id)
+    if search.tag is not None and driver != ("tag", search.tag):
+        stmt = stmt.where(_has_term("tag", search.tag))
+    if search.session_type is not None:
+        stmt = stmt.where(S.c.session_type == search.session_type)
+    if not search.include_archived:
+        stmt = stmt.where(S.c.archived_at.is_(None))
+    if search.since is not None:
+        stmt = stmt.where(created >= search.since)
+    if search.until is not None:
+        stmt = stmt.where(created < search.until)
+    if search.words:
+        stmt = stmt.where(S.c.id.in_(_matching_words(dialect, search.words)))
+    if cursor is not None:
+        stmt = stmt.where(
+            or_(
+                created < cursor.created_at,
+                and_(created == cursor.created_at, sid < cursor.session_id),
+            )
+        )
+    return stmt.order_by(created.desc(), sid.desc()).limit(limit)
