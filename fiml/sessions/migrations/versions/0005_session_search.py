@@ -127,24 +127,29 @@ def _index_existing_sqlite(bind: Any) -> None:
     )
 
 
-_TERMS = "INSERT INTO session_search_terms (session_id, kind, term, user_id, created_at) "
 _EXISTING_TERMS = {
     "postgresql": [
-        _TERMS + "SELECT DISTINCT s.id, 'asset', e.value, s.user_id, s.created_at "
+        "INSERT INTO session_search_terms (session_id, kind, term, user_id, created_at) "
+        "SELECT DISTINCT s.id, 'asset', e.value, s.user_id, s.created_at "
         "FROM sessions s, jsonb_array_elements_text(s.assets) AS e(value)",
-        _TERMS + "SELECT DISTINCT s.id, 'tag', e.value, s.user_id, s.created_at "
+        "INSERT INTO session_search_terms (session_id, kind, term, user_id, created_at) "
+        "SELECT DISTINCT s.id, 'tag', e.value, s.user_id, s.created_at "
         "FROM sessions s, jsonb_array_elements_text(s.tags) AS e(value)",
-        _TERMS + "SELECT DISTINCT q.session_id, 'asset', upper(trim(q.parameters ->> 'symbol')), "
+        "INSERT INTO session_search_terms (session_id, kind, term, user_id, created_at) "
+        "SELECT DISTINCT q.session_id, 'asset', upper(trim(q.parameters ->> 'symbol')), "
         "s.user_id, s.created_at FROM session_queries q JOIN sessions s ON s.id = q.session_id "
         "WHERE jsonb_typeof(q.parameters -> 'symbol') = 'string' "
         "AND length(trim(q.parameters ->> 'symbol')) BETWEEN 1 AND 64 ON CONFLICT DO NOTHING",
     ],
     "sqlite": [
-        _TERMS + "SELECT DISTINCT s.id, 'asset', e.value, s.user_id, s.created_at "
+        "INSERT INTO session_search_terms (session_id, kind, term, user_id, created_at) "
+        "SELECT DISTINCT s.id, 'asset', e.value, s.user_id, s.created_at "
         "FROM sessions s, json_each(s.assets) AS e",
-        _TERMS + "SELECT DISTINCT s.id, 'tag', e.value, s.user_id, s.created_at "
+        "INSERT INTO session_search_terms (session_id, kind, term, user_id, created_at) "
+        "SELECT DISTINCT s.id, 'tag', e.value, s.user_id, s.created_at "
         "FROM sessions s, json_each(s.tags) AS e",
-        _TERMS + "SELECT DISTINCT q.session_id, 'asset', "
+        "INSERT INTO session_search_terms (session_id, kind, term, user_id, created_at) "
+        "SELECT DISTINCT q.session_id, 'asset', "
         "upper(trim(json_extract(q.parameters, '$.symbol'))), s.user_id, s.created_at "
         "FROM session_queries q JOIN sessions s ON s.id = q.session_id "
         "WHERE json_type(q.parameters, '$.symbol') = 'text' "
