@@ -55,11 +55,16 @@ from fiml.core.errors import InvalidInputError
 from fiml.core.redis_client import redis_client
 from fiml.sessions.backends import redis_keys as rk
 from fiml.sessions.backends.base import HistoryCounters, SessionChanges, WriteLimits
-from fiml.sessions.backends.redis_apply import apply_args, counters_or_refusal, earliest_expiry
+from fiml.sessions.backends.redis_apply import (
+    apply_args,
+    counters_or_refusal,
+    earliest_expiry,
+    unindexed,
+)
 from fiml.sessions.backends.redis_codec import create_args, to_micros
 from fiml.sessions.backends.redis_commands import Command
 from fiml.sessions.backends.redis_export import RedisExport, parsed_id
-from fiml.sessions.backends.redis_reads import RedisReads
+from fiml.sessions.backends.redis_search import RedisSearch, session_assets
 from fiml.sessions.models import Session
 
 if TYPE_CHECKING:
@@ -70,7 +75,7 @@ __all__ = ["RedisBackend"]
 _LEGACY_TTL_BATCH = 500
 
 
-class RedisBackend(RedisReads, RedisExport):
+class RedisBackend(RedisSearch, RedisExport):
     """Active sessions in Redis; see the module docstring for the keyspace and its safety."""
 
     name = "redis"
@@ -173,11 +178,13 @@ class RedisBackend(RedisReads, RedisExport):
         commands: list[Command] = [
             ("ZADD", self.keys.expiry_index(sid), "LT", to_micros(session.expires_at), sid)
         ]
+        assets = session_assets(session)
         if session.user_id is not None:
             created = to_micros(session.created_at)
             user_index = self.keys.user_index(session.user_id, sid)
             commands.append(("ZADD", user_index, "NX", created, sid))
-        create = (self._create, self.keys.session_keys(sid), create_args(session))
+            commands += self.asset_index_adds(session.user_id, created, sid, assets)
+        create = (self._create, self.keys.session_keys(sid), create_args(session, assets))
         if self._cluster:  # the indexes first, whatever master holds them (module docstring)
             await self._pipeline(commands, durable=True)
             results = await self._pipeline((), [create], durable=True)
@@ -201,7 +208,11 @@ class RedisBackend(RedisReads, RedisExport):
             (reply,) = await self._pipeline((), [(self._apply, keys, args)], durable=True)
         else:
             reply = await self._run(self._apply, keys, args)
-        return counters_or_refusal(reply, session_id, changes, now=now, limits=limits)
+        counters = counters_or_refusal(reply, session_id, changes, now=now, limits=limits)
+        user, created, assets = unindexed(reply)
+        if assets:
+            await self.index_assets(session_id, user, created, assets)
+        return counters
 
     async def delete(self, session_id: UUID) -> bool:
         """Delete a session's keys, then its index entries."""

@@ -6,7 +6,7 @@ builds what it takes from a :class:`~fiml.sessions.backends.base.SessionChanges`
 what it returns into the write's counters or into the rules' own refusal.
 
 KEYS are the session's keys in :class:`~fiml.sessions.backends.redis_keys.SessionKeys`
-order: meta, queries, qids, then the four state-section hashes.
+order: meta, queries, qids, the four state-section hashes, then the indexed assets.
 
 ``ARGV[1]`` is a JSON object, the write's header. Times and durations in it are decimal
 strings of microseconds, exact in Lua, where a JSON number is a double:
@@ -18,13 +18,15 @@ strings of microseconds, exact in Lua, where a JSON number is a double:
 - when the write edits the list: ``assets``, ``tags``: ``{added, removed, replace, min,
   max}``, the :class:`~fiml.sessions.backends.base.ListChange` and the sizes the merged
   list must stay within;
+- when the write brings assets (added ones, its queries' symbols): ``index``, those assets;
 - when the write changes state keys: ``sections``: per section, in ``STATE_SECTIONS``
   order, how many keys it sets and how many it deletes (eight numbers).
 
 ``ARGV[2 ..]``: each new query's JSON, in order (what the queries list holds); then per
 state section its key/JSON pairs to set, then its keys to delete.
 
-The reply is ``{'ok', total_queries, cache_hits, version, expires_at, queries added}`` or a
+The reply is ``{'ok', total_queries, cache_hits, version, expires_at, queries added, user id
+('' for none), created_at, the assets of ``index`` its user's asset indexes lack}`` or a
 refusal: ``{'not_found'}``, ``{'archived'}``, ``{'closed'}``, ``{'expired'}``,
 ``{'conflict', stored version}``, ``{'limit'}``, ``{'state_keys', section 1-4, keys after
 the merge}``, ``{'list_size', list name, size after the merge}``, ``{'ttl', stored
@@ -57,8 +59,9 @@ from fiml.sessions.backends.base import (
 from fiml.sessions.backends.redis_codec import MICROSECOND, from_micros, to_micros
 from fiml.sessions.backends.rules import new_expiry, state_keys_error
 from fiml.sessions.models import MAX_STATE_KEYS, STATE_SECTIONS, to_json
+from fiml.sessions.search import query_asset
 
-__all__ = ["apply_args", "counters_or_refusal", "earliest_expiry"]
+__all__ = ["apply_args", "counters_or_refusal", "earliest_expiry", "unindexed", "written_assets"]
 
 _NOT_WRITABLE = {
     "archived": SessionArchivedError,
@@ -116,8 +119,25 @@ def apply_args(changes: SessionChanges, now: datetime, limits: WriteLimits) -> l
         args += deletes
     if any(counts):
         header["sections"] = counts
+    brought = written_assets(changes)
+    if brought:
+        header["index"] = brought
     args[0] = pydantic_core.to_json(header)  # plain data, several times faster than json
     return args
+
+
+def written_assets(changes: SessionChanges) -> list[str]:
+    """The assets a write brings to its session: those it adds, its queries' symbols."""
+    added = [] if changes.assets is None else changes.assets.added
+    symbols = (query_asset(q) for q in changes.new_queries)
+    return list(dict.fromkeys([*added, *(s for s in symbols if s is not None)]))
+
+
+def unindexed(reply: list[Any]) -> tuple[str, int, list[str]]:
+    """Of an 'ok' reply: the session's user ('' for none), its creation time in
+    microseconds, and the assets it brought that the user's asset indexes lack."""
+    user, created, *assets = reply[6:]
+    return str(user), int(created), [str(asset) for asset in assets]
 
 
 def earliest_expiry(changes: SessionChanges, now: datetime) -> datetime | None:
@@ -139,7 +159,7 @@ def counters_or_refusal(
     """The counters of a write the script made, or the rules' error for its refusal."""
     code, *detail = reply
     if code == "ok":
-        total, hits, version, _expires_at, added = detail
+        total, hits, version, _expires_at, added = detail[:5]
         return HistoryCounters(
             total_queries=total, cache_hits=hits, version=version, added_queries=added
         )

@@ -10,7 +10,7 @@ they round-trip exactly. The APPLY script's protocol is in
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 from uuid import UUID
@@ -131,8 +131,9 @@ def _meta_items(session: Session) -> list[str | int]:
     return items
 
 
-def create_args(session: Session) -> list[str | int]:
-    """ARGV of ``redis_keys.CREATE`` for a new session."""
+def create_args(session: Session, indexed_assets: Sequence[str] = ()) -> list[str | int]:
+    """ARGV of ``redis_keys.CREATE`` for a new session whose user's asset indexes hold
+    ``indexed_assets``."""
     meta = _meta_items(session)
     queries = session.state.history.queries
     args: list[str | int] = [len(meta), *meta, len(queries)]
@@ -143,6 +144,7 @@ def create_args(session: Session) -> list[str | int]:
         args.append(2 * len(values))
         for key, value in values.items():
             args += [key, to_json(value)]
+    args += [len(indexed_assets), *indexed_assets]
     return args
 
 

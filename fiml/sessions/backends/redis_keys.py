@@ -11,6 +11,9 @@ sessions package touches, so the whole layout reads at a glance::
     <p>:s:{<session id>}:preferences           hash: key -> JSON value
     <p>:s:{<session id>}:intermediate_results  hash: key -> JSON value
     <p>:s:{<session id>}:metadata              hash: key -> JSON value
+    <p>:s:{<session id>}:assets                set: assets the user's asset indexes hold
+    <p>:assets:{<user id>}:<asset>             sorted set: the user's session ids that
+                                               held or queried the asset, score = created_at
     <p>:users:{<n>:<user id>}:sessions        sorted set: shard n of a user's sessions,
                                                session id, score = created_at
     <p>:expiry:{<n>}                           sorted set: shard n of the expiry index,
@@ -31,7 +34,9 @@ of its own, so that a cluster spreads them over its slots, hence its masters: a 
 shard ``n`` is tagged ``{<n>:<user id>}``, so different users' indexes spread too. A
 session's entries sit in the same shard number of both indexes. The unsharded indexes of
 earlier versions (and shards of an earlier shard count) are moved into the shards by
-:mod:`~fiml.sessions.backends.redis_indexes` when a backend starts.
+:mod:`~fiml.sessions.backends.redis_indexes` when a backend starts. A user's asset indexes
+(:mod:`~fiml.sessions.backends.redis_search`) are keys of their own too, never touched by a
+script, each under the hash tag ``{<user id>}``.
 
 Fields of the meta hash (times are integer microseconds since the Unix epoch, as decimal
 strings, so they round-trip exactly and compare exactly inside Lua, whose numbers are
@@ -75,6 +80,8 @@ class SessionKeys(NamedTuple):
     preferences: str
     intermediate_results: str
     metadata: str
+    assets: str
+    """The assets of this session that its user's asset indexes hold (``redis_search``)."""
 
     @property
     def sections(self) -> tuple[str, str, str, str]:
@@ -151,11 +158,16 @@ class RedisKeyspace:
             preferences=f"{base}:preferences",
             intermediate_results=f"{base}:intermediate_results",
             metadata=f"{base}:metadata",
+            assets=f"{base}:assets",
         )
 
     def meta_key(self, session_id: UUID | str) -> str:
         """The meta hash of one session (``session_keys(session_id).meta``)."""
         return f"{self.prefix}:s:{{{session_id}}}:meta"
+
+    def user_asset_index(self, user_id: str, asset: str) -> str:
+        """The sorted set of one user's sessions that held or queried ``asset``."""
+        return f"{self.prefix}:assets:{{{user_id}}}:{asset}"
 
     def job_lock(self, job_name: str) -> str:
         """The lock of one background job (:class:`~fiml.sessions.joblock.RedisJobLock`)."""

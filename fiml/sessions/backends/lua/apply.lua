@@ -14,9 +14,12 @@
 --     stay within;
 --   when the write changes state keys: sections: per state section, how many keys it sets
 --     and how many it deletes (eight numbers; absent, no section is read).
+--   index: the assets the write brings (added ones, its queries' symbols; maybe none).
+-- KEYS[8]: the assets the user's asset indexes hold already.
 -- ARGV[2..]: each new query's JSON, in order; then per state section its key/JSON pairs
 --   to set, then its keys to delete.
--- Returns {'ok', total_queries, cache_hits, version, expires_at, new queries added} or a
+-- Returns {'ok', total_queries, cache_hits, version, expires_at, new queries added,
+-- user_id ('' for none), created_at, then each asset of index not in KEYS[8]} or a
 -- refusal: {'not_found'}, {'closed'}, {'expired'}, {'archived'}, {'conflict', version},
 -- {'limit'}, {'state_keys', section 1-4, keys after the merge}, {'list_size', list name,
 -- size after the merge}, {'ttl', stored expires_at}.
@@ -24,7 +27,7 @@ local function decimal(x) return string.format('%.0f', x) end  -- exact, unlike 
 local meta = KEYS[1]
 local m = redis.call('HMGET', meta, 'version', 'expires_at', 'closed_at', 'frozen',
   'total_queries', 'cache_hits', 'first_query_at', 'last_query_at', 'last_accessed_at',
-  'created_at')
+  'created_at', 'user_id')
 if not m[1] then return {'not_found'} end
 if m[3] then return {'closed'} end
 local w = cjson.decode(ARGV[1])
@@ -139,4 +142,9 @@ if new_expiry then
   fields[#fields + 1] = 'expires_at'; fields[#fields + 1] = decimal(new_expiry)
 end
 redis.call('HSET', meta, unpack(fields))
-return {'ok', total, hits, version + 1, decimal(new_expiry or expires), #fresh}
+local reply = {'ok', total, hits, version + 1, decimal(new_expiry or expires), #fresh,
+  m[11] or '', m[10]}
+for _, asset in ipairs(w.index or {}) do
+  if redis.call('SISMEMBER', KEYS[8], asset) == 0 then reply[#reply + 1] = asset end
+end
+return reply

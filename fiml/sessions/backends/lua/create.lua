@@ -1,5 +1,6 @@
 -- KEYS: the session's keys.  ARGV: n, n meta field/value items,
--- nq, nq (query id, query JSON) pairs, then per state section: n, n key/JSON items.
+-- nq, nq (query id, query JSON) pairs, then per state section: n, n key/JSON items,
+-- then na, na assets its user's asset indexes hold (KEYS[8]).
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 local p = 1
 local n = tonumber(ARGV[p])
@@ -16,4 +17,6 @@ for s = 4, 7 do
   for i = p + 1, p + n, 2 do redis.call('HSET', KEYS[s], ARGV[i], ARGV[i + 1]) end
   p = p + n + 1
 end
+n = tonumber(ARGV[p])
+if n > 0 then redis.call('SADD', KEYS[8], unpack(ARGV, p + 1, p + n)) end
 return 1
