@@ -48,6 +48,7 @@ from fiml.mcp.auth import (
     local_identity,
 )
 from fiml.mcp.body_deadline import BodyDeadline
+from fiml.mcp.find_tools import FindTools
 from fiml.mcp.fair_share import FairShare, FairShareLimits
 from fiml.mcp.oauth import CombinedVerifier, JwtVerifier, OAuthConfig
 from fiml.mcp.ops_routes import OpsEndpoints
@@ -132,6 +133,7 @@ def build_server(
     SessionTools(store, identity).register(server)
     ShareTools(store, identity).register(server)
     TemplateTools(store, identity).register(server)
+    FindTools(store, identity).register(server)
     SearchTools(store, market, identity).register(server)
     AnalyticsTool(identity, stats or AnalyticsStats(SessionAnalytics(store))).register(server)
     SessionResources(store, identity).register(server)

@@ -48,6 +48,7 @@ USERS = {"alice": "user", "bob": "user", "root": "admin"}
 READ_ONLY_TOOLS = {
     "get-session-info",
     "list-sessions",
+    "search-sessions",
     "get-session-history",
     "list-shared-sessions",
     "list-session-templates",

@@ -52,6 +52,7 @@ PARAMETERS = {
     "create-analysis-session": ["assets", "session_type", "ttl_hours", "tags", "template"],
     "get-session-info": ["session_id"],
     "list-sessions": ["include_archived", "limit", "cursor"],
+    "search-sessions": ["asset", "text", "since", "limit", "cursor"],
     "extend-session": ["session_id", "hours"],
     "close-analysis-session": ["session_id"],
     "get-session-history": ["session_id", "offset", "limit"],

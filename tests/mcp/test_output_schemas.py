@@ -29,6 +29,7 @@ RESULT_MODELS: dict[str, type[BaseModel]] = {
     "create-analysis-session": schemas.SessionDetails,
     "get-session-info": schemas.SessionInfo,
     "list-sessions": schemas.SessionList,
+    "search-sessions": schemas.SessionList,
     "extend-session": schemas.SessionDetails,
     "close-analysis-session": schemas.SessionDetails,
     "get-session-history": schemas.HistoryResult,
@@ -108,6 +109,7 @@ async def real_results(client: Client) -> dict[str, list[dict[str, Any]]]:
     await call("get-session-info", session_id=sid)
     await call("get-session-history", session_id=sid, limit=1)
     await call("list-sessions", limit=1)
+    await call("search-sessions", asset="AAPL", limit=1)
     await call("extend-session", session_id=sid, hours=1)
     await call("close-analysis-session", session_id=sid)
     await call("get-session-info", session_id=sid)

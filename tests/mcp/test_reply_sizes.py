@@ -31,6 +31,7 @@ BOUNDS: dict[str, int] = {
     "update-session-context": 400,
     "get-session-analytics": 1_200,
     "list-sessions": 100 + 600 * 20,
+    "search-sessions": 100 + 600 * 20,
     "get-session-history": 200 + PER_QUERY_BYTES * 50,
     "get-session-info": 2_000 + PER_QUERY_BYTES * INFO_RECENT_QUERIES,
 }
@@ -127,12 +128,18 @@ async def test_every_other_tool_fits_its_bound(
         "update-session-context": {"context": {"goal": "compare"}},
         "get-session-analytics": {},
         "list-sessions": {},
+        "search-sessions": {"asset": "AAPL"},
     }
     async with connect("alice") as alice:
         sid = await new_session(alice, "AAPL", "MSFT", "BTC", tags=["bench"])
         await _seed(session_store, sid, queries)
         given = arguments.get(tool, {})
-        if tool not in {"create-analysis-session", "get-session-analytics", "list-sessions"}:
+        if tool not in {
+            "create-analysis-session",
+            "get-session-analytics",
+            "list-sessions",
+            "search-sessions",
+        }:
             given = {**given, "session_id": sid}
 
         result = await _reply(alice, tool, given)

@@ -9,6 +9,7 @@ SESSION_TOOLS = {
     "create-analysis-session",
     "get-session-info",
     "list-sessions",
+    "search-sessions",
     "extend-session",
     "close-analysis-session",
     "get-session-history",
@@ -21,6 +22,7 @@ SEARCH_TOOLS = {"search-by-symbol", "search-by-coin"}
 READ_ONLY = {
     "get-session-info",
     "list-sessions",
+    "search-sessions",
     "get-session-history",
     "get-session-analytics",
     "list-shared-sessions",

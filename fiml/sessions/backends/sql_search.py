@@ -124,8 +124,12 @@ def index_write(
     _insert_terms(conn, rows)
 
 
+_OTHER_TERMS = T.alias("other_terms")  # beside the term a search walks, when it walks one
+
+
 def _has_term(kind: str, term: str) -> Any:
-    return exists().where(T.c.session_id == S.c.id, T.c.kind == kind, T.c.term == term)
+    other = _OTHER_TERMS
+    return exists().where(other.c.session_id == S.c.id, other.c.kind == kind, other.c.term == term)
 
 
 def _matching_words(dialect: str, words: Sequence[str]) -> Any:
