@@ -48,8 +48,8 @@ from fiml.mcp.auth import (
     local_identity,
 )
 from fiml.mcp.body_deadline import BodyDeadline
-from fiml.mcp.find_tools import FindTools
 from fiml.mcp.fair_share import FairShare, FairShareLimits
+from fiml.mcp.find_tools import FindTools
 from fiml.mcp.oauth import CombinedVerifier, JwtVerifier, OAuthConfig
 from fiml.mcp.ops_routes import OpsEndpoints
 from fiml.mcp.resource_listing import SessionResourceListing
