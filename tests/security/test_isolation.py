@@ -204,3 +204,34 @@ def test_users_whose_names_only_look_alike_are_different_users(
 
     assert assert_valid_result(listed, harness.tools["list-sessions"])["sessions"] == []
     assert error_message(info).endswith(f"session {harness.session('own')} not found")
+
+
+SEARCHES: list[dict[str, Any]] = [
+    {},
+    {"asset": "MSFT"},
+    {"tag": "fresh"},
+    {"session_type": "equity"},
+    {"text": "thesis growth"},
+    {"include_archived": False, "limit": 1000},
+]
+
+
+@pytest.mark.parametrize("via", ["memory", "http"])
+def test_search_finds_only_the_callers_sessions(harness: Harness, via: str) -> None:
+    """The same searches by alice and by bob, in memory and over HTTP with each one's
+    token: each sees some of their own sessions, never one of the other's."""
+    harness.new_session("alice")
+    harness.new_session("bob")
+    tool = harness.tools["search-sessions"]
+    for user, other in (("alice", "bob"), ("bob", "alice")):
+        seen: set[str] = set()
+        for criteria in SEARCHES:
+            if via == "http":
+                result = http_call(harness, user, "search-sessions", criteria)
+            else:
+                result = harness.call("search-sessions", criteria, user)
+            found = {s["session_id"] for s in assert_valid_result(result, tool)["sessions"]}
+            assert not found & owned_ids(harness, other), (user, criteria)
+            assert found <= owned_ids(harness, user), (user, criteria)
+            seen |= found
+        assert seen, user  # the searches do find the caller's own sessions
