@@ -1,4 +1,4 @@
-"""``fiml sessions list|show|extend|close|archive|delete|quarantined``: every user's
+"""``fiml sessions list|search|show|extend|close|archive|delete|quarantined``: every user's
 sessions, as admin.
 
 Unlike the MCP tools, which only ever show callers their own sessions, these commands
@@ -96,6 +96,70 @@ def list_sessions(
         if include_archived:
             more += " --include-archived"
         typer.echo(f"more: {more}")
+
+
+@sessions_app.command("search")
+def search_sessions(
+    user: Annotated[
+        str | None,
+        typer.Option(help="Whose sessions (default: FIML_USER or the OS user, as over stdio)."),
+    ] = None,
+    asset: Annotated[
+        str | None, typer.Option(help="Sessions that hold or held it, or queried it.")
+    ] = None,
+    tag: Annotated[str | None, typer.Option(help="Sessions carrying this tag.")] = None,
+    session_type: Annotated[
+        str | None, typer.Option("--type", help="Sessions of this type.")
+    ] = None,
+    text: Annotated[
+        str | None,
+        typer.Option(help="Words that the context or one query's result summary holds."),
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option(help="Created at or after this ISO 8601 time (with offset).")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option(help="Created before this ISO 8601 time (with offset).")
+    ] = None,
+    include_archived: Annotated[
+        bool, typer.Option("--include-archived/--active-only", help="Search archived ones too.")
+    ] = True,
+    limit: Annotated[int, typer.Option(help="Sessions per page (1-1000).")] = 20,
+    cursor: Annotated[
+        str | None, typer.Option(help="Continue after a previous page (its next cursor).")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """A user's sessions matching every criterion given, newest first, a page at a time."""
+
+    async def work(settings: Settings) -> tuple[str, SessionPage]:
+        owner = user if user is not None else _local_user(settings)
+        async with open_store(settings) as store:
+            page = await store.search_user_sessions(
+                owner,
+                asset=asset,
+                tag=tag,
+                session_type=session_type,
+                text=text,
+                since=since,
+                until=until,
+                include_archived=include_archived,
+                limit=limit,
+                cursor=cursor,
+            )
+        return owner, page
+
+    owner, page = run(work)
+    from fiml.cli.render import sessions_table
+
+    if as_json:
+        print_json({"user_id": owner, **page.model_dump(mode="json")})
+        return
+    out_console().print(sessions_table(page.sessions, title=f"Sessions of {owner} found"))
+    if not page.sessions:
+        typer.echo("no sessions")
+    if page.next_cursor:
+        typer.echo(f"more: pass --cursor {page.next_cursor} with the same criteria")
 
 
 @sessions_app.command("show")

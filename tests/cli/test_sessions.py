@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
+from fiml.cli.failures import EXIT_BAD_INPUT
 from fiml.sessions.models import SessionStatus
 from fiml.sessions.store import SessionStore
 from tests.cli.conftest import (
@@ -254,3 +255,35 @@ def test_a_malformed_session_id_is_one_line(command: str) -> None:
     result = invoke("sessions", command, "12345")
 
     assert_one_line_error(result, 2, "invalid session_id '12345': not a valid UUID")
+
+
+def test_search_finds_a_users_sessions_by_each_criterion(seeded: Seeded) -> None:
+    def found(*criteria: str) -> list[str]:
+        page = ok_json("sessions", "search", "--user", "alice", *criteria)
+        assert page["user_id"] == "alice"
+        return [s["id"] for s in page["sessions"]]
+
+    assert found() == [seeded.expired, seeded.closed, seeded.active]
+    assert found("--asset", "msft") == [seeded.active]
+    assert found("--tag", "q3", "--text", "margins") == [seeded.active]
+    assert found("--type", "crypto") == [seeded.expired, seeded.closed]
+    assert found("--asset", "TSLA") == []  # bob's
+    first = ok_json("sessions", "search", "--user", "alice", "--type", "crypto", "--limit", "1")
+    rest = ok_json(
+        "sessions",
+        "search",
+        "--user",
+        "alice",
+        "--type",
+        "crypto",
+        "--cursor",
+        first["next_cursor"],
+    )
+    assert [s["id"] for s in rest["sessions"]] == [seeded.closed]
+    table = invoke("sessions", "search", "--user", "alice", "--asset", "AAPL")
+    assert seeded.active in table.stdout and seeded.closed not in table.stdout
+
+
+def test_search_refuses_a_bad_criterion_in_one_line(seeded: Seeded) -> None:
+    result = invoke("sessions", "search", "--user", "alice", "--since", "yesterday")
+    assert_one_line_error(result, EXIT_BAD_INPUT, "since")
