@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from alembic.config import Config
 
 __all__ = [
+    "FULL_TEXT_OBJECTS",
     "HEAD_REVISION",
     "REVISIONS",
     "SchemaReport",
@@ -188,8 +189,24 @@ async def verify_schema(engine: AsyncEngine) -> SchemaReport:
         return await conn.run_sync(_inspect)
 
 
-# What migration 0005 adds on SQLite outside the ORM schema (triggers go with their tables).
+FULL_TEXT_OBJECTS = frozenset(
+    {
+        # PostgreSQL: tsvector columns and their GIN indexes (the trigger goes with the table)
+        "context_search",
+        "summary_search",
+        "ix_sessions_context_search",
+        "ix_session_queries_summary_search",
+        # SQLite: the FTS5 table, its shadow tables, and the documents' table
+        "session_search_docs",
+        "session_search_fts",
+        *(f"session_search_fts_{shadow}" for shadow in ("data", "idx", "content", "docsize")),
+        "session_search_fts_config",
+    }
+)
+"""What migration 0005 creates outside the ORM schema (``sql_search`` reads them), by name:
+a comparison of the database with the models leaves them out."""
 _SQLITE_SEARCH_TABLES = ("session_search_fts", "session_search_docs")
+_PG_SEARCH_FUNCTION = "DROP FUNCTION IF EXISTS fiml_session_context_search() CASCADE"
 
 
 def _drop(connection: Connection) -> None:
@@ -197,6 +214,8 @@ def _drop(connection: Connection) -> None:
         for table in _SQLITE_SEARCH_TABLES:
             connection.execute(text(f"DROP TABLE IF EXISTS {table}"))
     metadata.drop_all(connection)
+    if connection.dialect.name == "postgresql":
+        connection.execute(text(_PG_SEARCH_FUNCTION))
     connection.execute(text("DROP TABLE IF EXISTS alembic_version"))
 
 
