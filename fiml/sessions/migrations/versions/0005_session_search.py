@@ -30,7 +30,8 @@ depends_on: str | Sequence[str] | None = None
 
 _PG_UPGRADE = [
     "ALTER TABLE sessions ADD COLUMN context_search tsvector",
-    """CREATE OR REPLACE FUNCTION fiml_session_context_search() RETURNS trigger LANGUAGE plpgsql AS $$
+    """CREATE OR REPLACE FUNCTION fiml_session_context_search() RETURNS trigger
+    LANGUAGE plpgsql AS $$
     BEGIN
       NEW.context_search := jsonb_to_tsvector('simple', NEW.context, '["string"]');
       RETURN NEW;
