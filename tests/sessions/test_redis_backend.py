@@ -401,6 +401,10 @@ async def test_a_crash_at_any_step_of_archival_loses_and_duplicates_nothing(
     assert copied + (await store.cleanup_expired_sessions()).archived == 6
     for user in ("u0", "u1", "u2"):  # a listing drops user-index entries left by the crash
         assert await store.list_user_sessions(user) == []
+    for key in await raw.keys("fiml:assets:{*}:*"):  # and a search, asset-index ones
+        user, asset = key.split("{", 1)[1].split("}:", 1)
+        found = await store.search_user_sessions(user, asset=asset, include_archived=False)
+        assert found.sessions == []
     await assert_archived_exactly(store, raw, ids, queries=3)
 
 
@@ -548,3 +552,23 @@ async def test_postgres_only_mode_loses_nothing_to_a_redis_flush(
         assert loaded.state.context == {"thesis": "long"}
     async with SessionStore(settings) as again:
         assert [s.id for s in await again.list_user_sessions("u1")] == [session.id]
+
+
+async def test_an_asset_index_entry_lost_in_a_crash_comes_back_with_the_next_write(
+    store: SessionStore, raw: redis.Redis
+) -> None:
+    """The asset index is written after the apply script: a process dying in between leaves
+    the session's ``assets`` set without the asset, so the next write bringing it indexes it."""
+    session = await store.create_session(["AAPL"], "equity", user_id="crash")
+    tracked = QueryRecord(query_type="q", parameters={"symbol": "NVDA"})
+    await store.append_query(session.id, tracked)
+    found = await store.search_user_sessions("crash", asset="NVDA")
+    assert [s.id for s in found.sessions] == [session.id]
+
+    await raw.zrem(KEYS.user_asset_index("crash", "NVDA"), str(session.id))  # the crash
+    await raw.srem(KEYS.session_keys(session.id).assets, "NVDA")
+    assert (await store.search_user_sessions("crash", asset="NVDA")).sessions == []
+
+    await store.append_query(session.id, QueryRecord(query_type="q", parameters={"symbol": "nvda"}))
+    found = await store.search_user_sessions("crash", asset="NVDA")
+    assert [s.id for s in found.sessions] == [session.id]

@@ -210,7 +210,7 @@ class RedisBackend(RedisSearch, RedisExport):
             reply = await self._run(self._apply, keys, args)
         counters = counters_or_refusal(reply, session_id, changes, now=now, limits=limits)
         user, created, assets = unindexed(reply)
-        if assets:
+        if assets and user:  # a session without a user is never searched
             await self.index_assets(session_id, user, created, assets)
         return counters
 

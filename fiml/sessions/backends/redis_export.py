@@ -60,12 +60,14 @@ class RedisExport(RedisIndexes):
             (), [(self._remove, self.keys.session_keys(sid), ()) for sid in session_ids]
         )
         by_key: dict[str, list[str]] = {}
-        for sid, (_existed, user) in zip(session_ids, removed, strict=True):
+        for sid, (_existed, user, *assets) in zip(session_ids, removed, strict=True):
             by_key.setdefault(self.keys.expiry_index(sid), []).append(str(sid))
-            if user is not None:
+            if user:
                 by_key.setdefault(self.keys.user_index(user, sid), []).append(str(sid))
+                for asset in assets:
+                    by_key.setdefault(self.keys.user_asset_index(user, asset), []).append(str(sid))
         await self._pipeline([("ZREM", key, *ids) for key, ids in by_key.items()])
-        return sum(existed for existed, _user in removed)
+        return sum(int(reply[0]) for reply in removed)
 
     async def export_sessions(self, session_ids: Sequence[UUID]) -> ExportedSessions:
         """Freeze the sessions (no more writes) and return them with their whole histories;

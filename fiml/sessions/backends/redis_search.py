@@ -67,9 +67,8 @@ class RedisSearch(RedisReads):
     ) -> None:
         """Add a session to its user's asset indexes, then record that they hold it."""
         sid = str(session_id)
-        if user_id:
-            await self._pipeline(self.asset_index_adds(user_id, created_us, sid, assets))
-        await self._call("SADD", self.keys.session_keys(sid).assets, *assets)
+        commands = self.asset_index_adds(user_id, created_us, sid, assets)
+        await self._pipeline([*commands, ("SADD", self.keys.session_keys(sid).assets, *assets)])
 
     async def search_user(
         self, user_id: str, search: SessionSearch, *, limit: int, cursor: ListCursor | None
