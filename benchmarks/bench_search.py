@@ -14,18 +14,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
 import tempfile
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench_store import _analyze, _reset
+from harness import Timing, measure, table, write_section
 
-from benchmarks.bench_store import _analyze, _reset  # noqa: E402
-from benchmarks.harness import Timing, measure, table, write_section  # noqa: E402
-from fiml.sessions import QueryRecord, SessionStore, SessionType  # noqa: E402
-from fiml.sessions.models import Session, utcnow  # noqa: E402
+from fiml.sessions import QueryRecord, SessionStore, SessionType
+from fiml.sessions.models import Session, utcnow
 
 SEARCHER = "searcher"
 MINE = 20
@@ -97,7 +95,7 @@ async def run(deployment: str, quick: bool) -> None:
                 seeded = size
                 await _analyze(store)
                 if deployment != "sqlite" and hasattr(store.archive, "engine"):
-                    async with store.archive.engine.begin() as conn:  # type: ignore[attr-defined]
+                    async with store.archive.engine.begin() as conn:
                         for name in ("session_search_terms", "session_queries"):
                             await conn.exec_driver_sql(f"ANALYZE {name}")
                 base = await measure("get_session", get, samples=samples)

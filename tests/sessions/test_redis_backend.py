@@ -402,7 +402,7 @@ async def test_a_crash_at_any_step_of_archival_loses_and_duplicates_nothing(
     for user in ("u0", "u1", "u2"):  # a listing drops user-index entries left by the crash
         assert await store.list_user_sessions(user) == []
     for key in await raw.keys("fiml:assets:{*}:*"):  # and a search, asset-index ones
-        user, asset = key.split("{", 1)[1].split("}:", 1)
+        user, asset = str(key).split("{", 1)[1].split("}:", 1)
         found = await store.search_user_sessions(user, asset=asset, include_archived=False)
         assert found.sessions == []
     await assert_archived_exactly(store, raw, ids, queries=3)
