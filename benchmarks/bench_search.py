@@ -42,6 +42,16 @@ SEARCHES: dict[str, dict[str, Any]] = {
 }
 
 
+NOTE = """\
+**Reading it.** Searches by asset (the session's or a query's symbol), tag or type, and by
+words only the searcher's sessions hold, walk the searcher's own index rows: their ratio to
+get_session should stay within noise from 1,000 to 100,000 stored sessions. A word that every
+stored session's context holds ('growth') is found through the full-text index, which knows
+no user: that search reads every session holding the word and grows with the store (on Redis
+it walks the searcher's active sessions instead). Combine such a word with an asset or a tag
+to keep it bounded."""
+
+
 async def _seed_others(store: SessionStore, count: int, start: int) -> None:
     now = utcnow()
 
@@ -115,6 +125,8 @@ async def run(deployment: str, quick: bool) -> None:
     body += (
         "\n\nRatios: a search's p50 over the p50 of get_session samples interleaved with it."
         + ("\n\n(quick run: 1,000 and 10,000 stored)" if quick else "")
+        + "\n\n"
+        + NOTE
     )
     write_section(f"search-{deployment}", f"Session search on {deployment}", body)
     print(body)

@@ -114,10 +114,14 @@ def index_write(
     queries: Sequence[QueryRecord],
 ) -> None:
     """The terms a write changes: assets it adds (the asset index only grows), the
-    symbols of its new queries, and the tags, set whole when the write changes them."""
+    symbols of its new queries, and the tags, set whole when the write changes them.
+
+    The assets stored before the write are indexed already: a query on one of them, the
+    usual case, costs no statement here."""
     user, created = stored["user_id"], stored["created_at"]
-    assets = [*values.get("assets", ()), *_query_assets(queries)]
-    rows = _term_rows(session_id, user, created, "asset", assets)
+    indexed = set(stored.get("assets") or ())
+    brought = [*values.get("assets", ()), *_query_assets(queries)]
+    rows = _term_rows(session_id, user, created, "asset", [a for a in brought if a not in indexed])
     if "tags" in values:
         conn.execute(delete(T).where(T.c.session_id == session_id, T.c.kind == "tag"))
         rows += _term_rows(session_id, user, created, "tag", values["tags"])
