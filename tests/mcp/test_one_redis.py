@@ -91,6 +91,8 @@ async def test_every_key_follows_the_one_prefix_setting(tmp_path: Path, raw: red
         keys.layout_marker,
         keys.shard_count_marker,
         keys.user_index("u1", kept.id),
+        keys.user_asset_index("u1", "AAPL"),
+        keys.user_asset_index("u1", "S1"),  # the tracked query's symbol
         *(key for key in keys.session_keys(kept.id) if key in stored),
         f"{PREFIX}:quote:equity:yahoo:AAPL:",
     }
