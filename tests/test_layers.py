@@ -36,7 +36,15 @@ ALLOWED = {
 """Which layers each layer may import (``fiml`` itself, the version, is open to all)."""
 
 BACKEND_FAMILIES = {
-    "sql": ("sql", "sql_archive", "sql_faults", "sql_metrics", "sql_rows", "sql_sharing"),
+    "sql": (
+        "sql",
+        "sql_archive",
+        "sql_faults",
+        "sql_metrics",
+        "sql_rows",
+        "sql_search",
+        "sql_sharing",
+    ),
     "redis": (
         "redis",
         "redis_apply",
@@ -47,6 +55,7 @@ BACKEND_FAMILIES = {
         "redis_keys",
         "redis_persistence",
         "redis_reads",
+        "redis_search",
     ),
 }
 """The implementation modules of each backend under ``fiml/sessions/backends``; ``base``
