@@ -402,7 +402,6 @@ def create_engine(
         pool_size=pool_size,
         max_overflow=max_overflow,
         pool_timeout=pool_timeout,
-        pool_pre_ping=True,
         async_creator=_asyncpg_connector(url, timeout),
         json_serializer=_json_text,
     )

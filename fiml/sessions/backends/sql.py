@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -33,6 +34,7 @@ from sqlalchemy import (
     delete,
     func,
     insert,
+    literal,
     or_,
     select,
     type_coerce,
@@ -49,7 +51,7 @@ from fiml.sessions.backends.base import (
     WriteLimits,
 )
 from fiml.sessions.backends.fields import SUMMARY_FIELDS, values_of
-from fiml.sessions.backends.rules import StoredSession, plan_write
+from fiml.sessions.backends.rules import PlannedWrite, StoredSession, plan_write
 from fiml.sessions.backends.sql_archive import ArchivedInPlace, SqlArchive
 from fiml.sessions.backends.sql_faults import unavailable_as_error
 from fiml.sessions.backends.sql_metrics import SqlMetrics
@@ -112,6 +114,21 @@ def _insert_new_queries(dialect: str) -> Any:
     and returns the ids it inserted: the duplicate check and the insert in one statement."""
     ins = (postgresql if dialect == "postgresql" else sqlite).insert(Q)
     return ins.on_conflict_do_nothing(index_elements=[Q.c.session_id, Q.c.id]).returning(Q.c.id)
+
+
+@functools.cache
+def _row_to_plan(sections: frozenset[str], with_query: bool) -> Select[Any]:
+    """The session's row as :func:`_locked_row` reads it, unlocked, and with a query
+    whether the write's one query (``qid``) is recorded: one statement, one snapshot."""
+    columns = [c for c in S.c if c.name not in _SECTION_COLUMNS - sections]
+    stmt = select(*columns).where(S.c.id == bindparam("sid"))
+    if with_query:
+        recorded = select(Q.c.id).where(Q.c.session_id == S.c.id, Q.c.id == bindparam("qid"))
+        stmt = stmt.add_columns(recorded.exists().label(_RECORDED))
+    return stmt
+
+
+_RECORDED = "fiml_query_recorded"
 
 
 def _touched_sections(changes: SessionChanges) -> frozenset[str]:
@@ -193,6 +210,66 @@ def _apply(
     return write.counters
 
 
+@dataclass(frozen=True, slots=True)
+class _Planned:
+    """A write decided on an unlocked read: what it sets, on the version it read."""
+
+    read_version: int
+    write: PlannedWrite
+
+
+def _plan_unlocked(
+    conn: Connection,
+    session_id: UUID,
+    changes: SessionChanges,
+    now: datetime,
+    limits: WriteLimits,
+) -> _Planned:
+    """PostgreSQL: the write of ``changes`` (one new query at most) as :func:`plan_write`
+    decides it on the row read without a lock, in one statement with whether the query
+    is recorded already. A refusal raises: it is true of the version read."""
+    query = changes.new_queries[0] if changes.new_queries else None
+    params: dict[str, Any] = {"sid": session_id}
+    if query is not None:
+        params["qid"] = query.id
+    stmt = _row_to_plan(_touched_sections(changes), query is not None)
+    row = conn.execute(stmt, params).mappings().first()
+    if row is None:
+        raise SessionNotFoundError(session_id)
+    values = dict(row)
+    recorded = {query.id} if query is not None and values.pop(_RECORDED) else set()
+    stored = StoredSession.of(values, recorded_query_ids=recorded)
+    write = plan_write(session_id, stored, changes, now=now, limits=limits)
+    return _Planned(stored.version, write)
+
+
+def _write_if_unchanged(conn: Connection, session_id: UUID, planned: _Planned) -> bool:
+    """PostgreSQL, autocommit: the planned write as one statement, which changes nothing
+    unless the session is still at the version read (any write bumps it); whether it did.
+
+    With a new query, the row's update is a data-modifying CTE and the query's insert
+    selects from what it returned: both or neither, in one statement's transaction.
+    """
+    write = planned.write
+    bump = (
+        update(S)
+        .where(S.c.id == session_id, S.c.version == planned.read_version)
+        .values(**write.values)
+        .returning(S.c.id)
+    )
+    if not write.new_queries:
+        return conn.execute(bump).first() is not None
+    (query,) = write.new_queries
+    bumped = bump.cte("bumped")
+    row = query_values(session_id, planned.write.counters.total_queries, query)
+    del row["session_id"]
+    columns = [bumped.c.id.label("session_id")]
+    columns += [literal(value, Q.c[name].type).label(name) for name, value in row.items()]
+    names = ["session_id", *row]
+    stmt = insert(Q).from_select(names, select(*columns)).returning(Q.c.seq)
+    return conn.execute(stmt).first() is not None
+
+
 def _delete(conn: Connection, session_id: UUID) -> bool:
     conn.execute(delete(Q).where(Q.c.session_id == session_id))
     result = conn.execute(delete(S).where(S.c.id == session_id))
@@ -240,7 +317,22 @@ class SqlBackend(SqlArchive, SqlMetrics, SqlSharing):
     async def apply(
         self, session_id: UUID, changes: SessionChanges, *, now: datetime, limits: WriteLimits
     ) -> HistoryCounters:
-        """Apply one write atomically under the session's row lock, as the rules decide."""
+        """Apply one write atomically, as the rules decide.
+
+        On PostgreSQL a write of one query at most is first tried in two round trips,
+        without a lock: the row read (the rules decide on it), then one statement that
+        applies the decision only if the session's version is still the one read. If
+        another write came in between, the write runs again under the row lock. SQLite
+        holds its file's write lock from the start (``BEGIN IMMEDIATE``): no race to lose.
+        """
+        if self._write_lock is None and len(changes.new_queries) <= 1:
+            planned = await self._reading(
+                lambda conn: _plan_unlocked(conn, session_id, changes, now, limits)
+            )
+            if await self._writing_once(
+                lambda conn: _write_if_unchanged(conn, session_id, planned)
+            ):
+                return planned.write.counters
         return await self._writing(lambda conn: _apply(conn, session_id, changes, now, limits))
 
     async def delete(self, session_id: UUID) -> bool:

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 from uuid import UUID
 
 from sqlalchemy import Connection, Engine, and_, case, delete, func, insert, select, update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from fiml.sessions.backends.fields import by_name, values_of
@@ -236,8 +237,7 @@ class SqlArchive:
         first statement holding the file's write lock: ``BEGIN IMMEDIATE``)."""
         with unavailable_as_error(self.name):
             if self._write_lock is None:
-                async with self.engine.begin() as conn:
-                    return await conn.run_sync(work)
+                return await self._on_postgres(self.engine, work, transaction=True)
             thread = await self._database_thread()
             async with self._write_lock:
                 return await thread.write(work)
@@ -248,10 +248,50 @@ class SqlArchive:
         with unavailable_as_error(self.name):
             if self._write_lock is None:
                 reader = self._snapshot_reader if snapshot else self._reader
-                async with reader.connect() as conn:
-                    return await conn.run_sync(work)
+                return await self._on_postgres(reader, work, transaction=False)
             thread = await self._database_thread()
             return await thread.read(work, snapshot=snapshot)
+
+    async def _writing_once(self, work: Callable[[Connection], T]) -> T:
+        """PostgreSQL: ``work``, one statement that writes, in autocommit mode, never sent
+        twice: a connection lost under it may have committed it."""
+        with unavailable_as_error(self.name):
+            return await self._on_postgres(self._reader, work, transaction=False, retry=False)
+
+    @staticmethod
+    async def _on_postgres(
+        engine: AsyncEngine,
+        work: Callable[[Connection], T],
+        *,
+        transaction: bool,
+        retry: bool = True,
+    ) -> T:
+        """``work`` on a pooled connection (in a transaction if ``transaction``; else as
+        ``engine`` begins one, if at all, and ends it unfinished), run again
+        once on a new connection if the first was found dead before anything could have
+        been committed.
+
+        Pooled connections are not pinged on checkout (three round trips each on asyncpg):
+        a connection the server dropped fails its first statement instead, SQLAlchemy marks
+        it invalid and recycles the pool's older connections (its optimistic disconnect
+        handling). Nothing of a transaction is committed before its COMMIT, and a read
+        commits nothing, so such a failure inside ``work`` is retried; one at COMMIT, or
+        of an autocommit write (``retry=False``), is not: it may have taken effect.
+        """
+        retried = not retry
+        while True:
+            async with engine.connect() as conn:
+                trans = await conn.begin() if transaction else None
+                try:
+                    outcome = await conn.run_sync(work)
+                except DBAPIError as exc:
+                    if retried or not exc.connection_invalidated:
+                        raise
+                    retried = True
+                    continue
+                if trans is not None:
+                    await trans.commit()
+                return outcome
 
     async def archive_in_place(
         self,
