@@ -26,11 +26,14 @@ from typing import Any
 from uuid import UUID
 
 from sqlalchemy import (
+    ColumnElement,
     Connection,
+    Integer,
     Select,
     String,
     and_,
     bindparam,
+    case,
     delete,
     func,
     insert,
@@ -63,6 +66,7 @@ from fiml.sessions.models import (
     QueryRecord,
     Session,
     SessionSummary,
+    queries_from_json,
     queries_from_rows,
     utcnow,
 )
@@ -94,6 +98,50 @@ _QUERY_RANGE = (
     )
     .order_by(Q.c.seq)
 )
+
+
+def _query_document() -> ColumnElement[Any]:
+    """SQLite: a query row as the JSON text of its ``QueryRecord``, built by SQLite, so
+    that a read's queries are validated from one JSON array in one pydantic call instead
+    of row objects whose every value SQLAlchemy processes first.
+
+    Times are stored naive in UTC (``YYYY-MM-DD HH:MM:SS.ffffff``) and read as UTC; a REAL
+    is printed with 17 significant digits (``json_object`` itself prints 15, which would
+    not give every double back); damaged parameters become a JSON string, which the model
+    refuses, as it refuses them on the other dialects."""
+    duration = Q.c.execution_time_ms
+    return func.json_object(
+        "id",
+        Q.c.id,
+        "timestamp",
+        func.replace(type_coerce(Q.c.timestamp, String), " ", "T") + "Z",
+        "query_type",
+        Q.c.query_type,
+        "parameters",
+        case(
+            (func.json_valid(Q.c.parameters), func.json(Q.c.parameters)),
+            else_=type_coerce(Q.c.parameters, String),
+        ),
+        "result_summary",
+        Q.c.result_summary,
+        "execution_time_ms",
+        case((duration.is_(None), None), else_=func.json(func.printf("%!.17g", duration))),
+        "cache_hit",
+        type_coerce(Q.c.cache_hit, Integer),
+        type_=String,
+    )
+
+
+_QUERY_DOCUMENTS = (
+    select(_query_document())
+    .where(
+        Q.c.session_id == bindparam("sid"),
+        Q.c.seq > bindparam("after"),
+        Q.c.seq <= bindparam("last"),
+    )
+    .order_by(Q.c.seq)
+)
+"""SQLite: the queries of :data:`_QUERY_RANGE`, each as its JSON text."""
 _INSERT_SESSION = insert(S)
 _INSERT_QUERIES = insert(Q)
 _UPDATE_SESSION = update(S).where(S.c.id == bindparam("sid_"))
@@ -158,15 +206,21 @@ def _load(
     row = found.mappings().first()
     if row is None:
         return None
-    rows: Sequence[Any] = []
     if recent_queries is None or recent_queries > 0:
         # Bounded by the counters read with the row: the queries agree with them without
         # a snapshot shared by the two statements (queries are only ever appended).
         total = row["total_queries"]
         after = 0 if recent_queries is None else total - recent_queries
         page = {"sid": session_id, "after": after, "last": total}
-        rows = conn.execute(_QUERY_RANGE, page).all()
-    return session_from_row(row, queries_from_rows(rows))
+        return session_from_row(row, _queries(conn, page))
+    return session_from_row(row, [])
+
+
+def _queries(conn: Connection, page: dict[str, Any]) -> list[QueryRecord]:
+    """The queries of ``page`` (:data:`_QUERY_RANGE`'s parameters), oldest first."""
+    if conn.dialect.name == "sqlite":
+        return queries_from_json(conn.execute(_QUERY_DOCUMENTS, page).scalars().all())
+    return queries_from_rows(conn.execute(_QUERY_RANGE, page).all())
 
 
 def _apply(
@@ -307,7 +361,7 @@ class SqlBackend(SqlArchive, SqlMetrics, SqlSharing):
         page = {"sid": session_id, "after": offset, "last": offset + limit}
 
         def read(conn: Connection) -> list[QueryRecord]:
-            return queries_from_rows(conn.execute(_QUERY_RANGE, page).all())
+            return _queries(conn, page)
 
         try:
             return await self._reading(read)
