@@ -60,6 +60,7 @@ from fiml.sessions.backends.sql_faults import unavailable_as_error
 from fiml.sessions.backends.sql_metrics import SqlMetrics
 from fiml.sessions.backends.sql_rows import Q, S, decoded, query_values, selected, session_from_row
 from fiml.sessions.backends.sql_sharing import SqlSharing
+from fiml.sessions.backends.sqlite_statements import compiled_for, driver_connection
 from fiml.sessions.backends.summaries import skip_corrupt, summaries_from_values
 from fiml.sessions.models import (
     STATE_SECTIONS,
@@ -196,14 +197,22 @@ def _insert(conn: Connection, session: Session) -> None:
         conn.execute(_INSERT_QUERIES, rows)
 
 
+def _first_row(conn: Connection, stmt: Select[Any], params: dict[str, Any]) -> Any:
+    """The first row of ``stmt`` as a mapping by column name, or None (on SQLite run on
+    the driver's connection, see :mod:`~fiml.sessions.backends.sqlite_statements`)."""
+    if conn.dialect.name == "sqlite":
+        rows = compiled_for(conn, stmt).rows(driver_connection(conn), params)
+        return rows[0] if rows else None
+    return conn.execute(stmt, params).mappings().first()
+
+
 def _load(
     conn: Connection, session_id: UUID, recent_queries: int | None, owner: str | None
 ) -> Session | None:
     if owner is None:
-        found = conn.execute(_SESSION_ROW, {"sid": session_id})
+        row = _first_row(conn, _SESSION_ROW, {"sid": session_id})
     else:  # another owner's session: no row, as for an unknown id (the same index lookup)
-        found = conn.execute(_OWNED_SESSION_ROW, {"sid": session_id, "owner": owner})
-    row = found.mappings().first()
+        row = _first_row(conn, _OWNED_SESSION_ROW, {"sid": session_id, "owner": owner})
     if row is None:
         return None
     if recent_queries is None or recent_queries > 0:
@@ -219,7 +228,8 @@ def _load(
 def _queries(conn: Connection, page: dict[str, Any]) -> list[QueryRecord]:
     """The queries of ``page`` (:data:`_QUERY_RANGE`'s parameters), oldest first."""
     if conn.dialect.name == "sqlite":
-        return queries_from_json(conn.execute(_QUERY_DOCUMENTS, page).scalars().all())
+        documents = compiled_for(conn, _QUERY_DOCUMENTS).rows(driver_connection(conn), page)
+        return queries_from_json([next(iter(d.values())) for d in documents])
     return queries_from_rows(conn.execute(_QUERY_RANGE, page).all())
 
 
@@ -238,8 +248,7 @@ def _apply(
     without a query of their own. A refusal raises, and the transaction takes the insert
     back with everything else.
     """
-    locked = conn.execute(_locked_row(_touched_sections(changes)), {"sid": session_id})
-    row = locked.mappings().first()
+    row = _first_row(conn, _locked_row(_touched_sections(changes)), {"sid": session_id})
     if row is None:
         raise SessionNotFoundError(session_id)
     stored_values = dict(row)  # a dict: the rules also ask for the sections not read
@@ -251,7 +260,7 @@ def _apply(
     if candidates:
         placed = enumerate(candidates.values(), total + 1)
         rows = [query_values(session_id, n, q) for n, q in placed]
-        inserted = set(conn.execute(_insert_new_queries(conn.dialect.name), rows).scalars())
+        inserted = _inserted_ids(conn, rows)
         recorded = candidates.keys() - inserted
     stored = StoredSession.of(stored_values, recorded_query_ids=recorded)
     write = plan_write(session_id, stored, changes, now=now, limits=limits)
@@ -260,8 +269,26 @@ def _apply(
         conn.execute(_DROP_PLACED, {"sid": session_id, "after": total})
         rows = [query_values(session_id, n, q) for n, q in enumerate(write.new_queries, total + 1)]
         conn.execute(_INSERT_QUERIES, rows)
-    conn.execute(_UPDATE_SESSION, {"sid_": session_id, **write.values})
+    _update_session(conn, {"sid_": session_id, **write.values})
     return write.counters
+
+
+def _inserted_ids(conn: Connection, rows: list[dict[str, Any]]) -> set[UUID]:
+    """Inserts query rows but those recorded already; the ids it inserted."""
+    stmt = _insert_new_queries(conn.dialect.name)
+    if conn.dialect.name == "sqlite" and len(rows) == 1:  # the driver returns one's rows
+        compiled = compiled_for(conn, stmt, rows[0])
+        return {r["id"] for r in compiled.rows(driver_connection(conn), rows[0])}
+    return set(conn.execute(stmt, rows).scalars())
+
+
+def _update_session(conn: Connection, params: dict[str, Any]) -> None:
+    """Sets the session's columns named by ``params`` (and ``sid_``, its id)."""
+    if conn.dialect.name == "sqlite":
+        columns = [key for key in params if key != "sid_"]
+        compiled_for(conn, _UPDATE_SESSION, columns).run(driver_connection(conn), params)
+    else:
+        conn.execute(_UPDATE_SESSION, params)
 
 
 @dataclass(frozen=True, slots=True)
