@@ -76,7 +76,6 @@ from fiml.sessions.quarantine import UNDECODABLE, failure_reason, release
 __all__ = ["ArchivedInPlace", "SqlBackend", "unavailable_as_error"]
 
 _LISTING_COLUMNS = selected(SUMMARY_FIELDS)
-_SECTION_COLUMNS = frozenset(STATE_SECTIONS)
 _QUERY_COLUMNS = [
     # The id as the driver returns it (SQLite: hex text, asyncpg: a UUID): the model parses
     # it once, where SQLAlchemy would build a UUID for the model to check again.
@@ -150,10 +149,40 @@ _UPDATE_SESSION = update(S).where(S.c.id == bindparam("sid_"))
 _DROP_PLACED = delete(Q).where(Q.c.session_id == bindparam("sid"), Q.c.seq > bindparam("after"))
 
 
+_RULE_COLUMNS = frozenset(
+    {
+        "version",
+        "expires_at",
+        "last_accessed_at",
+        "closed_at",
+        "archived_at",
+        "total_queries",
+        "cache_hits",
+        "query_type_counts",
+        "first_query_at",
+        "last_query_at",
+    }
+)
+"""What :func:`plan_write` reads of every write's session (``StoredSession``)."""
+
+
+def _columns_read(changes: SessionChanges) -> frozenset[str]:
+    """The columns a write reads: the rules' own, and the lists and state sections it
+    changes (decoding the JSON of the others would be wasted)."""
+    names = set(_RULE_COLUMNS)
+    names.update(name for name in ("assets", "tags") if getattr(changes, name) is not None)
+    names.update(
+        section
+        for section in STATE_SECTIONS
+        if changes.set_keys.get(section) or changes.deleted_keys.get(section)
+    )
+    return frozenset(names)
+
+
 @functools.cache
-def _locked_row(sections: frozenset[str]) -> Select[Any]:
-    """The session's row, locked, without the state sections a write leaves alone."""
-    columns = [c for c in S.c if c.name not in _SECTION_COLUMNS - sections]
+def _locked_row(names: frozenset[str]) -> Select[Any]:
+    """The columns ``names`` of the session's row, locked."""
+    columns = (c for c in S.c if c.name in names)
     return select(*columns).where(S.c.id == bindparam("sid")).with_for_update()
 
 
@@ -166,10 +195,10 @@ def _insert_new_queries(dialect: str) -> Any:
 
 
 @functools.cache
-def _row_to_plan(sections: frozenset[str], with_query: bool) -> Select[Any]:
+def _row_to_plan(names: frozenset[str], with_query: bool) -> Select[Any]:
     """The session's row as :func:`_locked_row` reads it, unlocked, and with a query
     whether the write's one query (``qid``) is recorded: one statement, one snapshot."""
-    columns = [c for c in S.c if c.name not in _SECTION_COLUMNS - sections]
+    columns = [c for c in S.c if c.name in names]
     stmt = select(*columns).where(S.c.id == bindparam("sid"))
     if with_query:
         recorded = select(Q.c.id).where(Q.c.session_id == S.c.id, Q.c.id == bindparam("qid"))
@@ -178,14 +207,6 @@ def _row_to_plan(sections: frozenset[str], with_query: bool) -> Select[Any]:
 
 
 _RECORDED = "fiml_query_recorded"
-
-
-def _touched_sections(changes: SessionChanges) -> frozenset[str]:
-    return frozenset(
-        section
-        for section in STATE_SECTIONS
-        if changes.set_keys.get(section) or changes.deleted_keys.get(section)
-    )
 
 
 def _insert(conn: Connection, session: Session) -> None:
@@ -248,7 +269,7 @@ def _apply(
     without a query of their own. A refusal raises, and the transaction takes the insert
     back with everything else.
     """
-    row = _first_row(conn, _locked_row(_touched_sections(changes)), {"sid": session_id})
+    row = _first_row(conn, _locked_row(_columns_read(changes)), {"sid": session_id})
     if row is None:
         raise SessionNotFoundError(session_id)
     stored_values = dict(row)  # a dict: the rules also ask for the sections not read
@@ -313,7 +334,7 @@ def _plan_unlocked(
     params: dict[str, Any] = {"sid": session_id}
     if query is not None:
         params["qid"] = query.id
-    stmt = _row_to_plan(_touched_sections(changes), query is not None)
+    stmt = _row_to_plan(_columns_read(changes), query is not None)
     row = conn.execute(stmt, params).mappings().first()
     if row is None:
         raise SessionNotFoundError(session_id)
