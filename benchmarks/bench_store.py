@@ -102,19 +102,29 @@ async def sqlite_floor(directory: Path) -> AsyncIterator[Operation]:
 
 
 @asynccontextmanager
-async def postgres_floor(url: str = ASYNCPG_URL) -> AsyncIterator[Operation]:
-    """One asyncpg INSERT + commit (autocommit) into a temporary table, on ``url``."""
+async def postgres_floor(
+    url: str = ASYNCPG_URL, *, logged: bool = False
+) -> AsyncIterator[Operation]:
+    """One asyncpg INSERT + commit (autocommit) into a temporary table, on ``url``; with
+    ``logged``, into an ordinary table, whose commit waits for the WAL flush as every
+    durable write does (a temporary table is not WAL-logged)."""
     import asyncpg
 
     conn = await asyncpg.connect(url)
     try:
-        await conn.execute("CREATE TEMP TABLE t (id uuid PRIMARY KEY, v text)")
+        if logged:
+            await conn.execute("DROP TABLE IF EXISTS bench_floor")
+            await conn.execute("CREATE TABLE bench_floor (id uuid PRIMARY KEY, v text)")
+        else:
+            await conn.execute("CREATE TEMP TABLE bench_floor (id uuid PRIMARY KEY, v text)")
 
         async def insert(_i: int) -> None:
-            await conn.execute("INSERT INTO t VALUES ($1, $2)", uuid4(), "x" * 64)
+            await conn.execute("INSERT INTO bench_floor VALUES ($1, $2)", uuid4(), "x" * 64)
 
         yield insert
     finally:
+        if logged:
+            await conn.execute("DROP TABLE IF EXISTS bench_floor")
         await conn.close()
 
 
@@ -148,6 +158,10 @@ async def _floors(deployment: str, directory: Path, samples: int) -> AsyncIterat
         else:
             insert = await stack.enter_async_context(postgres_floor())
             await floors.add("sql", "asyncpg INSERT + commit", insert, samples)
+            if deployment == "postgres":  # what a durable write costs at least
+                durable = await stack.enter_async_context(postgres_floor(logged=True))
+                name = "asyncpg INSERT + commit, logged table"
+                await floors.add("durable", name, durable, samples)
         if deployment == "redis+postgres":
             get, set_get = await stack.enter_async_context(_redis_floors())
             await floors.add("get", "Redis GET", get, samples)

@@ -1,4 +1,5 @@
-"""PostgreSQL drops the store's pooled connections (a restart, a failover, an operator's
+"""PostgreSQL's writes without a lock and without a ping: another write overtaking one,
+and PostgreSQL dropping the store's pooled connections (a restart, a failover, an operator's
 ``pg_terminate_backend``): the next operation still succeeds, exactly once.
 
 The pool does not ping a connection before lending it; a dead one fails its first
@@ -10,15 +11,17 @@ the one it kills them from, through PostgreSQL itself, then uses the store at on
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
+from sqlalchemy import event
 
 from fiml.core.config import Settings
 from fiml.sessions import ALL_QUERIES, SessionStore
 from fiml.sessions.models import QueryRecord
-from tests.conftest import settings_for
+from tests.conftest import settings_for, sql_archive
 
 
 @pytest.fixture
@@ -97,3 +100,36 @@ async def test_a_write_of_many_queries_after_the_connections_were_killed_counts_
         assert read is not None
         assert read.state.history.total_queries == 2
         assert [q.parameters["n"] for q in read.state.history.queries] == [1, 2]
+
+
+async def test_a_write_that_another_write_overtook_keeps_both(settings: Settings) -> None:
+    """Another process's write commits between this write's read and its conditional
+    statement: the statement changes nothing, and the write runs again under the row lock,
+    so neither write's context key nor the query is lost."""
+    async with SessionStore(settings) as store:
+        session = await store.create_session(["AAPL"], "equity", user_id="u")
+        engine = sql_archive(store).engine.sync_engine
+        overtaken: list[str] = []
+
+        def overtake(conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+            if overtaken or "bumped" not in statement:
+                return
+            overtaken.append(statement)  # once: the competing write runs in autocommit
+            conn.exec_driver_sql(
+                "UPDATE sessions SET version = version + 1,"
+                f" context = context || '{{\"theirs\": 1}}'::jsonb WHERE id = '{session.id}'"
+            )
+
+        event.listen(engine, "before_cursor_execute", overtake)
+        try:
+            counters = await store.append_query(session.id, query(1), context={"mine": 2})
+        finally:
+            event.remove(engine, "before_cursor_execute", overtake)
+
+        assert overtaken
+        assert counters.total_queries == 1
+        read = await store.get_session(session.id)
+        assert read is not None
+        assert read.state.context == {"theirs": 1, "mine": 2}
+        assert read.state.history.total_queries == 1
+        assert read.version == counters.version

@@ -2,11 +2,15 @@
 thread) and PostgreSQL (asyncpg).
 
 Each operation's SQL is one synchronous function of a connection, run whole in one hop
-(see :class:`~fiml.sessions.backends.sql_archive.SqlArchive`). Every write is one
-transaction that locks the session's row first (``SELECT ... FOR UPDATE`` on PostgreSQL,
-``BEGIN IMMEDIATE`` on SQLite), so concurrent writers in any number of processes queue
-instead of overwriting each other; what a write may do is decided by
-:func:`~fiml.sessions.backends.rules.plan_write`, under that lock. Queries are rows of
+(see :class:`~fiml.sessions.backends.sql_archive.SqlArchive`); on SQLite the hot statements
+run on the driver's connection (:mod:`~fiml.sessions.backends.sqlite_statements`). Every
+write is one transaction whose decision, by
+:func:`~fiml.sessions.backends.rules.plan_write`, holds for the row as it is when the write
+commits, so concurrent writers in any number of processes never overwrite each other: on
+SQLite the transaction holds the file's write lock from its start (``BEGIN IMMEDIATE``); on
+PostgreSQL a write of one query at most is decided on an unlocked read and applied by one
+statement only at the version read, and any other write, or one that lost that race, locks
+the row first (``SELECT ... FOR UPDATE``). Queries are rows of
 their own: tracking one is the row lock, an insert that skips a query already recorded
 (``ON CONFLICT DO NOTHING ... RETURNING``, so the duplicate check is no statement of its
 own) and an update of the session's counters, whatever the history's length. Database
