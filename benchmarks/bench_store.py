@@ -477,25 +477,32 @@ none, and stopped re-normalizing stored times to UTC on reads: track 0.89-0.95x,
     "postgres": """\
 **Against the targets.** Issue 3's ratio targets are for the Redis tier; on PostgreSQL alone
 listing and cleanup are flat from 100 to 100,000 stored sessions (the `(user_id,
-created_at, id)` index and the partial expiry index). Each operation's SQL runs in one
-`AsyncConnection.run_sync` call. Round trips per `append_query` (SQLAlchemy's events, and its
-asyncpg ping): the pool's pre-ping (a `;` inside its own BEGIN and ROLLBACK: 3), BEGIN,
-`SELECT ... FOR UPDATE`, the INSERT that skips a recorded id (`ON CONFLICT DO NOTHING
-RETURNING`, which replaced a SELECT of recorded ids), UPDATE, COMMIT: 8, was 9. A read runs in
-autocommit mode: pre-ping and its statements, without the BEGIN and ROLLBACK it had. What
-remains over the floor is those round trips and SQLAlchemy's and pydantic's work per call.
-Before this work the 100,000-session listing took 95x (16 ms): right after a bulk load the
-planner had no statistics and combined the partial expiry index, reading all 100,000 entries;
-the benchmark runs ANALYZE after seeding, as autovacuum soon does in a live system.""",
+created_at, id)` index and the partial expiry index). Round trips per `append_query`, with or
+without its context update: 2 (was 8): the session's row read without a lock, with whether
+the query is recorded (one statement), then one statement in autocommit mode, an UPDATE of
+the row at the version read in a data-modifying CTE that the query's INSERT selects from.
+Only a write that another overtook between the two runs again under `SELECT ... FOR UPDATE`.
+The pool pings no connection before lending it (the ping was three round trips on asyncpg);
+a dead one is replaced and the operation run again where nothing could have been committed.
+A read is its statements alone: 2 for `get_session` (was 5). The temporary-table floor is not
+a durable write (a temporary table is not WAL-logged, its commit waits for no flush); the
+logged-table floor is what any durable write costs at least, and its ratio column is the one
+to read for a write. Before this work the 100,000-session listing took 95x (16 ms): right
+after a bulk load the planner had no statistics and combined the partial expiry index,
+reading all 100,000 entries; the benchmark runs ANALYZE after seeding, as autovacuum soon
+does in a live system.""",
     "sqlite": """\
 **Where the time goes.** Each store operation's SQL runs whole in the backend's database
 thread (a writer and a reader thread on a `sqlite3` engine), so it crosses threads once each
-way; the floor crosses to aiosqlite's thread twice (execute, commit). Tracking a query is
-`BEGIN IMMEDIATE`, the row read, the INSERT that skips a recorded id (`ON CONFLICT DO NOTHING
-RETURNING`), the UPDATE and COMMIT, each through SQLAlchemy Core (about 40-60 us of its work
-per statement on this machine) plus the write rules; a read is two SELECTs outside a
-transaction and the models' validation (about 70 us for 20 queries). Listing and cleanup stay
-flat from 100 to 100,000 stored sessions.""",
+way; the floor crosses to aiosqlite's thread twice (execute, commit). The hot statements run
+on the `sqlite3` connection inside SQLAlchemy's transaction, compiled by SQLAlchemy once and
+their values converted by the columns' types (`fiml/sessions/backends/sqlite_statements.py`),
+BEGIN IMMEDIATE included: through SQLAlchemy Core each cost about 40-60 us of its machinery on
+this machine, several times the statement. Tracking a query is BEGIN IMMEDIATE, the row's
+rule columns, the INSERT that skips a recorded id, the UPDATE and COMMIT, plus the write rules;
+a read is the row and the queries as the JSON text of their records (built by SQLite,
+validated by pydantic in one call). Listing and cleanup stay flat from 100 to 100,000 stored
+sessions.""",
 }
 """What each deployment's figures mean against the targets (kept with the code that
 produces them, so a re-run rewrites the section with them)."""
