@@ -448,17 +448,19 @@ def _configure_sqlite(engine: Engine, *, on_driver: bool = False) -> None:
         options = connection.get_execution_options()
         if options.get(STATEMENT_SNAPSHOT_OPTION, False):
             return  # sqlite3 in autocommit mode: every statement on its own
-        statement = "BEGIN" if options.get(READ_ONLY_OPTION, False) else "BEGIN IMMEDIATE"
+        read_only = options.get(READ_ONLY_OPTION, False)
         if not on_driver:
-            connection.exec_driver_sql(statement)
+            connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
             return
         # Straight on sqlite3's connection: a statement through SQLAlchemy's execution
         # machinery costs more than the BEGIN itself, on every write. A refusal (the lock
         # held past the busy timeout) is raised as SQLAlchemy raises it.
         try:
-            connection.connection.driver_connection.execute(statement)
+            connection.connection.driver_connection.execute(
+                "BEGIN" if read_only else "BEGIN IMMEDIATE"
+            )
         except sqlite3.Error as exc:
-            raise DBAPIError.instance(statement, None, exc, sqlite3.Error) from exc
+            raise DBAPIError.instance("BEGIN", None, exc, sqlite3.Error) from exc
 
 
 class _WithoutStatements(logging.Filter):
