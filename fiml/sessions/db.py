@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -52,7 +51,6 @@ from sqlalchemy import (
 from sqlalchemy import create_engine as sa_create_engine
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import URL, Engine, make_url
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -425,14 +423,13 @@ def create_thread_engine(url: URL, *, busy_timeout: float, echo: bool = False) -
         connect_args={"timeout": busy_timeout, "check_same_thread": False},
         json_serializer=_json_text,
     )
-    _configure_sqlite(engine, on_driver=True)
+    _configure_sqlite(engine)
     return engine
 
 
-def _configure_sqlite(engine: Engine, *, on_driver: bool = False) -> None:
+def _configure_sqlite(engine: Engine) -> None:
     """SQLAlchemy's recipe for SQLite transactions: the driver's own transaction handling
-    off, and SQLAlchemy's "begin" emitting ours (``on_driver``: on the ``sqlite3``
-    connection itself, for an engine on that driver)."""
+    off, and SQLAlchemy's "begin" emitting ours."""
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -449,18 +446,7 @@ def _configure_sqlite(engine: Engine, *, on_driver: bool = False) -> None:
         if options.get(STATEMENT_SNAPSHOT_OPTION, False):
             return  # sqlite3 in autocommit mode: every statement on its own
         read_only = options.get(READ_ONLY_OPTION, False)
-        if not on_driver:
-            connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
-            return
-        # Straight on sqlite3's connection: a statement through SQLAlchemy's execution
-        # machinery costs more than the BEGIN itself, on every write. A refusal (the lock
-        # held past the busy timeout) is raised as SQLAlchemy raises it.
-        try:
-            connection.connection.driver_connection.execute(
-                "BEGIN" if read_only else "BEGIN IMMEDIATE"
-            )
-        except sqlite3.Error as exc:
-            raise DBAPIError.instance("BEGIN", None, exc, sqlite3.Error) from exc
+        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
 class _WithoutStatements(logging.Filter):

@@ -14,7 +14,6 @@ from sqlalchemy.engine import Engine
 
 from fiml.core.errors import InvalidInputError, InvalidSessionIdError
 from fiml.sessions import QueryRecord, SessionStore
-from fiml.sessions.backends.sql import SqlBackend
 
 ON_CLUSTER = True
 """Owned reads run on the Redis Cluster deployment too (tests/conftest.py)."""
@@ -109,25 +108,8 @@ async def test_a_foreign_and_an_unknown_id_run_the_same_sql(store: SessionStore)
         statements.append((statement, shown))
 
     sids = {UNKNOWN.hex, foreign.id.hex}
-
-    def traced(statement: str) -> None:  # sqlite3's own trace: the values are in the text
-        for sid in sids:
-            statement = statement.replace(sid, "<sid>")
-        statements.append((statement, []))
-
-    def on_connect(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.set_trace_callback(traced)
-
     runs = []
     event.listen(Engine, "before_cursor_execute", heard)  # every engine, SQLite's thread's too
-    # SQLite's hot statements run on the driver's connection, past SQLAlchemy's events:
-    # its connections, opened anew, trace every statement themselves.
-    backend = store.backend
-    sqlite = isinstance(backend, SqlBackend) and backend.name == "sqlite"
-    sqlite_engine = backend.sync_engine if isinstance(backend, SqlBackend) and sqlite else None
-    if sqlite_engine is not None:
-        sqlite_engine.dispose()
-        event.listen(sqlite_engine, "connect", on_connect)
     try:
         for sid in (UNKNOWN, foreign.id):
             statements.clear()
@@ -135,9 +117,6 @@ async def test_a_foreign_and_an_unknown_id_run_the_same_sql(store: SessionStore)
             runs.append(list(statements))
     finally:
         event.remove(Engine, "before_cursor_execute", heard)
-        if sqlite_engine is not None:
-            event.remove(sqlite_engine, "connect", on_connect)
-            sqlite_engine.dispose()
 
     assert runs[0] and runs[0] == runs[1]
 

@@ -2,8 +2,7 @@
 thread) and PostgreSQL (asyncpg).
 
 Each operation's SQL is one synchronous function of a connection, run whole in one hop
-(see :class:`~fiml.sessions.backends.sql_archive.SqlArchive`); on SQLite the hot statements
-run on the driver's connection (:mod:`~fiml.sessions.backends.sqlite_statements`). Every
+(see :class:`~fiml.sessions.backends.sql_archive.SqlArchive`), through SQLAlchemy Core. Every
 write is one transaction whose decision, by
 :func:`~fiml.sessions.backends.rules.plan_write`, holds for the row as it is when the write
 commits, so concurrent writers in any number of processes never overwrite each other: on
@@ -64,7 +63,6 @@ from fiml.sessions.backends.sql_faults import unavailable_as_error
 from fiml.sessions.backends.sql_metrics import SqlMetrics
 from fiml.sessions.backends.sql_rows import Q, S, decoded, query_values, selected, session_from_row
 from fiml.sessions.backends.sql_sharing import SqlSharing
-from fiml.sessions.backends.sqlite_statements import compiled_for, driver_connection
 from fiml.sessions.backends.summaries import skip_corrupt, summaries_from_values
 from fiml.sessions.models import (
     STATE_SECTIONS,
@@ -222,22 +220,14 @@ def _insert(conn: Connection, session: Session) -> None:
         conn.execute(_INSERT_QUERIES, rows)
 
 
-def _first_row(conn: Connection, stmt: Select[Any], params: dict[str, Any]) -> Any:
-    """The first row of ``stmt`` as a mapping by column name, or None (on SQLite run on
-    the driver's connection, see :mod:`~fiml.sessions.backends.sqlite_statements`)."""
-    if conn.dialect.name == "sqlite":
-        rows = compiled_for(conn, stmt).rows(driver_connection(conn), params)
-        return rows[0] if rows else None
-    return conn.execute(stmt, params).mappings().first()
-
-
 def _load(
     conn: Connection, session_id: UUID, recent_queries: int | None, owner: str | None
 ) -> Session | None:
     if owner is None:
-        row = _first_row(conn, _SESSION_ROW, {"sid": session_id})
+        found = conn.execute(_SESSION_ROW, {"sid": session_id})
     else:  # another owner's session: no row, as for an unknown id (the same index lookup)
-        row = _first_row(conn, _OWNED_SESSION_ROW, {"sid": session_id, "owner": owner})
+        found = conn.execute(_OWNED_SESSION_ROW, {"sid": session_id, "owner": owner})
+    row = found.mappings().first()
     if row is None:
         return None
     if recent_queries is None or recent_queries > 0:
@@ -253,8 +243,7 @@ def _load(
 def _queries(conn: Connection, page: dict[str, Any]) -> list[QueryRecord]:
     """The queries of ``page`` (:data:`_QUERY_RANGE`'s parameters), oldest first."""
     if conn.dialect.name == "sqlite":
-        documents = compiled_for(conn, _QUERY_DOCUMENTS).rows(driver_connection(conn), page)
-        return queries_from_json([next(iter(d.values())) for d in documents])
+        return queries_from_json(conn.execute(_QUERY_DOCUMENTS, page).scalars().all())
     return queries_from_rows(conn.execute(_QUERY_RANGE, page).all())
 
 
@@ -273,7 +262,7 @@ def _apply(
     without a query of their own. A refusal raises, and the transaction takes the insert
     back with everything else.
     """
-    row = _first_row(conn, _locked_row(_columns_read(changes)), {"sid": session_id})
+    row = conn.execute(_locked_row(_columns_read(changes)), {"sid": session_id}).mappings().first()
     if row is None:
         raise SessionNotFoundError(session_id)
     stored_values = dict(row)  # a dict: the rules also ask for the sections not read
@@ -285,7 +274,7 @@ def _apply(
     if candidates:
         placed = enumerate(candidates.values(), total + 1)
         rows = [query_values(session_id, n, q) for n, q in placed]
-        inserted = _inserted_ids(conn, rows)
+        inserted = set(conn.execute(_insert_new_queries(conn.dialect.name), rows).scalars())
         recorded = candidates.keys() - inserted
     stored = StoredSession.of(stored_values, recorded_query_ids=recorded)
     write = plan_write(session_id, stored, changes, now=now, limits=limits)
@@ -294,26 +283,8 @@ def _apply(
         conn.execute(_DROP_PLACED, {"sid": session_id, "after": total})
         rows = [query_values(session_id, n, q) for n, q in enumerate(write.new_queries, total + 1)]
         conn.execute(_INSERT_QUERIES, rows)
-    _update_session(conn, {"sid_": session_id, **write.values})
+    conn.execute(_UPDATE_SESSION, {"sid_": session_id, **write.values})
     return write.counters
-
-
-def _inserted_ids(conn: Connection, rows: list[dict[str, Any]]) -> set[UUID]:
-    """Inserts query rows but those recorded already; the ids it inserted."""
-    stmt = _insert_new_queries(conn.dialect.name)
-    if conn.dialect.name == "sqlite" and len(rows) == 1:  # the driver returns one's rows
-        compiled = compiled_for(conn, stmt, rows[0])
-        return {r["id"] for r in compiled.rows(driver_connection(conn), rows[0])}
-    return set(conn.execute(stmt, rows).scalars())
-
-
-def _update_session(conn: Connection, params: dict[str, Any]) -> None:
-    """Sets the session's columns named by ``params`` (and ``sid_``, its id)."""
-    if conn.dialect.name == "sqlite":
-        columns = [key for key in params if key != "sid_"]
-        compiled_for(conn, _UPDATE_SESSION, columns).run(driver_connection(conn), params)
-    else:
-        conn.execute(_UPDATE_SESSION, params)
 
 
 @dataclass(frozen=True, slots=True)
