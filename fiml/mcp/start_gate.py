@@ -50,9 +50,15 @@ class StartGate:
     async def __call__(
         self, ctx: ServerRequestContext[Any, Any], call_next: CallNext
     ) -> HandlerResult:
-        if ctx.method not in HANDSHAKE_METHODS and not ctx.method.startswith("notifications/"):
+        # Once open, no wait at all: anyio's wait on a set event still yields to the loop,
+        # a scheduling round per request for nothing.
+        if not self._opened.is_set() and not _never_held(ctx.method):
             await self._opened.wait()
         return await call_next(ctx)
+
+
+def _never_held(method: str) -> bool:
+    return method in HANDSHAKE_METHODS or method.startswith("notifications/")
 
 
 async def serve_while_starting(
