@@ -243,8 +243,11 @@ async def serve(
     ``json_response`` and ``access_log`` shape the HTTP transport (:func:`serve_http`).
     ``jobs``: run the session jobs in process; by default, when no Celery broker is set.
     The process opens one Redis client (with ``settings.redis_url``) and lends it to the
-    session store, the quote cache and the job locks. Before serving, ``warn`` gets one
+    session store, the quote cache and the job locks. As it opens them, ``warn`` gets one
     line when that Redis would lose the active sessions on a restart (default: logged).
+    Over stdio alone, the server answers ``initialize`` while it opens them and holds
+    every other request until it has (:mod:`fiml.mcp.start_gate`); a failure to open
+    them ends it with that error, as before serving.
     Over HTTP, and over stdio with the ``metrics_port`` setting, the process counts
     Prometheus metrics and serves /metrics, /healthz and /readyz
     (:class:`~fiml.mcp.ops_routes.OpsEndpoints`). With the standard ``OTEL_*`` variables
