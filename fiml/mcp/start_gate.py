@@ -9,7 +9,7 @@ middleware of the SDK's (``MCPServer(middleware=...)``), to open, so a ``tools/l
 tool call sent right after the handshake is answered once the tools are there, as if the
 start had been finished first.
 
-What remains before the handshake is the MCP SDK's own import (about 0.6 s of CPU here,
+What remains before the handshake is the MCP SDK's own import (0.6-1.0 s of CPU here,
 benchmarks/RESULTS.md): the SDK's package imports its client and every protocol version's
 types with it, which only lazy imports in the SDK itself could spare.
 """

@@ -32,6 +32,7 @@ WHAT_THE_TOOLS_USE = (
     "fiml.sessions.store",
     "fiml.market.service",
     "fiml.dashboard",
+    "fiml.mcp.oauth",
     "sqlalchemy",
     "redis",
     "httpx",
