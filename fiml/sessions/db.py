@@ -58,6 +58,7 @@ __all__ = [
     "TOO_MANY_CONNECTIONS",
     "UNBOUNDED_WAIT_SECONDS",
     "Base",
+    "JsonType",
     "QuarantineRow",
     "QueryRow",
     "SessionMetricAsset",
