@@ -46,7 +46,6 @@ from sqlalchemy import (
     type_coerce,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 
 from fiml.core.errors import CorruptRecordError, SessionNotFoundError
 from fiml.sessions.backends.base import (
@@ -74,6 +73,7 @@ from fiml.sessions.models import (
     utcnow,
 )
 from fiml.sessions.quarantine import UNDECODABLE, failure_reason, release
+from fiml.sessions.sql_dialects import dialect_insert
 
 __all__ = ["ArchivedInPlace", "SqlBackend", "unavailable_as_error"]
 
@@ -192,7 +192,7 @@ def _locked_row(names: frozenset[str]) -> Select[Any]:
 def _insert_new_queries(dialect: str) -> Any:
     """Inserts a write's queries, skipping those the session recorded already (same id),
     and returns the ids it inserted: the duplicate check and the insert in one statement."""
-    ins = (postgresql if dialect == "postgresql" else sqlite).insert(Q)
+    ins = dialect_insert(dialect, Q)
     return ins.on_conflict_do_nothing(index_elements=[Q.c.session_id, Q.c.id]).returning(Q.c.id)
 
 

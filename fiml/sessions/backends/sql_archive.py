@@ -32,7 +32,7 @@ from fiml.sessions.db import (
     create_thread_engine,
     is_sqlite,
 )
-from fiml.sessions.metrics import FACT_SOURCES, SessionFacts, dialect_insert, insert_missing_facts
+from fiml.sessions.metrics import FACT_SOURCES, SessionFacts, insert_missing_facts
 from fiml.sessions.models import Session
 from fiml.sessions.quarantine import (
     QUARANTINE,
@@ -44,6 +44,7 @@ from fiml.sessions.quarantine import (
     release,
 )
 from fiml.sessions.schema import check_schema, upgrade_schema
+from fiml.sessions.sql_dialects import dialect_insert
 
 __all__ = ["ArchivedInPlace", "SqlArchive"]
 
@@ -357,7 +358,7 @@ class SqlArchive:
             # One statement executed for many rows: SQLAlchemy compiles it once (cached) and
             # sends the rows in multi-row batches, where a ``.values(rows)`` statement would
             # be compiled anew, with a bind parameter per value, for every batch.
-            stmt = dialect_insert(conn, S).on_conflict_do_nothing().returning(S.c.id)
+            stmt = dialect_insert(conn.dialect.name, S).on_conflict_do_nothing().returning(S.c.id)
             new_ids = set(conn.execute(stmt, rows).scalars())
             query_rows = [
                 query_values(s.id, i + 1, q)
