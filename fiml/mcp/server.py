@@ -57,6 +57,7 @@ from fiml.mcp.search_tools import SearchTools
 from fiml.mcp.session_tools import SessionTools
 from fiml.mcp.share_tools import ShareTools
 from fiml.mcp.template_tools import TemplateTools
+from fiml.mcp.timeline_tools import TimelineTools
 from fiml.mcp.token_watch import WatchedTokenFile
 from fiml.sessions.analytics import SessionAnalytics
 from fiml.sessions.backends import build_backends
@@ -132,6 +133,7 @@ def build_server(
     SessionTools(store, identity).register(server)
     ShareTools(store, identity).register(server)
     TemplateTools(store, identity).register(server)
+    TimelineTools(store, identity).register(server)
     SearchTools(store, market, identity).register(server)
     AnalyticsTool(identity, stats or AnalyticsStats(SessionAnalytics(store))).register(server)
     SessionResources(store, identity).register(server)

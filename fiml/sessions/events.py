@@ -19,8 +19,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from uuid import UUID
 from typing import Any, Literal
+from uuid import UUID
 
 import pydantic_core
 from pydantic import BaseModel, ConfigDict, TypeAdapter
@@ -67,7 +67,7 @@ class RecordedQuote(BaseModel):
     """When FIML fetched it (or served it from its cache)."""
     cached: bool
     figures: dict[str, Any]
-    """The quote's fields (symbol, price, currency, change, volume, ...) as the provider gave them."""
+    """The quote's fields (symbol, price, currency, change, volume...) as the provider sent them."""
     truncated: bool = False
     """Free-text fields were dropped to fit :data:`MAX_RECORDED_QUOTE_BYTES`."""
 

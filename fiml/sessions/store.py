@@ -30,6 +30,7 @@ from fiml.sessions.backends.base import (
     SessionChanges,
 )
 from fiml.sessions.changes import changes_since_read, rebase, state_changes
+from fiml.sessions.events import RecordedQuote
 from fiml.sessions.identifiers import parse_session_id, parse_session_type
 from fiml.sessions.instrumented import instrument_operations
 from fiml.sessions.limits import (
@@ -42,7 +43,6 @@ from fiml.sessions.limits import (
     normalize_assets,
     normalize_tags,
 )
-from fiml.sessions.events import RecordedQuote
 from fiml.sessions.models import QueryRecord, Session, SessionSummary, SessionType
 from fiml.sessions.paging import (
     ALL_QUERIES,
@@ -329,10 +329,14 @@ class SessionStore(TieredStore):
         timeline = await source.load_events(sid, after=0, limit=2**31 - 1)
         events, queries = events_up_to(timeline, history.queries, point)
         now = self.now()
-        state = replayed_state(events) if point != ForkPoint() else {
-            "context": dict(origin.state.context),
-            "preferences": dict(origin.state.preferences),
-        }
+        state = (
+            replayed_state(events)
+            if point != ForkPoint()
+            else {
+                "context": dict(origin.state.context),
+                "preferences": dict(origin.state.preferences),
+            }
+        )
         fork = Session(
             user_id=user,
             type=origin.type,

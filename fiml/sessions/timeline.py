@@ -94,7 +94,9 @@ def checked_fork_point(after_queries: Any, at: Any) -> ForkPoint:
     if after_queries is not None and at is not None:
         raise InvalidInputError("at", str(at), "give after_queries or at, not both")
     if after_queries is not None:
-        return ForkPoint(after_queries=check_count("after_queries", after_queries, minimum=0, maximum=_MAX_SEQ))
+        return ForkPoint(
+            after_queries=check_count("after_queries", after_queries, minimum=0, maximum=_MAX_SEQ)
+        )
     if at is not None:
         if not isinstance(at, datetime):
             raise InvalidInputError("at", at, "must be a date and time")

@@ -4,6 +4,7 @@ exactly what the session held there."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -48,11 +49,9 @@ async def _session_with_record(store: SessionStore, clock: MovableClock) -> Any:
     """A session with: a context change, query 1 (with context), a preference change,
     query 2, a context removal, query 3; the clock moved a minute between writes."""
     session = await store.create_session(["AAPL"], "equity", user_id="alice", ttl_hours=1)
-    steps = [
+    steps: list[Callable[[], Awaitable[object]]] = [
         lambda: store.update_state(session.id, context={"thesis": "value"}),
-        lambda: store.append_query(
-            session.id, tracked(1), context={"last": 1}, quote=quote(101.5)
-        ),
+        lambda: store.append_query(session.id, tracked(1), context={"last": 1}, quote=quote(101.5)),
         lambda: store.update_state(session.id, preferences={"currency": "EUR"}),
         lambda: store.append_query(session.id, tracked(2), quote=quote(102.0)),
         lambda: store.update_state(session.id, remove_context=["thesis"]),

@@ -23,8 +23,8 @@ from sqlalchemy import Connection, Engine, and_, case, delete, func, insert, sel
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from fiml.sessions.backends.fields import by_name, values_of
-from fiml.sessions.backends.sql_faults import unavailable_as_error
 from fiml.sessions.backends.sql_events import copy_events, delete_events
+from fiml.sessions.backends.sql_faults import unavailable_as_error
 from fiml.sessions.backends.sql_rows import Q, S, decoded, query_values, selected
 from fiml.sessions.db import (
     READ_ONLY_OPTION,
@@ -32,8 +32,8 @@ from fiml.sessions.db import (
     create_thread_engine,
     is_sqlite,
 )
-from fiml.sessions.metrics import FACT_SOURCES, SessionFacts, dialect_insert, insert_missing_facts
 from fiml.sessions.events import SessionEvent
+from fiml.sessions.metrics import FACT_SOURCES, SessionFacts, dialect_insert, insert_missing_facts
 from fiml.sessions.models import Session
 from fiml.sessions.quarantine import (
     QUARANTINE,

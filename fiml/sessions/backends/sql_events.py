@@ -66,7 +66,9 @@ def copy_events(conn: Connection, events: Mapping[UUID, Sequence[SessionEvent]])
         conn.execute(_INSERT_EVENTS, rows)
 
 
-def read_events(conn: Connection, session_id: UUID, *, after: int, limit: int) -> list[SessionEvent]:
+def read_events(
+    conn: Connection, session_id: UUID, *, after: int, limit: int
+) -> list[SessionEvent]:
     """Up to ``limit`` events after the ``after``-th, in order."""
     page = {"sid": session_id, "after": after, "limit": limit}
     return [
