@@ -18,6 +18,7 @@ after. Archival carries them with the session, so a timeline reads the same afte
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 from uuid import UUID
@@ -98,8 +99,15 @@ def recorded_quote(
     return record.model_copy(update={"figures": {}, "provider": provider[:MAX_PROVIDER_CHARS]})
 
 
-class NewEvent(BaseModel):
-    """An event a write is about to append (its ``seq`` is its place, given when stored)."""
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """An event a write is about to append (its ``seq`` is its place, given when stored).
+
+    A plain dataclass whose ``data`` may hold models, UUIDs and datetimes as they are: one
+    ``pydantic_core.to_json`` encodes it (the Redis list's element, or the SQL JSON column,
+    whose serializer is the same), several times cheaper than building and dumping a
+    model on every tracked query.
+    """
 
     kind: EventKind
     at: datetime
@@ -107,11 +115,20 @@ class NewEvent(BaseModel):
 
     def to_json(self) -> str:
         """The stored JSON document (the Redis list's element)."""
-        stored = self.model_dump(mode="json", include={"kind", "at", "data"})
-        return pydantic_core.to_json(stored).decode()
+        return pydantic_core.to_json({"kind": self.kind, "at": self.at, "data": self.data}).decode()
 
 
-class SessionEvent(NewEvent):
+class _StoredEvent(BaseModel):
+    kind: EventKind
+    at: datetime
+    data: dict[str, Any]
+
+    def to_json(self) -> str:
+        """The stored JSON document, as :meth:`NewEvent.to_json` writes it."""
+        return pydantic_core.to_json({"kind": self.kind, "at": self.at, "data": self.data}).decode()
+
+
+class SessionEvent(_StoredEvent):
     """One stored event: its 1-based place in the session's timeline, kind, time and data."""
 
     seq: int
@@ -138,16 +155,16 @@ def query_event(
     """The event of a newly tracked query, with its recorded quote if ``quotes`` has one."""
     quote = quotes.get(query.id)
     data: dict[str, Any] = {
-        "query_id": str(query.id),
+        "query_id": query.id,
         "query_type": query.query_type,
-        "timestamp": query.timestamp.isoformat(),
+        "timestamp": query.timestamp,
         "cache_hit": query.cache_hit,
-        "quote": None if quote is None else quote.model_dump(mode="json"),
+        "quote": quote,
     }
     return NewEvent(kind="query", at=now, data=data)
 
 
-_EVENT_LIST = TypeAdapter(list[NewEvent])
+_EVENT_LIST = TypeAdapter(list[_StoredEvent])
 
 
 def events_from_json(items: Sequence[str], *, first_seq: int) -> list[SessionEvent]:

@@ -26,7 +26,7 @@ from fiml.sessions.backends.fields import (
     session_fields,
     values_of,
 )
-from fiml.sessions.events import NewEvent
+from fiml.sessions.events import SessionEvent
 from fiml.sessions.models import (
     STATE_SECTIONS,
     Session,
@@ -132,7 +132,7 @@ def _meta_items(session: Session) -> list[str | int]:
     return items
 
 
-def create_args(session: Session, events: Sequence[NewEvent] = ()) -> list[str | int]:
+def create_args(session: Session, events: Sequence[SessionEvent] = ()) -> list[str | int]:
     """ARGV of ``redis_keys.CREATE`` for a new session and its first timeline events."""
     meta = _meta_items(session)
     queries = session.state.history.queries
