@@ -1,15 +1,14 @@
 """A session's timeline in SQL: the ``session_events`` rows (:mod:`fiml.sessions.events`).
 
 Events are appended by the write they record, in its transaction and under its row lock,
-so numbering them after the highest stored ``seq`` (a lookup at the end of the key's range)
-cannot race another writer of the same session.
+so numbering each after the highest stored ``seq`` cannot race another writer of the
+same session.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
 from uuid import UUID
 
 from sqlalchemy import Connection, bindparam, delete, func, insert, select
@@ -21,7 +20,18 @@ from fiml.sessions.history import QueryRecord
 
 __all__ = ["append_events", "copy_events", "delete_events", "read_events", "write_events"]
 
-_LAST_SEQ = select(func.max(E.c.seq)).where(E.c.session_id == bindparam("sid"))
+_APPEND_EVENT = insert(E).from_select(
+    ["session_id", "seq", "kind", "at", "data"],
+    select(
+        bindparam("sid", type_=E.c.session_id.type),
+        func.coalesce(func.max(E.c.seq), 0) + 1,
+        bindparam("kind", type_=E.c.kind.type),
+        bindparam("at", type_=E.c.at.type),
+        bindparam("data", type_=E.c.data.type),
+    ).where(E.c.session_id == bindparam("sid", type_=E.c.session_id.type)),
+)
+"""One event after the session's last: numbering and insert in one statement (a lookup at
+the end of the key's range), one statement fewer per tracked query than a separate read."""
 _INSERT_EVENTS = insert(E)
 _EVENT_RANGE = (
     select(E.c.seq, E.c.kind, E.c.at, E.c.data)
@@ -40,19 +50,11 @@ def write_events(
     return events
 
 
-def _rows(session_id: UUID, first: int, events: Iterable[NewEvent]) -> list[dict[str, Any]]:
-    return [
-        {"session_id": session_id, "seq": first + i, "kind": e.kind, "at": e.at, "data": e.data}
-        for i, e in enumerate(events)
-    ]
-
-
 def append_events(conn: Connection, session_id: UUID, events: Sequence[NewEvent]) -> None:
     """Append ``events`` after the session's last one (call it under the session's lock)."""
-    if not events:
-        return
-    last = conn.execute(_LAST_SEQ, {"sid": session_id}).scalar() or 0
-    conn.execute(_INSERT_EVENTS, _rows(session_id, last + 1, events))
+    if events:
+        rows = [{"sid": session_id, "kind": e.kind, "at": e.at, "data": e.data} for e in events]
+        conn.execute(_APPEND_EVENT, rows)
 
 
 def copy_events(conn: Connection, events: Mapping[UUID, Sequence[SessionEvent]]) -> None:
