@@ -16,6 +16,8 @@ from fiml.sessions.events import MAX_RECORDED_QUOTE_BYTES, RecordedQuote, record
 from fiml.sessions.timeline import encode_timeline_cursor
 from tests.clock import MovableClock
 
+ON_CLUSTER = True
+"""The APPLY and CREATE scripts write the timeline, and archival reads it: on the cluster too."""
 QUOTE_TIME = datetime(2026, 12, 1, 15, 30, tzinfo=UTC)
 
 
