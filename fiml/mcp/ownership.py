@@ -14,7 +14,7 @@ from fiml.mcp.auth import Identity
 from fiml.sessions.models import Session, SessionStatus
 from fiml.sessions.store import SessionStore, parse_session_id
 
-__all__ = ["ensure_writable", "owned_session", "readable_session"]
+__all__ = ["ensure_writable", "owned_session"]
 
 
 async def owned_session(
@@ -32,22 +32,6 @@ async def owned_session(
     if session is None:
         raise SessionNotFoundError(sid)
     return session
-
-
-async def readable_session(
-    store: SessionStore,
-    identity: Identity,
-    session_id: str | UUID,
-    *,
-    history_limit: int | None = None,
-) -> Session:
-    """The session ``session_id`` if the caller may read it (its timeline, a fork of it);
-    SessionNotFoundError otherwise, exactly as for an unknown id.
-
-    The one place that says who may read a session that is not theirs to write: today only
-    its owner (:func:`owned_session`); sharing extends this function, and every reader
-    follows."""
-    return await owned_session(store, identity, session_id, history_limit=history_limit)
 
 
 def ensure_writable(session: Session) -> None:

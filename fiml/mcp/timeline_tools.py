@@ -2,8 +2,9 @@
 
 ``get-session-timeline`` reads the record each write kept (:mod:`fiml.sessions.events`),
 never a provider; ``fork-session`` starts a new session of the caller's from one they may
-read (:func:`~fiml.mcp.ownership.readable_session`), as it stood after query N or at a
-time. Another user's session is reported exactly like an unknown one.
+read (:func:`~fiml.sessions.sharing.readable_session`: their own, or shared with them), as
+it stood after query N or at a time. Any other session is reported exactly like an unknown
+one.
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ from fiml.core.errors import InvalidInputError
 from fiml.mcp.arguments import CursorArg, SessionIdArg, argument
 from fiml.mcp.auth import IdentityResolver
 from fiml.mcp.boundary import tool_boundary
-from fiml.mcp.ownership import readable_session
 from fiml.mcp.replies import reply
 from fiml.mcp.schemas import ForkResult, TimelineResult
+from fiml.sessions.sharing import readable_session
 from fiml.sessions.store import MAX_PAGE, SessionStore
 
 __all__ = ["DEFAULT_TIMELINE_PAGE", "TimelineTools"]
@@ -100,9 +101,8 @@ class TimelineTools:
         the quote's time, when it was fetched, whether cached, its figures) and its context
         and preference changes, in order, a page at a time (follow next_cursor). Nothing is
         fetched again; an archived session reads as it did while active."""
-        session = await readable_session(
-            self.store, self.identity.current(), session_id, history_limit=0
-        )
+        caller = self.identity.current().user_id
+        session = await readable_session(self.store, caller, session_id, history_limit=0)
         page = await self.store.get_timeline(session.id, limit=limit, cursor=cursor)
         return reply(TimelineResult.from_page(session.id, page))
 
@@ -112,13 +112,14 @@ class TimelineTools:
         after_queries: AfterQueriesArg = None,
         at: AtArg = None,
     ) -> Annotated[CallToolResult, ForkResult]:
-        """Start a new session of yours from one of your sessions as it stood after query
-        N or at a time: its assets, tags, context, preferences and queries up to there.
-        The new session's metadata names the one it came from (forked_from)."""
+        """Start a new session of yours from one you may read (yours, or shared with you) as
+        it stood after query N or at a time: its assets, tags, context, preferences and
+        queries up to there. The new session's metadata names the one it came from
+        (forked_from)."""
         when = parsed_time("at", at)
-        identity = self.identity.current()
-        origin = await readable_session(self.store, identity, session_id, history_limit=0)
+        caller = self.identity.current().user_id
+        origin = await readable_session(self.store, caller, session_id, history_limit=0)
         fork = await self.store.fork_session(
-            origin.id, identity.user_id, after_queries=after_queries, at=when
+            origin.id, caller, after_queries=after_queries, at=when
         )
         return reply(ForkResult.of(fork, origin.id))

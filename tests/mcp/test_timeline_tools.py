@@ -106,3 +106,21 @@ async def test_another_users_session_is_not_found_like_an_unknown_one(
             assert "not found" in foreign.lower()
     assert await snapshot(session_store, sid) == kept
     assert await session_store.list_user_sessions("bob") == []
+
+
+async def test_a_reader_of_a_shared_session_replays_and_forks_it_until_unshared(
+    connect: Connect, session_store: SessionStore
+) -> None:
+    sid = await _record(connect)
+    async with connect("alice") as alice, connect("bob") as bob:
+        await ok(alice, "share-session", session_id=sid, user_id="bob")
+        mine = await ok(alice, "get-session-timeline", session_id=sid)
+        assert await ok(bob, "get-session-timeline", session_id=sid) == mine
+        fork = await ok(bob, "fork-session", session_id=sid, after_queries=2)
+        await ok(alice, "unshare-session", session_id=sid, user_id="bob")
+        assert "not found" in await fails(bob, "get-session-timeline", session_id=sid)
+        assert "not found" in await fails(bob, "fork-session", session_id=sid)
+    stored = await session_store.get_session(fork["session_id"])
+    assert stored is not None and stored.user_id == "bob"
+    assert stored.state.history.total_queries == 2
+    assert stored.state.metadata["forked_from"]["session_id"] == sid

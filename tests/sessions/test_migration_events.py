@@ -39,14 +39,14 @@ async def test_events_revision_upgrades_and_downgrades(dialect: str, tmp_path: P
             assert len((await store.get_timeline(session.id)).events) == 1
         async with engine.begin() as conn:
             assert "session_events" in await conn.run_sync(_tables)
-            await conn.run_sync(_downgrade, "0003")
+            await conn.run_sync(_downgrade, "0007")
         async with engine.begin() as conn:
             tables = await conn.run_sync(_tables)
             assert "session_events" not in tables and "session_queries" in tables
             kept = await conn.execute(text("SELECT count(*) FROM session_queries"))
             assert kept.scalar_one() == 1
             version = await conn.execute(text("SELECT version_num FROM alembic_version"))
-            assert version.scalar_one() == "0003"
+            assert version.scalar_one() == "0007"
         await upgrade_schema(engine)
         async with engine.begin() as conn:
             assert "session_events" in await conn.run_sync(_tables)
