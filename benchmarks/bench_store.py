@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import inspect
 import os
+import statistics
 import tempfile
 import time
 from collections.abc import AsyncIterator
@@ -509,13 +511,88 @@ pydantic in one call). Listing and cleanup stay flat from 100 to 100,000 stored 
 produces them, so a re-run rewrites the section with them)."""
 
 
+APPEND_ROUNDS = 15
+APPEND_BLOCK = 100
+
+
+def _recorded_quote(store: SessionStore) -> dict[str, object]:
+    """``append_query``'s quote argument as a tracked search passes it (none before
+    timelines existed: the same script then measures the code without them)."""
+    if "quote" not in inspect.signature(store.append_query).parameters:
+        return {}
+    from fiml.sessions.events import recorded_quote
+
+    now = utcnow()
+    figures = {
+        "symbol": "AAPL",
+        "name": "Apple Inc.",
+        "asset_class": "equity",
+        "price": 175.43,
+        "currency": "USD",
+        "change": 3.94,
+        "change_percent": 2.3,
+        "volume": 51234567.0,
+        "market": "NASDAQ",
+        "synthetic": False,
+    }
+    quote = recorded_quote(
+        provider="yahoo", quote_timestamp=now, fetched_at=now, cached=False, figures=figures
+    )
+    return {"quote": quote}
+
+
+async def append_cpu(deployment: str) -> dict[str, float]:
+    """Median process CPU µs per ``append_query`` (a tracked search's write, with its
+    recorded quote where the code has timelines) and per floor operation, over alternating
+    blocks of each, so load on the shared machine slows both alike."""
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = Path(tmp)
+        settings = await _reset(deployment, directory)
+        async with AsyncExitStack() as stack:
+            store = await stack.enter_async_context(SessionStore(settings))
+            if deployment == "redis+postgres":
+                _get, floor = await stack.enter_async_context(_redis_floors())
+            elif deployment == "sqlite":
+                floor = await stack.enter_async_context(sqlite_floor(directory))
+            else:
+                floor = await stack.enter_async_context(postgres_floor())
+            extra = _recorded_quote(store)
+            blocks: dict[str, list[float]] = {"append_query": [], "floor": []}
+            for _ in range(APPEND_ROUNDS):
+                session = await store.create_session(["AAPL"], "equity", user_id="bench")
+                for i in range(10):  # untimed: connections and caches warm
+                    await store.append_query(session.id, _query(i), **extra)  # type: ignore[arg-type]
+                started = time.process_time()
+                for i in range(APPEND_BLOCK):
+                    await store.append_query(session.id, _query(i), **extra)  # type: ignore[arg-type]
+                blocks["append_query"].append((time.process_time() - started) / APPEND_BLOCK)
+                started = time.process_time()
+                for i in range(APPEND_BLOCK):
+                    await floor(i)
+                blocks["floor"].append((time.process_time() - started) / APPEND_BLOCK)
+    return {name: statistics.median(times) * 1e6 for name, times in blocks.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--deployment", choices=["sqlite", "postgres", "redis+postgres"], default="sqlite"
     )
     parser.add_argument("--quick", action="store_true", help="fewer samples, smaller stores")
+    parser.add_argument(
+        "--append-cpu",
+        action="store_true",
+        help="only print the CPU per append_query and per floor operation (no RESULTS.md)",
+    )
     args = parser.parse_args()
+    if args.append_cpu:
+        figures = asyncio.run(append_cpu(args.deployment))
+        ratio = figures["append_query"] / figures["floor"]
+        print(
+            f"{args.deployment}: append_query {figures['append_query']:.0f} us CPU, "
+            f"floor {figures['floor']:.0f} us CPU, ratio {ratio:.2f}"
+        )
+        return
     asyncio.run(run(args.deployment, args.quick))
 
 

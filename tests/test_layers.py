@@ -36,7 +36,15 @@ ALLOWED = {
 """Which layers each layer may import (``fiml`` itself, the version, is open to all)."""
 
 BACKEND_FAMILIES = {
-    "sql": ("sql", "sql_archive", "sql_faults", "sql_metrics", "sql_rows", "sql_sharing"),
+    "sql": (
+        "sql",
+        "sql_archive",
+        "sql_events",
+        "sql_faults",
+        "sql_metrics",
+        "sql_rows",
+        "sql_sharing",
+    ),
     "redis": (
         "redis",
         "redis_apply",

@@ -22,6 +22,7 @@ from fiml.mcp.search_tools import SearchTools
 from fiml.mcp.session_tools import SessionTools
 from fiml.mcp.share_tools import ShareTools
 from fiml.mcp.template_tools import TemplateTools
+from fiml.mcp.timeline_tools import TimelineTools
 from fiml.sessions.analytics import SessionAnalytics
 from fiml.sessions.store import SessionStore
 
@@ -42,6 +43,7 @@ def register_tools(
     SessionTools(store, identity).register(server)
     ShareTools(store, identity).register(server)
     TemplateTools(store, identity).register(server)
+    TimelineTools(store, identity).register(server)
     SearchTools(store, market, identity).register(server)
     AnalyticsTool(identity, stats or AnalyticsStats(SessionAnalytics(store))).register(server)
     SessionResources(store, identity).register(server)

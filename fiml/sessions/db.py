@@ -62,6 +62,7 @@ __all__ = [
     "TOO_MANY_CONNECTIONS",
     "UNBOUNDED_WAIT_SECONDS",
     "Base",
+    "EventRow",
     "JsonType",
     "QuarantineRow",
     "QueryRow",
@@ -200,6 +201,21 @@ class QueryRow(Base):
     cache_hit: Mapped[bool] = mapped_column(Boolean, default=False)
 
     __table_args__ = (UniqueConstraint("session_id", "id"),)
+
+
+class EventRow(Base):
+    """One event of a session's timeline (:mod:`fiml.sessions.events`); ``seq`` is its
+    1-based place, so a page of the timeline is a range scan of the key."""
+
+    __tablename__ = "session_events"
+
+    session_id: Mapped[UUID] = mapped_column(
+        Uuid, ForeignKey("sessions.id", ondelete="CASCADE"), primary_key=True
+    )
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    data: Mapped[dict[str, Any]] = mapped_column(JsonType)
 
 
 class SessionMetrics(Base):

@@ -250,7 +250,7 @@ async def test_a_postgres_schema_behind_the_package_is_refused_and_left_as_it_wa
     _assert_one_line(refused.value, "revision 0002", head_revision(), "`fiml db upgrade`")
     assert await _schema_state(url) == (
         "0002",
-        ["session_quarantine", "session_shares", "session_templates"],
+        ["session_events", "session_quarantine", "session_shares", "session_templates"],
     )
 
 
@@ -351,6 +351,7 @@ async def test_sqlite_migrates_itself_from_nothing_and_from_an_older_revision(
     assert await _schema_state(older) == (
         "0001",
         [
+            "session_events",
             "session_metric_assets",
             "session_metric_query_types",
             "session_metric_tags",

@@ -10,7 +10,7 @@ they round-trip exactly. The APPLY script's protocol is in
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 from uuid import UUID
@@ -26,6 +26,7 @@ from fiml.sessions.backends.fields import (
     session_fields,
     values_of,
 )
+from fiml.sessions.events import SessionEvent
 from fiml.sessions.models import (
     STATE_SECTIONS,
     Session,
@@ -131,8 +132,8 @@ def _meta_items(session: Session) -> list[str | int]:
     return items
 
 
-def create_args(session: Session) -> list[str | int]:
-    """ARGV of ``redis_keys.CREATE`` for a new session."""
+def create_args(session: Session, events: Sequence[SessionEvent] = ()) -> list[str | int]:
+    """ARGV of ``redis_keys.CREATE`` for a new session and its first timeline events."""
     meta = _meta_items(session)
     queries = session.state.history.queries
     args: list[str | int] = [len(meta), *meta, len(queries)]
@@ -143,6 +144,7 @@ def create_args(session: Session) -> list[str | int]:
         args.append(2 * len(values))
         for key, value in values.items():
             args += [key, to_json(value)]
+    args += [event.to_json() for event in events]
     return args
 
 

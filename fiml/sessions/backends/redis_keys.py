@@ -11,6 +11,7 @@ sessions package touches, so the whole layout reads at a glance::
     <p>:s:{<session id>}:preferences           hash: key -> JSON value
     <p>:s:{<session id>}:intermediate_results  hash: key -> JSON value
     <p>:s:{<session id>}:metadata              hash: key -> JSON value
+    <p>:s:{<session id>}:events                list: timeline event JSON, oldest first
     <p>:users:{<n>:<user id>}:sessions        sorted set: shard n of a user's sessions,
                                                session id, score = created_at
     <p>:expiry:{<n>}                           sorted set: shard n of the expiry index,
@@ -75,6 +76,8 @@ class SessionKeys(NamedTuple):
     preferences: str
     intermediate_results: str
     metadata: str
+    events: str
+    """Last, so that the scripts' earlier KEYS keep their places."""
 
     @property
     def sections(self) -> tuple[str, str, str, str]:
@@ -151,6 +154,7 @@ class RedisKeyspace:
             preferences=f"{base}:preferences",
             intermediate_results=f"{base}:intermediate_results",
             metadata=f"{base}:metadata",
+            events=f"{base}:events",
         )
 
     def meta_key(self, session_id: UUID | str) -> str:

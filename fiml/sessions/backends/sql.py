@@ -58,11 +58,19 @@ from fiml.sessions.backends.base import (
 from fiml.sessions.backends.fields import SUMMARY_FIELDS, values_of
 from fiml.sessions.backends.rules import PlannedWrite, StoredSession, plan_write
 from fiml.sessions.backends.sql_archive import ArchivedInPlace, SqlArchive
+from fiml.sessions.backends.sql_events import (
+    append_events,
+    copy_events,
+    delete_events,
+    read_events,
+    write_events,
+)
 from fiml.sessions.backends.sql_faults import unavailable_as_error
 from fiml.sessions.backends.sql_metrics import SqlMetrics
 from fiml.sessions.backends.sql_rows import Q, S, decoded, query_values, selected, session_from_row
 from fiml.sessions.backends.sql_sharing import SqlSharing
 from fiml.sessions.backends.summaries import skip_corrupt, summaries_from_values
+from fiml.sessions.events import SessionEvent
 from fiml.sessions.models import (
     STATE_SECTIONS,
     QueryRecord,
@@ -211,8 +219,9 @@ def _row_to_plan(names: frozenset[str], with_query: bool) -> Select[Any]:
 _RECORDED = "fiml_query_recorded"
 
 
-def _insert(conn: Connection, session: Session) -> None:
+def _insert(conn: Connection, session: Session, events: Sequence[SessionEvent]) -> None:
     conn.execute(_INSERT_SESSION, [values_of(session)])
+    copy_events(conn, {session.id: events})
     queries = session.state.history.queries
     if queries:
         start = session.state.history.total_queries - len(queries) + 1
@@ -284,6 +293,7 @@ def _apply(
         rows = [query_values(session_id, n, q) for n, q in enumerate(write.new_queries, total + 1)]
         conn.execute(_INSERT_QUERIES, rows)
     conn.execute(_UPDATE_SESSION, {"sid_": session_id, **write.values})
+    append_events(conn, session_id, write_events(changes, write.new_queries, now=now))
     return write.counters
 
 
@@ -349,6 +359,7 @@ def _write_if_unchanged(conn: Connection, session_id: UUID, planned: _Planned) -
 
 def _delete(conn: Connection, session_id: UUID) -> bool:
     conn.execute(delete(Q).where(Q.c.session_id == session_id))
+    delete_events(conn, [session_id])
     result = conn.execute(delete(S).where(S.c.id == session_id))
     release(conn, [session_id])  # an operator's delete ends a quarantine
     return bool(result.rowcount)
@@ -364,9 +375,9 @@ class SqlBackend(SqlArchive, SqlMetrics, SqlSharing):
     database thread and back on SQLite, one ``run_sync`` on PostgreSQL.
     """
 
-    async def insert(self, session: Session) -> None:
-        """Store a new session and any queries it already holds."""
-        await self._writing(lambda conn: _insert(conn, session))
+    async def insert(self, session: Session, events: Sequence[SessionEvent] = ()) -> None:
+        """Store a new session, any queries it already holds, and its first events."""
+        await self._writing(lambda conn: _insert(conn, session, events))
 
     async def load(
         self, session_id: UUID, *, recent_queries: int | None, owner: str | None = None
@@ -390,6 +401,12 @@ class SqlBackend(SqlArchive, SqlMetrics, SqlSharing):
             return await self._reading(read)
         except UNDECODABLE as exc:
             raise CorruptRecordError(self.name, session_id, failure_reason(exc)) from None
+
+    async def load_events(self, session_id: UUID, *, after: int, limit: int) -> list[SessionEvent]:
+        """Events ``after+1 ..`` of a session's timeline, at most ``limit``."""
+        return await self._reading(
+            lambda conn: read_events(conn, session_id, after=after, limit=limit)
+        )
 
     async def apply(
         self, session_id: UUID, changes: SessionChanges, *, now: datetime, limits: WriteLimits
@@ -486,6 +503,9 @@ class SqlBackend(SqlArchive, SqlMetrics, SqlSharing):
                 continue
             if session is not None:
                 export.sessions.append(session)
+                export.events[session_id] = await self.load_events(
+                    session_id, after=0, limit=2**31 - 1
+                )
         return export
 
     async def thaw(self, session_ids: Sequence[UUID]) -> None:

@@ -24,6 +24,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from fiml.sessions.backends.fields import by_name, values_of
+from fiml.sessions.backends.sql_events import copy_events, delete_events
 from fiml.sessions.backends.sql_faults import unavailable_as_error
 from fiml.sessions.backends.sql_rows import Q, S, decoded, query_values, selected
 from fiml.sessions.db import (
@@ -32,6 +33,7 @@ from fiml.sessions.db import (
     create_thread_engine,
     is_sqlite,
 )
+from fiml.sessions.events import SessionEvent
 from fiml.sessions.metrics import FACT_SOURCES, SessionFacts, insert_missing_facts
 from fiml.sessions.models import Session
 from fiml.sessions.quarantine import (
@@ -337,9 +339,15 @@ class SqlArchive:
         return await self._writing(archive)
 
     async def import_archived(
-        self, sessions: Sequence[Session], *, archived_at: datetime, record_facts: bool = False
+        self,
+        sessions: Sequence[Session],
+        *,
+        archived_at: datetime,
+        record_facts: bool = False,
+        events: dict[UUID, list[SessionEvent]] | None = None,
     ) -> tuple[int, int]:
-        """Copy sessions from the active tier into the archive; re-copying adds nothing.
+        """Copy sessions, and their timelines (``events``), from the active tier into the
+        archive; re-copying adds nothing.
 
         One transaction inserts the sessions, their queries and (with ``record_facts``) the
         analytics facts of the new ones, and takes them out of the quarantine. Returns how
@@ -368,6 +376,7 @@ class SqlArchive:
             ]
             for query_batch in _chunks(query_rows, _QUERY_ROWS_PER_CALL):
                 conn.execute(insert(Q), list(query_batch))
+            copy_events(conn, {sid: e for sid, e in (events or {}).items() if sid in new_ids})
             recorded = 0
             if record_facts:
                 facts = [
@@ -417,6 +426,7 @@ class SqlArchive:
             if not ids:
                 return None
             conn.execute(delete(Q).where(Q.c.session_id.in_(ids)))
+            delete_events(conn, ids)
             return int(conn.execute(delete(S).where(S.c.id.in_(ids))).rowcount)
 
         deleted = 0

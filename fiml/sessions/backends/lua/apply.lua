@@ -2,7 +2,7 @@
 -- (the contract suite runs the same cases through both): every check, in the rules'
 -- order, runs before any change. fiml/sessions/backends/redis_apply.py builds the
 -- arguments and reads the reply.
--- KEYS: meta, queries, qids, context, preferences, intermediate_results, metadata.
+-- KEYS: meta, queries, qids, context, preferences, intermediate_results, metadata, events.
 -- ARGV[1]: the write's header, a JSON object; times and durations in it are decimal
 --   strings of microseconds (exact, unlike JSON numbers, which Lua reads as doubles):
 --   always: now, max_ttl (times), max_queries, max_state_keys (numbers), and queries: one
@@ -12,9 +12,11 @@
 --     edit to merge into the stored list (base.ListChange) and the sizes the result must
 --     stay within;
 --   when the write changes state keys: sections: per state section, how many keys it sets
---     and how many it deletes (eight numbers; absent, no section is read).
+--     and how many it deletes (eight numbers; absent, no section is read);
+--   when it changes context or preferences: state_events, how many timeline events that makes.
 -- ARGV[2..]: each new query's JSON, in order; then per state section its key/JSON pairs
---   to set, then its keys to delete.
+--   to set, then its keys to delete; then the state events' JSON; then one timeline event
+--   per new query, in order (only those of queries not yet recorded are appended).
 -- Returns {'ok', total_queries, cache_hits, version, expires_at, new queries added} or a
 -- refusal: {'not_found'}, {'closed'}, {'expired'}, {'archived'}, {'conflict', version},
 -- {'limit'}, {'state_keys', section 1-4, keys after the merge}, {'list_size', list name,
@@ -115,6 +117,15 @@ for s = 1, 4 do
   if ndel > 0 then redis.call('HDEL', KEYS[3 + s], unpack(ARGV, p, p + ndel - 1)) end
   p = p + ndel
 end
+
+-- The timeline: the write's state events, then its new queries' events, in this script,
+-- so that a change and its event are one.
+local events = {}
+local nstate = w.state_events or 0
+for j = p, p + nstate - 1 do events[#events + 1] = ARGV[j] end
+p = p + nstate
+for _, i in ipairs(fresh) do events[#events + 1] = ARGV[p + i - 1] end
+if #events > 0 then redis.call('RPUSH', KEYS[8], unpack(events)) end
 
 local accessed = m[9]
 if tonumber(w.now) > tonumber(accessed) then accessed = w.now end

@@ -1,5 +1,6 @@
 -- KEYS: the session's keys.  ARGV: n, n meta field/value items,
--- nq, nq (query id, query JSON) pairs, then per state section: n, n key/JSON items.
+-- nq, nq (query id, query JSON) pairs, then per state section: n, n key/JSON items,
+-- then the timeline's first events (JSON), if any (a fork's copy of its origin's).
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 local p = 1
 local n = tonumber(ARGV[p])
@@ -16,4 +17,5 @@ for s = 4, 7 do
   for i = p + 1, p + n, 2 do redis.call('HSET', KEYS[s], ARGV[i], ARGV[i + 1]) end
   p = p + n + 1
 end
+if p <= #ARGV then redis.call('RPUSH', KEYS[8], unpack(ARGV, p, #ARGV)) end
 return 1
