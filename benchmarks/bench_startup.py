@@ -5,14 +5,16 @@
 
 Times, from spawn to exit, ``fiml --help`` and ``fiml sessions list`` (on a SQLite file in
 a temporary data directory, created before the timed runs), and ``fiml serve`` over stdio
-from spawn to its answer to the ``initialize`` request, sent on its stdin at once. The floor
-is ``python -c pass`` with the same interpreter. Reference rows show what no change of
-ours can remove: ``--help`` of a typer app of two commands (typer and rich format every
-help page), the imports ``fiml sessions list`` cannot do without on SQLite (SQLAlchemy's
-asyncio extension and aiosqlite), the same with SQLAlchemy's PostgreSQL dialect (which
-SQLAlchemy loads on SQLite too, to check the ``postgresql_*`` options of the schema's
-indexes), Alembic (which the schema check no longer imports on a start at head), and the
-MCP SDK's server, which ``fiml serve`` imports with them.
+from spawn to its answer to the ``initialize`` request, sent on its stdin at once, with the
+server's CPU time to that answer (read from ``/proc``). The floor is ``python -c pass``
+with the same interpreter. Reference rows show what no change of ours can remove:
+``--help`` of a typer app of two commands (typer and rich format every help page), the
+imports ``fiml sessions list`` cannot do without on SQLite (SQLAlchemy's asyncio extension
+and aiosqlite), the same with SQLAlchemy's PostgreSQL dialect (which FIML no longer loads
+on SQLite), Alembic (which the schema check no longer imports on a start at head), the MCP
+SDK's package alone (``import mcp``, which imports the SDK's client and the types of every
+protocol version) and its server module, and a bare ``MCPServer`` with no tool served over
+stdio to its ``initialize`` answer: the floor of ``fiml serve``.
 
 Bytecode is cached as an installed package has it: every process, of both checkouts and
 the reference rows, reads and writes its ``.pyc`` files in a temporary cache directory
@@ -64,7 +66,12 @@ FLOOR = "python -c pass"
 LIBRARIES = "import sqlalchemy.ext.asyncio, aiosqlite"
 POSTGRESQL_DIALECT = f"{LIBRARIES}, sqlalchemy.dialects.postgresql"
 ALEMBIC = "import alembic.command"
+SDK_PACKAGE = "import mcp"
 SDK = "import mcp.server.mcpserver"
+BARE_SERVER = (
+    "from mcp.server.mcpserver import MCPServer; import anyio; "
+    "anyio.run(MCPServer('bare').run_stdio_async)"
+)
 BARE_TYPER = (
     "import typer; app = typer.Typer(); app.command()(lambda: None); "
     "app.command('other')(lambda: None); app()"
@@ -126,13 +133,19 @@ def _run(argv: list[str], pycache: Path, checkout: Checkout | None = None) -> Sa
     return Sample(time.perf_counter() - start, _children_cpu() - cpu)
 
 
-def _serve_to_initialize(checkout: Checkout) -> Sample:
-    """Spawn of ``fiml serve`` (stdio) to its answer to ``initialize``."""
-    cpu, start = _children_cpu(), time.perf_counter()
+def _cpu_of(pid: int) -> float:
+    """CPU seconds (user + system) process ``pid`` has used so far (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _to_initialize(argv: list[str], env: dict[str, str], cwd: Path | None = None) -> Sample:
+    """Spawn of a stdio MCP server to its answer to ``initialize``; CPU to that answer."""
+    start = time.perf_counter()
     server = subprocess.Popen(
-        [sys.executable, "-m", "fiml.cli", "serve", "--offline", "--no-jobs"],
-        env=checkout.env(),
-        cwd=checkout.cwd,
+        argv,
+        env=env,
+        cwd=cwd,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
@@ -143,11 +156,18 @@ def _serve_to_initialize(checkout: Checkout) -> Sample:
     server.stdin.flush()
     reply = server.stdout.readline()
     elapsed = time.perf_counter() - start
+    cpu = _cpu_of(server.pid)
     server.stdin.close()  # end of input: the server stops
     server.wait(timeout=30)
     if '"result"' not in reply:
-        raise RuntimeError(f"fiml serve did not initialize: {reply!r}")
-    return Sample(elapsed, _children_cpu() - cpu)
+        raise RuntimeError(f"{argv} did not initialize: {reply!r}")
+    return Sample(elapsed, cpu)
+
+
+def _serve_to_initialize(checkout: Checkout) -> Sample:
+    """Spawn of ``fiml serve`` (stdio) to its answer to ``initialize``."""
+    argv = [sys.executable, "-m", "fiml.cli", "serve", "--offline", "--no-jobs"]
+    return _to_initialize(argv, checkout.env(), checkout.cwd)
 
 
 def _commands(checkout: Checkout) -> dict[str, Callable[[], Sample]]:
@@ -184,7 +204,13 @@ def main() -> None:
                 [sys.executable, "-c", POSTGRESQL_DIALECT], pycache
             ),
             f"python -c '{ALEMBIC}'": lambda: _run([sys.executable, "-c", ALEMBIC], pycache),
+            f"python -c '{SDK_PACKAGE}'": lambda: _run(
+                [sys.executable, "-c", SDK_PACKAGE], pycache
+            ),
             f"python -c '{SDK}'": lambda: _run([sys.executable, "-c", SDK], pycache),
+            "bare MCPServer (stdio) to initialize": lambda: _to_initialize(
+                [sys.executable, "-c", BARE_SERVER], _cached_bytecode_env(pycache)
+            ),
         }
         for checkout in checkouts:
             runs.update(_commands(checkout))
@@ -211,8 +237,10 @@ def main() -> None:
     body = (
         f"{args.samples} samples of each, interleaved in random order: wall time from spawn "
         f"(median and range, ms), its ratio to the floor's median (`{FLOOR}`), and the "
-        "process's CPU time to its exit (median, ms). `serve` is stdio, `--offline "
-        "--no-jobs`, timed to the `initialize` reply.\n\n"
+        "process's CPU time (median, ms) to its exit, or for the stdio servers to their "
+        "`initialize` reply. `serve` is stdio, `--offline --no-jobs`, timed to the "
+        "`initialize` reply; the bare MCPServer is the SDK's server with no tool, the "
+        "floor of any server built on the SDK.\n\n"
         + table(rows, ["command", "wall ms", "range ms", "x floor", "CPU ms"])
     )
     print(body)

@@ -36,11 +36,13 @@ from fiml.sessions.models import (
     SessionType,
 )
 from fiml.sessions.store import HistoryPage
+from fiml.sessions.timeline import TimelinePage
 
 __all__ = [
     "AnalyticsResult",
     "AssetCount",
     "ContextUpdateResult",
+    "ForkResult",
     "HistoryResult",
     "QueryView",
     "QuoteView",
@@ -55,6 +57,8 @@ __all__ = [
     "SessionReply",
     "SessionStats",
     "TagCount",
+    "TimelineEvent",
+    "TimelineResult",
     "pydantic_json_schema",
 ]
 
@@ -219,6 +223,45 @@ class HistoryResult(ResultModel):
             total_queries=page.total_queries,
             next_offset=page.next_offset,
         )
+
+
+class TimelineEvent(ResultModel):
+    """One event of a session's timeline: a tracked query with the quote it answered
+    (``data.quote``), or a context or preferences change (``data.set``, ``data.removed``)."""
+
+    seq: int
+    kind: Literal["query", "context", "preferences"]
+    at: datetime
+    data: dict[str, Any]
+
+
+class TimelineResult(ResultModel):
+    """A page of a session's timeline, in order: what the session saw, as it was recorded."""
+
+    session_id: UUID
+    events: list[TimelineEvent]
+    next_cursor: str | None = Field(
+        default=None, description="Pass as cursor for the next page; absent at the end."
+    )
+
+    @classmethod
+    def from_page(cls, session_id: UUID, page: TimelinePage) -> TimelineResult:
+        """The result for a store timeline page."""
+        events = [TimelineEvent(seq=e.seq, kind=e.kind, at=e.at, data=e.data) for e in page.events]
+        return cls(session_id=session_id, events=events, next_cursor=page.next_cursor)
+
+
+class ForkResult(SessionDetails):
+    """The new session a fork made, the session it came from, and what it holds."""
+
+    forked_from: UUID
+    total_queries: int
+
+    @classmethod
+    def of(cls, fork: Session, origin: UUID) -> ForkResult:
+        """The result for ``fork``, made from ``origin``."""
+        details = SessionDetails.from_session(fork).model_dump()
+        return cls(**details, forked_from=origin, total_queries=fork.state.history.total_queries)
 
 
 class ContextUpdateResult(ResultModel):

@@ -15,17 +15,18 @@ they like. :func:`run_server` builds the dependencies from the settings and serv
 from __future__ import annotations
 
 import functools
+import importlib
 import importlib.util
 import io
 import logging
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
-from mcp.server.auth.provider import TokenVerifier
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import MCPServer
 
@@ -37,39 +38,26 @@ from fiml.core.logs import configure_logging
 from fiml.core.metrics import enable_metrics
 from fiml.core.redis_client import open_redis
 from fiml.core.tracing import configure_tracing
-from fiml.dashboard import add_dashboard
-from fiml.market.service import MarketData
-from fiml.mcp.analytics_tool import AnalyticsStats, AnalyticsTool, StatsSource
-from fiml.mcp.auth import (
-    BearerTokenIdentity,
-    HashedTokenVerifier,
-    IdentityResolver,
-    StaticIdentity,
-    local_identity,
-)
+from fiml.mcp.auth import BearerTokenIdentity, IdentityResolver, StaticIdentity, local_identity
 from fiml.mcp.body_deadline import BodyDeadline
 from fiml.mcp.fair_share import FairShare, FairShareLimits
-from fiml.mcp.find_tools import FindTools
-from fiml.mcp.oauth import CombinedVerifier, JwtVerifier, OAuthConfig
-from fiml.mcp.ops_routes import OpsEndpoints
-from fiml.mcp.resource_listing import SessionResourceListing
-from fiml.mcp.resources import SessionResources
-from fiml.mcp.search_tools import SearchTools
-from fiml.mcp.session_tools import SessionTools
-from fiml.mcp.share_tools import ShareTools
-from fiml.mcp.template_tools import TemplateTools
-from fiml.mcp.token_watch import WatchedTokenFile
-from fiml.sessions.analytics import SessionAnalytics
-from fiml.sessions.backends import build_backends
-from fiml.sessions.backends.redis_persistence import persistence_warning
-from fiml.sessions.joblock import RedisJobLock
-from fiml.sessions.scheduler import JobScheduler
-from fiml.sessions.store import SessionStore
+from fiml.mcp.start_gate import StartGate, serve_while_starting
 
+# What the tools use (the store, SQLAlchemy, the market-data clients, the dashboard) is
+# imported inside the functions that build it: over stdio the server answers `initialize`
+# before it has loaded them (fiml.mcp.start_gate); tests/mcp/test_quick_start.py checks it.
 if TYPE_CHECKING:
+    from mcp.server.auth.provider import TokenVerifier
+    from mcp.server.context import ServerMiddleware
     from starlette.types import ASGIApp
 
     from fiml.core.redis_client import RedisClient
+    from fiml.market.service import MarketData
+    from fiml.mcp.analytics_tool import StatsSource
+    from fiml.mcp.oauth import CombinedVerifier, OAuthConfig
+    from fiml.mcp.ops_routes import OpsEndpoints
+    from fiml.sessions.scheduler import JobScheduler
+    from fiml.sessions.store import SessionStore
 
 __all__ = [
     "MCP_PATH",
@@ -120,24 +108,32 @@ def build_server(
     the server is an OAuth 2.1 resource server for ``resource_url`` (default: ``public_url``
     and :data:`MCP_PATH`).
     """
+    from fiml.mcp.toolset import register_tools, session_middleware
+
     auth = _auth_settings(token_verifier, public_url, oauth, resource_url)
-    server: MCPServer = MCPServer(
+    server = _new_server(
+        token_verifier=token_verifier, auth=auth, middleware=session_middleware(store, identity)
+    )
+    register_tools(server, store=store, market=market, identity=identity, stats=stats)
+    return server
+
+
+def _new_server(
+    *,
+    token_verifier: TokenVerifier | None = None,
+    auth: AuthSettings | None = None,
+    middleware: Sequence[ServerMiddleware[Any]] = (),
+) -> MCPServer:
+    """FIML's MCP server, without its tools yet."""
+    return MCPServer(
         name="fiml",
         title="FIML market data with analysis sessions",
         instructions=INSTRUCTIONS,
         version=__version__,
         token_verifier=token_verifier,
         auth=auth,
-        middleware=[SessionResourceListing(store, identity)],
+        middleware=middleware,
     )
-    SessionTools(store, identity).register(server)
-    ShareTools(store, identity).register(server)
-    TemplateTools(store, identity).register(server)
-    FindTools(store, identity).register(server)
-    SearchTools(store, market, identity).register(server)
-    AnalyticsTool(identity, stats or AnalyticsStats(SessionAnalytics(store))).register(server)
-    SessionResources(store, identity).register(server)
-    return server
 
 
 @asynccontextmanager
@@ -146,6 +142,8 @@ async def open_market(
 ) -> AsyncIterator[MarketData]:
     """The market-data service the settings ask for, closed after; live quotes are cached in
     ``redis`` (the process's one client, closed by whoever opened it) when given."""
+    from fiml.market.service import MarketData
+
     if settings.market_provider == "offline":
         async with MarketData.offline() as market:
             yield market
@@ -171,12 +169,19 @@ async def background_jobs(
     if not enabled:
         yield None
         return
+    from fiml.sessions.joblock import RedisJobLock
+    from fiml.sessions.scheduler import JobScheduler
+
     lock = None if redis is None else RedisJobLock(redis, settings=store.settings)
     async with JobScheduler.for_store(store, lock=lock) as scheduler:
         yield scheduler
 
 
 def _http_auth(settings: Settings, tokens_file: Path | None) -> CombinedVerifier:
+    from fiml.mcp.auth import HashedTokenVerifier
+    from fiml.mcp.oauth import CombinedVerifier, JwtVerifier, OAuthConfig
+    from fiml.mcp.token_watch import WatchedTokenFile
+
     path = tokens_file or settings.mcp_tokens_file
     oauth = OAuthConfig.from_settings(settings)
     if path is None and oauth is None:
@@ -240,8 +245,11 @@ async def serve(
     ``json_response`` and ``access_log`` shape the HTTP transport (:func:`serve_http`).
     ``jobs``: run the session jobs in process; by default, when no Celery broker is set.
     The process opens one Redis client (with ``settings.redis_url``) and lends it to the
-    session store, the quote cache and the job locks. Before serving, ``warn`` gets one
+    session store, the quote cache and the job locks. As it opens them, ``warn`` gets one
     line when that Redis would lose the active sessions on a restart (default: logged).
+    Over stdio alone, the server answers ``initialize`` while it opens them and holds
+    every other request until it has (:mod:`fiml.mcp.start_gate`); a failure to open
+    them ends it with that error, as before serving.
     Over HTTP, and over stdio with the ``metrics_port`` setting, the process counts
     Prometheus metrics and serves /metrics, /healthz and /readyz
     (:class:`~fiml.mcp.ops_routes.OpsEndpoints`). With the standard ``OTEL_*`` variables
@@ -253,48 +261,122 @@ async def serve(
     if transport == "http" or settings.metrics_port is not None:
         enable_metrics()
     configure_tracing()
+    metrics_port = settings.metrics_port
+    if transport == "stdio" and metrics_port is None:
+        await _serve_stdio_while_starting(settings, jobs=run_jobs, warn=warn)
+        return
+    identity, verifier = _caller(settings, transport, tokens_file)
+    async with _running(settings, jobs=run_jobs, warn=warn) as running:
+        from fiml.mcp.oauth import OAuthConfig
+        from fiml.mcp.ops_routes import OpsEndpoints
+
+        store = running.store
+        server = build_server(
+            store=store,
+            market=running.market,
+            identity=identity,
+            token_verifier=verifier,
+            public_url=f"http://{host}:{port}",
+            oauth=OAuthConfig.from_settings(settings) if verifier is not None else None,
+            resource_url=settings.oauth_resource_url,
+        )
+        ops = OpsEndpoints(
+            store, redis=running.redis, scheduler=running.scheduler, jobs_in_process=run_jobs
+        )
+        if metrics_port is not None and transport == "stdio":
+            address = (settings.metrics_host, metrics_port)
+            await serve_stdio(server, ops=ops, ops_address=address)
+            return
+        ops.register(server)
+        if verifier is not None and verifier.tokens is not None:
+            from fiml.dashboard import add_dashboard
+            from fiml.sessions.analytics import SessionAnalytics
+
+            # The admins' analytics dashboard, at /dashboard: admins of the token file
+            # log in with their token (an OAuth-only server has no dashboard login).
+            add_dashboard(server, SessionAnalytics(store), verifier.tokens.tokens)
+        await serve_http(
+            server,
+            host=host,
+            port=port,
+            stateless=stateless,
+            json_response=json_response,
+            access_log=access_log,
+            settings=settings,
+            verifier=verifier,
+        )
+
+
+@dataclass(frozen=True)
+class _Running:
+    """What a serving process has open: its one Redis client (or None), the session
+    store, the market data and the in-process job scheduler (or None)."""
+
+    redis: RedisClient | None
+    store: SessionStore
+    market: MarketData
+    scheduler: JobScheduler | None
+
+
+@asynccontextmanager
+async def _running(
+    settings: Settings, *, jobs: bool, warn: Callable[[str], None]
+) -> AsyncIterator[_Running]:
+    """Open what the tools use, for as long as the block runs; see :func:`serve`."""
+    from fiml.sessions.backends import build_backends
+    from fiml.sessions.backends.redis_persistence import persistence_warning
+    from fiml.sessions.store import SessionStore
+
     async with open_redis(settings.redis_url, settings) as redis:
         if (warning := await persistence_warning(settings, redis)) is not None:
             warn(warning)
-        identity, verifier = _caller(settings, transport, tokens_file)
         backend, archive = build_backends(settings, redis=redis)
         async with (
             SessionStore(settings, backend=backend, archive=archive) as store,
             open_market(settings, redis) as market,
-            background_jobs(store, enabled=run_jobs, redis=redis) as scheduler,
+            background_jobs(store, enabled=jobs, redis=redis) as scheduler,
         ):
-            server = build_server(
-                store=store,
-                market=market,
-                identity=identity,
-                token_verifier=verifier,
-                public_url=f"http://{host}:{port}",
-                oauth=OAuthConfig.from_settings(settings) if verifier is not None else None,
-                resource_url=settings.oauth_resource_url,
+            yield _Running(redis, store, market, scheduler)
+
+
+_SERVING_MODULES = (
+    "fiml.mcp.toolset",
+    "fiml.sessions.backends",
+    "fiml.sessions.backends.redis_persistence",
+    "fiml.sessions.joblock",
+    "fiml.sessions.scheduler",
+)
+"""What :func:`_running` and the tools import: over stdio, in a worker thread while the
+event loop answers ``initialize`` (imports block the thread that runs them)."""
+
+
+def _import_serving_modules() -> None:
+    for module in _SERVING_MODULES:
+        importlib.import_module(module)
+
+
+async def _serve_stdio_while_starting(
+    settings: Settings, *, jobs: bool, warn: Callable[[str], None]
+) -> None:
+    """Serve stdio at once, on a server whose requests but ``initialize`` wait until the
+    store, the market data and the tools are there (:mod:`fiml.mcp.start_gate`)."""
+    identity = StaticIdentity(local_identity(settings))
+    gate = StartGate()
+    server = _new_server(middleware=[gate])
+
+    @asynccontextmanager
+    async def start() -> AsyncIterator[None]:
+        await anyio.to_thread.run_sync(_import_serving_modules)
+        from fiml.mcp import toolset
+
+        async with _running(settings, jobs=jobs, warn=warn) as running:
+            toolset.register_tools(
+                server, store=running.store, market=running.market, identity=identity
             )
-            ops = OpsEndpoints(store, redis=redis, scheduler=scheduler, jobs_in_process=run_jobs)
-            if transport == "stdio":
-                if settings.metrics_port is None:
-                    await serve_stdio(server)
-                else:
-                    address = (settings.metrics_host, settings.metrics_port)
-                    await serve_stdio(server, ops=ops, ops_address=address)
-                return
-            ops.register(server)
-            if verifier is not None and verifier.tokens is not None:
-                # The admins' analytics dashboard, at /dashboard: admins of the token file
-                # log in with their token (an OAuth-only server has no dashboard login).
-                add_dashboard(server, SessionAnalytics(store), verifier.tokens.tokens)
-            await serve_http(
-                server,
-                host=host,
-                port=port,
-                stateless=stateless,
-                json_response=json_response,
-                access_log=access_log,
-                settings=settings,
-                verifier=verifier,
-            )
+            gate.then(toolset.session_middleware(running.store, identity))
+            yield
+
+    await serve_while_starting(lambda: serve_stdio(server), start, gate)
 
 
 async def serve_http(

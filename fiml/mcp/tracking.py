@@ -16,6 +16,7 @@ from fiml.market.service import QuoteResult
 from fiml.mcp.auth import Identity
 from fiml.mcp.ownership import ensure_writable, owned_session
 from fiml.mcp.schemas import QueryView, SessionContext
+from fiml.sessions.events import recorded_quote
 from fiml.sessions.models import MAX_SUMMARY_CHARS, QueryRecord, Session
 from fiml.sessions.store import SessionStore
 
@@ -105,7 +106,15 @@ async def track_query_in_session(
         execution_time_ms=elapsed_ms,
         cache_hit=result.cache_hit,
     )
-    counters = await store.append_query(session.id, record)
+    quote = result.quote
+    answered = recorded_quote(
+        provider=quote.source,
+        quote_timestamp=quote.as_of,
+        fetched_at=store.now(),
+        cached=result.cache_hit,
+        figures=quote.model_dump(mode="json", exclude={"as_of", "source"}),
+    )
+    counters = await store.append_query(session.id, record, quote=answered)
     repeated = counters.added_queries == 0
     if repeated and request_id is not None:
         await _ensure_same_call(store, session, record, request_id)

@@ -32,6 +32,7 @@ from fiml.core.errors import (
 )
 from fiml.core.metrics import recorder
 from fiml.sessions.backends.base import ActiveTier, ArchiveTier
+from fiml.sessions.events import SessionEvent
 from fiml.sessions.metrics import SessionFacts
 from fiml.sessions.models import Session
 from fiml.sessions.quarantine import failure_reason
@@ -179,7 +180,7 @@ class Archiver:
         bad: dict[UUID, tuple[str | None, str]] = {
             sid: (None, reason) for sid, reason in export.unreadable.items()
         }
-        report = await self._move(export.sessions, bad, now=now)
+        report = await self._move(export.sessions, bad, now=now, events=export.events)
         return report + await self._quarantine(bad, now=now)
 
     async def archive_now(self, session_id: UUID, *, now: datetime) -> bool:
@@ -199,7 +200,7 @@ class Archiver:
             if session.expires_at > now:
                 session = session.model_copy(update={"expires_at": now})
             try:
-                await self._import([session], now=now)
+                await self._import([session], now=now, events=export.events)
             except _Refused as exc:
                 raise StorageRefusedError(self.archive.name, exc.reason) from exc
         except BaseException:
@@ -225,10 +226,16 @@ class Archiver:
         # Archived, but its facts do not decode: quarantined so that retention keeps it.
         return report + replace(await self._quarantine(done.unreadable, now=now), quarantined=0)
 
-    async def _import(self, sessions: Sequence[Session], *, now: datetime) -> CleanupReport:
+    async def _import(
+        self,
+        sessions: Sequence[Session],
+        *,
+        now: datetime,
+        events: dict[UUID, list[SessionEvent]],
+    ) -> CleanupReport:
         try:
             archived, recorded = await self.archive.import_archived(
-                sessions, archived_at=now, record_facts=self.record_facts
+                sessions, archived_at=now, record_facts=self.record_facts, events=events
             )
         except FimlError:  # StorageError: an outage, raised as it is
             raise
@@ -246,8 +253,10 @@ class Archiver:
         bad: dict[UUID, tuple[str | None, str]],
         *,
         now: datetime,
+        events: dict[UUID, list[SessionEvent]],
     ) -> CleanupReport:
-        """Import ``sessions`` into the archive, then remove them from the active tier.
+        """Import ``sessions`` (and their timelines, ``events``) into the archive, then
+        remove them from the active tier.
 
         A batch the archive refuses is imported again one session at a time, so that the
         sessions it can hold are archived and the others are added to ``bad``.
@@ -255,7 +264,7 @@ class Archiver:
         if not sessions:
             return CleanupReport()
         try:
-            report = await self._import(sessions, now=now)
+            report = await self._import(sessions, now=now, events=events)
             moved = list(sessions)
         except StorageError as exc:
             return self._failed(len(sessions), exc)
@@ -263,7 +272,7 @@ class Archiver:
             report, moved = CleanupReport(), []
             for position, session in enumerate(sessions):
                 try:
-                    report += await self._import([session], now=now)
+                    report += await self._import([session], now=now, events=events)
                 except StorageError as outage:
                     report += self._failed(len(sessions) - position, outage)
                     break

@@ -49,10 +49,10 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy import create_engine as sa_create_engine
-from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeEngine
 
 from fiml.core.config import DEFAULT_DATABASE_MAX_OVERFLOW, DEFAULT_DATABASE_POOL_SIZE
 
@@ -62,6 +62,8 @@ __all__ = [
     "TOO_MANY_CONNECTIONS",
     "UNBOUNDED_WAIT_SECONDS",
     "Base",
+    "EventRow",
+    "JsonType",
     "QuarantineRow",
     "QueryRow",
     "SessionMetricAsset",
@@ -89,7 +91,25 @@ NAMING = {
     "pk": "pk_%(table_name)s",
 }
 metadata = MetaData(naming_convention=NAMING)
-JsonType = JSON().with_variant(JSONB(), "postgresql")
+
+
+class JsonType(TypeDecorator[Any]):
+    """JSON on SQLite, JSONB on PostgreSQL.
+
+    Chosen per dialect when a statement is compiled rather than with
+    ``JSON().with_variant(JSONB(), "postgresql")``, which needs the PostgreSQL dialect's
+    JSONB at import: that would make every SQLite process import the dialect.
+    """
+
+    impl = JSON
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import JSONB
+
+            return dialect.type_descriptor(JSONB())
+        return dialect.type_descriptor(JSON())
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -142,19 +162,20 @@ class SessionRecord(Base):
     intermediate_results: Mapped[dict[str, Any]] = mapped_column(JsonType)
     session_metadata: Mapped[dict[str, Any]] = mapped_column("metadata", JsonType)
 
+    # Partial indexes are declared once, for SQLite; a PostgreSQL engine gives them the
+    # same condition (see create_engine), since declaring ``postgresql_where`` here would
+    # import the PostgreSQL dialect in every process.
     __table_args__ = (
         Index("ix_sessions_user_created", "user_id", "created_at", "id"),
         Index(
             "ix_sessions_active_expiry",
             "expires_at",
             sqlite_where=text("archived_at IS NULL"),
-            postgresql_where=text("archived_at IS NULL"),
         ),
         Index(
             "ix_sessions_archived_at",
             "archived_at",
             sqlite_where=text("archived_at IS NOT NULL"),
-            postgresql_where=text("archived_at IS NOT NULL"),
         ),
     )
 
@@ -209,6 +230,21 @@ class QueryRow(Base):
     cache_hit: Mapped[bool] = mapped_column(Boolean, default=False)
 
     __table_args__ = (UniqueConstraint("session_id", "id"),)
+
+
+class EventRow(Base):
+    """One event of a session's timeline (:mod:`fiml.sessions.events`); ``seq`` is its
+    1-based place, so a page of the timeline is a range scan of the key."""
+
+    __tablename__ = "session_events"
+
+    session_id: Mapped[UUID] = mapped_column(
+        Uuid, ForeignKey("sessions.id", ondelete="CASCADE"), primary_key=True
+    )
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    data: Mapped[dict[str, Any]] = mapped_column(JsonType)
 
 
 class SessionMetrics(Base):
@@ -425,16 +461,30 @@ def create_engine(
         logging.getLogger("aiosqlite").addFilter(_AIOSQLITE_FILTER)  # again: a no-op
         _configure_sqlite(engine.sync_engine)
         return engine
+    _partial_indexes_on_postgresql()
     return create_async_engine(
         url,
         echo=echo,
         pool_size=pool_size,
         max_overflow=max_overflow,
         pool_timeout=pool_timeout,
-        pool_pre_ping=True,
         async_creator=_asyncpg_connector(url, timeout),
         json_serializer=_json_text,
     )
+
+
+def _partial_indexes_on_postgresql() -> None:
+    """Give every partial index of the schema its condition on PostgreSQL too, for DDL and
+    schema comparisons through a PostgreSQL engine: the same ``WHERE`` as on SQLite.
+
+    Done when the first PostgreSQL engine is built, which loads the dialect anyway, so
+    that a SQLite process never imports it (setting it again changes nothing).
+    """
+    for table in metadata.tables.values():
+        for index in table.indexes:
+            where = index.dialect_options["sqlite"]["where"]
+            if where is not None:
+                index.dialect_kwargs["postgresql_where"] = where
 
 
 def create_thread_engine(url: URL, *, busy_timeout: float, echo: bool = False) -> Engine:

@@ -25,7 +25,6 @@ from typing import Any, cast
 from uuid import UUID
 
 from sqlalchemy import ColumnElement, Connection, Table, and_, delete, insert
-from sqlalchemy.dialects import postgresql, sqlite
 
 from fiml.core.errors import InvalidInputError
 from fiml.sessions.db import (
@@ -35,6 +34,7 @@ from fiml.sessions.db import (
     SessionMetricTag,
 )
 from fiml.sessions.models import Session
+from fiml.sessions.sql_dialects import dialect_insert
 
 __all__ = [
     "ABANDONED",
@@ -42,7 +42,6 @@ __all__ = [
     "FACT_SOURCES",
     "MetricFilters",
     "SessionFacts",
-    "dialect_insert",
     "insert_missing_facts",
     "replace_metrics",
 ]
@@ -210,12 +209,6 @@ class SessionFacts:
         }
 
 
-def dialect_insert(conn: Connection, table: Table) -> Any:
-    """An INSERT of ``table`` in ``conn``'s dialect (for its ON CONFLICT clauses)."""
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    return dialect.insert(table)
-
-
 def _chunks(items: Sequence[SessionFacts]) -> Iterable[Sequence[SessionFacts]]:
     ordered = sorted(items, key=lambda f: f.session_id)
     for start in range(0, len(ordered), _BATCH):
@@ -245,7 +238,7 @@ def replace_metrics(
     """Within ``conn``'s transaction, record ``facts``, replacing whatever was recorded for
     the same sessions before."""
     for batch in _chunks(facts):
-        stmt = dialect_insert(conn, M)
+        stmt = dialect_insert(conn.dialect.name, M)
         stmt = stmt.on_conflict_do_update(
             index_elements=[M.c.session_id],
             set_={name: stmt.excluded[name] for name in _FACT_COLUMNS},
@@ -265,7 +258,9 @@ def insert_missing_facts(
     so a session is recorded exactly when it is archived."""
     inserted = 0
     for batch in _chunks(facts):
-        stmt = dialect_insert(conn, M).on_conflict_do_nothing().returning(M.c.session_id)
+        stmt = (
+            dialect_insert(conn.dialect.name, M).on_conflict_do_nothing().returning(M.c.session_id)
+        )
         new_ids = set(conn.execute(stmt, [f.row(recorded_at) for f in batch]).scalars())
         _insert_side_rows(conn, [f for f in batch if f.session_id in new_ids])
         inserted += len(new_ids)

@@ -21,10 +21,10 @@ from uuid import UUID
 
 from pydantic import ValidationError
 from sqlalchemy import Connection, Table, delete, func, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 
 from fiml.sessions.db import QuarantineRow
+from fiml.sessions.sql_dialects import dialect_insert
 
 __all__ = [
     "QUARANTINE",
@@ -80,8 +80,7 @@ def failure_reason(exc: BaseException) -> str:
 
 
 def _insert(conn: Connection) -> Any:
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    return dialect.insert(QUARANTINE)
+    return dialect_insert(conn.dialect.name, QUARANTINE)
 
 
 def record_quarantined(

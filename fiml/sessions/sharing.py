@@ -28,9 +28,9 @@ from fiml.sessions.backends.base import ListCursor
 from fiml.sessions.db import ShareRow
 from fiml.sessions.identifiers import parse_session_id
 from fiml.sessions.limits import check_user_id
-from fiml.sessions.metrics import dialect_insert
 from fiml.sessions.models import Session
 from fiml.sessions.paging import checked_cursor, checked_page_limit
+from fiml.sessions.sql_dialects import dialect_insert
 
 if TYPE_CHECKING:
     from fiml.sessions.store import SessionStore
@@ -93,7 +93,11 @@ def grant_share(conn: Connection, share: Share, *, max_readers: int) -> bool:
     readers = conn.execute(
         select(func.count()).select_from(SHARES).where(SHARES.c.session_id == share.session_id)
     ).scalar_one()
-    stmt = dialect_insert(conn, SHARES).on_conflict_do_nothing().returning(SHARES.c.reader_id)
+    stmt = (
+        dialect_insert(conn.dialect.name, SHARES)
+        .on_conflict_do_nothing()
+        .returning(SHARES.c.reader_id)
+    )
     if readers >= max_readers:
         exists = conn.execute(
             select(SHARES.c.reader_id).where(

@@ -30,6 +30,7 @@ from fiml.sessions.backends.base import (
     SessionChanges,
 )
 from fiml.sessions.changes import changes_since_read, rebase, state_changes
+from fiml.sessions.events import RecordedQuote
 from fiml.sessions.identifiers import parse_session_id, parse_session_type
 from fiml.sessions.instrumented import instrument_operations
 from fiml.sessions.limits import (
@@ -57,6 +58,14 @@ from fiml.sessions.paging import (
 from fiml.sessions.quarantine import QuarantinedSession
 from fiml.sessions.search import SessionSearch
 from fiml.sessions.tiers import TieredStore
+from fiml.sessions.timeline import (
+    ForkPoint,
+    TimelinePage,
+    checked_fork_point,
+    decode_timeline_cursor,
+    events_up_to,
+    replayed_state,
+)
 
 __all__ = [
     "ALL_QUERIES",
@@ -245,6 +254,7 @@ class SessionStore(TieredStore):
         query: QueryRecord,
         *,
         context: dict[str, Any] | None = None,
+        quote: RecordedQuote | None = None,
     ) -> HistoryCounters:
         """Track one query atomically; returns the history's counters after it.
 
@@ -253,17 +263,100 @@ class SessionStore(TieredStore):
         ``context`` sets those context keys in the same write (one transaction, or one
         script on Redis), checked as :meth:`update_state` checks them: the query and its
         context are stored together or, if either is refused, neither is.
+        ``quote`` is what the query answered, kept on the session's timeline with it
+        (:mod:`fiml.sessions.events`).
         """
         sid = parse_session_id(session_id)
         if not isinstance(query, QueryRecord):
             raise InvalidInputError("query", query, "must be a QueryRecord")
         check_query(query)
         changes = SessionChanges(new_queries=[query])
+        if quote is not None:
+            if not isinstance(quote, RecordedQuote):
+                raise InvalidInputError("quote", quote, "must be a RecordedQuote")
+            changes.quotes[query.id] = quote
         if context is not None and (context or not isinstance(context, dict)):
             changes.set_keys = state_changes(
                 context=context, preferences=None, intermediate_results=None, remove_context=()
             ).set_keys
         return await self._apply(sid, changes)
+
+    async def get_timeline(
+        self, session_id: UUID | str, *, limit: int = 50, cursor: str | None = None
+    ) -> TimelinePage:
+        """A page of a session's timeline (active or archived), in order; ``next_cursor``
+        continues it. Reading it never asks a provider for anything."""
+        sid = parse_session_id(session_id)
+        limit = checked_page_limit(limit)
+        after = decode_timeline_cursor(cursor)
+        session = await self.get_session(sid, history_limit=0)
+        if session is None:
+            raise SessionNotFoundError(sid)
+        source = self.archive if session.is_archived and self._tiered else self.backend
+        events = await source.load_events(sid, after=after, limit=limit + 1)
+        if not events and source is self.backend and self._tiered:
+            # Archived between the two reads: the timeline moved with the session.
+            events = await self.archive.load_events(sid, after=after, limit=limit + 1)
+        return TimelinePage.of(events, limit=limit)
+
+    async def fork_session(
+        self,
+        session_id: UUID | str,
+        user_id: str,
+        *,
+        after_queries: int | None = None,
+        at: datetime | None = None,
+    ) -> Session:
+        """A new session of ``user_id``'s, from ``session_id`` as it stood after query
+        ``after_queries`` or at time ``at`` (neither: as it stands now); see
+        :mod:`fiml.sessions.timeline`. The caller checks that ``user_id`` may read the
+        origin. It gets the default TTL from now."""
+        sid = parse_session_id(session_id)
+        user = cast(str, check_user_id(user_id, optional=False))
+        point = checked_fork_point(after_queries, at)
+        origin = await self.get_session(sid, history_limit=ALL_QUERIES)
+        if origin is None:
+            raise SessionNotFoundError(sid)
+        history = origin.state.history
+        if point.after_queries is not None and point.after_queries > history.total_queries:
+            raise InvalidInputError(
+                "after_queries",
+                point.after_queries,
+                f"must be at most {history.total_queries}, the queries the session holds",
+            )
+        if point.at is not None and point.at < origin.created_at:
+            raise InvalidInputError("at", point.at.isoformat(), "is before the session began")
+        source = self.archive if origin.is_archived and self._tiered else self.backend
+        timeline = await source.load_events(sid, after=0, limit=2**31 - 1)
+        events, queries = events_up_to(timeline, history.queries, point)
+        now = self.now()
+        state = (
+            replayed_state(events)
+            if point != ForkPoint()
+            else {
+                "context": dict(origin.state.context),
+                "preferences": dict(origin.state.preferences),
+            }
+        )
+        fork = Session(
+            user_id=user,
+            type=origin.type,
+            assets=list(origin.assets),
+            tags=list(origin.tags),
+            created_at=now,
+            last_accessed_at=now,
+            expires_at=now + timedelta(hours=self.settings.session_default_ttl_hours),
+        )
+        fork.state.context.update(state["context"])
+        fork.state.preferences.update(state["preferences"])
+        fork.state.metadata["forked_from"] = {"session_id": str(sid), **point.as_metadata()}
+        for query in queries:
+            fork.state.history.add_query(query)
+        await self.backend.insert(fork, events)
+        fork.mark_baseline()
+        recorder().session_created(fork.type.value)
+        audit("fork", session_id=fork.id, owner=user, origin=str(sid))
+        return fork
 
     async def update_state(
         self,
@@ -449,6 +542,8 @@ instrument_operations(
         "update_session",
         "append_query",
         "update_state",
+        "get_timeline",
+        "fork_session",
         "extend_session",
         "close_session",
         "delete_session",

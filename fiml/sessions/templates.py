@@ -27,9 +27,9 @@ from fiml.sessions.limits import (
     normalize_assets,
     normalize_tags,
 )
-from fiml.sessions.metrics import dialect_insert
 from fiml.sessions.models import SessionType
 from fiml.sessions.paging import checked_page_limit
+from fiml.sessions.sql_dialects import dialect_insert
 
 if TYPE_CHECKING:
     from fiml.sessions.store import SessionStore
@@ -131,7 +131,7 @@ def save_template(
                 "name", template.name, f"you keep {max_templates} templates already"
             )
     row = _row(user_id, template)
-    stmt = dialect_insert(conn, TEMPLATES)
+    stmt = dialect_insert(conn.dialect.name, TEMPLATES)
     stmt = stmt.on_conflict_do_update(
         index_elements=[TEMPLATES.c.user_id, TEMPLATES.c.name],
         set_={k: v for k, v in row.items() if k not in ("user_id", "name")},

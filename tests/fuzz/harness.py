@@ -52,6 +52,7 @@ READ_ONLY_TOOLS = {
     "get-session-history",
     "list-shared-sessions",
     "list-session-templates",
+    "get-session-timeline",
 }
 """Tools that must leave the store exactly as it was, even when they succeed.
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import UTC
 from typing import Any
 
 from hypothesis import HealthCheck, settings
@@ -57,6 +58,8 @@ TOOLS = [
     "list-shared-sessions",
     "save-session-template",
     "list-session-templates",
+    "get-session-timeline",
+    "fork-session",
 ]
 """Every tool the server lists; ``test_every_tool_is_fuzzed`` keeps this complete."""
 
@@ -255,6 +258,20 @@ TYPED: dict[str, dict[str, st.SearchStrategy[Any]]] = {
         "pair": st.one_of(st.sampled_from(["USDT", "EUR", "BTC", "usdt"]), text),
         "session_id": typed_session_ids,
     },
+    "get-session-timeline": {
+        "session_id": typed_session_ids,
+        "limit": st.one_of(st.integers(-5, 1005), huge_ints),
+        "cursor": text,
+    },
+    "fork-session": {
+        "session_id": typed_session_ids,
+        "after_queries": st.one_of(st.integers(-5, 5), huge_ints),
+        "at": st.one_of(
+            st.datetimes(timezones=st.just(UTC)).map(lambda t: t.isoformat()),
+            st.sampled_from(["2026-12-01T10:00:00", "2026-12-01T10:00:00Z", "now"]),
+            text,
+        ),
+    },
     "get-session-analytics": {
         "session_type": st.one_of(st.sampled_from(SESSION_TYPES), text),
         "days": numbers_typed,
@@ -294,6 +311,8 @@ REQUIRED = {
     "share-session": {"session_id", "user_id"},
     "unshare-session": {"session_id", "user_id"},
     "save-session-template": {"name", "assets", "session_type"},
+    "get-session-timeline": {"session_id"},
+    "fork-session": {"session_id"},
 }
 EXTRA_ARGUMENTS = {
     "user_id": st.sampled_from(["bob", "root"]),

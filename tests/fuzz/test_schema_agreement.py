@@ -74,6 +74,8 @@ def valid_arguments(harness: Harness) -> dict[str, dict[str, Any]]:
             "preferences": {"p": "x"},
         },
         "list-session-templates": {"limit": 5, "cursor": ""},
+        "get-session-timeline": {"session_id": own, "limit": 5},
+        "fork-session": {"session_id": own, "after_queries": 0},
     }
 
 

@@ -49,6 +49,7 @@ POOL = ("closed", "expired", "archived")
 READS = {
     "get_session",
     "get_history",
+    "get_timeline",
     "list_user_sessions",
     "list_user_sessions_page",
     "list_quarantined",
@@ -267,6 +268,7 @@ REQUIRED = {
     "extend_session": ["hours"],
     "list_user_sessions": ["user_id"],
     "list_user_sessions_page": ["user_id"],
+    "fork_session": ["user_id"],
 }
 """Each method's required arguments but the session id, in order (passed positionally)."""
 
@@ -287,6 +289,15 @@ def _arguments(method: str, data: st.DataObject) -> dict[str, Any]:
     by_method: dict[str, dict[str, st.SearchStrategy[Any]]] = {
         "get_session": {"history_limit": weighted((3, counts), (1, st.just(ALL_QUERIES)))},
         "get_history": {"offset": counts, "limit": counts},
+        "get_timeline": {
+            "limit": counts,
+            "cursor": st.one_of(st.none(), text, st.sampled_from(["ZTox", "ZTow", "ZTotMQ"])),
+        },
+        "fork_session": {
+            "user_id": st.sampled_from([USER, "nobody", "", "u" * 256, None]),
+            "after_queries": counts,
+            "at": st.datetimes(timezones=st.sampled_from([UTC, None])),
+        },
         "create_session": {
             "assets": labels,
             "session_type": st.sampled_from(["equity", "crypto", " Macro ", "astrology"]),
@@ -327,6 +338,8 @@ def _arguments(method: str, data: st.DataObject) -> dict[str, Any]:
 METHODS = [
     "get_session",
     "get_history",
+    "get_timeline",
+    "fork_session",
     "create_session",
     "update_session",
     "append_query",

@@ -72,6 +72,8 @@ PARAMETERS = {
         "preferences",
     ],
     "list-session-templates": ["limit", "cursor"],
+    "get-session-timeline": ["session_id", "limit", "cursor"],
+    "fork-session": ["session_id", "after_queries", "at"],
 }
 BODIES = {
     "not-json": b"not json",

@@ -101,6 +101,8 @@ async def test_one_token_cannot_reach_another_users_session(
                 ("update-session-context", {"context": {"owner": "bob"}}),
                 ("search-by-symbol", {"symbol": "AAPL"}),
                 ("search-by-coin", {"symbol": "BTC"}),
+                ("get-session-timeline", {}),
+                ("fork-session", {"after_queries": 1}),
             ]
             messages = [await fails(bob, tool, session_id=sid, **a) for tool, a in attempts]
             with pytest.raises(MCPError, match="not found"):
@@ -108,10 +110,14 @@ async def test_one_token_cannot_reach_another_users_session(
             bobs_list = await ok(bob, "list-sessions", include_archived=True)
             bobs_stats = await ok(bob, "get-session-analytics")
             denied = await fails(bob, "get-session-analytics", user_id="alice")
+            timeline = await ok(alice, "get-session-timeline", session_id=sid)
+            fork = await ok(alice, "fork-session", session_id=sid, after_queries=1)
             after = await ok(alice, "get-session-info", session_id=sid)
 
     assert all(m.endswith(f"session {sid} not found") for m in messages), messages
     assert bobs_list["sessions"] == []
+    assert [e["kind"] for e in timeline["events"]] == ["query"]
+    assert fork["forked_from"] == sid and fork["total_queries"] == 1
     assert (bobs_stats["total_sessions"], bobs_stats["active_sessions"]) == (0, 0)
     assert denied.endswith("requires the 'admin' role")
     assert after["stats"] == before["stats"]

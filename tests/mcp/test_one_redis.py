@@ -11,11 +11,13 @@ import gc
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 import redis.asyncio as redis
 from mcp.server.mcpserver import MCPServer
 
 import fiml.mcp.server
+import fiml.mcp.toolset
 from fiml.core.redis_client import open_redis
 from fiml.market.cache import RedisQuoteCache
 from fiml.market.service import MarketData
@@ -43,17 +45,20 @@ async def test_serve_opens_one_redis_pool_and_lends_it_to_everything(
 ) -> None:
     settings = await settings_for("redis+postgres", tmp_path, redis_key_prefix=PREFIX)
     built: dict[str, Any] = {}
-    build_server = fiml.mcp.server.build_server
+    registered = anyio.Event()
+    register_tools = fiml.mcp.toolset.register_tools
 
-    def recording_build(**parts: Any) -> MCPServer:
+    def recording_register(server: MCPServer, **parts: Any) -> None:
         built.update(parts)
-        return build_server(**parts)
+        register_tools(server, **parts)
+        registered.set()
 
     async def probe(_server: MCPServer) -> None:
+        await registered.wait()  # over stdio the tools are registered while serving
         built["new_pools"] = _pools() - before
         await built["market"].cache.set("probe", make_quote())
 
-    monkeypatch.setattr(fiml.mcp.server, "build_server", recording_build)
+    monkeypatch.setattr(fiml.mcp.toolset, "register_tools", recording_register)
     monkeypatch.setattr(fiml.mcp.server, "serve_stdio", probe)
     before = _pools()
 

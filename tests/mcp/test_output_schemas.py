@@ -42,6 +42,8 @@ RESULT_MODELS: dict[str, type[BaseModel]] = {
     "list-shared-sessions": share_tools.SharedSessionList,
     "save-session-template": template_tools.TemplateView,
     "list-session-templates": template_tools.TemplateList,
+    "get-session-timeline": schemas.TimelineResult,
+    "fork-session": schemas.ForkResult,
 }
 
 
@@ -108,6 +110,8 @@ async def real_results(client: Client) -> dict[str, list[dict[str, Any]]]:
     await call("update-session-context", session_id=sid, context={"a": [1, {"b": None}]})
     await call("get-session-info", session_id=sid)
     await call("get-session-history", session_id=sid, limit=1)
+    await call("get-session-timeline", session_id=sid)
+    await call("fork-session", session_id=sid, after_queries=1)
     await call("list-sessions", limit=1)
     await call("search-sessions", asset="AAPL", limit=1)
     await call("extend-session", session_id=sid, hours=1)

@@ -16,14 +16,19 @@ from pydantic import BaseModel
 
 from fiml.mcp.replies import REPLY_BUDGET_BYTES, reply_bytes, sized_reply
 from fiml.mcp.session_tools import INFO_RECENT_QUERIES
+from fiml.mcp.timeline_tools import DEFAULT_TIMELINE_PAGE
 from fiml.sessions import QueryRecord, SessionStore
+from fiml.sessions.events import recorded_quote
 from fiml.sessions.limits import MAX_ASSETS, MAX_STATE_KEYS
+from fiml.sessions.models import utcnow
 from tests.mcp.conftest import Connect, new_session
 
 HISTORY = [1, 10, 100]
 
 PER_QUERY_BYTES = 700
 """What one full query view may take in a reply, text and structure together."""
+PER_EVENT_BYTES = 1_300
+"""What one query's timeline event, with its recorded quote, may take in a reply."""
 BOUNDS: dict[str, int] = {
     "create-analysis-session": 1_000,
     "extend-session": 1_000,
@@ -34,6 +39,8 @@ BOUNDS: dict[str, int] = {
     "search-sessions": 100 + 600 * 20,
     "get-session-history": 200 + PER_QUERY_BYTES * 50,
     "get-session-info": 2_000 + PER_QUERY_BYTES * INFO_RECENT_QUERIES,
+    "get-session-timeline": 200 + PER_EVENT_BYTES * DEFAULT_TIMELINE_PAGE,
+    "fork-session": 1_200,
 }
 """Every other tool's bound: fixed, or by the default page (20 sessions, 50 queries) and the
 latest queries get-session-info sends by default."""
@@ -51,6 +58,24 @@ async def _seed(store: SessionStore, session_id: str, queries: int) -> None:
                 result_summary=f"{symbol}: $123.45 (+1.23%) [synthetic]",
                 execution_time_ms=0.123456789,
                 cache_hit=n % 2 == 1,
+            ),
+            quote=recorded_quote(
+                provider="offline",
+                quote_timestamp=utcnow(),
+                fetched_at=utcnow(),
+                cached=n % 2 == 1,
+                figures={
+                    "symbol": symbol,
+                    "name": f"{symbol} Corporation Common Stock",
+                    "asset_class": "equity",
+                    "price": 123.456789,
+                    "currency": "USD",
+                    "change": -1.234567,
+                    "change_percent": -0.987654,
+                    "volume": 12345678.0,
+                    "market": "NASDAQ",
+                    "synthetic": True,
+                },
             ),
         )
 

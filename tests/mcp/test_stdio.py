@@ -43,6 +43,8 @@ SPEC_TOOLS = {
     "list-shared-sessions",
     "save-session-template",
     "list-session-templates",
+    "get-session-timeline",
+    "fork-session",
 }
 
 

@@ -19,6 +19,7 @@ SESSION_TOOLS = {
 SHARING_TOOLS = {"share-session", "unshare-session", "list-shared-sessions"}
 TEMPLATE_TOOLS = {"save-session-template", "list-session-templates"}
 SEARCH_TOOLS = {"search-by-symbol", "search-by-coin"}
+TIMELINE_TOOLS = {"get-session-timeline", "fork-session"}
 READ_ONLY = {
     "get-session-info",
     "list-sessions",
@@ -27,6 +28,7 @@ READ_ONLY = {
     "get-session-analytics",
     "list-shared-sessions",
     "list-session-templates",
+    "get-session-timeline",
 }
 
 
@@ -34,7 +36,9 @@ async def test_every_tool_is_listed_with_input_and_output_schemas(connect: Conne
     async with connect("alice") as alice:
         tools = {tool.name: tool for tool in (await alice.list_tools()).tools}
 
-        assert set(tools) == SESSION_TOOLS | SHARING_TOOLS | TEMPLATE_TOOLS | SEARCH_TOOLS
+        assert set(tools) == (
+            SESSION_TOOLS | SHARING_TOOLS | TEMPLATE_TOOLS | SEARCH_TOOLS | TIMELINE_TOOLS
+        )
         for tool in tools.values():
             assert tool.description, tool.name
             assert tool.input_schema["type"] == "object"

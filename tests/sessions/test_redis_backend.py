@@ -363,13 +363,13 @@ async def test_a_failing_chunk_is_reported_and_the_next_cleanup_finishes(
     calls = 0
 
     async def second_chunk_fails(
-        sessions: list[Session], *, archived_at: datetime, record_facts: bool = False
+        sessions: list[Session], *, archived_at: datetime, **options: Any
     ) -> tuple[int, int]:
         nonlocal calls
         calls += 1
         if calls == 2:
             raise StorageUnavailableError("postgresql", "connection reset")
-        return await import_archived(sessions, archived_at=archived_at, record_facts=record_facts)
+        return await import_archived(sessions, archived_at=archived_at, **options)
 
     monkeypatch.setattr(archive, "import_archived", second_chunk_fails)
     report = await store.cleanup_expired_sessions()

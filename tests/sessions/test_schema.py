@@ -94,6 +94,45 @@ async def test_migrations_match_the_models(kind: str, tmp_path: Path) -> None:
         await engine.dispose()
 
 
+async def test_the_models_alone_create_postgres_partial_indexes_and_jsonb(tmp_path: Path) -> None:
+    """The models declare the partial indexes for SQLite only and JSON columns without the
+    PostgreSQL dialect (so that SQLite processes never import it); DDL from the models
+    through a PostgreSQL engine still gets the indexes' conditions and JSONB."""
+    engine = create_engine(await database_url("postgres", tmp_path))
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(metadata.create_all)
+            rows = await conn.execute(text(_PARTIAL_INDEXES), {"table": "sessions"})
+            indexes = {name: definition for name, definition in rows.all()}
+            types = set(
+                (await conn.execute(text(_COLUMN_TYPES), {"table": "sessions"})).scalars().all()
+            )
+        assert indexes["ix_sessions_active_expiry"].endswith("WHERE (archived_at IS NULL)")
+        assert indexes["ix_sessions_archived_at"].endswith("WHERE (archived_at IS NOT NULL)")
+        assert "jsonb" in types
+        assert "json" not in types
+    finally:
+        await drop_schema(engine)
+        await engine.dispose()
+
+
+_PARTIAL_INDEXES = "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = :table"
+_COLUMN_TYPES = "SELECT data_type FROM information_schema.columns WHERE table_name = :table"
+
+
+def test_the_sql_store_imports_no_postgresql_dialect() -> None:
+    """SQLite deployments (the default) do not pay for importing the PostgreSQL dialect."""
+    code = (
+        "import sys, fiml.sessions.store, fiml.sessions.backends.sql, fiml.sessions.quarantine\n"
+        "print(sorted(m for m in sys.modules if m.startswith('sqlalchemy.dialects.postgresql')))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == "[]"
+
+
 async def test_upgrade_is_idempotent_and_keeps_data(tmp_path: Path) -> None:
     from fiml.core.config import Settings
     from fiml.sessions import SessionStore
@@ -216,7 +255,13 @@ async def test_a_postgres_schema_behind_the_package_is_refused_and_left_as_it_wa
     _assert_one_line(refused.value, "revision 0002", head_revision(), "`fiml db upgrade`")
     assert await _schema_state(url) == (
         "0002",
-        ["session_quarantine", "session_search_terms", "session_shares", "session_templates"],
+        [
+            "session_events",
+            "session_quarantine",
+            "session_search_terms",
+            "session_shares",
+            "session_templates",
+        ],
     )
 
 
@@ -317,6 +362,7 @@ async def test_sqlite_migrates_itself_from_nothing_and_from_an_older_revision(
     assert await _schema_state(older) == (
         "0001",
         [
+            "session_events",
             "session_metric_assets",
             "session_metric_query_types",
             "session_metric_tags",

@@ -11,12 +11,12 @@ from pathlib import Path
 from typing import cast
 
 import redis.asyncio as redis
-from sqlalchemy import JSON, Integer, String, Table, Uuid
+from sqlalchemy import Integer, String, Table, Uuid
 
 from fiml.sessions import QueryRecord, Session, SessionStore
 from fiml.sessions.backends import redis_keys as rk
 from fiml.sessions.backends.fields import FIELDS, META_FIELDS, Kind, session_fields, values_of
-from fiml.sessions.db import SessionRecord, UTCDateTime
+from fiml.sessions.db import JsonType, SessionRecord, UTCDateTime
 from fiml.sessions.models import session_from_store, utcnow
 from tests.conftest import settings_for
 
@@ -24,11 +24,11 @@ SESSIONS = cast(Table, SessionRecord.__table__)
 COLUMN_TYPES = {
     Kind.ID: Uuid,
     Kind.TEXT: String,
-    Kind.LABELS: JSON,
+    Kind.LABELS: JsonType,
     Kind.TIME: UTCDateTime,
     Kind.COUNT: Integer,
-    Kind.COUNTS: JSON,
-    Kind.SECTION: JSON,
+    Kind.COUNTS: JsonType,
+    Kind.SECTION: JsonType,
 }
 
 

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from uuid import UUID
 
 from fiml.core.errors import InvalidCursorError, InvalidInputError
+from fiml.sessions.events import RecordedQuote, SessionEvent
 from fiml.sessions.models import MAX_ASSETS, MAX_TAGS, QueryRecord, Session, SessionSummary
 
 if TYPE_CHECKING:  # the archive's types, which only its SQL implementation builds
@@ -117,6 +118,9 @@ class SessionChanges:
     close: bool = False
     end_now: bool = False
     expected_version: int | None = None
+    quotes: dict[UUID, RecordedQuote] = field(default_factory=dict)
+    """The recorded quote of each new query that has one, by query id, for its timeline
+    event (:mod:`fiml.sessions.events`)."""
 
     def is_empty(self) -> bool:
         """True when the write would change nothing but the access time."""
@@ -153,6 +157,8 @@ class ExportedSessions:
     sessions: list[Session] = field(default_factory=list)
     unreadable: dict[UUID, str] = field(default_factory=dict)
     frozen_here: set[UUID] = field(default_factory=set)
+    events: dict[UUID, list[SessionEvent]] = field(default_factory=dict)
+    """Each exported session's timeline, which the archive stores with it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,6 +216,10 @@ class _Tier(Protocol):
     async def delete(self, session_id: UUID) -> bool:
         """Remove a session and its history; False if there was none."""
 
+    async def load_events(self, session_id: UUID, *, after: int, limit: int) -> list[SessionEvent]:
+        """Up to ``limit`` events of a session's timeline after the ``after``-th, in order
+        (none for a session this tier does not hold)."""
+
     async def list_user(
         self,
         user_id: str,
@@ -230,8 +240,9 @@ class _Tier(Protocol):
 class ActiveTier(_Tier, Protocol):
     """Where running sessions live and are written: Redis, or the one SQL database."""
 
-    async def insert(self, session: Session) -> None:
-        """Store a new session (with any queries it already holds)."""
+    async def insert(self, session: Session, events: Sequence[SessionEvent] = ()) -> None:
+        """Store a new session (with any queries it already holds, and the timeline
+        ``events`` it starts with: a fork's copy of its origin's)."""
 
     async def apply(
         self, session_id: UUID, changes: SessionChanges, *, now: datetime, limits: WriteLimits
@@ -317,9 +328,15 @@ class ArchiveTier(_Tier, SharingRecords, Protocol):
         with their facts in the same transaction; each is counted by exactly one caller."""
 
     async def import_archived(
-        self, sessions: Sequence[Session], *, archived_at: datetime, record_facts: bool = False
+        self,
+        sessions: Sequence[Session],
+        *,
+        archived_at: datetime,
+        record_facts: bool = False,
+        events: dict[UUID, list[SessionEvent]] | None = None,
     ) -> tuple[int, int]:
-        """Copy sessions from the active tier; re-copying adds nothing. Returns how many
+        """Copy sessions (and their timelines, ``events``) from the active tier;
+        re-copying adds nothing. Returns how many
         sessions this call inserted and how many sessions' facts it recorded."""
 
     async def quarantine(

@@ -44,6 +44,7 @@ with a TTL by earlier versions are made persistent once, when a backend first st
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 from uuid import UUID
@@ -65,6 +66,7 @@ from fiml.sessions.backends.redis_codec import create_args, to_micros
 from fiml.sessions.backends.redis_commands import Command
 from fiml.sessions.backends.redis_export import RedisExport, parsed_id
 from fiml.sessions.backends.redis_search import RedisSearch, session_assets
+from fiml.sessions.events import SessionEvent
 from fiml.sessions.models import Session
 
 if TYPE_CHECKING:
@@ -172,8 +174,9 @@ class RedisBackend(RedisSearch, RedisExport):
         if self._owns_client:
             await self.redis.aclose()
 
-    async def insert(self, session: Session) -> None:
-        """Index the session first, then create its keys (see the module docstring)."""
+    async def insert(self, session: Session, events: Sequence[SessionEvent] = ()) -> None:
+        """Index the session first, then create its keys and first timeline events (see
+        the module docstring)."""
         sid = str(session.id)
         commands: list[Command] = [
             ("ZADD", self.keys.expiry_index(sid), "LT", to_micros(session.expires_at), sid)
@@ -184,7 +187,8 @@ class RedisBackend(RedisSearch, RedisExport):
             user_index = self.keys.user_index(session.user_id, sid)
             commands.append(("ZADD", user_index, "NX", created, sid))
             commands += self.asset_index_adds(session.user_id, created, sid, assets)
-        create = (self._create, self.keys.session_keys(sid), create_args(session, assets))
+        args = create_args(session, events, assets)
+        create = (self._create, self.keys.session_keys(sid), args)
         if self._cluster:  # the indexes first, whatever master holds them (module docstring)
             await self._pipeline(commands, durable=True)
             results = await self._pipeline((), [create], durable=True)

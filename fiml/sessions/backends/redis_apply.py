@@ -6,7 +6,8 @@ builds what it takes from a :class:`~fiml.sessions.backends.base.SessionChanges`
 what it returns into the write's counters or into the rules' own refusal.
 
 KEYS are the session's keys in :class:`~fiml.sessions.backends.redis_keys.SessionKeys`
-order: meta, queries, qids, the four state-section hashes, then the indexed assets.
+order: meta, queries, qids, the four state-section hashes, the timeline list, then the
+indexed assets.
 
 ``ARGV[1]`` is a JSON object, the write's header. Times and durations in it are decimal
 strings of microseconds, exact in Lua, where a JSON number is a double:
@@ -20,10 +21,14 @@ strings of microseconds, exact in Lua, where a JSON number is a double:
   list must stay within;
 - when the write brings assets (added ones, its queries' symbols): ``index``, those assets;
 - when the write changes state keys: ``sections``: per section, in ``STATE_SECTIONS``
-  order, how many keys it sets and how many it deletes (eight numbers).
+  order, how many keys it sets and how many it deletes (eight numbers);
+- when it changes context or preferences: ``state_events``, how many timeline events
+  that makes (:func:`~fiml.sessions.events.state_events`).
 
 ``ARGV[2 ..]``: each new query's JSON, in order (what the queries list holds); then per
-state section its key/JSON pairs to set, then its keys to delete.
+state section its key/JSON pairs to set, then its keys to delete; then the state events'
+JSON; then one timeline event per new query (the script appends those of the queries it
+records, in the same run as the write itself).
 
 The reply is ``{'ok', total_queries, cache_hits, version, expires_at, queries added, user id
 ('' for none), created_at, the assets of ``index`` its user's asset indexes lack}`` or a
@@ -58,6 +63,7 @@ from fiml.sessions.backends.base import (
 )
 from fiml.sessions.backends.redis_codec import MICROSECOND, from_micros, to_micros
 from fiml.sessions.backends.rules import new_expiry, state_keys_error
+from fiml.sessions.events import query_event, state_events
 from fiml.sessions.models import MAX_STATE_KEYS, STATE_SECTIONS, to_json
 from fiml.sessions.search import query_asset
 
@@ -119,6 +125,11 @@ def apply_args(changes: SessionChanges, now: datetime, limits: WriteLimits) -> l
         args += deletes
     if any(counts):
         header["sections"] = counts
+        timeline = state_events(changes.set_keys, changes.deleted_keys, now=now)
+        if timeline:
+            header["state_events"] = len(timeline)
+            args += [event.to_json() for event in timeline]
+    args += [query_event(q, changes.quotes, now=now).to_json() for q in queries]
     brought = written_assets(changes)
     if brought:
         header["index"] = brought

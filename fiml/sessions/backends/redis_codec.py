@@ -26,6 +26,7 @@ from fiml.sessions.backends.fields import (
     session_fields,
     values_of,
 )
+from fiml.sessions.events import SessionEvent
 from fiml.sessions.models import (
     STATE_SECTIONS,
     Session,
@@ -131,9 +132,11 @@ def _meta_items(session: Session) -> list[str | int]:
     return items
 
 
-def create_args(session: Session, indexed_assets: Sequence[str] = ()) -> list[str | int]:
-    """ARGV of ``redis_keys.CREATE`` for a new session whose user's asset indexes hold
-    ``indexed_assets``."""
+def create_args(
+    session: Session, events: Sequence[SessionEvent] = (), indexed_assets: Sequence[str] = ()
+) -> list[str | int]:
+    """ARGV of ``redis_keys.CREATE`` for a new session, whose user's asset indexes hold
+    ``indexed_assets``, and its first timeline events."""
     meta = _meta_items(session)
     queries = session.state.history.queries
     args: list[str | int] = [len(meta), *meta, len(queries)]
@@ -145,6 +148,7 @@ def create_args(session: Session, indexed_assets: Sequence[str] = ()) -> list[st
         for key, value in values.items():
             args += [key, to_json(value)]
     args += [len(indexed_assets), *indexed_assets]
+    args += [event.to_json() for event in events]
     return args
 
 

@@ -25,6 +25,7 @@ from fiml.sessions.backends.redis_codec import (
 )
 from fiml.sessions.backends.redis_commands import Command
 from fiml.sessions.backends.redis_indexes import RedisIndexes
+from fiml.sessions.events import events_from_json
 from fiml.sessions.models import Session
 from fiml.sessions.quarantine import UNDECODABLE, failure_reason
 
@@ -87,6 +88,17 @@ class RedisExport(RedisIndexes):
                 export.sessions.append(_exported_session(sid, reply))
             except UNDECODABLE as exc:
                 export.unreadable[sid] = failure_reason(exc)
+        # Frozen now: no write can append an event between this read and the removal.
+        exported = [s.id for s in export.sessions]
+        timelines = await self._pipeline(
+            [("LRANGE", self.keys.session_keys(sid).events, 0, -1) for sid in exported]
+        )
+        for sid, raw in zip(exported, timelines, strict=True):
+            try:
+                export.events[sid] = events_from_json(raw, first_seq=1)
+            except UNDECODABLE as exc:
+                export.unreadable[sid] = failure_reason(exc)
+        export.sessions = [s for s in export.sessions if s.id not in export.unreadable]
         return export
 
     async def thaw(self, session_ids: Sequence[UUID]) -> None:

@@ -11,6 +11,7 @@ sessions package touches, so the whole layout reads at a glance::
     <p>:s:{<session id>}:preferences           hash: key -> JSON value
     <p>:s:{<session id>}:intermediate_results  hash: key -> JSON value
     <p>:s:{<session id>}:metadata              hash: key -> JSON value
+    <p>:s:{<session id>}:events                list: timeline event JSON, oldest first
     <p>:s:{<session id>}:assets                set: assets the user's asset indexes hold
     <p>:assets:{<user id>}:<asset>             sorted set: the user's session ids that
                                                held or queried the asset, score = created_at
@@ -80,8 +81,12 @@ class SessionKeys(NamedTuple):
     preferences: str
     intermediate_results: str
     metadata: str
+    events: str
+    """The timeline list; after the seven state keys, so that the scripts' earlier KEYS
+    keep their places."""
     assets: str
-    """The assets of this session that its user's asset indexes hold (``redis_search``)."""
+    """The assets of this session that its user's asset indexes hold (``redis_search``);
+    last, after ``events``."""
 
     @property
     def sections(self) -> tuple[str, str, str, str]:
@@ -158,6 +163,7 @@ class RedisKeyspace:
             preferences=f"{base}:preferences",
             intermediate_results=f"{base}:intermediate_results",
             metadata=f"{base}:metadata",
+            events=f"{base}:events",
             assets=f"{base}:assets",
         )
 

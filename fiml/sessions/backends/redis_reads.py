@@ -26,6 +26,7 @@ from fiml.sessions.backends.redis_codec import (
 )
 from fiml.sessions.backends.redis_indexes import RedisIndexes
 from fiml.sessions.backends.summaries import skip_corrupt, summaries_from_values
+from fiml.sessions.events import SessionEvent, events_from_json
 from fiml.sessions.models import QueryRecord, Session, SessionSummary, queries_from_json, utcnow
 from fiml.sessions.quarantine import UNDECODABLE, failure_reason
 
@@ -73,6 +74,15 @@ class RedisReads(RedisIndexes):
         raw = await self._call("LRANGE", key, offset, offset + limit - 1)
         try:
             return queries_from_json(raw)
+        except UNDECODABLE as exc:
+            raise CorruptRecordError("redis", session_id, failure_reason(exc)) from None
+
+    async def load_events(self, session_id: UUID, *, after: int, limit: int) -> list[SessionEvent]:
+        """Events ``after+1 ..`` of a session's timeline, at most ``limit`` (one LRANGE)."""
+        key = self.keys.session_keys(session_id).events
+        raw = await self._call("LRANGE", key, after, after + limit - 1)
+        try:
+            return events_from_json(raw, first_seq=after + 1)
         except UNDECODABLE as exc:
             raise CorruptRecordError("redis", session_id, failure_reason(exc)) from None
 

@@ -2,11 +2,14 @@
 thread) and PostgreSQL (asyncpg).
 
 Each operation's SQL is one synchronous function of a connection, run whole in one hop
-(see :class:`~fiml.sessions.backends.sql_archive.SqlArchive`). Every write is one
-transaction that locks the session's row first (``SELECT ... FOR UPDATE`` on PostgreSQL,
-``BEGIN IMMEDIATE`` on SQLite), so concurrent writers in any number of processes queue
-instead of overwriting each other; what a write may do is decided by
-:func:`~fiml.sessions.backends.rules.plan_write`, under that lock. Queries are rows of
+(see :class:`~fiml.sessions.backends.sql_archive.SqlArchive`), through SQLAlchemy Core. Every
+write is one transaction whose decision, by
+:func:`~fiml.sessions.backends.rules.plan_write`, holds for the row as it is when the write
+commits, so concurrent writers in any number of processes never overwrite each other: on
+SQLite the transaction holds the file's write lock from its start (``BEGIN IMMEDIATE``); on
+PostgreSQL a write of one query at most is decided on an unlocked read and applied by one
+statement only at the version read, and any other write, or one that lost that race, locks
+the row first (``SELECT ... FOR UPDATE``). Queries are rows of
 their own: tracking one is the row lock, an insert that skips a query already recorded
 (``ON CONFLICT DO NOTHING ... RETURNING``, so the duplicate check is no statement of its
 own) and an update of the session's counters, whatever the history's length. Database
@@ -20,25 +23,29 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 from sqlalchemy import (
+    ColumnElement,
     Connection,
+    Integer,
     Select,
     String,
     and_,
     bindparam,
+    case,
     delete,
     func,
     insert,
+    literal,
     or_,
     select,
     type_coerce,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 
 from fiml.core.errors import CorruptRecordError, SessionNotFoundError
 from fiml.sessions.backends.base import (
@@ -49,29 +56,38 @@ from fiml.sessions.backends.base import (
     WriteLimits,
 )
 from fiml.sessions.backends.fields import SUMMARY_FIELDS, values_of
-from fiml.sessions.backends.rules import StoredSession, plan_write
+from fiml.sessions.backends.rules import PlannedWrite, StoredSession, plan_write
 from fiml.sessions.backends.sql_archive import ArchivedInPlace, SqlArchive
+from fiml.sessions.backends.sql_events import (
+    append_events,
+    copy_events,
+    delete_events,
+    read_events,
+    write_events,
+)
 from fiml.sessions.backends.sql_faults import unavailable_as_error
 from fiml.sessions.backends.sql_metrics import SqlMetrics
 from fiml.sessions.backends.sql_rows import Q, S, decoded, query_values, selected, session_from_row
 from fiml.sessions.backends.sql_search import index_session, index_write, search_statement
 from fiml.sessions.backends.sql_sharing import SqlSharing
 from fiml.sessions.backends.summaries import skip_corrupt, summaries_from_values
+from fiml.sessions.events import SessionEvent
 from fiml.sessions.models import (
     STATE_SECTIONS,
     QueryRecord,
     Session,
     SessionSummary,
+    queries_from_json,
     queries_from_rows,
     utcnow,
 )
 from fiml.sessions.quarantine import UNDECODABLE, failure_reason, release
 from fiml.sessions.search import SessionSearch
+from fiml.sessions.sql_dialects import dialect_insert
 
 __all__ = ["ArchivedInPlace", "SqlBackend", "unavailable_as_error"]
 
 _LISTING_COLUMNS = selected(SUMMARY_FIELDS)
-_SECTION_COLUMNS = frozenset(STATE_SECTIONS)
 _QUERY_COLUMNS = [
     # The id as the driver returns it (SQLite: hex text, asyncpg: a UUID): the model parses
     # it once, where SQLAlchemy would build a UUID for the model to check again.
@@ -94,6 +110,50 @@ _QUERY_RANGE = (
     )
     .order_by(Q.c.seq)
 )
+
+
+def _query_document() -> ColumnElement[Any]:
+    """SQLite: a query row as the JSON text of its ``QueryRecord``, built by SQLite, so
+    that a read's queries are validated from one JSON array in one pydantic call instead
+    of row objects whose every value SQLAlchemy processes first.
+
+    Times are stored naive in UTC (``YYYY-MM-DD HH:MM:SS.ffffff``) and read as UTC; a REAL
+    is printed with 17 significant digits (``json_object`` itself prints 15, which would
+    not give every double back); damaged parameters become a JSON string, which the model
+    refuses, as it refuses them on the other dialects."""
+    duration = Q.c.execution_time_ms
+    return func.json_object(
+        "id",
+        Q.c.id,
+        "timestamp",
+        func.replace(type_coerce(Q.c.timestamp, String), " ", "T") + "Z",
+        "query_type",
+        Q.c.query_type,
+        "parameters",
+        case(
+            (func.json_valid(Q.c.parameters), func.json(Q.c.parameters)),
+            else_=type_coerce(Q.c.parameters, String),
+        ),
+        "result_summary",
+        Q.c.result_summary,
+        "execution_time_ms",
+        case((duration.is_(None), None), else_=func.json(func.printf("%!.17g", duration))),
+        "cache_hit",
+        type_coerce(Q.c.cache_hit, Integer),
+        type_=String,
+    )
+
+
+_QUERY_DOCUMENTS = (
+    select(_query_document())
+    .where(
+        Q.c.session_id == bindparam("sid"),
+        Q.c.seq > bindparam("after"),
+        Q.c.seq <= bindparam("last"),
+    )
+    .order_by(Q.c.seq)
+)
+"""SQLite: the queries of :data:`_QUERY_RANGE`, each as its JSON text."""
 _INSERT_SESSION = insert(S)
 _INSERT_QUERIES = insert(Q)
 _UPDATE_SESSION = update(S).where(S.c.id == bindparam("sid_"))
@@ -101,10 +161,40 @@ _UPDATE_SESSION = update(S).where(S.c.id == bindparam("sid_"))
 _DROP_PLACED = delete(Q).where(Q.c.session_id == bindparam("sid"), Q.c.seq > bindparam("after"))
 
 
+_RULE_COLUMNS = frozenset(
+    {
+        "version",
+        "expires_at",
+        "last_accessed_at",
+        "closed_at",
+        "archived_at",
+        "total_queries",
+        "cache_hits",
+        "query_type_counts",
+        "first_query_at",
+        "last_query_at",
+    }
+)
+"""What :func:`plan_write` reads of every write's session (``StoredSession``)."""
+
+
+def _columns_read(changes: SessionChanges) -> frozenset[str]:
+    """The columns a write reads: the rules' own, and the lists and state sections it
+    changes (decoding the JSON of the others would be wasted)."""
+    names = set(_RULE_COLUMNS)
+    names.update(name for name in ("assets", "tags") if getattr(changes, name) is not None)
+    names.update(
+        section
+        for section in STATE_SECTIONS
+        if changes.set_keys.get(section) or changes.deleted_keys.get(section)
+    )
+    return frozenset(names)
+
+
 @functools.cache
-def _locked_row(sections: frozenset[str]) -> Select[Any]:
-    """The session's row, locked, without the state sections a write leaves alone."""
-    columns = [c for c in S.c if c.name not in _SECTION_COLUMNS - sections]
+def _locked_row(names: frozenset[str]) -> Select[Any]:
+    """The columns ``names`` of the session's row, locked."""
+    columns = (c for c in S.c if c.name in names)
     return select(*columns).where(S.c.id == bindparam("sid")).with_for_update()
 
 
@@ -112,20 +202,28 @@ def _locked_row(sections: frozenset[str]) -> Select[Any]:
 def _insert_new_queries(dialect: str) -> Any:
     """Inserts a write's queries, skipping those the session recorded already (same id),
     and returns the ids it inserted: the duplicate check and the insert in one statement."""
-    ins = (postgresql if dialect == "postgresql" else sqlite).insert(Q)
+    ins = dialect_insert(dialect, Q)
     return ins.on_conflict_do_nothing(index_elements=[Q.c.session_id, Q.c.id]).returning(Q.c.id)
 
 
-def _touched_sections(changes: SessionChanges) -> frozenset[str]:
-    return frozenset(
-        section
-        for section in STATE_SECTIONS
-        if changes.set_keys.get(section) or changes.deleted_keys.get(section)
-    )
+@functools.cache
+def _row_to_plan(names: frozenset[str], with_query: bool) -> Select[Any]:
+    """The session's row as :func:`_locked_row` reads it, unlocked, and with a query
+    whether the write's one query (``qid``) is recorded: one statement, one snapshot."""
+    columns = [c for c in S.c if c.name in names]
+    stmt = select(*columns).where(S.c.id == bindparam("sid"))
+    if with_query:
+        recorded = select(Q.c.id).where(Q.c.session_id == S.c.id, Q.c.id == bindparam("qid"))
+        stmt = stmt.add_columns(recorded.exists().label(_RECORDED))
+    return stmt
 
 
-def _insert(conn: Connection, session: Session) -> None:
+_RECORDED = "fiml_query_recorded"
+
+
+def _insert(conn: Connection, session: Session, events: Sequence[SessionEvent]) -> None:
     conn.execute(_INSERT_SESSION, [values_of(session)])
+    copy_events(conn, {session.id: events})
     queries = session.state.history.queries
     if queries:
         start = session.state.history.total_queries - len(queries) + 1
@@ -144,15 +242,21 @@ def _load(
     row = found.mappings().first()
     if row is None:
         return None
-    rows: Sequence[Any] = []
     if recent_queries is None or recent_queries > 0:
         # Bounded by the counters read with the row: the queries agree with them without
         # a snapshot shared by the two statements (queries are only ever appended).
         total = row["total_queries"]
         after = 0 if recent_queries is None else total - recent_queries
         page = {"sid": session_id, "after": after, "last": total}
-        rows = conn.execute(_QUERY_RANGE, page).all()
-    return session_from_row(row, queries_from_rows(rows))
+        return session_from_row(row, _queries(conn, page))
+    return session_from_row(row, [])
+
+
+def _queries(conn: Connection, page: dict[str, Any]) -> list[QueryRecord]:
+    """The queries of ``page`` (:data:`_QUERY_RANGE`'s parameters), oldest first."""
+    if conn.dialect.name == "sqlite":
+        return queries_from_json(conn.execute(_QUERY_DOCUMENTS, page).scalars().all())
+    return queries_from_rows(conn.execute(_QUERY_RANGE, page).all())
 
 
 def _apply(
@@ -170,8 +274,7 @@ def _apply(
     without a query of their own. A refusal raises, and the transaction takes the insert
     back with everything else.
     """
-    locked = conn.execute(_locked_row(_touched_sections(changes)), {"sid": session_id})
-    row = locked.mappings().first()
+    row = conn.execute(_locked_row(_columns_read(changes)), {"sid": session_id}).mappings().first()
     if row is None:
         raise SessionNotFoundError(session_id)
     stored_values = dict(row)  # a dict: the rules also ask for the sections not read
@@ -194,11 +297,73 @@ def _apply(
         conn.execute(_INSERT_QUERIES, rows)
     conn.execute(_UPDATE_SESSION, {"sid_": session_id, **write.values})
     index_write(conn, session_id, stored_values, write.values, write.new_queries)
+    append_events(conn, session_id, write_events(changes, write.new_queries, now=now))
     return write.counters
+
+
+@dataclass(frozen=True, slots=True)
+class _Planned:
+    """A write decided on an unlocked read: what it sets, on the version it read."""
+
+    read_version: int
+    write: PlannedWrite
+
+
+def _plan_unlocked(
+    conn: Connection,
+    session_id: UUID,
+    changes: SessionChanges,
+    now: datetime,
+    limits: WriteLimits,
+) -> _Planned:
+    """PostgreSQL: the write of ``changes`` (one new query at most) as :func:`plan_write`
+    decides it on the row read without a lock, in one statement with whether the query
+    is recorded already. A refusal raises: it is true of the version read."""
+    query = changes.new_queries[0] if changes.new_queries else None
+    params: dict[str, Any] = {"sid": session_id}
+    if query is not None:
+        params["qid"] = query.id
+    stmt = _row_to_plan(_columns_read(changes), query is not None)
+    row = conn.execute(stmt, params).mappings().first()
+    if row is None:
+        raise SessionNotFoundError(session_id)
+    values = dict(row)
+    recorded = {query.id} if query is not None and values.pop(_RECORDED) else set()
+    stored = StoredSession.of(values, recorded_query_ids=recorded)
+    write = plan_write(session_id, stored, changes, now=now, limits=limits)
+    return _Planned(stored.version, write)
+
+
+def _write_if_unchanged(conn: Connection, session_id: UUID, planned: _Planned) -> bool:
+    """PostgreSQL, autocommit: the planned write as one statement, which changes nothing
+    unless the session is still at the version read (any write bumps it); whether it did.
+
+    With a new query, the row's update is a data-modifying CTE and the query's insert
+    selects from what it returned: both or neither, in one statement's transaction.
+    """
+    write = planned.write
+    bump = (
+        update(S)
+        .where(S.c.id == session_id, S.c.version == planned.read_version)
+        .values(**write.values)
+        .returning(S.c.id)
+    )
+    if not write.new_queries:
+        return conn.execute(bump).first() is not None
+    (query,) = write.new_queries
+    bumped = bump.cte("bumped")
+    row = query_values(session_id, planned.write.counters.total_queries, query)
+    del row["session_id"]
+    columns = [bumped.c.id.label("session_id")]
+    columns += [literal(value, Q.c[name].type).label(name) for name, value in row.items()]
+    names = ["session_id", *row]
+    stmt = insert(Q).from_select(names, select(*columns)).returning(Q.c.seq)
+    return conn.execute(stmt).first() is not None
 
 
 def _delete(conn: Connection, session_id: UUID) -> bool:
     conn.execute(delete(Q).where(Q.c.session_id == session_id))
+    delete_events(conn, [session_id])
     result = conn.execute(delete(S).where(S.c.id == session_id))
     release(conn, [session_id])  # an operator's delete ends a quarantine
     return bool(result.rowcount)
@@ -214,9 +379,9 @@ class SqlBackend(SqlArchive, SqlMetrics, SqlSharing):
     database thread and back on SQLite, one ``run_sync`` on PostgreSQL.
     """
 
-    async def insert(self, session: Session) -> None:
-        """Store a new session and any queries it already holds."""
-        await self._writing(lambda conn: _insert(conn, session))
+    async def insert(self, session: Session, events: Sequence[SessionEvent] = ()) -> None:
+        """Store a new session, any queries it already holds, and its first events."""
+        await self._writing(lambda conn: _insert(conn, session, events))
 
     async def load(
         self, session_id: UUID, *, recent_queries: int | None, owner: str | None = None
@@ -234,17 +399,38 @@ class SqlBackend(SqlArchive, SqlMetrics, SqlSharing):
         page = {"sid": session_id, "after": offset, "last": offset + limit}
 
         def read(conn: Connection) -> list[QueryRecord]:
-            return queries_from_rows(conn.execute(_QUERY_RANGE, page).all())
+            return _queries(conn, page)
 
         try:
             return await self._reading(read)
         except UNDECODABLE as exc:
             raise CorruptRecordError(self.name, session_id, failure_reason(exc)) from None
 
+    async def load_events(self, session_id: UUID, *, after: int, limit: int) -> list[SessionEvent]:
+        """Events ``after+1 ..`` of a session's timeline, at most ``limit``."""
+        return await self._reading(
+            lambda conn: read_events(conn, session_id, after=after, limit=limit)
+        )
+
     async def apply(
         self, session_id: UUID, changes: SessionChanges, *, now: datetime, limits: WriteLimits
     ) -> HistoryCounters:
-        """Apply one write atomically under the session's row lock, as the rules decide."""
+        """Apply one write atomically, as the rules decide.
+
+        On PostgreSQL a write of one query at most is first tried in two round trips,
+        without a lock: the row read (the rules decide on it), then one statement that
+        applies the decision only if the session's version is still the one read. If
+        another write came in between, the write runs again under the row lock. SQLite
+        holds its file's write lock from the start (``BEGIN IMMEDIATE``): no race to lose.
+        """
+        if self._write_lock is None and len(changes.new_queries) <= 1:
+            planned = await self._reading(
+                lambda conn: _plan_unlocked(conn, session_id, changes, now, limits)
+            )
+            if await self._writing_once(
+                lambda conn: _write_if_unchanged(conn, session_id, planned)
+            ):
+                return planned.write.counters
         return await self._writing(lambda conn: _apply(conn, session_id, changes, now, limits))
 
     async def delete(self, session_id: UUID) -> bool:
@@ -335,6 +521,9 @@ class SqlBackend(SqlArchive, SqlMetrics, SqlSharing):
                 continue
             if session is not None:
                 export.sessions.append(session)
+                export.events[session_id] = await self.load_events(
+                    session_id, after=0, limit=2**31 - 1
+                )
         return export
 
     async def thaw(self, session_ids: Sequence[UUID]) -> None:

@@ -20,9 +20,11 @@ from typing import Any, TypeVar
 from uuid import UUID
 
 from sqlalchemy import Connection, Engine, and_, case, delete, func, insert, select, update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from fiml.sessions.backends.fields import by_name, values_of
+from fiml.sessions.backends.sql_events import copy_events, delete_events
 from fiml.sessions.backends.sql_faults import unavailable_as_error
 from fiml.sessions.backends.sql_rows import Q, S, decoded, query_values, selected
 from fiml.sessions.backends.sql_search import index_session
@@ -32,7 +34,8 @@ from fiml.sessions.db import (
     create_thread_engine,
     is_sqlite,
 )
-from fiml.sessions.metrics import FACT_SOURCES, SessionFacts, dialect_insert, insert_missing_facts
+from fiml.sessions.events import SessionEvent
+from fiml.sessions.metrics import FACT_SOURCES, SessionFacts, insert_missing_facts
 from fiml.sessions.models import Session
 from fiml.sessions.quarantine import (
     QUARANTINE,
@@ -44,6 +47,7 @@ from fiml.sessions.quarantine import (
     release,
 )
 from fiml.sessions.schema import check_schema, upgrade_schema
+from fiml.sessions.sql_dialects import dialect_insert
 
 __all__ = ["ArchivedInPlace", "SqlArchive"]
 
@@ -237,8 +241,7 @@ class SqlArchive:
         first statement holding the file's write lock: ``BEGIN IMMEDIATE``)."""
         with unavailable_as_error(self.name):
             if self._write_lock is None:
-                async with self.engine.begin() as conn:
-                    return await conn.run_sync(work)
+                return await self._on_postgres(self.engine, work, transaction=True)
             thread = await self._database_thread()
             async with self._write_lock:
                 return await thread.write(work)
@@ -249,10 +252,50 @@ class SqlArchive:
         with unavailable_as_error(self.name):
             if self._write_lock is None:
                 reader = self._snapshot_reader if snapshot else self._reader
-                async with reader.connect() as conn:
-                    return await conn.run_sync(work)
+                return await self._on_postgres(reader, work, transaction=False)
             thread = await self._database_thread()
             return await thread.read(work, snapshot=snapshot)
+
+    async def _writing_once(self, work: Callable[[Connection], T]) -> T:
+        """PostgreSQL: ``work``, one statement that writes, in autocommit mode, never sent
+        twice: a connection lost under it may have committed it."""
+        with unavailable_as_error(self.name):
+            return await self._on_postgres(self._reader, work, transaction=False, retry=False)
+
+    @staticmethod
+    async def _on_postgres(
+        engine: AsyncEngine,
+        work: Callable[[Connection], T],
+        *,
+        transaction: bool,
+        retry: bool = True,
+    ) -> T:
+        """``work`` on a pooled connection (in a transaction if ``transaction``; else as
+        ``engine`` begins one, if at all, and ends it unfinished), run again
+        once on a new connection if the first was found dead before anything could have
+        been committed.
+
+        Pooled connections are not pinged on checkout (three round trips each on asyncpg):
+        a connection the server dropped fails its first statement instead, SQLAlchemy marks
+        it invalid and recycles the pool's older connections (its optimistic disconnect
+        handling). Nothing of a transaction is committed before its COMMIT, and a read
+        commits nothing, so such a failure inside ``work`` is retried; one at COMMIT, or
+        of an autocommit write (``retry=False``), is not: it may have taken effect.
+        """
+        retried = not retry
+        while True:
+            async with engine.connect() as conn:
+                trans = await conn.begin() if transaction else None
+                try:
+                    outcome = await conn.run_sync(work)
+                except DBAPIError as exc:
+                    if retried or not exc.connection_invalidated:
+                        raise
+                    retried = True
+                    continue
+                if trans is not None:
+                    await trans.commit()
+                return outcome
 
     async def archive_in_place(
         self,
@@ -297,9 +340,15 @@ class SqlArchive:
         return await self._writing(archive)
 
     async def import_archived(
-        self, sessions: Sequence[Session], *, archived_at: datetime, record_facts: bool = False
+        self,
+        sessions: Sequence[Session],
+        *,
+        archived_at: datetime,
+        record_facts: bool = False,
+        events: dict[UUID, list[SessionEvent]] | None = None,
     ) -> tuple[int, int]:
-        """Copy sessions from the active tier into the archive; re-copying adds nothing.
+        """Copy sessions, and their timelines (``events``), from the active tier into the
+        archive; re-copying adds nothing.
 
         One transaction inserts the sessions, their queries and (with ``record_facts``) the
         analytics facts of the new ones, and takes them out of the quarantine. Returns how
@@ -318,7 +367,7 @@ class SqlArchive:
             # One statement executed for many rows: SQLAlchemy compiles it once (cached) and
             # sends the rows in multi-row batches, where a ``.values(rows)`` statement would
             # be compiled anew, with a bind parameter per value, for every batch.
-            stmt = dialect_insert(conn, S).on_conflict_do_nothing().returning(S.c.id)
+            stmt = dialect_insert(conn.dialect.name, S).on_conflict_do_nothing().returning(S.c.id)
             new_ids = set(conn.execute(stmt, rows).scalars())
             query_rows = [
                 query_values(s.id, i + 1, q)
@@ -331,6 +380,7 @@ class SqlArchive:
             for s in sessions:
                 if s.id in new_ids:
                     index_session(conn, s)
+            copy_events(conn, {sid: e for sid, e in (events or {}).items() if sid in new_ids})
             recorded = 0
             if record_facts:
                 facts = [
@@ -380,6 +430,7 @@ class SqlArchive:
             if not ids:
                 return None
             conn.execute(delete(Q).where(Q.c.session_id.in_(ids)))
+            delete_events(conn, ids)
             return int(conn.execute(delete(S).where(S.c.id.in_(ids))).rowcount)
 
         deleted = 0

@@ -18,13 +18,14 @@ from sqlalchemy import ColumnElement, Table, Text
 from sqlalchemy import cast as sql_cast
 
 from fiml.sessions.backends.fields import Kind, StoredField, StoredValues, session_fields
-from fiml.sessions.db import QueryRow, SessionRecord
+from fiml.sessions.db import EventRow, QueryRow, SessionRecord
 from fiml.sessions.models import QueryRecord, Session, session_from_store
 
-__all__ = ["Q", "S", "decoded", "query_values", "selected", "session_from_row"]
+__all__ = ["E", "Q", "S", "decoded", "query_values", "selected", "session_from_row"]
 
 S = cast(Table, SessionRecord.__table__)
 Q = cast(Table, QueryRow.__table__)
+E = cast(Table, EventRow.__table__)
 _JSON_KINDS = {Kind.LABELS: list, Kind.COUNTS: dict, Kind.SECTION: dict}
 
 

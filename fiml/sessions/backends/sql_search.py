@@ -36,16 +36,15 @@ from sqlalchemy import (
     table,
     union,
 )
-from sqlalchemy.dialects.postgresql import TSVECTOR
 from sqlalchemy.types import Uuid
 
 from fiml.sessions.backends.base import ListCursor
 from fiml.sessions.backends.fields import SUMMARY_FIELDS
 from fiml.sessions.backends.sql_rows import S, selected
 from fiml.sessions.db import SessionSearchTerm
-from fiml.sessions.metrics import dialect_insert
 from fiml.sessions.models import QueryRecord, Session
 from fiml.sessions.search import SessionSearch, query_asset
+from fiml.sessions.sql_dialects import dialect_insert
 
 __all__ = ["index_session", "index_write", "search_statement"]
 
@@ -54,15 +53,10 @@ _LISTING_COLUMNS = selected(SUMMARY_FIELDS)
 
 # What migration 0005 adds outside the ORM schema (read by searches only, never written).
 _full_text = MetaData()
-_CONTEXT_TEXT = Table(
-    "sessions", _full_text, Column("id", Uuid), Column("context_search", TSVECTOR)
-)
-_SUMMARY_TEXT = Table(
-    "session_queries",
-    _full_text,
-    Column("session_id", Uuid),
-    Column("summary_search", TSVECTOR),
-)
+# The tsvector columns are only compared with ``@@``, so they need no type: a typed column
+# would import SQLAlchemy's PostgreSQL dialect, which SQLite processes never load.
+_CONTEXT_TEXT = table("sessions", column("id"), column("context_search"))
+_SUMMARY_TEXT = table("session_queries", column("session_id"), column("summary_search"))
 _DOCS = Table(
     "session_search_docs",
     _full_text,
@@ -90,7 +84,7 @@ def _term_rows(
 
 def _insert_terms(conn: Connection, rows: list[dict[str, Any]]) -> None:
     if rows:
-        conn.execute(dialect_insert(conn, T).on_conflict_do_nothing(), rows)
+        conn.execute(dialect_insert(conn.dialect.name, T).on_conflict_do_nothing(), rows)
 
 
 def _query_assets(queries: Iterable[QueryRecord]) -> list[str]:

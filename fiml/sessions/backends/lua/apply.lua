@@ -2,7 +2,8 @@
 -- (the contract suite runs the same cases through both): every check, in the rules'
 -- order, runs before any change. fiml/sessions/backends/redis_apply.py builds the
 -- arguments and reads the reply.
--- KEYS: meta, queries, qids, context, preferences, intermediate_results, metadata.
+-- KEYS: meta, queries, qids, context, preferences, intermediate_results, metadata, events,
+-- assets.
 -- ARGV[1]: the write's header, a JSON object; times and durations in it are decimal
 --   strings of microseconds (exact, unlike JSON numbers, which Lua reads as doubles):
 --   always: now, max_ttl (times), max_queries, max_state_keys (numbers), and queries: one
@@ -13,13 +14,15 @@
 --     edit to merge into the stored list (base.ListChange) and the sizes the result must
 --     stay within;
 --   when the write changes state keys: sections: per state section, how many keys it sets
---     and how many it deletes (eight numbers; absent, no section is read).
+--     and how many it deletes (eight numbers; absent, no section is read);
+--   when it changes context or preferences: state_events, how many timeline events that makes;
 --   index: the assets the write brings (added ones, its queries' symbols; maybe none).
--- KEYS[8]: the assets the user's asset indexes hold already.
+-- KEYS[9]: the assets the user's asset indexes hold already.
 -- ARGV[2..]: each new query's JSON, in order; then per state section its key/JSON pairs
---   to set, then its keys to delete.
+--   to set, then its keys to delete; then the state events' JSON; then one timeline event
+--   per new query, in order (only those of queries not yet recorded are appended).
 -- Returns {'ok', total_queries, cache_hits, version, expires_at, new queries added,
--- user_id ('' for none), created_at, then each asset of index not in KEYS[8]} or a
+-- user_id ('' for none), created_at, then each asset of index not in KEYS[9]} or a
 -- refusal: {'not_found'}, {'closed'}, {'expired'}, {'archived'}, {'conflict', version},
 -- {'limit'}, {'state_keys', section 1-4, keys after the merge}, {'list_size', list name,
 -- size after the merge}, {'ttl', stored expires_at}.
@@ -128,6 +131,15 @@ for s = 1, 4 do
   p = p + ndel
 end
 
+-- The timeline: the write's state events, then its new queries' events, in this script,
+-- so that a change and its event are one.
+local events = {}
+local nstate = w.state_events or 0
+for j = p, p + nstate - 1 do events[#events + 1] = ARGV[j] end
+p = p + nstate
+for _, i in ipairs(fresh) do events[#events + 1] = ARGV[p + i - 1] end
+if #events > 0 then redis.call('RPUSH', KEYS[8], unpack(events)) end
+
 local accessed = m[9]
 if tonumber(w.now) > tonumber(accessed) then accessed = w.now end
 local fields = {'version', version + 1, 'total_queries', total, 'cache_hits', hits,
@@ -145,6 +157,6 @@ redis.call('HSET', meta, unpack(fields))
 local reply = {'ok', total, hits, version + 1, decimal(new_expiry or expires), #fresh,
   m[11] or '', m[10]}
 for _, asset in ipairs(w.index or {}) do
-  if redis.call('SISMEMBER', KEYS[8], asset) == 0 then reply[#reply + 1] = asset end
+  if redis.call('SISMEMBER', KEYS[9], asset) == 0 then reply[#reply + 1] = asset end
 end
 return reply

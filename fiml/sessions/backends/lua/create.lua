@@ -1,6 +1,7 @@
 -- KEYS: the session's keys.  ARGV: n, n meta field/value items,
 -- nq, nq (query id, query JSON) pairs, then per state section: n, n key/JSON items,
--- then na, na assets its user's asset indexes hold (KEYS[8]).
+-- then na, na assets its user's asset indexes hold (KEYS[9]),
+-- then the timeline's first events (JSON), if any (a fork's copy of its origin's).
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 local p = 1
 local n = tonumber(ARGV[p])
@@ -18,5 +19,7 @@ for s = 4, 7 do
   p = p + n + 1
 end
 n = tonumber(ARGV[p])
-if n > 0 then redis.call('SADD', KEYS[8], unpack(ARGV, p + 1, p + n)) end
+if n > 0 then redis.call('SADD', KEYS[9], unpack(ARGV, p + 1, p + n)) end
+p = p + n + 1
+if p <= #ARGV then redis.call('RPUSH', KEYS[8], unpack(ARGV, p, #ARGV)) end
 return 1

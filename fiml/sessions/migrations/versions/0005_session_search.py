@@ -8,7 +8,7 @@ are ``session_search_docs.doc_id``, an INTEGER PRIMARY KEY, which VACUUM never r
 Existing sessions are indexed by the upgrade.
 
 Revision ID: 0005
-Revises: 0007
+Revises: 0006
 Create Date: 2026-12-02 13:00:00
 """
 
@@ -24,7 +24,7 @@ from alembic import op
 import fiml.sessions.db
 
 revision: str = "0005"
-down_revision: str | None = "0007"
+down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
