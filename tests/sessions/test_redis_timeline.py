@@ -35,7 +35,9 @@ async def store(settings: Settings) -> AsyncIterator[SessionStore]:
 def test_the_events_list_shares_the_sessions_hash_tag() -> None:
     keys = rk.RedisKeyspace("p").session_keys("abc")
     assert keys.events == "p:s:{abc}:events"
-    assert keys[-1] == keys.events  # last: the scripts' other KEYS keep their places
+    # KEYS[8], after the seven state keys, so that the scripts' earlier KEYS keep their places
+    assert keys[7] == keys.events
+    assert keys[8] == keys.assets  # the search's, after the timeline's
 
 
 async def test_events_are_written_with_the_change_and_leave_with_the_session(

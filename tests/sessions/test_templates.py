@@ -167,8 +167,10 @@ async def test_migration_0007_adds_and_its_downgrade_removes_the_two_tables(
 
         report = await verify_schema(engine)
         assert report.current_revision == "0003"
-        # 0005 (session search) comes after 0007: downgrading to 0003 takes its table too
+        # 0006 (session events) and 0005 (session search) come after 0007: downgrading to
+        # 0003 takes their tables too
         assert sorted(report.missing_tables) == [
+            "session_events",
             "session_search_terms",
             "session_shares",
             "session_templates",

@@ -71,7 +71,7 @@ from fiml.sessions.backends.sql_rows import Q, S, decoded, query_values, selecte
 from fiml.sessions.backends.sql_search import index_session, index_write, search_statement
 from fiml.sessions.backends.sql_sharing import SqlSharing
 from fiml.sessions.backends.summaries import skip_corrupt, summaries_from_values
-from fiml.sessions.events import SessionEvent
+from fiml.sessions.events import NewEvent, SessionEvent
 from fiml.sessions.models import (
     STATE_SECTIONS,
     QueryRecord,
@@ -176,13 +176,18 @@ _RULE_COLUMNS = frozenset(
     }
 )
 """What :func:`plan_write` reads of every write's session (``StoredSession``)."""
+_INDEX_COLUMNS = frozenset({"user_id", "created_at"})
+"""What :func:`~fiml.sessions.backends.sql_search.index_write` reads of every write's
+session: its index rows carry the user and the creation time."""
 
 
 def _columns_read(changes: SessionChanges) -> frozenset[str]:
     """The columns a write reads: the rules' own, and the lists and state sections it
     changes (decoding the JSON of the others would be wasted)."""
-    names = set(_RULE_COLUMNS)
+    names = set(_RULE_COLUMNS | _INDEX_COLUMNS)
     names.update(name for name in ("assets", "tags") if getattr(changes, name) is not None)
+    if changes.new_queries:
+        names.add("assets")  # a query on a stored asset is indexed already (index_write)
     names.update(
         section
         for section in STATE_SECTIONS
@@ -303,10 +308,21 @@ def _apply(
 
 @dataclass(frozen=True, slots=True)
 class _Planned:
-    """A write decided on an unlocked read: what it sets, on the version it read."""
+    """A write decided on an unlocked read: what it sets, on the version it read, the
+    columns read (the search index's terms follow them) and its timeline events."""
 
     read_version: int
     write: PlannedWrite
+    stored_values: dict[str, Any]
+    events: list[NewEvent]
+    changes_terms: bool
+    """Whether the write may change the session's search terms (its assets, tags or a
+    query's symbol): they are written in the same transaction as the write."""
+
+    @property
+    def writes_beside(self) -> bool:
+        """Whether the write adds rows beyond its session's and its query's."""
+        return bool(self.events) or self.changes_terms
 
 
 def _plan_unlocked(
@@ -331,16 +347,29 @@ def _plan_unlocked(
     recorded = {query.id} if query is not None and values.pop(_RECORDED) else set()
     stored = StoredSession.of(values, recorded_query_ids=recorded)
     write = plan_write(session_id, stored, changes, now=now, limits=limits)
-    return _Planned(stored.version, write)
+    events = write_events(changes, write.new_queries, now=now)
+    terms = bool(write.new_queries) or changes.assets is not None or changes.tags is not None
+    return _Planned(stored.version, write, values, events, terms)
 
 
 def _write_if_unchanged(conn: Connection, session_id: UUID, planned: _Planned) -> bool:
-    """PostgreSQL, autocommit: the planned write as one statement, which changes nothing
-    unless the session is still at the version read (any write bumps it); whether it did.
+    """PostgreSQL: the planned write as one statement, which changes nothing unless the
+    session is still at the version read (any write bumps it); whether it did. A write
+    with timeline events or search terms runs in a transaction (``writes_beside``): they
+    follow in it, under the row lock the statement took; any other in autocommit.
 
     With a new query, the row's update is a data-modifying CTE and the query's insert
     selects from what it returned: both or neither, in one statement's transaction.
     """
+    written = _bump_if_unchanged(conn, session_id, planned)
+    if written and planned.writes_beside:
+        write = planned.write
+        index_write(conn, session_id, planned.stored_values, write.values, write.new_queries)
+        append_events(conn, session_id, planned.events)
+    return written
+
+
+def _bump_if_unchanged(conn: Connection, session_id: UUID, planned: _Planned) -> bool:
     write = planned.write
     bump = (
         update(S)
@@ -419,7 +448,8 @@ class SqlBackend(SqlArchive, SqlMetrics, SqlSharing):
 
         On PostgreSQL a write of one query at most is first tried in two round trips,
         without a lock: the row read (the rules decide on it), then one statement that
-        applies the decision only if the session's version is still the one read. If
+        applies the decision only if the session's version is still the one read (with
+        its timeline events and search terms in the same transaction, if any). If
         another write came in between, the write runs again under the row lock. SQLite
         holds its file's write lock from the start (``BEGIN IMMEDIATE``): no race to lose.
         """
@@ -427,9 +457,8 @@ class SqlBackend(SqlArchive, SqlMetrics, SqlSharing):
             planned = await self._reading(
                 lambda conn: _plan_unlocked(conn, session_id, changes, now, limits)
             )
-            if await self._writing_once(
-                lambda conn: _write_if_unchanged(conn, session_id, planned)
-            ):
+            writing = self._writing if planned.writes_beside else self._writing_once
+            if await writing(lambda conn: _write_if_unchanged(conn, session_id, planned)):
                 return planned.write.counters
         return await self._writing(lambda conn: _apply(conn, session_id, changes, now, limits))
 
