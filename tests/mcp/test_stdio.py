@@ -45,6 +45,7 @@ SPEC_TOOLS = {
     "list-session-templates",
     "get-session-timeline",
     "fork-session",
+    "search-sessions",
 }
 
 
