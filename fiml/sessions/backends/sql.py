@@ -413,9 +413,11 @@ class SqlBackend(SqlArchive, SqlMetrics, SqlSharing):
     ) -> HistoryCounters:
         """Apply one write atomically, as the rules decide.
 
-        On PostgreSQL a write of one query at most is first tried in two round trips,
-        without a lock: the row read (the rules decide on it), then one statement that
-        applies the decision only if the session's version is still the one read. If
+        On PostgreSQL a write of one query at most is first tried without a lock: the row
+        read (the rules decide on it), then one statement that applies the decision only if
+        the session's version is still the one read (two round trips); a write with
+        timeline events (a query, a context or preference change) appends them after that
+        statement in the same transaction. If
         another write came in between, the write runs again under the row lock. SQLite
         holds its file's write lock from the start (``BEGIN IMMEDIATE``): no race to lose.
         """
@@ -423,9 +425,21 @@ class SqlBackend(SqlArchive, SqlMetrics, SqlSharing):
             planned = await self._reading(
                 lambda conn: _plan_unlocked(conn, session_id, changes, now, limits)
             )
-            if await self._writing_once(
-                lambda conn: _write_if_unchanged(conn, session_id, planned)
-            ):
+            events = write_events(changes, planned.write.new_queries, now=now)
+            if not events:
+                written = await self._writing_once(
+                    lambda conn: _write_if_unchanged(conn, session_id, planned)
+                )
+            else:  # the write and its timeline events in one transaction, still unlocked
+
+                def with_events(conn: Connection) -> bool:
+                    if not _write_if_unchanged(conn, session_id, planned):
+                        return False
+                    append_events(conn, session_id, events)
+                    return True
+
+                written = await self._writing(with_events)
+            if written:
                 return planned.write.counters
         return await self._writing(lambda conn: _apply(conn, session_id, changes, now, limits))
 
