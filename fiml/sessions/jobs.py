@@ -7,7 +7,9 @@ Celery tasks (:mod:`fiml.sessions.tasks`), the in-process scheduler
   facts in the transaction that archives it (every ``session_cleanup_interval_minutes``);
   sessions it could not archive are counted as failed (the archive is unreachable) or
   quarantined (see :mod:`fiml.sessions.archival`), and stay where they are;
-- :func:`run_retention` deletes archives older than ``session_retention_days`` (daily);
+- :func:`run_retention` creates the archive's monthly partitions ahead on PostgreSQL
+  (this month and the next two) and deletes archives older than ``session_retention_days``,
+  dropping whole months where it can (daily);
 - :func:`run_metrics` records facts for any archived session that has none (daily): a
   backstop, for sessions archived while analytics was off.
 
@@ -94,6 +96,8 @@ class RetentionStats(JobStats):
     """Archived sessions this run deleted for being older than the retention period."""
 
     deleted: int = 0
+    partitions_created: int = 0
+    """PostgreSQL: monthly archive partitions this run created ahead (current + 2 months)."""
     retention_days: float | None = None
 
 
@@ -133,15 +137,18 @@ async def run_cleanup(
 async def run_retention(
     store: SessionStore, *, retention_days: float | None = None
 ) -> RetentionStats:
-    """Delete archives older than ``retention_days`` (default: ``session_retention_days``)."""
+    """Create the archive's partitions ahead (PostgreSQL), then delete archives older than
+    ``retention_days`` (default: ``session_retention_days``)."""
     started, clock = store.now(), time.monotonic()
     days = store.settings.session_retention_days if retention_days is None else retention_days
+    created = await store.prepare_archive()
     deleted = await store.delete_old_archived_sessions(retention_days=days)
     return RetentionStats(
         job=RETENTION_JOB,
         started_at=started,
         duration_seconds=_elapsed(clock),
         deleted=deleted,
+        partitions_created=created,
         retention_days=days,
     )
 

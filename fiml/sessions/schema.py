@@ -48,7 +48,7 @@ _VERSION_TABLE = "alembic_version"
 _READ_REVISION = text("SELECT version_num FROM alembic_version")
 
 
-REVISIONS = ("0001", "0002", "0003", "0007", "0006", "0005")
+REVISIONS = ("0001", "0002", "0003", "0007", "0006", "0005", "0004")
 """The revisions of the migrations shipped in ``migrations/versions``, oldest first. A new
 migration's revision is appended here too: tests/sessions/test_schema.py fails until it is."""
 HEAD_REVISION = REVISIONS[-1]

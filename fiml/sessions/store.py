@@ -521,6 +521,11 @@ class SessionStore(TieredStore):
             raise InvalidInputError("user_id", user_id, "must be a non-empty string")
         return await self.archive.list_quarantined(limit=limit, user_id=user_id)
 
+    async def prepare_archive(self) -> int:
+        """Create the archive's partitions due by now (PostgreSQL: the current month's and
+        the next two); returns how many were missing."""
+        return await self.archive.ensure_partitions(now=self.now())
+
     async def delete_old_archived_sessions(self, *, retention_days: float | None = None) -> int:
         """Delete archives older than the retention period; returns how many."""
         days = self.settings.session_retention_days if retention_days is None else retention_days

@@ -138,7 +138,11 @@ def _register_tasks(celery: Any, settings: Settings) -> None:
         )(task)
 
     register(CLEANUP_JOB, "Archive expired and closed sessions; record their analytics facts.")
-    register(RETENTION_JOB, "Delete archived sessions older than session_retention_days.")
+    register(
+        RETENTION_JOB,
+        "Create the archive's partitions ahead; delete archived sessions older than "
+        "session_retention_days.",
+    )
     register(METRICS_JOB, "Record analytics facts for archived sessions that have none.")
 
 

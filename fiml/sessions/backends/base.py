@@ -352,6 +352,10 @@ class ArchiveTier(_Tier, SharingRecords, Protocol):
     async def delete_archived_before(self, cutoff: datetime, *, batch_size: int = 1000) -> int:
         """Delete sessions archived before ``cutoff`` (quarantined ones are kept)."""
 
+    async def ensure_partitions(self, *, now: datetime) -> int:
+        """Create the archive's partitions due by ``now`` (PostgreSQL's monthly ones, the
+        current month and two ahead); returns how many it created."""
+
     async def record_metrics(self, facts: Sequence[SessionFacts], *, recorded_at: datetime) -> None:
         """Record ``facts``, replacing whatever was recorded for the same sessions before."""
 

@@ -67,7 +67,9 @@ from fiml.sessions.backends.sql_events import (
 )
 from fiml.sessions.backends.sql_faults import unavailable_as_error
 from fiml.sessions.backends.sql_metrics import SqlMetrics
+from fiml.sessions.backends.sql_partitions import QUERY_CONFLICT_COLUMNS
 from fiml.sessions.backends.sql_rows import Q, S, decoded, query_values, selected, session_from_row
+from fiml.sessions.backends.sql_search import T as TERMS
 from fiml.sessions.backends.sql_search import index_session, index_write, search_statement
 from fiml.sessions.backends.sql_sharing import SqlSharing
 from fiml.sessions.backends.summaries import skip_corrupt, summaries_from_values
@@ -206,9 +208,11 @@ def _locked_row(names: frozenset[str]) -> Select[Any]:
 @functools.cache
 def _insert_new_queries(dialect: str) -> Any:
     """Inserts a write's queries, skipping those the session recorded already (same id),
-    and returns the ids it inserted: the duplicate check and the insert in one statement."""
-    ins = dialect_insert(dialect, Q)
-    return ins.on_conflict_do_nothing(index_elements=[Q.c.session_id, Q.c.id]).returning(Q.c.id)
+    and returns the ids it inserted: the duplicate check and the insert in one statement.
+    PostgreSQL's unique key of a query includes the archive's partition key."""
+    conflict = QUERY_CONFLICT_COLUMNS if dialect == "postgresql" else ("session_id", "id")
+    ins = dialect_insert(dialect, Q).on_conflict_do_nothing(index_elements=conflict)
+    return ins.returning(Q.c.id)
 
 
 @functools.cache
@@ -393,6 +397,8 @@ def _bump_if_unchanged(conn: Connection, session_id: UUID, planned: _Planned) ->
 def _delete(conn: Connection, session_id: UUID) -> bool:
     conn.execute(delete(Q).where(Q.c.session_id == session_id))
     delete_events(conn, [session_id])
+    # No foreign key cascades on the partitioned PostgreSQL archive: the terms go here.
+    conn.execute(delete(TERMS).where(TERMS.c.session_id == session_id))
     result = conn.execute(delete(S).where(S.c.id == session_id))
     release(conn, [session_id])  # an operator's delete ends a quarantine
     return bool(result.rowcount)

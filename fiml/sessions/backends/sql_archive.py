@@ -11,6 +11,7 @@ active tier on top of it.
 from __future__ import annotations
 
 import asyncio
+import functools
 import queue
 import threading
 from collections.abc import Callable, Iterable, Sequence
@@ -26,7 +27,21 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from fiml.sessions.backends.fields import by_name, values_of
 from fiml.sessions.backends.sql_events import copy_events, delete_events
 from fiml.sessions.backends.sql_faults import unavailable_as_error
+from fiml.sessions.backends.sql_partitions import (
+    ARCHIVE_MONTH,
+    archive_month,
+    archive_partitions,
+    drop_partition,
+    ensure_partitions,
+    existing_ids,
+    is_partitioned,
+    months_from,
+    move_to_archive,
+    queries_table,
+    sessions_table,
+)
 from fiml.sessions.backends.sql_rows import Q, S, decoded, query_values, selected
+from fiml.sessions.backends.sql_search import T as TERMS
 from fiml.sessions.backends.sql_search import index_session
 from fiml.sessions.db import (
     READ_ONLY_OPTION,
@@ -54,6 +69,11 @@ __all__ = ["ArchivedInPlace", "SqlArchive"]
 T = TypeVar("T")
 
 _QUERY_ROWS_PER_CALL = 5000
+_SERIALIZATION_FAILURE = "40001"
+_WRITE_ATTEMPTS = 3
+"""A write that PostgreSQL fails because the row it locks was moved to another partition
+meanwhile (archived: SQLSTATE 40001) is run again, whole, in a new transaction; it then
+finds the session archived, as it would have without partitions."""
 _FACT_FIELDS = tuple(by_name[name] for name in FACT_SOURCES)
 """What ``SessionFacts.build`` takes of a session archived in place."""
 _FACT_COLUMNS = selected(_FACT_FIELDS)
@@ -241,10 +261,20 @@ class SqlArchive:
         first statement holding the file's write lock: ``BEGIN IMMEDIATE``)."""
         with unavailable_as_error(self.name):
             if self._write_lock is None:
-                return await self._on_postgres(self.engine, work, transaction=True)
+                return await self._write_retried(work)
             thread = await self._database_thread()
             async with self._write_lock:
                 return await thread.write(work)
+
+    async def _write_retried(self, work: Callable[[Connection], T]) -> T:
+        for attempt in range(1, _WRITE_ATTEMPTS + 1):
+            try:
+                return await self._on_postgres(self.engine, work, transaction=True)
+            except DBAPIError as exc:
+                moved = getattr(exc.orig, "sqlstate", None) == _SERIALIZATION_FAILURE
+                if not moved or attempt == _WRITE_ATTEMPTS:
+                    raise
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     async def _reading(self, work: Callable[[Connection], T], *, snapshot: bool = False) -> T:
         """``work`` on a read-only connection; its statements see one snapshot with
@@ -335,6 +365,8 @@ class SqlArchive:
                     conn, outcome.facts, recorded_at=now
                 )
             release(conn, [row["id"] for row in rows if row["id"] not in outcome.unreadable])
+            if is_partitioned(conn):
+                move_to_archive(conn, [row["id"] for row in rows], now)
             return outcome
 
         return await self._writing(archive)
@@ -367,16 +399,30 @@ class SqlArchive:
             # One statement executed for many rows: SQLAlchemy compiles it once (cached) and
             # sends the rows in multi-row batches, where a ``.values(rows)`` statement would
             # be compiled anew, with a bind parameter per value, for every batch.
-            stmt = dialect_insert(conn.dialect.name, S).on_conflict_do_nothing().returning(S.c.id)
-            new_ids = set(conn.execute(stmt, rows).scalars())
+            sessions_into, queries_into, months = S, Q, {}
+            todo = rows
+            if is_partitioned(conn):  # straight into the archive month's partition
+                sessions_into, queries_into = sessions_table, queries_table
+                # The key holds per partition only: a session copied before, in another
+                # month, is found by its id.
+                stored = existing_ids(conn, [row["id"] for row in rows])
+                todo = [row for row in rows if row["id"] not in stored]
+                months = {row["id"]: archive_month(row["archived_at"]) for row in todo}
+                for row in todo:
+                    row[ARCHIVE_MONTH] = months[row["id"]]
+            stmt = dialect_insert(conn.dialect.name, sessions_into).on_conflict_do_nothing()
+            new_ids = set(conn.execute(stmt.returning(sessions_into.c.id), todo).scalars())
             query_rows = [
                 query_values(s.id, i + 1, q)
                 for s in sessions
                 if s.id in new_ids
                 for i, q in enumerate(s.state.history.queries)
             ]
+            if months:
+                for query_row in query_rows:
+                    query_row[ARCHIVE_MONTH] = months[query_row["session_id"]]
             for query_batch in _chunks(query_rows, _QUERY_ROWS_PER_CALL):
-                conn.execute(insert(Q), list(query_batch))
+                conn.execute(insert(queries_into), list(query_batch))
             for s in sessions:
                 if s.id in new_ids:
                     index_session(conn, s)
@@ -411,9 +457,29 @@ class SqlArchive:
             lambda conn: list_quarantined(conn, limit=limit, user_id=user_id)
         )
 
+    async def ensure_partitions(self, *, now: datetime) -> int:
+        """PostgreSQL: create the archive's monthly partitions for the month of ``now`` and
+        the two after it that are missing; returns how many. SQLite: nothing, 0."""
+        if is_sqlite(self.engine):
+            return 0
+        return await self._writing(lambda conn: ensure_partitions(conn, months_from(now)))
+
     async def delete_archived_before(self, cutoff: datetime, *, batch_size: int = 1000) -> int:
-        """Delete archived sessions archived before ``cutoff``, in batches (a transaction
-        each); quarantined sessions are kept until an operator deletes them."""
+        """Delete archived sessions archived before ``cutoff``; quarantined sessions are kept
+        until an operator deletes them. On PostgreSQL each monthly partition wholly before
+        ``cutoff`` is dropped (a transaction each) unless it holds a quarantined session;
+        what remains (the boundary month, the DEFAULT partition, months kept for their
+        quarantined sessions; on SQLite everything) is deleted in batches of
+        ``batch_size`` sessions, a transaction each."""
+        deleted = 0
+        if not is_sqlite(self.engine):
+            months = await self._reading(lambda conn: archive_partitions(conn, cutoff))
+            for month in months:
+                dropped = await self._writing(functools.partial(drop_partition, month=month))
+                deleted += dropped.sessions if dropped is not None else 0
+        return deleted + await self._delete_in_batches(cutoff, batch_size)
+
+    async def _delete_in_batches(self, cutoff: datetime, batch_size: int) -> int:
         quarantined = select(QUARANTINE.c.session_id)
         due = (
             select(S.c.id)
@@ -431,6 +497,8 @@ class SqlArchive:
                 return None
             conn.execute(delete(Q).where(Q.c.session_id.in_(ids)))
             delete_events(conn, ids)
+            # No foreign key cascades on the partitioned PostgreSQL archive: the terms go here.
+            conn.execute(delete(TERMS).where(TERMS.c.session_id.in_(ids)))
             return int(conn.execute(delete(S).where(S.c.id.in_(ids))).rowcount)
 
         deleted = 0

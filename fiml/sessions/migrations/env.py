@@ -13,6 +13,7 @@ from alembic import context
 from sqlalchemy.engine import Connection
 
 from fiml.core.config import Settings
+from fiml.sessions.backends.sql_partitions import compared_with_models
 from fiml.sessions.db import create_engine, metadata
 
 config = context.config
@@ -24,6 +25,7 @@ def _run(connection: Connection) -> None:
         target_metadata=metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        include_object=compared_with_models,
     )
     with context.begin_transaction():
         context.run_migrations()
