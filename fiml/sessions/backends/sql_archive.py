@@ -411,7 +411,9 @@ class SqlArchive:
                 for row in todo:
                     row[ARCHIVE_MONTH] = months[row["id"]]
             stmt = dialect_insert(conn.dialect.name, sessions_into).on_conflict_do_nothing()
-            new_ids = set(conn.execute(stmt.returning(sessions_into.c.id), todo).scalars())
+            new_ids: set[UUID] = set()
+            if todo:  # (an empty list would run the statement once, with no row)
+                new_ids = set(conn.execute(stmt.returning(sessions_into.c.id), todo).scalars())
             query_rows = [
                 query_values(s.id, i + 1, q)
                 for s in sessions

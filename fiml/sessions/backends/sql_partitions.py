@@ -102,7 +102,12 @@ def _with_month(table: Table) -> Table:
     """``table`` as PostgreSQL holds it, with ``archive_month``: for the statements that
     set it (a metadata of its own, so the models' tables stay as they are)."""
     columns = [Column(c.name, c.type, key=c.key, primary_key=c.primary_key) for c in table.c]
-    month = Column(ARCHIVE_MONTH, DateTime(timezone=True), primary_key=True)
+    month = Column(
+        ARCHIVE_MONTH,
+        DateTime(timezone=True),
+        primary_key=True,
+        server_default=ACTIVE_MONTH,  # rendered by SQLAlchemy as a quoted literal
+    )
     return Table(table.name, MetaData(), *columns, month)
 
 
