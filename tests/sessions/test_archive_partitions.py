@@ -98,7 +98,7 @@ async def _placed(engine: AsyncEngine, table: str) -> dict[str, str]:
     column = "id" if table == "sessions" else "session_id"
     async with engine.connect() as conn:
         rows = await conn.execute(
-            text(f"SELECT DISTINCT {column}::text, tableoid::regclass::text FROM {table}")  # noqa: RUF100, S608
+            text(f"SELECT DISTINCT {column}::text, tableoid::regclass::text FROM {table}")
         )
         return {session: where for session, where in rows.all()}
 
@@ -153,7 +153,7 @@ async def test_the_migration_moves_every_row_into_its_partition_and_back(
         kinds = await conn.execute(
             text("SELECT relname, relkind::text FROM pg_class WHERE relname LIKE 'session%'")
         )
-        relkinds = dict(kinds.all())
+        relkinds: dict[str, str] = dict(kinds.tuples().all())
         keys = await conn.execute(
             text("SELECT conname FROM pg_constraint WHERE conrelid = 'session_queries'::regclass")
         )
@@ -176,7 +176,7 @@ async def test_a_migration_that_would_lose_a_row_changes_nothing(pg_engine: Asyn
         )
         await conn.execute(insert(Q), _query_rows(uuid4()))
 
-    with pytest.raises(RuntimeError, match="1 rows copied of 3|0 rows copied of 2"):  # noqa: RUF043
+    with pytest.raises(RuntimeError, match="session_queries: 0 rows copied of 2"):
         async with pg_engine.begin() as conn:
             await conn.run_sync(_migrate, "upgrade", "0004")
 
