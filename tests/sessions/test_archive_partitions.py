@@ -296,7 +296,10 @@ async def test_a_write_racing_the_archival_of_its_session_is_refused_as_archived
         async with engine.connect() as watcher:
             for _ in range(500):
                 waiting = await watcher.execute(
-                    text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
+                    text(
+                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                        "AND datname = current_database()"
+                    )
                 )
                 if waiting.scalar_one():
                     break
