@@ -124,6 +124,7 @@ async def archive_at_sizes(url: str, sizes: list[int], queries: int, samples: in
     try:
         for size in sizes:
             seconds = await fill(dsn, loaded + 1, size, queries, now, partitioned=True)
+            print(f"loaded {size:,} sessions: {seconds:.0f} s", flush=True)
             loaded = size
             rng = random.Random(size)
             async with SessionStore(Settings(database_url=url, redis_url=None)) as store:

@@ -310,3 +310,21 @@ async def test_a_write_racing_the_archival_of_its_session_is_refused_as_archived
 
     with pytest.raises(SessionArchivedError):
         await write
+
+
+async def test_a_month_archived_before_its_partition_is_moved_into_it_when_created(
+    pg_store: tuple[SessionStore, MovableClock],
+) -> None:
+    store, clock = pg_store
+    _set_clock(clock, datetime(2030, 1, 5, tzinfo=UTC))
+    await store.prepare_archive()  # January to March
+    late = await _archived_at(store, clock, datetime(2030, 6, 10, tzinfo=UTC))
+    assert (await _placed(sql_archive(store).engine, "sessions"))[str(late)] == "sessions_default"
+
+    assert await store.prepare_archive() == 6  # June to August, both tables
+
+    engine = sql_archive(store).engine
+    assert (await _placed(engine, "sessions"))[str(late)] == "sessions_y2030m06"
+    assert (await _placed(engine, "session_queries"))[str(late)] == "session_queries_y2030m06"
+    found = await store.get_session(late)
+    assert found is not None and len(found.state.history.queries) == 1
