@@ -1,7 +1,8 @@
-"""Scale: the PostgreSQL archive at growing sizes, and migrating an archive into partitions.
+"""PostgreSQL at scale: the partitioned archive at growing sizes, and migrating an archive into
+partitions (issue 18; the Redis half is bench_scale_redis.py).
 
-    python benchmarks/bench_scale.py --sizes 100000,1000000      # the archive
-    python benchmarks/bench_scale.py --migrate 300000            # the 0003 -> 0004 migration
+    python benchmarks/bench_scale_postgres.py --sizes 100000,1000000      # the archive
+    python benchmarks/bench_scale_postgres.py --migrate 300000            # the 0003 -> 0004 migration
 
 The archive is filled by SQL (``generate_series``, no Python per row) with archived
 sessions of ``--queries`` queries each (default 2), archived over the twelve months before
