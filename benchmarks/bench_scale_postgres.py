@@ -1,8 +1,8 @@
 """PostgreSQL at scale: the partitioned archive at growing sizes, and migrating an archive into
 partitions (issue 18; the Redis half is bench_scale_redis.py).
 
-    python benchmarks/bench_scale_postgres.py --sizes 100000,1000000      # the archive
-    python benchmarks/bench_scale_postgres.py --migrate 300000            # the 0003 -> 0004 migration
+    python benchmarks/bench_scale_postgres.py --sizes 100000,1000000   # the archive
+    python benchmarks/bench_scale_postgres.py --migrate 300000         # migrating 0003 -> 0004
 
 The archive is filled by SQL (``generate_series``, no Python per row) with archived
 sessions of ``--queries`` queries each (default 2), archived over the twelve months before
@@ -50,8 +50,8 @@ INSERT INTO sessions (id, user_id, session_type, assets, tags, created_at, expir
     last_accessed_at, closed_at, archived_at, version, total_queries, cache_hits,
     query_type_counts, first_query_at, last_query_at, context, preferences,
     intermediate_results, metadata{month_column})
-SELECT md5(n::text)::uuid, 'u' || (n / {per_user}), 'equity', '["AAPL"]', '[]', t, t + interval '1 hour',
-    t, t + interval '30 minutes', t + interval '1 hour', 1, {queries}, 0,
+SELECT md5(n::text)::uuid, 'u' || (n / {per_user}), 'equity', '["AAPL"]', '[]', t,
+    t + interval '1 hour', t, t + interval '30 minutes', t + interval '1 hour', 1, {queries}, 0,
     '{{"price": {queries}}}', t, t, '{{"note": "x"}}', '{{}}', '{{}}', '{{}}'{month_value}
 FROM generate_series($1::int, $2::int) AS n,
     LATERAL (SELECT $3::timestamptz - interval '{days} days' * ((n % 100000) / 100000.0) AS t) AS at
@@ -68,7 +68,7 @@ _MONTH = ", date_trunc('month', (t + interval '1 hour') AT TIME ZONE 'UTC') AT T
 
 
 def session_id(n: int) -> UUID:
-    return UUID(hashlib.md5(str(n).encode()).hexdigest())  # noqa: S324 - an id, not a secret
+    return UUID(hashlib.md5(str(n).encode()).hexdigest())  # an id, not a secret
 
 
 def _statements(queries: int, *, partitioned: bool) -> tuple[str, str]:
@@ -131,13 +131,13 @@ async def archive_at_sizes(url: str, sizes: list[int], queries: int, samples: in
             async with SessionStore(Settings(database_url=url, redis_url=None)) as store:
 
                 async def get(
-                    _i: int, store: SessionStore = store, rng: random.Random = rng
+                    _i: int, store: SessionStore = store, rng: random.Random = rng, size: int = size
                 ) -> None:
                     found = await store.get_session(session_id(rng.randint(1, size)))
                     assert found is not None and found.is_archived
 
                 async def page(
-                    _i: int, store: SessionStore = store, rng: random.Random = rng
+                    _i: int, store: SessionStore = store, rng: random.Random = rng, size: int = size
                 ) -> None:
                     user = f"u{rng.randint(1, size // PER_USER - 1)}"
                     listed = await store.list_user_sessions(user, include_archived=True, limit=20)
