@@ -153,7 +153,7 @@ async def test_the_migration_moves_every_row_into_its_partition_and_back(
         kinds = await conn.execute(
             text("SELECT relname, relkind::text FROM pg_class WHERE relname LIKE 'session%'")
         )
-        relkinds: dict[str, str] = dict(kinds.tuples().all())
+        relkinds = {str(name): str(kind) for name, kind in kinds.all()}
         keys = await conn.execute(
             text("SELECT conname FROM pg_constraint WHERE conrelid = 'session_queries'::regclass")
         )

@@ -23,7 +23,8 @@ async def test_a_later_revisions_table_and_function_do_not_stop_the_reset() -> N
     conn = await _connect()
     try:  # what a later FIML's migration leaves: a table that depends on sessions, a function
         await conn.execute(
-            "CREATE TABLE later_events (session_id uuid REFERENCES sessions (id));"
+            "CREATE TABLE later_events (session_id uuid, archive_month timestamptz, "
+            "FOREIGN KEY (session_id, archive_month) REFERENCES sessions (id, archive_month));"
             "CREATE FUNCTION later_fn() RETURNS int LANGUAGE sql AS 'SELECT 1';"
             "UPDATE alembic_version SET version_num = '9999'"
         )
