@@ -209,7 +209,7 @@ async def tiny_tablespace() -> AsyncIterator[str]:
         yield name
     finally:
         if admin is not None:
-            await admin.execute("ALTER TABLE IF EXISTS sessions SET TABLESPACE pg_default")
+            await admin.execute(f"ALTER TABLE ALL IN TABLESPACE {name} SET TABLESPACE pg_default")
             await admin.execute(f"DROP TABLESPACE IF EXISTS {name}")
             await admin.close()
         subprocess.run(["umount", str(where)], check=True)
@@ -223,7 +223,11 @@ async def test_a_postgres_with_a_full_disk_refuses_writes_and_keeps_its_data(
     session_id, before = await new_session(settings)
     admin = await asyncpg.connect(admin_dsn(settings.database_url))
     try:
-        await admin.execute(f"ALTER TABLE sessions SET TABLESPACE {tiny_tablespace}")
+        # The table (the partition, from revision 0004) that holds the session's row.
+        holder = await admin.fetchval(
+            "SELECT tableoid::regclass::text FROM sessions WHERE id = $1", session_id
+        )
+        await admin.execute(f"ALTER TABLE {holder} SET TABLESPACE {tiny_tablespace}")
     finally:
         await admin.close()
     async with SessionStore(settings) as store:
