@@ -42,6 +42,7 @@ BACKEND_FAMILIES = {
         "sql_events",
         "sql_faults",
         "sql_metrics",
+        "sql_partitions",
         "sql_rows",
         "sql_search",
         "sql_sharing",
