@@ -46,6 +46,7 @@ from sqlalchemy import (
     type_coerce,
     update,
 )
+from sqlalchemy.exc import DBAPIError
 
 from fiml.core.errors import CorruptRecordError, SessionNotFoundError
 from fiml.sessions.backends.base import (
@@ -57,7 +58,7 @@ from fiml.sessions.backends.base import (
 )
 from fiml.sessions.backends.fields import SUMMARY_FIELDS, values_of
 from fiml.sessions.backends.rules import PlannedWrite, StoredSession, plan_write
-from fiml.sessions.backends.sql_archive import ArchivedInPlace, SqlArchive
+from fiml.sessions.backends.sql_archive import ArchivedInPlace, SqlArchive, moved_by_archival
 from fiml.sessions.backends.sql_events import (
     append_events,
     copy_events,
@@ -463,8 +464,18 @@ class SqlBackend(SqlArchive, SqlMetrics, SqlSharing):
             planned = await self._reading(
                 lambda conn: _plan_unlocked(conn, session_id, changes, now, limits)
             )
-            writing = self._writing if planned.writes_beside else self._writing_once
-            if await writing(lambda conn: _write_if_unchanged(conn, session_id, planned)):
+            # Beside the statement (events, search terms): one transaction, not run again
+            # when archival moved the row under it.
+            writing = self._writing_unretried if planned.writes_beside else self._writing_once
+            try:
+                written = await writing(lambda conn: _write_if_unchanged(conn, session_id, planned))
+            except DBAPIError as exc:
+                # Archived between the read and the write (its row moved to its month's
+                # partition): the write took no effect; the locked write finds it archived.
+                if not moved_by_archival(exc):
+                    raise
+                written = False
+            if written:
                 return planned.write.counters
         return await self._writing(lambda conn: _apply(conn, session_id, changes, now, limits))
 

@@ -79,6 +79,12 @@ _FACT_FIELDS = tuple(by_name[name] for name in FACT_SOURCES)
 _FACT_COLUMNS = selected(_FACT_FIELDS)
 
 
+def moved_by_archival(exc: DBAPIError) -> bool:
+    """Whether PostgreSQL failed a statement because a row it updates or locks was moved to
+    another partition meanwhile (archived): the statement took no effect."""
+    return getattr(exc.orig, "sqlstate", None) == _SERIALIZATION_FAILURE
+
+
 def _facts_from_row(row: Any) -> SessionFacts:
     values = decoded(row, _FACT_FIELDS)
     return SessionFacts.build(session_id=values.pop("id"), now=values["archived_at"], **values)
@@ -271,8 +277,7 @@ class SqlArchive:
             try:
                 return await self._on_postgres(self.engine, work, transaction=True)
             except DBAPIError as exc:
-                moved = getattr(exc.orig, "sqlstate", None) == _SERIALIZATION_FAILURE
-                if not moved or attempt == _WRITE_ATTEMPTS:
+                if not moved_by_archival(exc) or attempt == _WRITE_ATTEMPTS:
                     raise
         raise AssertionError("unreachable: the last attempt returns or raises")
 
@@ -285,6 +290,12 @@ class SqlArchive:
                 return await self._on_postgres(reader, work, transaction=False)
             thread = await self._database_thread()
             return await thread.read(work, snapshot=snapshot)
+
+    async def _writing_unretried(self, work: Callable[[Connection], T]) -> T:
+        """PostgreSQL: ``work`` in one transaction, not run again when archival moved a row
+        under it (:func:`moved_by_archival`): the caller decides what to do instead."""
+        with unavailable_as_error(self.name):
+            return await self._on_postgres(self.engine, work, transaction=True)
 
     async def _writing_once(self, work: Callable[[Connection], T]) -> T:
         """PostgreSQL: ``work``, one statement that writes, in autocommit mode, never sent
