@@ -110,6 +110,18 @@ async def _counts(engine: AsyncEngine) -> tuple[int, int]:
     return sessions, queries
 
 
+async def _events_foreign_key(engine: AsyncEngine) -> bool:
+    """Whether session_events has its foreign key to sessions (0006's; 0004 drops it)."""
+    async with engine.connect() as conn:
+        keys = await conn.execute(
+            text(
+                "SELECT conname FROM pg_constraint "
+                "WHERE conrelid = 'session_events'::regclass AND contype = 'f'"
+            )
+        )
+        return "fk_session_events_session_id_sessions" in set(keys.scalars())
+
+
 async def test_the_migration_moves_every_row_into_its_partition_and_back(
     pg_engine: AsyncEngine,
 ) -> None:
@@ -144,6 +156,21 @@ async def test_the_migration_moves_every_row_into_its_partition_and_back(
         found = await store.get_session(november)
         assert found is not None and found.archived_at == archived[november]
         assert [q.parameters for q in found.state.history.queries] == [{"n": 1}, {"n": 2}]
+
+    assert not await _events_foreign_key(pg_engine)
+    async with pg_engine.begin() as conn:
+        await conn.execute(
+            text(
+                "INSERT INTO session_events (session_id, seq, kind, at, data) "
+                "VALUES (:sid, 1, 'query', now(), '{}')"
+            ),
+            {"sid": november},
+        )
+        await conn.run_sync(_migrate, "downgrade", "0006")
+    assert await _events_foreign_key(pg_engine)  # restored, the event kept under it
+    async with pg_engine.connect() as conn:
+        events = await conn.execute(text("SELECT session_id FROM session_events"))
+        assert list(events.scalars()) == [november]
 
     async with pg_engine.begin() as conn:
         await conn.run_sync(_migrate, "downgrade", "0003")
@@ -231,6 +258,15 @@ async def _query_count(store: SessionStore, ids: list[UUID]) -> int:
         return int(found.scalar_one())
 
 
+async def _event_count(store: SessionStore, ids: list[UUID]) -> int:
+    async with sql_archive(store).engine.connect() as conn:
+        found = await conn.execute(
+            text("SELECT count(*) FROM session_events WHERE session_id = ANY(:ids)"),
+            {"ids": ids},
+        )
+        return int(found.scalar_one())
+
+
 async def test_retention_drops_whole_months_and_deletes_the_boundary_by_rows(
     pg_store: tuple[SessionStore, MovableClock],
 ) -> None:
@@ -252,8 +288,11 @@ async def test_retention_drops_whole_months_and_deletes_the_boundary_by_rows(
     gone = [*january, early_march]
     assert [await store.get_session(i) for i in gone] == [None] * 3
     assert await _query_count(store, gone) == 0
+    # Dropped months take their sessions' timelines along (no foreign key cascades here).
+    assert await _event_count(store, gone) == 0
     kept = await store.get_session(late_march)
     assert kept is not None and len(kept.state.history.queries) == 1
+    assert await _event_count(store, [late_march]) == 1
 
 
 async def test_retention_keeps_a_month_holding_a_quarantined_session(
