@@ -20,9 +20,10 @@ of an active session is. The key is ``(id, archive_month)``, so PostgreSQL check
 uniqueness per partition only; ids are random UUIDs, and importing an archived session
 looks for its id first (:func:`existing_ids`). Lookups by id probe the key's index of
 each partition (one per month of retention), not one index: flat in the number of rows.
-A foreign key to a partitioned table must name its partition key too, and
-``session_queries`` carries none: the backend deletes a session's queries itself, as it
-always did. A session's queries share its ``archive_month``: archiving moves both
+A foreign key to a partitioned table must name its partition key too, and neither
+``session_queries`` nor ``session_events`` carries one (0004 drops the events' one): the
+backend deletes a session's queries and events itself (:func:`drop_partition` a month's
+events before its partitions). A session's queries share its ``archive_month``: archiving moves both
 (:func:`move_to_archive`), one transaction.
 
 DDL takes no bound parameters, so its statements are built as text: every identifier in
