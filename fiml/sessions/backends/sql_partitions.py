@@ -26,9 +26,10 @@ backend deletes a session's queries and events itself (:func:`drop_partition` a 
 events before its partitions). A session's queries share its ``archive_month``: archiving moves both
 (:func:`move_to_archive`), one transaction.
 
-DDL takes no bound parameters, so its statements are built as text: every identifier in
-them is one of this module's table names or a partition name built from a month here
-(``S608`` is silenced for those lines only), never a value from outside.
+DDL takes no bound parameters, yet no statement here is built in Python: each is constant
+text, PL/pgSQL blocks that take their table names and bounds from transaction-local
+settings (bound by ``set_config``) and quote them server-side (``format('%I')``, ``%L``);
+the other statements are SQLAlchemy Core, which quotes a partition's name itself.
 """
 
 from __future__ import annotations
