@@ -332,19 +332,27 @@ async def test_a_write_racing_the_archival_of_its_session_is_refused_as_archived
         write = asyncio.create_task(
             store.append_query(session.id, QueryRecord(query_type="price", parameters={}))
         )
-        async with engine.connect() as watcher:
-            for _ in range(500):
-                waiting = await watcher.execute(
-                    text(
-                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                        "AND datname = current_database()"
+        # The watcher on an engine of its own: the store's pool may have no connection to
+        # spare while the archiver and the write hold theirs.
+        watching = create_engine(engine.url.render_as_string(hide_password=False))
+        try:
+            async with watching.connect() as watcher:
+                for _ in range(3000):  # a bound on the wait, not a timing: a loaded machine
+                    if write.done():  # what it did instead of waiting, in the failure
+                        pytest.fail(f"the write did not wait for the archiver: {write!r}")
+                    waiting = await watcher.execute(
+                        text(
+                            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                            "AND datname = current_database()"
+                        )
                     )
-                )
-                if waiting.scalar_one():
-                    break
-                await asyncio.sleep(0.01)
-            else:
-                pytest.fail("the write never waited for the archiver's lock")
+                    if waiting.scalar_one():
+                        break
+                    await asyncio.sleep(0.01)
+                else:
+                    pytest.fail("the write never waited for the archiver's lock")
+        finally:
+            await watching.dispose()
         await archiver.commit()
 
     with pytest.raises(SessionArchivedError):
