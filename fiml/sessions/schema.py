@@ -205,14 +205,15 @@ FULL_TEXT_OBJECTS = frozenset(
 )
 """What migration 0005 creates outside the ORM schema (``sql_search`` reads them), by name:
 a comparison of the database with the models leaves them out."""
-_SQLITE_SEARCH_TABLES = ("session_search_fts", "session_search_docs")
+_DROP_SEARCH_FTS = text("DROP TABLE IF EXISTS session_search_fts")
+_DROP_SEARCH_DOCS = text("DROP TABLE IF EXISTS session_search_docs")
 _PG_SEARCH_FUNCTION = "DROP FUNCTION IF EXISTS fiml_session_context_search() CASCADE"
 
 
 def _drop(connection: Connection) -> None:
     if connection.dialect.name == "sqlite":
-        for table in _SQLITE_SEARCH_TABLES:
-            connection.execute(text(f"DROP TABLE IF EXISTS {table}"))
+        connection.execute(_DROP_SEARCH_FTS)
+        connection.execute(_DROP_SEARCH_DOCS)
     metadata.drop_all(connection)
     if connection.dialect.name == "postgresql":
         connection.execute(text(_PG_SEARCH_FUNCTION))

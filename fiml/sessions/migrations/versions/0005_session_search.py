@@ -69,6 +69,16 @@ SQLITE_OBJECTS = (
     "session_search_summary_delete",
 )
 """What the SQLite upgrade creates outside the ORM schema (``schema.drop_schema`` drops it)."""
+_SQLITE_DOWNGRADE = (
+    "DROP TRIGGER IF EXISTS session_search_summary_delete",
+    "DROP TRIGGER IF EXISTS session_search_summary_insert",
+    "DROP TRIGGER IF EXISTS session_search_context_delete",
+    "DROP TRIGGER IF EXISTS session_search_context_update",
+    "DROP TRIGGER IF EXISTS session_search_context_insert",
+    "DROP TABLE IF EXISTS session_search_docs",
+    "DROP TABLE IF EXISTS session_search_fts",
+)
+"""SQLITE_OBJECTS dropped, last first (constant text: no statement is built from names)."""
 _SQLITE_UPGRADE = [
     """CREATE TABLE session_search_docs (
       doc_id INTEGER PRIMARY KEY,
@@ -185,7 +195,7 @@ def upgrade() -> None:
     )
     bind = op.get_bind()
     for statement in _EXISTING_TERMS[bind.dialect.name]:
-        bind.execute(sa.text(statement))
+        op.execute(statement)
     if bind.dialect.name == "postgresql":
         for statement in _PG_UPGRADE:
             op.execute(statement)
@@ -200,8 +210,7 @@ def downgrade() -> None:
         for statement in _PG_DOWNGRADE:
             op.execute(statement)
     else:
-        for name in reversed(SQLITE_OBJECTS):
-            kind = "TABLE" if name.endswith(("_fts", "_docs")) else "TRIGGER"
-            op.execute(f"DROP {kind} IF EXISTS {name}")
+        for statement in _SQLITE_DOWNGRADE:
+            op.execute(statement)
     op.drop_index("ix_session_search_terms_user_term", table_name="session_search_terms")
     op.drop_table("session_search_terms")
