@@ -2,7 +2,7 @@
 partitions (issue 18; the Redis half is bench_scale_redis.py).
 
     python benchmarks/bench_scale_postgres.py --sizes 100000,1000000   # the archive
-    python benchmarks/bench_scale_postgres.py --migrate 300000         # migrating 0006 -> 0004
+    python benchmarks/bench_scale_postgres.py --migrate 300000         # migrating 0005 -> 0004
 
 The archive is filled by SQL (``generate_series``, no Python per row) with archived
 sessions of ``--queries`` queries each (default 2), archived over the twelve months before
@@ -11,7 +11,7 @@ now, 10 per user. At each size the database is grown to it, then the store's
 user's sessions, archived included, are timed, each sample after one sample of a raw
 ``SELECT 1`` round trip (the floor); "x of first" is the p50 over the smallest size's p50.
 Then one retention run (the oldest month dropped whole, the boundary month row by row),
-its time and rows deleted. ``--migrate N`` fills a database at revision 0006 (which 0004
+its time and rows deleted. ``--migrate N`` fills a database at revision 0005 (which 0004
 follows) with N sessions and their queries and times the upgrade to 0004 (the maintenance
 window).
 
@@ -185,7 +185,7 @@ async def migration(url: str, sessions: int, queries: int) -> str:
     try:
         await fresh_postgres(url)
         await drop_schema(engine)
-        await upgrade_schema(engine, "0006")  # 0004 follows 0006
+        await upgrade_schema(engine, "0005")  # 0004 follows 0005
         loaded = await fill(dsn, 1, sessions, queries, datetime.now(UTC), partitioned=False)
         began = time.perf_counter()
         await upgrade_schema(engine, "0004")
@@ -194,7 +194,7 @@ async def migration(url: str, sessions: int, queries: int) -> str:
         await engine.dispose()
     rows = sessions * (1 + queries)
     return (
-        f"Migration 0006 -> 0004 of {sessions:,} archived sessions with {queries} queries each "
+        f"Migration 0005 -> 0004 of {sessions:,} archived sessions with {queries} queries each "
         f"({rows:,} rows, loaded in {loaded:.0f} s): {upgraded:.1f} s, "
         f"{rows / upgraded:,.0f} rows/s, the tables locked throughout."
     )

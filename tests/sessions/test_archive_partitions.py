@@ -166,7 +166,7 @@ async def test_the_migration_moves_every_row_into_its_partition_and_back(
             ),
             {"sid": november},
         )
-        await conn.run_sync(_migrate, "downgrade", "0006")
+        await conn.run_sync(_migrate, "downgrade", "0005")
     assert await _events_foreign_key(pg_engine)  # restored, the event kept under it
     async with pg_engine.connect() as conn:
         events = await conn.execute(text("SELECT session_id FROM session_events"))

@@ -187,6 +187,7 @@ DECLARE
     parent text := current_setting('fiml.parent');
     low timestamptz := CAST(current_setting('fiml.low') AS timestamptz);
     high timestamptz := CAST(current_setting('fiml.high') AS timestamptz);
+    columns text;
 BEGIN
     EXECUTE format('CREATE TEMPORARY TABLE fiml_moving (LIKE %I) ON COMMIT DROP', parent);
     EXECUTE format(
@@ -198,7 +199,11 @@ BEGIN
         'CREATE TABLE %I PARTITION OF %I FOR VALUES FROM (%L) TO (%L)',
         current_setting('fiml.partition'), parent, low, high
     );
-    EXECUTE format('INSERT INTO %I SELECT * FROM fiml_moving', parent);
+    -- A generated column (0005's summary_search) takes no value: the columns but those.
+    SELECT string_agg(quote_ident(column_name), ', ' ORDER BY ordinal_position)
+    INTO columns FROM information_schema.columns
+    WHERE table_schema = current_schema() AND table_name = parent AND is_generated = 'NEVER';
+    EXECUTE format('INSERT INTO %I (%s) SELECT %s FROM fiml_moving', parent, columns, columns);
     DROP TABLE fiml_moving;
 END
 $$"""
