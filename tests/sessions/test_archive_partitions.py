@@ -110,16 +110,23 @@ async def _counts(engine: AsyncEngine) -> tuple[int, int]:
     return sessions, queries
 
 
-async def _events_foreign_key(engine: AsyncEngine) -> bool:
-    """Whether session_events has its foreign key to sessions (0006's; 0004 drops it)."""
+async def _foreign_keys_to_sessions(engine: AsyncEngine) -> set[str]:
+    """The foreign keys of session_events (0006) and session_search_terms (0005) to
+    sessions, which 0004 drops on PostgreSQL."""
     async with engine.connect() as conn:
         keys = await conn.execute(
             text(
-                "SELECT conname FROM pg_constraint "
-                "WHERE conrelid = 'session_events'::regclass AND contype = 'f'"
+                "SELECT conname FROM pg_constraint WHERE contype = 'f' AND conrelid IN "
+                "('session_events'::regclass, 'session_search_terms'::regclass)"
             )
         )
-        return "fk_session_events_session_id_sessions" in set(keys.scalars())
+        return set(keys.scalars())
+
+
+_TO_SESSIONS = {
+    "fk_session_events_session_id_sessions",
+    "fk_session_search_terms_session_id_sessions",
+}
 
 
 async def test_the_migration_moves_every_row_into_its_partition_and_back(
@@ -157,7 +164,7 @@ async def test_the_migration_moves_every_row_into_its_partition_and_back(
         assert found is not None and found.archived_at == archived[november]
         assert [q.parameters for q in found.state.history.queries] == [{"n": 1}, {"n": 2}]
 
-    assert not await _events_foreign_key(pg_engine)
+    assert await _foreign_keys_to_sessions(pg_engine) == set()
     async with pg_engine.begin() as conn:
         await conn.execute(
             text(
@@ -167,7 +174,7 @@ async def test_the_migration_moves_every_row_into_its_partition_and_back(
             {"sid": november},
         )
         await conn.run_sync(_migrate, "downgrade", "0005")
-    assert await _events_foreign_key(pg_engine)  # restored, the event kept under it
+    assert await _foreign_keys_to_sessions(pg_engine) == _TO_SESSIONS  # restored, event kept
     async with pg_engine.connect() as conn:
         events = await conn.execute(text("SELECT session_id FROM session_events"))
         assert list(events.scalars()) == [november]
@@ -267,6 +274,15 @@ async def _event_count(store: SessionStore, ids: list[UUID]) -> int:
         return int(found.scalar_one())
 
 
+async def _term_count(store: SessionStore, ids: list[UUID]) -> int:
+    async with sql_archive(store).engine.connect() as conn:
+        found = await conn.execute(
+            text("SELECT count(*) FROM session_search_terms WHERE session_id = ANY(:ids)"),
+            {"ids": ids},
+        )
+        return int(found.scalar_one())
+
+
 async def test_retention_drops_whole_months_and_deletes_the_boundary_by_rows(
     pg_store: tuple[SessionStore, MovableClock],
 ) -> None:
@@ -290,9 +306,11 @@ async def test_retention_drops_whole_months_and_deletes_the_boundary_by_rows(
     assert await _query_count(store, gone) == 0
     # Dropped months take their sessions' timelines along (no foreign key cascades here).
     assert await _event_count(store, gone) == 0
+    assert await _term_count(store, gone) == 0  # their search terms too
     kept = await store.get_session(late_march)
     assert kept is not None and len(kept.state.history.queries) == 1
     assert await _event_count(store, [late_march]) == 1
+    assert await _term_count(store, [late_march]) > 0
 
 
 async def test_retention_keeps_a_month_holding_a_quarantined_session(
