@@ -40,6 +40,17 @@ sessions_app = typer.Typer(
 
 SessionIdArg = Annotated[str, typer.Argument(metavar="SESSION_ID", help="The session's id.")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+OwnerOption = Annotated[
+    str | None,
+    typer.Option(
+        "--user", help="Whose sessions (default: FIML_USER or the OS user, as over stdio)."
+    ),
+]
+PageSizeOption = Annotated[int, typer.Option("--limit", help="Sessions per page (1-1000).")]
+CursorOption = Annotated[
+    str | None,
+    typer.Option("--cursor", help="Continue after a previous page (its next cursor)."),
+]
 YesOption = Annotated[bool, typer.Option("--yes", "-y", help="Do it without asking.")]
 
 
@@ -57,17 +68,12 @@ def _summary_json(session: Session) -> dict[str, Any]:
 
 @sessions_app.command("list")
 def list_sessions(
-    user: Annotated[
-        str | None,
-        typer.Option(help="Whose sessions (default: FIML_USER or the OS user, as over stdio)."),
-    ] = None,
+    user: OwnerOption = None,
     include_archived: Annotated[
         bool, typer.Option("--include-archived", help="List archived sessions too.")
     ] = False,
-    limit: Annotated[int, typer.Option(help="Sessions per page (1-1000).")] = 20,
-    cursor: Annotated[
-        str | None, typer.Option(help="Continue after a previous page (its next cursor).")
-    ] = None,
+    limit: PageSizeOption = 20,
+    cursor: CursorOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """A user's sessions, newest first, one page at a time."""
@@ -100,10 +106,7 @@ def list_sessions(
 
 @sessions_app.command("search")
 def search_sessions(
-    user: Annotated[
-        str | None,
-        typer.Option(help="Whose sessions (default: FIML_USER or the OS user, as over stdio)."),
-    ] = None,
+    user: OwnerOption = None,
     asset: Annotated[
         str | None, typer.Option(help="Sessions that hold or held it, or queried it.")
     ] = None,
@@ -124,10 +127,8 @@ def search_sessions(
     include_archived: Annotated[
         bool, typer.Option("--include-archived/--active-only", help="Search archived ones too.")
     ] = True,
-    limit: Annotated[int, typer.Option(help="Sessions per page (1-1000).")] = 20,
-    cursor: Annotated[
-        str | None, typer.Option(help="Continue after a previous page (its next cursor).")
-    ] = None,
+    limit: PageSizeOption = 20,
+    cursor: CursorOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """A user's sessions matching every criterion given, newest first, a page at a time."""

@@ -18,7 +18,7 @@ from fiml.mcp.arguments import (
 from fiml.mcp.auth import IdentityResolver
 from fiml.mcp.boundary import tool_boundary
 from fiml.mcp.replies import reply
-from fiml.mcp.schemas import SessionList, SessionListItem
+from fiml.mcp.schemas import SessionList
 from fiml.sessions.search import MAX_SEARCH_TEXT_CHARS, MAX_SEARCH_WORDS
 from fiml.sessions.store import SessionStore
 
@@ -107,9 +107,4 @@ class FindTools:
             limit=limit,
             cursor=cursor,
         )
-        return reply(
-            SessionList(
-                sessions=[SessionListItem.from_summary(s) for s in page.sessions],
-                next_cursor=page.next_cursor,
-            )
-        )
+        return reply(SessionList.from_page(page))

@@ -35,6 +35,7 @@ from fiml.sessions.models import (
     SessionSummary,
     SessionType,
 )
+from fiml.sessions.paging import SessionPage
 from fiml.sessions.store import HistoryPage
 from fiml.sessions.timeline import TimelinePage
 
@@ -200,6 +201,14 @@ class SessionList(ResultModel):
     next_cursor: str | None = Field(
         default=None, description="Pass as cursor for the next page; absent at the end."
     )
+
+    @classmethod
+    def from_page(cls, page: SessionPage) -> SessionList:
+        """The reply for one page of the store's listing or search."""
+        return cls(
+            sessions=[SessionListItem.from_summary(s) for s in page.sessions],
+            next_cursor=page.next_cursor,
+        )
 
 
 class HistoryResult(ResultModel):

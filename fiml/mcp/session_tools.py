@@ -40,7 +40,6 @@ from fiml.mcp.schemas import (
     SessionDetails,
     SessionInfo,
     SessionList,
-    SessionListItem,
 )
 from fiml.sessions.sharing import readable_session
 from fiml.sessions.store import SessionStore
@@ -166,12 +165,7 @@ class SessionTools:
             limit=limit,
             cursor=cursor,
         )
-        return reply(
-            SessionList(
-                sessions=[SessionListItem.from_summary(s) for s in page.sessions],
-                next_cursor=page.next_cursor,
-            )
-        )
+        return reply(SessionList.from_page(page))
 
     async def extend_session(
         self, session_id: SessionIdArg, hours: HoursArg

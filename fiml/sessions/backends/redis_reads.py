@@ -9,6 +9,7 @@ batches, never scanning the keyspace.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -122,15 +123,7 @@ class RedisReads(RedisIndexes):
         ]
         if gone:
             await self._pipeline(gone)
-        rows = []
-        for member, meta in found.items():
-            if not any(meta):
-                continue
-            try:
-                rows.append(summary_values(member, meta))
-            except UNDECODABLE as exc:  # one damaged session never hides its owner's others
-                skip_corrupt(member, exc)
-        return rows
+        return decoded_summaries(found.items())
 
     async def count_active(
         self,
@@ -169,3 +162,18 @@ class RedisReads(RedisIndexes):
                     and (since_us is None or (created_us is not None and created_us >= since_us))
                 )
         return count
+
+
+def decoded_summaries(metas: Iterable[tuple[str, list[str | None]]]) -> list[dict[str, Any]]:
+    """The summary values of each (session id, meta fields) pair whose session exists; a
+    session whose fields do not decode is logged and left out: one damaged session never
+    hides its owner's others."""
+    rows = []
+    for member, meta in metas:
+        if not any(meta):
+            continue
+        try:
+            rows.append(summary_values(member, meta))
+        except UNDECODABLE as exc:
+            skip_corrupt(member, exc)
+    return rows

@@ -22,13 +22,12 @@ from typing import Any
 from uuid import UUID
 
 from fiml.sessions.backends.base import ListCursor
-from fiml.sessions.backends.redis_codec import SUMMARY_META_NAMES, summary_values, to_micros
+from fiml.sessions.backends.redis_codec import SUMMARY_META_NAMES, to_micros
 from fiml.sessions.backends.redis_commands import Command
 from fiml.sessions.backends.redis_indexes import score_pairs
-from fiml.sessions.backends.redis_reads import RedisReads
-from fiml.sessions.backends.summaries import skip_corrupt, summaries_from_values
+from fiml.sessions.backends.redis_reads import RedisReads, decoded_summaries
+from fiml.sessions.backends.summaries import summaries_from_values
 from fiml.sessions.models import Session, SessionSummary, utcnow
-from fiml.sessions.quarantine import UNDECODABLE
 from fiml.sessions.search import SessionSearch, context_words_from_json, query_asset
 
 __all__ = ["RedisSearch", "session_assets"]
@@ -132,15 +131,7 @@ class RedisSearch(RedisReads):
         gone = [m for m, meta in zip(members, metas, strict=True) if not any(meta)]
         if gone:
             await self._call("ZREM", self.keys.user_asset_index(user_id, search.asset), *gone)
-        rows = []
-        for member, meta in zip(members, metas, strict=True):
-            if not any(meta):
-                continue
-            try:
-                rows.append(summary_values(member, meta))
-            except UNDECODABLE as exc:  # one damaged session never hides its owner's others
-                skip_corrupt(member, exc)
-        return rows
+        return decoded_summaries(zip(members, metas, strict=True))
 
     async def _with_words(
         self, summaries: list[SessionSummary], search: SessionSearch
