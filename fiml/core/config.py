@@ -249,6 +249,21 @@ class Settings(BaseSettings):
         description="This server's public MCP URL, the resource of RFC 9728's metadata "
         "(default: http://HOST:PORT/mcp of `fiml serve --http`).",
     )
+    resource_poll_seconds: float = Field(
+        default=2.0,
+        gt=0,
+        le=3600,
+        description="How often the server reads the version of each session a client is "
+        "subscribed to (resources/subscribe, subscriptions/listen), to tell the subscriber "
+        "of writes made by any process sharing the store.",
+    )
+    max_subscriptions_per_connection: int = Field(
+        default=100,
+        gt=0,
+        le=10_000,
+        description="Sessions one connection (or one subscriptions/listen stream) may be "
+        "subscribed to at a time; past it a subscription is refused naming the field.",
+    )
     http_max_sessions: int = Field(
         default=10_000,
         gt=0,

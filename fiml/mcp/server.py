@@ -41,6 +41,7 @@ from fiml.core.tracing import configure_tracing
 from fiml.mcp.auth import BearerTokenIdentity, IdentityResolver, StaticIdentity, local_identity
 from fiml.mcp.body_deadline import BodyDeadline
 from fiml.mcp.fair_share import FairShare, FairShareLimits
+from fiml.mcp.listen_bus import ListenBus, SubscribeCapability
 from fiml.mcp.start_gate import StartGate, serve_while_starting
 
 # What the tools use (the store, SQLAlchemy, the market-data clients, the dashboard) is
@@ -97,6 +98,7 @@ def build_server(
     public_url: str = "http://127.0.0.1:8000",
     oauth: OAuthConfig | None = None,
     resource_url: str | None = None,
+    legacy_subscriptions: bool = True,
 ) -> MCPServer:
     """An MCP server with every FIML tool and the session resource.
 
@@ -106,13 +108,19 @@ def build_server(
     :class:`~fiml.mcp.auth.BearerTokenIdentity`). ``stats`` computes analytics; by
     default :class:`~fiml.sessions.analytics.SessionAnalytics` on ``store``. With ``oauth``
     the server is an OAuth 2.1 resource server for ``resource_url`` (default: ``public_url``
-    and :data:`MCP_PATH`).
+    and :data:`MCP_PATH`). ``legacy_subscriptions``: serve 2025 clients'
+    ``resources/subscribe``, which needs a connection that outlives a request (so not
+    stateless HTTP); 2026 clients' ``subscriptions/listen`` streams are served anyway.
     """
     from fiml.mcp.toolset import register_tools, session_middleware
 
     auth = _auth_settings(token_verifier, public_url, oauth, resource_url)
+    middleware = session_middleware(store, identity, legacy_subscriptions=legacy_subscriptions)
     server = _new_server(
-        token_verifier=token_verifier, auth=auth, middleware=session_middleware(store, identity)
+        token_verifier=token_verifier,
+        auth=auth,
+        middleware=middleware,
+        legacy_subscriptions=legacy_subscriptions,
     )
     register_tools(server, store=store, market=market, identity=identity, stats=stats)
     return server
@@ -123,8 +131,12 @@ def _new_server(
     token_verifier: TokenVerifier | None = None,
     auth: AuthSettings | None = None,
     middleware: Sequence[ServerMiddleware[Any]] = (),
+    legacy_subscriptions: bool = True,
 ) -> MCPServer:
-    """FIML's MCP server, without its tools yet."""
+    """FIML's MCP server, without its tools yet. Its ``initialize`` answer offers
+    ``resources/subscribe`` with ``legacy_subscriptions`` (:mod:`fiml.mcp.subscriptions`:
+    the handshake may be answered before the rest of the middleware is there)."""
+    first: list[ServerMiddleware[Any]] = [SubscribeCapability()] if legacy_subscriptions else []
     return MCPServer(
         name="fiml",
         title="FIML market data with analysis sessions",
@@ -132,7 +144,8 @@ def _new_server(
         version=__version__,
         token_verifier=token_verifier,
         auth=auth,
-        middleware=middleware,
+        middleware=[*first, *middleware],
+        subscriptions=ListenBus(),
     )
 
 
@@ -279,6 +292,7 @@ async def serve(
             public_url=f"http://{host}:{port}",
             oauth=OAuthConfig.from_settings(settings) if verifier is not None else None,
             resource_url=settings.oauth_resource_url,
+            legacy_subscriptions=not (transport == "http" and stateless),
         )
         ops = OpsEndpoints(
             store, redis=running.redis, scheduler=running.scheduler, jobs_in_process=run_jobs

@@ -21,7 +21,9 @@ from fiml.mcp.resource_listing import SessionResourceListing
 from fiml.mcp.resources import SessionResources
 from fiml.mcp.search_tools import SearchTools
 from fiml.mcp.session_tools import SessionTools
+from fiml.mcp.session_watch import SessionWatch
 from fiml.mcp.share_tools import ShareTools
+from fiml.mcp.subscriptions import SessionSubscriptions
 from fiml.mcp.template_tools import TemplateTools
 from fiml.mcp.timeline_tools import TimelineTools
 from fiml.sessions.analytics import SessionAnalytics
@@ -52,8 +54,13 @@ def register_tools(
 
 
 def session_middleware(
-    store: SessionStore, identity: IdentityResolver
+    store: SessionStore, identity: IdentityResolver, *, legacy_subscriptions: bool = True
 ) -> list[ServerMiddleware[Any]]:
     """The SDK middleware that answers from the store: ``resources/list`` as the caller's
-    sessions (:class:`~fiml.mcp.resource_listing.SessionResourceListing`)."""
-    return [SessionResourceListing(store, identity)]
+    sessions (:class:`~fiml.mcp.resource_listing.SessionResourceListing`) and resource
+    subscriptions (:class:`~fiml.mcp.subscriptions.SessionSubscriptions`; 2025 clients'
+    ``resources/subscribe`` only with ``legacy_subscriptions``)."""
+    return [
+        SessionResourceListing(store, identity),
+        SessionSubscriptions(SessionWatch(store), identity, legacy=legacy_subscriptions),
+    ]

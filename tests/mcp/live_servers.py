@@ -16,6 +16,7 @@ import anyio
 import httpx2
 from anyio.abc import Process
 from mcp import Client, StdioServerParameters
+from mcp.client.session import MessageHandlerFnT
 from mcp.client.streamable_http import streamable_http_client
 
 from fiml.mcp import TokenFile
@@ -137,11 +138,18 @@ async def http_server(
 
 @asynccontextmanager
 async def http_client(
-    url: str, token: str | None, *, statuses: list[int] | None = None
+    url: str,
+    token: str | None,
+    *,
+    statuses: list[int] | None = None,
+    mode: str = "auto",
+    on_message: MessageHandlerFnT | None = None,
 ) -> AsyncIterator[Client]:
     """The SDK's streamable HTTP client, sending ``token`` as a bearer token.
 
-    The status of every HTTP response is appended to ``statuses`` when given.
+    The status of every HTTP response is appended to ``statuses`` when given; ``mode`` and
+    ``on_message`` are the client's (``"legacy"``: the 2025 handshake; the handler of the
+    server's notifications).
     """
     headers = {"Authorization": f"Bearer {token}"} if token else {}
 
@@ -155,7 +163,9 @@ async def http_client(
             timeout=httpx2.Timeout(30, read=60),
             event_hooks={"response": [record]},
         ) as http,
-        Client(streamable_http_client(url, http_client=http)) as client,
+        Client(
+            streamable_http_client(url, http_client=http), mode=mode, message_handler=on_message
+        ) as client,
     ):
         yield client
 
