@@ -167,6 +167,8 @@ class SessionWatch:
         except FimlError:
             logger.exception("checking a subscriber's access failed; retrying next round")
             return
+        if session_id not in subscriber.versions:  # unsubscribed while its access was read
+            return
         subscriber.versions[session_id] = version if version is not None else -1
         try:
             await subscriber.send(session_uri(session_id))

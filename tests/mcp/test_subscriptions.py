@@ -22,6 +22,7 @@ from mcp.client.session import IncomingMessage
 from mcp.server.mcpserver import MCPServer
 from mcp.shared.exceptions import MCPDeprecationWarning
 from mcp.types import ResourceUpdatedNotification
+from pydantic import ValidationError
 
 from fiml.core.config import Settings
 from fiml.market.service import MarketData
@@ -131,11 +132,12 @@ async def test_a_2025_subscriber_is_told_of_writes_to_its_session_only(
     assert [first, second] == [watched, watched]
 
 
-async def test_a_write_through_the_subscribers_own_server_is_told_too(
+async def test_a_write_through_the_subscribers_own_server_is_told_without_waiting_a_round(
     subscriber: Subscribe,
 ) -> None:
     async with subscriber("alice") as alice:
         sid = await new_session(alice.client)
+        watch_of(alice.server).poll_seconds = 3600  # only the write's own wake-up can tell it
         await alice.subscribe(sid)
         await write(alice.client, sid, "query")
 
@@ -384,3 +386,17 @@ async def test_over_stateful_http_a_2025_client_is_told_and_stateless_refuses(
     assert told == f"session://{sid}"
     assert offered is not None and not offered.subscribe
     assert "Method not found" in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("resource_poll_seconds", 0),
+        ("resource_poll_seconds", 3601),
+        ("max_subscriptions_per_connection", 0),
+        ("max_subscriptions_per_connection", 10_001),
+    ],
+)
+def test_the_subscription_settings_refuse_what_is_out_of_range(field: str, value: float) -> None:
+    with pytest.raises(ValidationError, match=field):
+        Settings.model_validate({field: value})
