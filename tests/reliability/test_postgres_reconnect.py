@@ -133,3 +133,6 @@ async def test_a_write_that_another_write_overtook_keeps_both(settings: Settings
         assert read.state.context == {"theirs": 1, "mine": 2}
         assert read.state.history.total_queries == 1
         assert read.version == counters.version
+        # The overtaken statement wrote none of its rows: the events are the locked write's.
+        timeline = await store.get_timeline(session.id)
+        assert [e.kind for e in timeline.events] == ["context", "query"]

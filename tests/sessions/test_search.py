@@ -157,6 +157,7 @@ async def test_the_indexes_follow_edits(store: SessionStore) -> None:
     await store.update_session(session.id, session)
     assert await _found(store, tag="value") == []
     assert await _found(store, tag="income") == [ids["a2"]]
+    assert await _found(store, tag="tech") == [ids["a2"], ids["a1"]]  # a tag kept stays
     assert await _found(store, asset="IBM") == [ids["a2"]]
     await store.append_query(
         ids["a4"], QueryRecord(query_type="q", parameters={"symbol": " amd "}, result_summary=None)

@@ -61,6 +61,7 @@ from fiml.sessions.backends.rules import PlannedWrite, StoredSession, plan_write
 from fiml.sessions.backends.sql_archive import ArchivedInPlace, SqlArchive, moved_by_archival
 from fiml.sessions.backends.sql_events import (
     append_events,
+    appended_events,
     copy_events,
     delete_events,
     read_events,
@@ -71,7 +72,12 @@ from fiml.sessions.backends.sql_metrics import SqlMetrics
 from fiml.sessions.backends.sql_partitions import QUERY_CONFLICT_COLUMNS
 from fiml.sessions.backends.sql_rows import Q, S, decoded, query_values, selected, session_from_row
 from fiml.sessions.backends.sql_search import T as TERMS
-from fiml.sessions.backends.sql_search import index_session, index_write, search_statement
+from fiml.sessions.backends.sql_search import (
+    index_session,
+    index_write,
+    indexed_write,
+    search_statement,
+)
 from fiml.sessions.backends.sql_sharing import SqlSharing
 from fiml.sessions.backends.summaries import skip_corrupt, summaries_from_values
 from fiml.sessions.events import NewEvent, SessionEvent
@@ -320,14 +326,6 @@ class _Planned:
     write: PlannedWrite
     stored_values: dict[str, Any]
     events: list[NewEvent]
-    changes_terms: bool
-    """Whether the write may change the session's search terms (its assets, tags or a
-    query's symbol): they are written in the same transaction as the write."""
-
-    @property
-    def writes_beside(self) -> bool:
-        """Whether the write adds rows beyond its session's and its query's."""
-        return bool(self.events) or self.changes_terms
 
 
 def _plan_unlocked(
@@ -353,28 +351,19 @@ def _plan_unlocked(
     stored = StoredSession.of(values, recorded_query_ids=recorded)
     write = plan_write(session_id, stored, changes, now=now, limits=limits)
     events = write_events(changes, write.new_queries, now=now)
-    terms = bool(write.new_queries) or changes.assets is not None or changes.tags is not None
-    return _Planned(stored.version, write, values, events, terms)
+    return _Planned(stored.version, write, values, events)
 
 
 def _write_if_unchanged(conn: Connection, session_id: UUID, planned: _Planned) -> bool:
-    """PostgreSQL: the planned write as one statement, which changes nothing unless the
-    session is still at the version read (any write bumps it); whether it did. A write
-    with timeline events or search terms runs in a transaction (``writes_beside``): they
-    follow in it, under the row lock the statement took; any other in autocommit.
+    """PostgreSQL: the planned write as one statement, in autocommit mode, which changes
+    nothing unless the session is still at the version read (any write bumps it); whether
+    it did.
 
-    With a new query, the row's update is a data-modifying CTE and the query's insert
-    selects from what it returned: both or neither, in one statement's transaction.
+    The row's update is a data-modifying CTE (``bumped``), and every other row the write
+    adds or removes (its query, its timeline events, its search terms) is a further CTE
+    that selects from what ``bumped`` returned: all or nothing, as one statement is, in
+    one round trip.
     """
-    written = _bump_if_unchanged(conn, session_id, planned)
-    if written and planned.writes_beside:
-        write = planned.write
-        index_write(conn, session_id, planned.stored_values, write.values, write.new_queries)
-        append_events(conn, session_id, planned.events)
-    return written
-
-
-def _bump_if_unchanged(conn: Connection, session_id: UUID, planned: _Planned) -> bool:
     write = planned.write
     bump = (
         update(S)
@@ -382,17 +371,23 @@ def _bump_if_unchanged(conn: Connection, session_id: UUID, planned: _Planned) ->
         .values(**write.values)
         .returning(S.c.id)
     )
-    if not write.new_queries:
-        return conn.execute(bump).first() is not None
-    (query,) = write.new_queries
     bumped = bump.cte("bumped")
-    row = query_values(session_id, planned.write.counters.total_queries, query)
-    del row["session_id"]
-    columns = [bumped.c.id.label("session_id")]
-    columns += [literal(value, Q.c[name].type).label(name) for name, value in row.items()]
-    names = ["session_id", *row]
-    stmt = insert(Q).from_select(names, select(*columns)).returning(Q.c.seq)
+    beside = [_inserted_query(bumped, session_id, q, write) for q in write.new_queries]
+    if planned.events:
+        beside.append(appended_events(bumped, session_id, planned.events))
+    values = planned.stored_values
+    beside += indexed_write(bumped, session_id, values, write.values, write.new_queries)
+    stmt = select(bumped.c.id).add_cte(*beside) if beside else bump
     return conn.execute(stmt).first() is not None
+
+
+def _inserted_query(bumped: Any, session_id: UUID, query: QueryRecord, write: PlannedWrite) -> Any:
+    """The write's one query, inserted at the end of the history if ``bumped`` returned
+    the session (a data-modifying CTE of :func:`_write_if_unchanged`)."""
+    row = query_values(session_id, write.counters.total_queries, query)
+    del row["session_id"]
+    columns = [bumped.c.id, *(literal(value, Q.c[name].type) for name, value in row.items())]
+    return insert(Q).from_select(["session_id", *row], select(*columns)).cte("new_query")
 
 
 def _delete(conn: Connection, session_id: UUID) -> bool:
@@ -454,29 +449,27 @@ class SqlBackend(SqlArchive, SqlMetrics, SqlSharing):
         """Apply one write atomically, as the rules decide.
 
         On PostgreSQL a write of one query at most is first tried in two round trips,
-        without a lock: the row read (the rules decide on it), then one statement that
-        applies the decision only if the session's version is still the one read (with
-        its timeline events and search terms in the same transaction, if any). If
-        another write came in between, the write runs again under the row lock. SQLite
-        holds its file's write lock from the start (``BEGIN IMMEDIATE``): no race to lose.
+        without a lock, on one connection in autocommit mode: the row read (the rules
+        decide on it), then one statement that applies the decision, with its query,
+        timeline events and search terms, only if the session's version is still the one
+        read. If another write came in between, the write runs again under the row lock.
+        SQLite holds its file's write lock from the start (``BEGIN IMMEDIATE``): no race
+        to lose.
         """
         if self._write_lock is None and len(changes.new_queries) <= 1:
-            planned = await self._reading(
-                lambda conn: _plan_unlocked(conn, session_id, changes, now, limits)
-            )
-            # Beside the statement (events, search terms): one transaction, not run again
-            # when archival moved the row under it.
-            writing = self._writing_unretried if planned.writes_beside else self._writing_once
             try:
-                written = await writing(lambda conn: _write_if_unchanged(conn, session_id, planned))
+                planned, written = await self._read_then_write_once(
+                    lambda conn: _plan_unlocked(conn, session_id, changes, now, limits),
+                    lambda conn, planned: _write_if_unchanged(conn, session_id, planned),
+                )
             except DBAPIError as exc:
                 # Archived between the read and the write (its row moved to its month's
                 # partition): the write took no effect; the locked write finds it archived.
                 if not moved_by_archival(exc):
                     raise
-                written = False
-            if written:
-                return planned.write.counters
+            else:
+                if written:
+                    return planned.write.counters
         return await self._writing(lambda conn: _apply(conn, session_id, changes, now, limits))
 
     async def delete(self, session_id: UUID) -> bool:

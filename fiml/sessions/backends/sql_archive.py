@@ -67,6 +67,7 @@ from fiml.sessions.sql_dialects import dialect_insert
 __all__ = ["ArchivedInPlace", "SqlArchive"]
 
 T = TypeVar("T")
+P = TypeVar("P")
 
 _QUERY_ROWS_PER_CALL = 5000
 _SERIALIZATION_FAILURE = "40001"
@@ -291,17 +292,29 @@ class SqlArchive:
             thread = await self._database_thread()
             return await thread.read(work, snapshot=snapshot)
 
-    async def _writing_unretried(self, work: Callable[[Connection], T]) -> T:
-        """PostgreSQL: ``work`` in one transaction, not run again when archival moved a row
-        under it (:func:`moved_by_archival`): the caller decides what to do instead."""
-        with unavailable_as_error(self.name):
-            return await self._on_postgres(self.engine, work, transaction=True)
+    async def _read_then_write_once(
+        self,
+        read: Callable[[Connection], P],
+        write: Callable[[Connection, P], T],
+    ) -> tuple[P, T]:
+        """PostgreSQL, on one connection in autocommit mode: ``read``, then ``write`` (one
+        statement that writes) given what ``read`` returned.
 
-    async def _writing_once(self, work: Callable[[Connection], T]) -> T:
-        """PostgreSQL: ``work``, one statement that writes, in autocommit mode, never sent
-        twice: a connection lost under it may have committed it."""
+        A connection found dead by the read is replaced and the read run again, as any
+        read is (:meth:`_on_postgres`); so the write is sent on a connection that has just
+        answered, and never twice: a connection lost under it may have committed it.
+        """
         with unavailable_as_error(self.name):
-            return await self._on_postgres(self._reader, work, transaction=False, retry=False)
+            for attempt in range(2):
+                async with self._reader.connect() as conn:
+                    try:
+                        found = await conn.run_sync(read)
+                    except DBAPIError as exc:
+                        if attempt or not exc.connection_invalidated:
+                            raise
+                        continue
+                    return found, await conn.run_sync(write, found)
+            raise AssertionError("unreachable: the second attempt returns or raises")
 
     @staticmethod
     async def _on_postgres(
@@ -309,7 +322,6 @@ class SqlArchive:
         work: Callable[[Connection], T],
         *,
         transaction: bool,
-        retry: bool = True,
     ) -> T:
         """``work`` on a pooled connection (in a transaction if ``transaction``; else as
         ``engine`` begins one, if at all, and ends it unfinished), run again
@@ -320,10 +332,11 @@ class SqlArchive:
         a connection the server dropped fails its first statement instead, SQLAlchemy marks
         it invalid and recycles the pool's older connections (its optimistic disconnect
         handling). Nothing of a transaction is committed before its COMMIT, and a read
-        commits nothing, so such a failure inside ``work`` is retried; one at COMMIT, or
-        of an autocommit write (``retry=False``), is not: it may have taken effect.
+        commits nothing, so such a failure inside ``work`` is retried; one at COMMIT is
+        not: it may have taken effect (nor is an autocommit write's, which
+        :meth:`_read_then_write_once` sends outside this).
         """
-        retried = not retry
+        retried = False
         while True:
             async with engine.connect() as conn:
                 trans = await conn.begin() if transaction else None

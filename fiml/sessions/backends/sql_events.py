@@ -2,7 +2,8 @@
 
 Events are appended by the write they record, in its transaction and under its row lock,
 so numbering each after the highest stored ``seq`` cannot race another writer of the
-same session.
+same session. On PostgreSQL's conditional write they are part of its one statement
+(:func:`appended_events`), numbered after the highest ``seq`` of the statement's snapshot.
 """
 
 from __future__ import annotations
@@ -11,14 +12,21 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from uuid import UUID
 
-from sqlalchemy import Connection, bindparam, delete, func, insert, select
+from sqlalchemy import CTE, Connection, bindparam, delete, func, insert, literal, select, union_all
 
 from fiml.sessions.backends.base import SessionChanges
 from fiml.sessions.backends.sql_rows import E
 from fiml.sessions.events import NewEvent, SessionEvent, query_event, state_events
 from fiml.sessions.history import QueryRecord
 
-__all__ = ["append_events", "copy_events", "delete_events", "read_events", "write_events"]
+__all__ = [
+    "append_events",
+    "appended_events",
+    "copy_events",
+    "delete_events",
+    "read_events",
+    "write_events",
+]
 
 _APPEND_EVENT = insert(E).from_select(
     ["session_id", "seq", "kind", "at", "data"],
@@ -55,6 +63,31 @@ def append_events(conn: Connection, session_id: UUID, events: Sequence[NewEvent]
     if events:
         rows = [{"sid": session_id, "kind": e.kind, "at": e.at, "data": e.data} for e in events]
         conn.execute(_APPEND_EVENT, rows)
+
+
+def appended_events(bumped: CTE, session_id: UUID, events: Sequence[NewEvent]) -> CTE:
+    """PostgreSQL: a data-modifying CTE appending ``events`` to the session's timeline if
+    ``bumped`` (the conditional update of its row) returned it, and nothing otherwise.
+
+    They are numbered after the highest ``seq`` of the statement's snapshot: every event is
+    appended by a write that bumps the session's version, and ``bumped`` updated the row
+    only at the version its writer read, so no event was appended since (a write still
+    running holds the row, and ``bumped`` then finds the version changed)."""
+    last = select(func.coalesce(func.max(E.c.seq), 0)).where(E.c.session_id == session_id)
+    after = last.scalar_subquery()
+    rows = [
+        select(
+            bumped.c.id,
+            after + n,
+            literal(e.kind, E.c.kind.type),
+            literal(e.at, E.c.at.type),
+            literal(e.data, E.c.data.type),
+        )
+        for n, e in enumerate(events, 1)
+    ]
+    source = rows[0] if len(rows) == 1 else union_all(*rows)
+    names = ["session_id", "seq", "kind", "at", "data"]
+    return insert(E).from_select(names, source).cte("new_events")
 
 
 def copy_events(conn: Connection, events: Mapping[UUID, Sequence[SessionEvent]]) -> None:

@@ -1,7 +1,8 @@
 """Finding a user's sessions in SQL (:mod:`fiml.sessions.search` has the criteria).
 
 Assets and tags are rows of ``session_search_terms`` (:class:`~fiml.sessions.db.
-SessionSearchTerm`), written by the same transaction as the session: a search by one is a
+SessionSearchTerm`), written by the same transaction as the session (on PostgreSQL's
+conditional write, the same statement: :func:`indexed_write`): a search by one is a
 range scan of its ``(user, kind, term, created, id)`` index, newest first, so it reads
 about as many rows as it returns, whatever the number of sessions stored. Words are found
 by each database's full-text index, which migration 0005 creates and which the database
@@ -19,6 +20,7 @@ from typing import Any, cast
 from uuid import UUID
 
 from sqlalchemy import (
+    CTE,
     Column,
     Connection,
     Integer,
@@ -30,11 +32,13 @@ from sqlalchemy import (
     delete,
     exists,
     func,
+    literal,
     literal_column,
     or_,
     select,
     table,
     union,
+    union_all,
 )
 from sqlalchemy.types import Uuid
 
@@ -46,7 +50,7 @@ from fiml.sessions.models import QueryRecord, Session
 from fiml.sessions.search import SessionSearch, query_asset
 from fiml.sessions.sql_dialects import dialect_insert
 
-__all__ = ["index_session", "index_write", "search_statement"]
+__all__ = ["index_session", "index_write", "indexed_write", "search_statement"]
 
 T = cast(Table, SessionSearchTerm.__table__)
 _LISTING_COLUMNS = selected(SUMMARY_FIELDS)
@@ -100,6 +104,20 @@ def index_session(conn: Connection, session: Session) -> None:
     _insert_terms(conn, rows)
 
 
+def _written_terms(
+    session_id: UUID, stored: dict[str, Any], values: dict[str, Any], queries: Sequence[QueryRecord]
+) -> tuple[list[dict[str, Any]], list[str] | None]:
+    """The term rows a write adds and, if it sets the tags, the tags it sets."""
+    user, created = stored["user_id"], stored["created_at"]
+    indexed = set(stored.get("assets") or ())
+    brought = [*values.get("assets", ()), *_query_assets(queries)]
+    rows = _term_rows(session_id, user, created, "asset", [a for a in brought if a not in indexed])
+    if "tags" not in values:
+        return rows, None
+    tags = list(dict.fromkeys(values["tags"]))
+    return rows + _term_rows(session_id, user, created, "tag", tags), tags
+
+
 def index_write(
     conn: Connection,
     session_id: UUID,
@@ -112,14 +130,43 @@ def index_write(
 
     The assets stored before the write are indexed already: a query on one of them, the
     usual case, costs no statement here."""
-    user, created = stored["user_id"], stored["created_at"]
-    indexed = set(stored.get("assets") or ())
-    brought = [*values.get("assets", ()), *_query_assets(queries)]
-    rows = _term_rows(session_id, user, created, "asset", [a for a in brought if a not in indexed])
-    if "tags" in values:
+    rows, tags = _written_terms(session_id, stored, values, queries)
+    if tags is not None:
         conn.execute(delete(T).where(T.c.session_id == session_id, T.c.kind == "tag"))
-        rows += _term_rows(session_id, user, created, "tag", values["tags"])
     _insert_terms(conn, rows)
+
+
+def indexed_write(
+    bumped: CTE,
+    session_id: UUID,
+    stored: dict[str, Any],
+    values: dict[str, Any],
+    queries: Sequence[QueryRecord],
+) -> list[CTE]:
+    """PostgreSQL: :func:`index_write`'s changes as data-modifying CTEs that change
+    nothing unless ``bumped`` (the conditional update of the session's row) returned it.
+
+    The tags no longer set are deleted and the new terms inserted, rows disjoint: a
+    statement's CTEs run in no given order and none sees another's changes, so deleting
+    every tag and inserting the new ones, as :func:`index_write` does, could delete a tag
+    kept (its insert, finding it stored, skipped)."""
+    rows, tags = _written_terms(session_id, stored, values, queries)
+    ctes = []
+    if tags is not None:
+        dropped = delete(T).where(
+            T.c.session_id == bumped.c.id, T.c.kind == "tag", T.c.term.not_in(tags)
+        )
+        ctes.append(dropped.cte("dropped_tags"))
+    if rows:
+        names = ["kind", "term", "user_id", "created_at"]
+        selects = [
+            select(bumped.c.id, *(literal(row[name], T.c[name].type) for name in names))
+            for row in rows
+        ]
+        source = selects[0] if len(selects) == 1 else union_all(*selects)
+        added = dialect_insert("postgresql", T).from_select(["session_id", *names], source)
+        ctes.append(added.on_conflict_do_nothing().cte("new_terms"))
+    return ctes
 
 
 _OTHER_TERMS = T.alias("other_terms")  # beside the term a search walks, when it walks one
