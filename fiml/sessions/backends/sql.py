@@ -40,7 +40,6 @@ from sqlalchemy import (
     delete,
     func,
     insert,
-    literal,
     or_,
     select,
     type_coerce,
@@ -61,6 +60,7 @@ from fiml.sessions.backends.rules import PlannedWrite, StoredSession, plan_write
 from fiml.sessions.backends.sql_archive import ArchivedInPlace, SqlArchive, moved_by_archival
 from fiml.sessions.backends.sql_events import (
     append_events,
+    appended_event_values,
     appended_events,
     copy_events,
     delete_events,
@@ -73,6 +73,7 @@ from fiml.sessions.backends.sql_partitions import QUERY_CONFLICT_COLUMNS
 from fiml.sessions.backends.sql_rows import Q, S, decoded, query_values, selected, session_from_row
 from fiml.sessions.backends.sql_search import T as TERMS
 from fiml.sessions.backends.sql_search import (
+    WrittenTerms,
     index_session,
     index_write,
     indexed_write,
@@ -355,39 +356,57 @@ def _plan_unlocked(
 
 
 def _write_if_unchanged(conn: Connection, session_id: UUID, planned: _Planned) -> bool:
-    """PostgreSQL: the planned write as one statement, in autocommit mode, which changes
-    nothing unless the session is still at the version read (any write bumps it); whether
-    it did.
+    """PostgreSQL: the planned write as one statement (:func:`_conditional_write`), in
+    autocommit mode, which changes nothing unless the session is still at the version
+    read (any write bumps it); whether it did."""
+    write = planned.write
+    terms = WrittenTerms.of(session_id, planned.stored_values, write.values, write.new_queries)
+    columns = tuple(sorted(write.values))
+    stmt = _conditional_write(columns, bool(write.new_queries), len(planned.events), terms.shape)
+    params = {"sid": session_id, "read_version": planned.read_version}
+    params.update({f"set_{name}": value for name, value in write.values.items()})
+    for query in write.new_queries:
+        row = query_values(session_id, write.counters.total_queries, query)
+        params.update({f"q_{name}": row[name] for name in _QUERY_FIELDS})
+    params.update(appended_event_values(planned.events))
+    params.update(terms.values())
+    return conn.execute(stmt, params).first() is not None
+
+
+_QUERY_FIELDS = tuple(c.name for c in Q.c if c.name != "session_id")
+
+
+@functools.lru_cache(maxsize=256)
+def _conditional_write(
+    columns: tuple[str, ...], with_query: bool, events: int, terms: tuple[int, bool]
+) -> Any:
+    """PostgreSQL: the statement of :func:`_write_if_unchanged` for one shape of write (the
+    columns it sets, whether it adds a query, how many events, :attr:`WrittenTerms.shape`),
+    built once with bound parameters.
 
     The row's update is a data-modifying CTE (``bumped``), and every other row the write
     adds or removes (its query, its timeline events, its search terms) is a further CTE
     that selects from what ``bumped`` returned: all or nothing, as one statement is, in
     one round trip.
     """
-    write = planned.write
     bump = (
         update(S)
-        .where(S.c.id == session_id, S.c.version == planned.read_version)
-        .values(**write.values)
+        .where(
+            S.c.id == bindparam("sid", type_=S.c.id.type), S.c.version == bindparam("read_version")
+        )
+        .values({name: bindparam(f"set_{name}", type_=S.c[name].type) for name in columns})
         .returning(S.c.id)
     )
     bumped = bump.cte("bumped")
-    beside = [_inserted_query(bumped, session_id, q, write) for q in write.new_queries]
-    if planned.events:
-        beside.append(appended_events(bumped, session_id, planned.events))
-    values = planned.stored_values
-    beside += indexed_write(bumped, session_id, values, write.values, write.new_queries)
-    stmt = select(bumped.c.id).add_cte(*beside) if beside else bump
-    return conn.execute(stmt).first() is not None
-
-
-def _inserted_query(bumped: Any, session_id: UUID, query: QueryRecord, write: PlannedWrite) -> Any:
-    """The write's one query, inserted at the end of the history if ``bumped`` returned
-    the session (a data-modifying CTE of :func:`_write_if_unchanged`)."""
-    row = query_values(session_id, write.counters.total_queries, query)
-    del row["session_id"]
-    columns = [bumped.c.id, *(literal(value, Q.c[name].type) for name, value in row.items())]
-    return insert(Q).from_select(["session_id", *row], select(*columns)).cte("new_query")
+    beside = []
+    if with_query:
+        fields = [bindparam(f"q_{name}", type_=Q.c[name].type) for name in _QUERY_FIELDS]
+        added = insert(Q).from_select(["session_id", *_QUERY_FIELDS], select(bumped.c.id, *fields))
+        beside.append(added.cte("new_query"))
+    if events:
+        beside.append(appended_events(bumped, events))
+    beside += indexed_write(bumped, *terms)
+    return select(bumped.c.id).add_cte(*beside) if beside else bump
 
 
 def _delete(conn: Connection, session_id: UUID) -> bool:

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
-from sqlalchemy import CTE, Connection, bindparam, delete, func, insert, literal, select, union_all
+from sqlalchemy import CTE, Connection, bindparam, delete, func, insert, select, union_all
 
 from fiml.sessions.backends.base import SessionChanges
 from fiml.sessions.backends.sql_rows import E
@@ -21,6 +22,7 @@ from fiml.sessions.history import QueryRecord
 
 __all__ = [
     "append_events",
+    "appended_event_values",
     "appended_events",
     "copy_events",
     "delete_events",
@@ -65,29 +67,40 @@ def append_events(conn: Connection, session_id: UUID, events: Sequence[NewEvent]
         conn.execute(_APPEND_EVENT, rows)
 
 
-def appended_events(bumped: CTE, session_id: UUID, events: Sequence[NewEvent]) -> CTE:
-    """PostgreSQL: a data-modifying CTE appending ``events`` to the session's timeline if
-    ``bumped`` (the conditional update of its row) returned it, and nothing otherwise.
+def appended_events(bumped: CTE, count: int) -> CTE:
+    """PostgreSQL: a data-modifying CTE appending ``count`` events (parameters
+    :func:`appended_event_values`) to the session's timeline if ``bumped`` (the conditional
+    update of its row) returned it, and nothing otherwise.
 
     They are numbered after the highest ``seq`` of the statement's snapshot: every event is
     appended by a write that bumps the session's version, and ``bumped`` updated the row
     only at the version its writer read, so no event was appended since (a write still
     running holds the row, and ``bumped`` then finds the version changed)."""
-    last = select(func.coalesce(func.max(E.c.seq), 0)).where(E.c.session_id == session_id)
+    last = select(func.coalesce(func.max(E.c.seq), 0)).where(
+        E.c.session_id == bindparam("sid", type_=E.c.session_id.type)
+    )
     after = last.scalar_subquery()
     rows = [
         select(
             bumped.c.id,
             after + n,
-            literal(e.kind, E.c.kind.type),
-            literal(e.at, E.c.at.type),
-            literal(e.data, E.c.data.type),
+            *(bindparam(f"e{n}_{name}", type_=E.c[name].type) for name in _EVENT_FIELDS),
         )
-        for n, e in enumerate(events, 1)
+        for n in range(1, count + 1)
     ]
-    source = rows[0] if len(rows) == 1 else union_all(*rows)
-    names = ["session_id", "seq", "kind", "at", "data"]
-    return insert(E).from_select(names, source).cte("new_events")
+    source = rows[0] if count == 1 else union_all(*rows)
+    return insert(E).from_select(["session_id", "seq", *_EVENT_FIELDS], source).cte("new_events")
+
+
+_EVENT_FIELDS = ("kind", "at", "data")
+
+
+def appended_event_values(events: Sequence[NewEvent]) -> dict[str, Any]:
+    """The parameters of :func:`appended_events` for ``events``."""
+    values: dict[str, Any] = {}
+    for n, e in enumerate(events, 1):
+        values.update({f"e{n}_kind": e.kind, f"e{n}_at": e.at, f"e{n}_data": e.data})
+    return values
 
 
 def copy_events(conn: Connection, events: Mapping[UUID, Sequence[SessionEvent]]) -> None:

@@ -15,6 +15,7 @@ configuration ('simple', 'unicode61'): words of letters and digits, without case
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 from uuid import UUID
@@ -28,11 +29,11 @@ from sqlalchemy import (
     Select,
     Table,
     and_,
+    bindparam,
     column,
     delete,
     exists,
     func,
-    literal,
     literal_column,
     or_,
     select,
@@ -50,7 +51,7 @@ from fiml.sessions.models import QueryRecord, Session
 from fiml.sessions.search import SessionSearch, query_asset
 from fiml.sessions.sql_dialects import dialect_insert
 
-__all__ = ["index_session", "index_write", "indexed_write", "search_statement"]
+__all__ = ["WrittenTerms", "index_session", "index_write", "indexed_write", "search_statement"]
 
 T = cast(Table, SessionSearchTerm.__table__)
 _LISTING_COLUMNS = selected(SUMMARY_FIELDS)
@@ -136,35 +137,69 @@ def index_write(
     _insert_terms(conn, rows)
 
 
-def indexed_write(
-    bumped: CTE,
-    session_id: UUID,
-    stored: dict[str, Any],
-    values: dict[str, Any],
-    queries: Sequence[QueryRecord],
-) -> list[CTE]:
-    """PostgreSQL: :func:`index_write`'s changes as data-modifying CTEs that change
-    nothing unless ``bumped`` (the conditional update of the session's row) returned it.
+@dataclass(frozen=True, slots=True)
+class WrittenTerms:
+    """The search terms a write changes, for :func:`indexed_write`'s statement."""
+
+    rows: list[dict[str, Any]]
+    tags: list[str] | None
+    """The tags it sets, if it sets them."""
+
+    @classmethod
+    def of(
+        cls,
+        session_id: UUID,
+        stored: dict[str, Any],
+        values: dict[str, Any],
+        queries: Sequence[QueryRecord],
+    ) -> WrittenTerms:
+        """What :func:`index_write` would write for the same write."""
+        return cls(*_written_terms(session_id, stored, values, queries))
+
+    @property
+    def shape(self) -> tuple[int, bool]:
+        """What :func:`indexed_write` is built for: the rows inserted, whether tags are set."""
+        return len(self.rows), self.tags is not None
+
+    def values(self) -> dict[str, Any]:
+        """The parameters of :func:`indexed_write`'s CTEs."""
+        values: dict[str, Any] = {}
+        if self.tags is not None:
+            values["kept_tags"] = self.tags
+        for n, row in enumerate(self.rows):
+            values.update({f"t{n}_{name}": row[name] for name in _TERM_FIELDS})
+        return values
+
+
+_TERM_FIELDS = ("kind", "term", "user_id", "created_at")
+
+
+def indexed_write(bumped: CTE, rows: int, sets_tags: bool) -> list[CTE]:
+    """PostgreSQL: :func:`index_write`'s changes (``rows`` terms inserted, the tags set
+    if ``sets_tags``; parameters :meth:`WrittenTerms.values`) as data-modifying CTEs that
+    change nothing unless ``bumped`` (the conditional update of the session's row)
+    returned it.
 
     The tags no longer set are deleted and the new terms inserted, rows disjoint: a
     statement's CTEs run in no given order and none sees another's changes, so deleting
     every tag and inserting the new ones, as :func:`index_write` does, could delete a tag
     kept (its insert, finding it stored, skipped)."""
-    rows, tags = _written_terms(session_id, stored, values, queries)
     ctes = []
-    if tags is not None:
-        dropped = delete(T).where(
-            T.c.session_id == bumped.c.id, T.c.kind == "tag", T.c.term.not_in(tags)
-        )
-        ctes.append(dropped.cte("dropped_tags"))
+    if sets_tags:
+        kept = bindparam("kept_tags", type_=T.c.term.type, expanding=True)
+        dropped = delete(T).where(T.c.session_id == bumped.c.id, T.c.kind == "tag")
+        ctes.append(dropped.where(T.c.term.not_in(kept)).cte("dropped_tags"))
     if rows:
-        names = ["kind", "term", "user_id", "created_at"]
         selects = [
-            select(bumped.c.id, *(literal(row[name], T.c[name].type) for name in names))
-            for row in rows
+            select(
+                bumped.c.id,
+                *(bindparam(f"t{n}_{name}", type_=T.c[name].type) for name in _TERM_FIELDS),
+            )
+            for n in range(rows)
         ]
-        source = selects[0] if len(selects) == 1 else union_all(*selects)
-        added = dialect_insert("postgresql", T).from_select(["session_id", *names], source)
+        source = selects[0] if rows == 1 else union_all(*selects)
+        fields = ["session_id", *_TERM_FIELDS]
+        added = dialect_insert("postgresql", T).from_select(fields, source)
         ctes.append(added.on_conflict_do_nothing().cte("new_terms"))
     return ctes
 
