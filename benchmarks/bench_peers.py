@@ -661,18 +661,15 @@ for no WAL flush. The same INSERT + commit into an ordinary table ("asyncpg on a
 table") costs several times more here; no durable store can be within 2x of the temporary
 table's floor on this machine, and the target is better read against the logged row.
 
-**Where FIML's PostgreSQL time goes** (cProfile of 300 `append_query` calls with a context
-update, history 20, on the loaded machine): 10.4 ms wall against 2.5 ms of the process's CPU,
-so about three quarters is waiting on round trips. Each call sends 8 messages: the pool's
-pre-ping (asyncpg's ping is its own transaction: 3 round trips), BEGIN, `SELECT ... FOR
-UPDATE`, the INSERT, the UPDATE (the context rides in it), COMMIT. On two busy cores a
-round trip costs about 1 ms (the `send` itself blocks while the server process is
-scheduled), and the COMMIT waits for the WAL flush. Suggestions, not made here (fiml/ is
-being changed by others): no pre-ping on asyncpg connections (append_query is idempotent by
-query id, so a write that meets a dropped connection can be retried once instead); the
-three statements as one (a data-modifying CTE, or a function in the schema) run in autocommit,
-one round trip like the logged-table floor; reads pay the same pre-ping before their two
-SELECTs.
+**Where FIML's PostgreSQL time goes.** An earlier profile (cProfile of 300 `append_query`
+calls with a context update, history 20, on the loaded machine) found 8 messages per call:
+the pool's pre-ping (3 round trips), BEGIN, `SELECT ... FOR UPDATE`, the INSERT, the UPDATE,
+COMMIT. Since then (issue 15 item 5) the pool pings no connection, and a write of one query
+at most is 2 round trips on one connection in autocommit mode: the session's row read
+without a lock, then one statement, the version-checked UPDATE with the query's, its
+timeline events' and its search terms' INSERTs as data-modifying CTEs selecting from it,
+whose commit waits for the WAL flush; about 0.9 ms of the process's CPU per append remains
+(`bench_store.py --deployment postgres --append-cpu`). Reads are their two SELECTs.
 
 **Where FIML's SQLite time goes.** An append is one hop to the database thread and
 BEGIN IMMEDIATE, SELECT, INSERT, UPDATE, COMMIT through SQLAlchemy Core: about 0.5 ms of

@@ -154,3 +154,29 @@ async def test_a_statement_failing_midway_leaves_nothing_written(
         assert after.state.history.queries == []
         assert await store.get_timeline(session.id) == timeline
         assert (await store.search_user_sessions("u", asset="MSFT")).sessions == []
+
+
+async def test_tags_set_in_the_statement_keep_those_kept_and_drop_the_others(
+    settings: Settings,
+) -> None:
+    """The statement deletes only the tags no longer set (its CTEs run in no given order),
+    and setting none deletes them all."""
+    async with SessionStore(settings) as store:
+        created = await store.create_session(["AAPL"], "equity", user_id="u", tags=["kept", "gone"])
+
+        async def found(tag: str) -> list[UUID]:
+            page = await store.search_user_sessions("u", tag=tag)
+            return [s.id for s in page.sessions]
+
+        for tags, present, absent in [
+            (["kept", "new"], ["kept", "new"], ["gone"]),
+            ([], [], ["kept", "new", "gone"]),
+        ]:
+            session = await store.get_session(created.id)
+            assert session is not None
+            session.tags = tags
+            await store.update_session(created.id, session)
+            for tag in present:
+                assert await found(tag) == [created.id]
+            for tag in absent:
+                assert await found(tag) == []
