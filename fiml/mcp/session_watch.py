@@ -28,7 +28,14 @@ from fiml.core.errors import FimlError, InvalidInputError, SessionNotFoundError
 from fiml.sessions.sharing import readable_session
 from fiml.sessions.store import SessionStore
 
-__all__ = ["PING_TIMEOUT_SECONDS", "READS_AT_ONCE", "SessionWatch", "Subscriber", "session_uri"]
+__all__ = [
+    "PING_TIMEOUT_SECONDS",
+    "READS_AT_ONCE",
+    "NotListeningYet",
+    "SessionWatch",
+    "Subscriber",
+    "session_uri",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +44,12 @@ READS_AT_ONCE = 16
 
 PING_TIMEOUT_SECONDS = 10.0
 """How long a connection's client has to answer the liveness ping before it is dropped."""
+
+
+class NotListeningYet(Exception):
+    """Raised by a subscriber's ``send`` whose client is there but cannot be told yet (a
+    listen stream checked, its listener not registered): the notice is kept for the next
+    round rather than lost, and the subscriber is not dropped."""
 
 
 def session_uri(session_id: UUID) -> str:
@@ -48,7 +61,8 @@ def session_uri(session_id: UUID) -> str:
 class Subscriber:
     """One connection's subscriptions (a 2025 client), or one listen stream's (2026).
 
-    ``send`` delivers the update of a URI and raises when the client is gone; ``alive``,
+    ``send`` delivers the update of a URI and raises when the client is gone
+    (:class:`NotListeningYet` when it cannot be told yet); ``alive``,
     when given, is asked each round whether the client is still there (a connection that
     closed without unsubscribing is otherwise never noticed).
     """
@@ -169,11 +183,15 @@ class SessionWatch:
             return
         if session_id not in subscriber.versions:  # unsubscribed while its access was read
             return
-        subscriber.versions[session_id] = version if version is not None else -1
         try:
             await subscriber.send(session_uri(session_id))
+        except NotListeningYet:  # the version told stays the old one: told next round
+            return
         except Exception:  # the client went away: its connection's transport is closed
             self.drop(subscriber)
+            return
+        if session_id in subscriber.versions:  # not unsubscribed while it was told
+            subscriber.versions[session_id] = version if version is not None else -1
 
     async def _drop_gone(self) -> None:
         async def check(subscriber: Subscriber) -> None:

@@ -37,7 +37,7 @@ from fiml.core.errors import FimlError, InvalidSessionIdError, SessionNotFoundEr
 from fiml.mcp.auth import IdentityResolver
 from fiml.mcp.boundary import client_message
 from fiml.mcp.listen_bus import listener_of, listening_as
-from fiml.mcp.session_watch import SessionWatch, Subscriber
+from fiml.mcp.session_watch import NotListeningYet, SessionWatch, Subscriber
 from fiml.sessions.identifiers import parse_session_id
 
 __all__ = ["SessionSubscriptions"]
@@ -105,8 +105,9 @@ class SessionSubscriptions:
 
         async def send(uri: str) -> None:
             listener = listener_of(stream)
-            if listener is not None:
-                listener(ResourceUpdated(uri=uri))
+            if listener is None:  # checked, but the SDK has not registered it yet
+                raise NotListeningYet(uri)
+            listener(ResourceUpdated(uri=uri))
 
         stream = Subscriber(self.identity.current().user_id, send)
         try:

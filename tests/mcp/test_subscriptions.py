@@ -27,8 +27,9 @@ from pydantic import ValidationError
 from fiml.core.config import Settings
 from fiml.market.service import MarketData
 from fiml.mcp import Identity, StaticIdentity, build_server
-from fiml.mcp.session_watch import SessionWatch
+from fiml.mcp.session_watch import NotListeningYet, SessionWatch, Subscriber
 from fiml.mcp.subscriptions import SessionSubscriptions
+from fiml.sessions.models import QueryRecord
 from fiml.sessions.store import SessionStore
 from tests.conftest import migrated_sqlite_url
 from tests.mcp.conftest import Connect, new_session, ok
@@ -386,6 +387,37 @@ async def test_over_stateful_http_a_2025_client_is_told_and_stateless_refuses(
     assert told == f"session://{sid}"
     assert offered is not None and not offered.subscribe
     assert "Method not found" in str(refused.value)
+
+
+async def test_a_notice_that_cannot_be_told_yet_is_told_the_next_round(
+    session_store: SessionStore,
+) -> None:
+    """A listen stream checked but not yet listening (its listener not registered) keeps
+    the change for the next round: neither lost nor the subscription dropped."""
+    session = await session_store.create_session(["AAPL"], "equity", user_id="alice")
+    told: list[str] = []
+    refused: list[str] = []
+
+    async def send(uri: str) -> None:
+        if not refused:
+            refused.append(uri)
+            raise NotListeningYet(uri)
+        told.append(uri)
+
+    watch = SessionWatch(session_store)
+    stream = Subscriber("alice", send)
+    await watch.subscribe(stream, session.id, field="resourceSubscriptions")
+    try:
+        await session_store.append_query(session.id, QueryRecord(query_type="price"))
+        await watch.poll_once()  # not listening yet
+        assert told == [] and watch.has(stream)
+        await watch.poll_once()  # listening: the same change, told now
+        assert told == [f"session://{session.id}"]
+        await watch.poll_once()  # and once only
+        assert told == [f"session://{session.id}"]
+    finally:
+        watch.drop(stream)
+        await watch.wait_idle()
 
 
 @pytest.mark.parametrize(
