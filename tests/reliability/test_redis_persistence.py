@@ -16,6 +16,7 @@ import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from typer.testing import Result
@@ -50,9 +51,11 @@ def settings(redis_url: str, tmp_path: Path) -> Settings:
 async def test_a_redis_without_persistence_gets_one_warning_naming_the_setting(
     tmp_path: Path,
 ) -> None:
-    warning = await persistence_warning(settings(require_redis(), tmp_path))
+    url = require_redis()
+    warning = await persistence_warning(settings(url, tmp_path))
     assert warning is not None
-    assert warning.startswith("warning: Redis at 127.0.0.1:6379/")
+    where = urlsplit(url)
+    assert warning.startswith(f"warning: Redis at {where.hostname}:{where.port or 6379}/")
     assert 'appendonly no, save ""' in warning
     assert "every active session is lost when it restarts" in warning
     assert "\n" not in warning and "appendonly yes" in warning
