@@ -58,6 +58,15 @@ from fiml.sessions.backends.base import (
 from fiml.sessions.backends.fields import SUMMARY_FIELDS, values_of
 from fiml.sessions.backends.rules import PlannedWrite, StoredSession, plan_write
 from fiml.sessions.backends.sql_archive import ArchivedInPlace, SqlArchive, moved_by_archival
+from fiml.sessions.backends.sql_by_id import (
+    RECORDED,
+    drop_placed,
+    locked_row,
+    query_range,
+    row_to_plan,
+    session_row,
+    update_session,
+)
 from fiml.sessions.backends.sql_events import (
     append_events,
     appended_event_values,
@@ -69,7 +78,13 @@ from fiml.sessions.backends.sql_events import (
 )
 from fiml.sessions.backends.sql_faults import unavailable_as_error
 from fiml.sessions.backends.sql_metrics import SqlMetrics
-from fiml.sessions.backends.sql_partitions import QUERY_CONFLICT_COLUMNS
+from fiml.sessions.backends.sql_partitions import (
+    ARCHIVE_MONTH,
+    QUERY_CONFLICT_COLUMNS,
+    in_active_partition,
+    is_partitioned,
+    sessions_table,
+)
 from fiml.sessions.backends.sql_rows import Q, S, decoded, query_values, selected, session_from_row
 from fiml.sessions.backends.sql_search import T as TERMS
 from fiml.sessions.backends.sql_search import (
@@ -98,28 +113,10 @@ from fiml.sessions.sql_dialects import dialect_insert
 __all__ = ["ArchivedInPlace", "SqlBackend", "unavailable_as_error"]
 
 _LISTING_COLUMNS = selected(SUMMARY_FIELDS)
-_QUERY_COLUMNS = [
-    # The id as the driver returns it (SQLite: hex text, asyncpg: a UUID): the model parses
-    # it once, where SQLAlchemy would build a UUID for the model to check again.
-    type_coerce(Q.c.id, String).label("id") if c.name == "id" else c
-    for c in Q.c
-    if c.name not in ("session_id", "seq")
-]
-"""What a ``QueryRecord`` is built from (the session and position are known)."""
 
-# The hot statements, built once with bound parameters: SQLAlchemy then finds each one's
-# compiled form in its cache by a key computed from the same object every time.
-_SESSION_ROW = select(S).where(S.c.id == bindparam("sid"))
-_OWNED_SESSION_ROW = _SESSION_ROW.where(S.c.user_id == bindparam("owner"))
-_QUERY_RANGE = (
-    select(*_QUERY_COLUMNS)
-    .where(
-        Q.c.session_id == bindparam("sid"),
-        Q.c.seq > bindparam("after"),
-        Q.c.seq <= bindparam("last"),
-    )
-    .order_by(Q.c.seq)
-)
+# The hot statements are built once with bound parameters (here and in sql_by_id):
+# SQLAlchemy then finds each one's compiled form in its cache by a key computed from the
+# same object every time.
 
 
 def _query_document() -> ColumnElement[Any]:
@@ -163,12 +160,10 @@ _QUERY_DOCUMENTS = (
     )
     .order_by(Q.c.seq)
 )
-"""SQLite: the queries of :data:`_QUERY_RANGE`, each as its JSON text."""
+"""SQLite: the queries of :func:`~fiml.sessions.backends.sql_by_id.query_range`, each as
+its JSON text."""
 _INSERT_SESSION = insert(S)
 _INSERT_QUERIES = insert(Q)
-_UPDATE_SESSION = update(S).where(S.c.id == bindparam("sid_"))
-"""Sets the columns named by the parameters given with it (SQLAlchemy's own rule)."""
-_DROP_PLACED = delete(Q).where(Q.c.session_id == bindparam("sid"), Q.c.seq > bindparam("after"))
 
 
 _RULE_COLUMNS = frozenset(
@@ -207,13 +202,6 @@ def _columns_read(changes: SessionChanges) -> frozenset[str]:
 
 
 @functools.cache
-def _locked_row(names: frozenset[str]) -> Select[Any]:
-    """The columns ``names`` of the session's row, locked."""
-    columns = (c for c in S.c if c.name in names)
-    return select(*columns).where(S.c.id == bindparam("sid")).with_for_update()
-
-
-@functools.cache
 def _insert_new_queries(dialect: str) -> Any:
     """Inserts a write's queries, skipping those the session recorded already (same id),
     and returns the ids it inserted: the duplicate check and the insert in one statement.
@@ -221,21 +209,6 @@ def _insert_new_queries(dialect: str) -> Any:
     conflict = QUERY_CONFLICT_COLUMNS if dialect == "postgresql" else ("session_id", "id")
     ins = dialect_insert(dialect, Q).on_conflict_do_nothing(index_elements=conflict)
     return ins.returning(Q.c.id)
-
-
-@functools.cache
-def _row_to_plan(names: frozenset[str], with_query: bool) -> Select[Any]:
-    """The session's row as :func:`_locked_row` reads it, unlocked, and with a query
-    whether the write's one query (``qid``) is recorded: one statement, one snapshot."""
-    columns = [c for c in S.c if c.name in names]
-    stmt = select(*columns).where(S.c.id == bindparam("sid"))
-    if with_query:
-        recorded = select(Q.c.id).where(Q.c.session_id == S.c.id, Q.c.id == bindparam("qid"))
-        stmt = stmt.add_columns(recorded.exists().label(_RECORDED))
-    return stmt
-
-
-_RECORDED = "fiml_query_recorded"
 
 
 def _insert(conn: Connection, session: Session, events: Sequence[SessionEvent]) -> None:
@@ -252,11 +225,14 @@ def _insert(conn: Connection, session: Session, events: Sequence[SessionEvent]) 
 def _load(
     conn: Connection, session_id: UUID, recent_queries: int | None, owner: str | None
 ) -> Session | None:
-    if owner is None:
-        found = conn.execute(_SESSION_ROW, {"sid": session_id})
-    else:  # another owner's session: no row, as for an unknown id (the same index lookup)
-        found = conn.execute(_OWNED_SESSION_ROW, {"sid": session_id, "owner": owner})
-    row = found.mappings().first()
+    partitioned = is_partitioned(conn)
+    params = {"sid": session_id} if owner is None else {"sid": session_id, "owner": owner}
+    owned = owner is not None
+    row = conn.execute(session_row(partitioned, owned), params).mappings().first()
+    where = "active"
+    if row is None and partitioned:  # not active: archived, or no such session
+        row = conn.execute(session_row(True, owned, archived=True), params).mappings().first()
+        where = "month"
     if row is None:
         return None
     if recent_queries is None or recent_queries > 0:
@@ -265,15 +241,27 @@ def _load(
         total = row["total_queries"]
         after = 0 if recent_queries is None else total - recent_queries
         page = {"sid": session_id, "after": after, "last": total}
-        return session_from_row(row, _queries(conn, page))
+        if where == "month":
+            page["month"] = row[ARCHIVE_MONTH]
+        return session_from_row(row, _queries(conn, page, where))
     return session_from_row(row, [])
 
 
-def _queries(conn: Connection, page: dict[str, Any]) -> list[QueryRecord]:
-    """The queries of ``page`` (:data:`_QUERY_RANGE`'s parameters), oldest first."""
+def _queries(conn: Connection, page: dict[str, Any], where: str) -> list[QueryRecord]:
+    """The queries of ``page`` (:func:`~fiml.sessions.backends.sql_by_id.query_range`'s
+    parameters), oldest first; on PostgreSQL in the partition ``where`` says."""
     if conn.dialect.name == "sqlite":
         return queries_from_json(conn.execute(_QUERY_DOCUMENTS, page).scalars().all())
-    return queries_from_rows(conn.execute(_QUERY_RANGE, page).all())
+    return queries_from_rows(conn.execute(query_range(where), page).all())
+
+
+def _history(conn: Connection, page: dict[str, Any]) -> list[QueryRecord]:
+    """The queries of ``page``: on PostgreSQL those in the active partition, else (none
+    there: an archived session's, or a page past the end) wherever they are."""
+    queries = _queries(conn, page, "active")
+    if not queries and is_partitioned(conn):
+        queries = _queries(conn, page, "any")
+    return queries
 
 
 def _apply(
@@ -291,7 +279,11 @@ def _apply(
     without a query of their own. A refusal raises, and the transaction takes the insert
     back with everything else.
     """
-    row = conn.execute(_locked_row(_columns_read(changes)), {"sid": session_id}).mappings().first()
+    partitioned = is_partitioned(conn)
+    names, params = _columns_read(changes), {"sid": session_id}
+    row = conn.execute(locked_row(names, partitioned), params).mappings().first()
+    if row is None and partitioned:  # archived (the rules refuse it), or no such session
+        row = conn.execute(locked_row(names, True, archived=True), params).mappings().first()
     if row is None:
         raise SessionNotFoundError(session_id)
     stored_values = dict(row)  # a dict: the rules also ask for the sections not read
@@ -309,10 +301,10 @@ def _apply(
     write = plan_write(session_id, stored, changes, now=now, limits=limits)
     if recorded and write.new_queries:
         # Some were recorded already: the others were placed after gaps; renumber them.
-        conn.execute(_DROP_PLACED, {"sid": session_id, "after": total})
+        conn.execute(drop_placed(partitioned), {"sid": session_id, "after": total})
         rows = [query_values(session_id, n, q) for n, q in enumerate(write.new_queries, total + 1)]
         conn.execute(_INSERT_QUERIES, rows)
-    conn.execute(_UPDATE_SESSION, {"sid_": session_id, **write.values})
+    conn.execute(update_session(partitioned), {"sid_": session_id, **write.values})
     index_write(conn, session_id, stored_values, write.values, write.new_queries)
     append_events(conn, session_id, write_events(changes, write.new_queries, now=now))
     return write.counters
@@ -343,12 +335,15 @@ def _plan_unlocked(
     params: dict[str, Any] = {"sid": session_id}
     if query is not None:
         params["qid"] = query.id
-    stmt = _row_to_plan(_columns_read(changes), query is not None)
-    row = conn.execute(stmt, params).mappings().first()
+    names, with_query = _columns_read(changes), query is not None
+    row = conn.execute(row_to_plan(names, with_query, True), params).mappings().first()
+    if row is None:  # archived (the rules refuse it), or no such session
+        stmt = row_to_plan(names, with_query, True, archived=True)
+        row = conn.execute(stmt, params).mappings().first()
     if row is None:
         raise SessionNotFoundError(session_id)
     values = dict(row)
-    recorded = {query.id} if query is not None and values.pop(_RECORDED) else set()
+    recorded = {query.id} if query is not None and values.pop(RECORDED) else set()
     stored = StoredSession.of(values, recorded_query_ids=recorded)
     write = plan_write(session_id, stored, changes, now=now, limits=limits)
     events = write_events(changes, write.new_queries, now=now)
@@ -387,15 +382,19 @@ def _conditional_write(
     The row's update is a data-modifying CTE (``bumped``), and every other row the write
     adds or removes (its query, its timeline events, its search terms) is a further CTE
     that selects from what ``bumped`` returned: all or nothing, as one statement is, in
-    one round trip.
+    one round trip. It updates the active session only (the partition named: see
+    :mod:`~fiml.sessions.backends.sql_by_id`); an archived one is no longer there.
     """
+    sessions = sessions_table
     bump = (
-        update(S)
+        update(sessions)
         .where(
-            S.c.id == bindparam("sid", type_=S.c.id.type), S.c.version == bindparam("read_version")
+            sessions.c.id == bindparam("sid", type_=S.c.id.type),
+            sessions.c.version == bindparam("read_version"),
+            in_active_partition(sessions),
         )
         .values({name: bindparam(f"set_{name}", type_=S.c[name].type) for name in columns})
-        .returning(S.c.id)
+        .returning(sessions.c.id)
     )
     bumped = bump.cte("bumped")
     beside = []
@@ -449,7 +448,7 @@ class SqlBackend(SqlArchive, SqlMetrics, SqlSharing):
         page = {"sid": session_id, "after": offset, "last": offset + limit}
 
         def read(conn: Connection) -> list[QueryRecord]:
-            return _queries(conn, page)
+            return _history(conn, page)
 
         try:
             return await self._reading(read)

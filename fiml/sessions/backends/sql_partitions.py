@@ -43,6 +43,7 @@ from uuid import UUID
 
 from sqlalchemy import (
     Column,
+    ColumnElement,
     Connection,
     DateTime,
     MetaData,
@@ -53,6 +54,7 @@ from sqlalchemy import (
     delete,
     exists,
     func,
+    literal_column,
     select,
     text,
     update,
@@ -75,10 +77,12 @@ __all__ = [
     "DroppedPartition",
     "archive_month",
     "archive_partitions",
+    "archived_months",
     "compared_with_models",
     "drop_partition",
     "ensure_partitions",
     "existing_ids",
+    "in_active_partition",
     "is_partition_name",
     "is_partitioned",
     "month_partitions",
@@ -121,6 +125,21 @@ def _with_month(table: Table) -> Table:
 
 sessions_table = _with_month(S)
 queries_table = _with_month(Q)
+
+# Inline text, not a bound parameter: the planner prunes on it when it plans, a cached
+# generic plan included, which then names the active partition only.
+_ACTIVE = literal_column(f"'{ACTIVE_MONTH}'", DateTime(timezone=True))
+
+
+def in_active_partition(table: Table) -> ColumnElement[bool]:
+    """``table`` (:data:`sessions_table`, :data:`queries_table`) held to its active
+    partition: ``archive_month = 'infinity'``."""
+    return table.c[ARCHIVE_MONTH] == _ACTIVE
+
+
+def archived_months(table: Table) -> ColumnElement[bool]:
+    """``table`` held to its partitions of archived months (and the DEFAULT one)."""
+    return table.c[ARCHIVE_MONTH] < _ACTIVE
 
 
 def is_partitioned(conn: Connection) -> bool:
@@ -304,12 +323,18 @@ def drop_partition(conn: Connection, month: datetime) -> DroppedPartition | None
 
 _MOVE_SESSIONS = (
     update(sessions_table)
-    .where(sessions_table.c.id.in_(bindparam("ids", expanding=True)))
+    .where(
+        sessions_table.c.id.in_(bindparam("ids", expanding=True)),
+        in_active_partition(sessions_table),
+    )
     .values({ARCHIVE_MONTH: bindparam("month")})
 )
 _MOVE_QUERIES = (
     update(queries_table)
-    .where(queries_table.c.session_id.in_(bindparam("ids", expanding=True)))
+    .where(
+        queries_table.c.session_id.in_(bindparam("ids", expanding=True)),
+        in_active_partition(queries_table),
+    )
     .values({ARCHIVE_MONTH: bindparam("month")})
 )
 
