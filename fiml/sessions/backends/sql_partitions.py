@@ -18,8 +18,13 @@ Why ``archive_month`` and not ``archived_at`` as the key: a partitioned table's 
 key must include its partition key, and a key column cannot be null, as ``archived_at``
 of an active session is. The key is ``(id, archive_month)``, so PostgreSQL checks an id's
 uniqueness per partition only; ids are random UUIDs, and importing an archived session
-looks for its id first (:func:`existing_ids`). Lookups by id probe the key's index of
-each partition (one per month of retention), not one index: flat in the number of rows.
+looks for its id first (:func:`existing_ids`). A lookup by id alone would probe the
+key's index of each partition (one per month of retention); so a statement on an active
+session names ``archive_month = 'infinity'`` (inline text: :func:`in_active_partition`),
+and the planner prunes it to the active partitions when it plans it, however many months
+are kept (:mod:`~fiml.sessions.backends.sql_by_id`). Only a session not found there (an
+archived one, or an unknown id) is looked for among the months, in each one's index, and
+its queries then in its month's partition alone.
 A foreign key to a partitioned table must name its partition key too, and neither
 ``session_queries`` nor ``session_events`` carries one (0004 drops the events' one): the
 backend deletes a session's queries and events itself (:func:`drop_partition` a month's
