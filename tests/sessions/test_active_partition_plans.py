@@ -3,7 +3,8 @@ active partitions only, whatever the number of months retained: each statement t
 store sends is explained (``EXPLAIN (FORMAT JSON)``, with the parameters it was sent
 with) and the partitions its plan names are counted. An archived session is still read,
 its queries from its month's partition alone; a write to it is refused as archived; an
-unknown id and another owner's session cost the same reads."""
+unknown id and another owner's session cost the same reads. The archive of Redis, which
+holds no active session, reads by id in one lookup."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -24,7 +26,7 @@ from fiml.sessions import SessionStore
 from fiml.sessions.backends.base import SessionChanges
 from fiml.sessions.models import QueryRecord, utcnow
 from tests.clock import MovableClock
-from tests.conftest import require_postgres, reset_postgres, sql_archive
+from tests.conftest import require_postgres, reset_postgres, settings_for, sql_archive
 
 pytestmark = pytest.mark.asyncio
 
@@ -224,3 +226,28 @@ async def test_an_unknown_id_and_another_owners_session_cost_the_same_reads(
         reads.append(len(sent))
     assert reads[0] == reads[1] == reads[2] == 2
     assert await store.get_session(uuid4()) is None
+
+
+async def test_the_archive_of_redis_reads_an_archived_session_in_one_lookup(
+    tmp_path: Path,
+) -> None:
+    """Redis holds the active sessions: the SQL archive holds none, so a read by id looks
+    in every partition at once, as before, not in the (empty) active one first."""
+    store = SessionStore(await settings_for("redis+postgres", tmp_path))
+    await store.initialize()
+    try:
+        session = await store.create_session(["AAPL"], "equity", user_id="u")
+        await store.append_query(session.id, QueryRecord(query_type="price", parameters={}))
+        assert await store.archive_session(session.id)
+        engine = sql_archive(store).engine
+        with _sent(engine) as sent:
+            found = await store.get_session(session.id)
+            history = await store.get_history(session.id)
+        assert found is not None and found.is_archived
+        assert len(found.state.history.queries) == len(history.queries) == 1
+        assert len(sent) == 4  # each read: the row, then its queries (one statement each)
+        with _sent(engine) as sent:
+            assert await store.get_session(uuid4()) is None
+        assert len(sent) == 1
+    finally:
+        await store.shutdown()

@@ -22,7 +22,8 @@ __all__ = ["ActiveTier", "ArchiveTier", "SqlBackend", "build_backends", "build_s
 
 
 def build_sql_backend(settings: Settings) -> SqlBackend:
-    """The SQL backend for ``settings.database_url``."""
+    """The SQL backend for ``settings.database_url``; with ``settings.redis_url`` the
+    archive only (Redis holds the active sessions)."""
     # Imported when a SQL backend is built, not with this package: every module of the
     # backends package runs this file first, and SQLAlchemy is most of a command's start.
     from sqlalchemy.engine import make_url
@@ -39,7 +40,11 @@ def build_sql_backend(settings: Settings) -> SqlBackend:
         max_overflow=settings.database_max_overflow,
         timeout=settings.database_timeout_seconds,
     )
-    return SqlBackend(engine, auto_migrate=settings.database_auto_migrate)
+    return SqlBackend(
+        engine,
+        auto_migrate=settings.database_auto_migrate,
+        holds_active=not settings.redis_url,
+    )
 
 
 def build_backends(

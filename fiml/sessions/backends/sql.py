@@ -223,14 +223,25 @@ def _insert(conn: Connection, session: Session, events: Sequence[SessionEvent]) 
 
 
 def _load(
-    conn: Connection, session_id: UUID, recent_queries: int | None, owner: str | None
+    conn: Connection,
+    session_id: UUID,
+    recent_queries: int | None,
+    owner: str | None,
+    holds_active: bool,
 ) -> Session | None:
+    """The session, on PostgreSQL looked for in the active partition first, then among
+    the months; without ``holds_active`` (the archive of Redis) in every partition at once,
+    one statement (see :mod:`~fiml.sessions.backends.sql_by_id`)."""
     partitioned = is_partitioned(conn)
     params = {"sid": session_id} if owner is None else {"sid": session_id, "owner": owner}
     owned = owner is not None
-    row = conn.execute(session_row(partitioned, owned), params).mappings().first()
-    where = "active"
-    if row is None and partitioned:  # not active: archived, or no such session
+    if partitioned and not holds_active:
+        row = conn.execute(session_row(False, owned), params).mappings().first()
+        where = "any"
+    else:
+        row = conn.execute(session_row(partitioned, owned), params).mappings().first()
+        where = "active"
+    if row is None and partitioned and holds_active:  # not active: archived, or unknown
         row = conn.execute(session_row(True, owned, archived=True), params).mappings().first()
         where = "month"
     if row is None:
@@ -255,9 +266,12 @@ def _queries(conn: Connection, page: dict[str, Any], where: str) -> list[QueryRe
     return queries_from_rows(conn.execute(query_range(where), page).all())
 
 
-def _history(conn: Connection, page: dict[str, Any]) -> list[QueryRecord]:
+def _history(conn: Connection, page: dict[str, Any], holds_active: bool) -> list[QueryRecord]:
     """The queries of ``page``: on PostgreSQL those in the active partition, else (none
-    there: an archived session's, or a page past the end) wherever they are."""
+    there: an archived session's, or a page past the end) wherever they are; without
+    ``holds_active`` wherever they are at once."""
+    if is_partitioned(conn) and not holds_active:
+        return _queries(conn, page, "any")
     queries = _queries(conn, page, "active")
     if not queries and is_partitioned(conn):
         queries = _queries(conn, page, "any")
@@ -439,7 +453,9 @@ class SqlBackend(SqlArchive, SqlMetrics, SqlSharing):
         with an ``owner`` only if it is theirs; a row that does not decode is a
         CorruptRecordError naming the session."""
         try:
-            return await self._reading(lambda conn: _load(conn, session_id, recent_queries, owner))
+            return await self._reading(
+                lambda conn: _load(conn, session_id, recent_queries, owner, self.holds_active)
+            )
         except UNDECODABLE as exc:
             raise CorruptRecordError(self.name, session_id, failure_reason(exc)) from None
 
@@ -448,7 +464,7 @@ class SqlBackend(SqlArchive, SqlMetrics, SqlSharing):
         page = {"sid": session_id, "after": offset, "last": offset + limit}
 
         def read(conn: Connection) -> list[QueryRecord]:
-            return _history(conn, page)
+            return _history(conn, page, self.holds_active)
 
         try:
             return await self._reading(read)

@@ -204,9 +204,15 @@ class SqlArchive:
     on PostgreSQL through ``AsyncConnection.run_sync`` on the async engine (asyncpg).
     """
 
-    def __init__(self, engine: AsyncEngine, *, auto_migrate: bool = False) -> None:
+    def __init__(
+        self, engine: AsyncEngine, *, auto_migrate: bool = False, holds_active: bool = True
+    ) -> None:
         self.engine = engine
         self.name = engine.dialect.name
+        # Whether active sessions live here (not on Redis): on PostgreSQL a read by id then
+        # looks in the active partition first, else among the months at once, one statement.
+        # Either way it finds any session: this only orders the lookups.
+        self.holds_active = holds_active
         # The embedded SQLite file has one user and no operator to run a migration step;
         # any other database is migrated on purpose unless the settings opt in.
         self._migrates = auto_migrate or is_sqlite(engine)
