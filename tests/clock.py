@@ -20,3 +20,7 @@ class MovableClock:
     def move(self, by: timedelta) -> None:
         """Move the clock ``by`` (forward, or back before anything happens)."""
         self.offset += by
+
+    def set_to(self, moment: datetime) -> None:
+        """Move the clock to ``moment`` (time then passes from there)."""
+        self.offset = moment - utcnow()

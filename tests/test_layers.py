@@ -39,6 +39,7 @@ BACKEND_FAMILIES = {
     "sql": (
         "sql",
         "sql_archive",
+        "sql_by_id",
         "sql_events",
         "sql_faults",
         "sql_metrics",

@@ -9,7 +9,7 @@ holds no active session, reads by id in one lookup."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,13 +20,17 @@ import pytest
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from fiml.core.config import Settings
 from fiml.core.errors import SessionArchivedError
 from fiml.sessions import SessionStore
 from fiml.sessions.backends.base import SessionChanges
-from fiml.sessions.models import QueryRecord, utcnow
+from fiml.sessions.backends.sql_partitions import (
+    ACTIVE_MONTH,
+    in_active_partition,
+    sessions_table,
+)
+from fiml.sessions.models import QueryRecord
 from tests.clock import MovableClock
-from tests.conftest import require_postgres, reset_postgres, settings_for, sql_archive
+from tests.conftest import settings_for, sql_archive
 
 pytestmark = pytest.mark.asyncio
 
@@ -37,33 +41,27 @@ _NOW = datetime(2030, 4, 5, tzinfo=UTC)
 
 
 @pytest.fixture
-async def pg_store() -> AsyncIterator[tuple[SessionStore, MovableClock]]:
-    url = await require_postgres()
-    await reset_postgres(url)
-    clock = MovableClock()
-    store = SessionStore(Settings(database_url=url, redis_url=None), clock=clock)
-    await store.initialize()
-    try:
-        yield store, clock
-    finally:
-        await store.shutdown()
+def store_kind() -> str:
+    """PostgreSQL alone (conftest's ``store`` is built for it)."""
+    return "postgres"
 
 
-def _set_clock(clock: MovableClock, moment: datetime) -> None:
-    clock.offset = moment - utcnow()
+@pytest.fixture
+def pg_store(store: SessionStore, clock: MovableClock) -> tuple[SessionStore, MovableClock]:
+    return store, clock
 
 
 async def _with_months(store: SessionStore, clock: MovableClock) -> UUID:
     """Six monthly partitions (January to June 2030) and a session archived in February,
     with one query; the clock then in April."""
     for month in (datetime(2030, 1, 5, tzinfo=UTC), _NOW):
-        _set_clock(clock, month)
+        clock.set_to(month)
         await store.prepare_archive()
-    _set_clock(clock, _ARCHIVED_IN)
+    clock.set_to(_ARCHIVED_IN)
     archived = await store.create_session(["AAPL"], "equity", user_id="u")
     await store.append_query(archived.id, QueryRecord(query_type="price", parameters={}))
     assert await store.archive_session(archived.id)
-    _set_clock(clock, _NOW)
+    clock.set_to(_NOW)
     return archived.id
 
 
@@ -251,3 +249,14 @@ async def test_the_archive_of_redis_reads_an_archived_session_in_one_lookup(
         assert len(sent) == 1
     finally:
         await store.shutdown()
+
+
+async def test_the_active_partition_is_named_by_the_active_month_inline(
+    pg_store: tuple[SessionStore, MovableClock],
+) -> None:
+    """Inline text (no bound parameter, which the planner of a generic plan could not
+    prune on) that says :data:`ACTIVE_MONTH`."""
+    dialect = sql_archive(pg_store[0]).engine.dialect
+    condition = in_active_partition(sessions_table).compile(dialect=dialect)
+    assert str(condition) == f"sessions.archive_month = '{ACTIVE_MONTH}'"
+    assert not condition.params
