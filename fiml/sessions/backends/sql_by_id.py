@@ -10,7 +10,9 @@ prunes the others when it plans it. Writes take active sessions only; the one th
 no active row reads the archived months next (``archived=True``): an archived session is
 then read, or refused as archived by a write, and an unknown id, or another owner's,
 costs the same two reads. An archived session's queries are read in its month's
-partition, which its row names (``archive_month``).
+partition, which its row names (``archive_month``). The archive of Redis holds no active
+session (``SqlArchive.holds_active``): its reads by id look in every partition at once,
+one statement, as the statements built with ``partitioned=False`` do.
 
 SQLite has no partitions and no ``archive_month``: its statements are the plain ones.
 Each statement is built once per shape, with bound parameters, and cached.
